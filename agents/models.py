@@ -1,0 +1,252 @@
+"""Agent types, agent instances with their lifecycle guard, and the transition ledger.
+
+The lifecycle is declared once, here, with django-fsm-2: ``status`` is a protected ``FSMField``
+(assigning it on a loaded instance raises ``AttributeError``), it changes only through the
+``@transition`` methods below, and ``ConcurrentTransitionMixin`` makes a stale writer's ``save()``
+fail with ``ConcurrentTransition`` instead of overwriting a newer state. Services in
+``agents.services`` lock the row, call the transition method, save with ``update_fields`` and
+write an ``AgentTransition`` row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from projects.models import TimeStampedModel
+
+from .choices import AgentStatus, TerminationReason
+
+S = AgentStatus
+
+
+def _json_path(prefix: str, path) -> str:
+    return ".".join([prefix, *(str(p) for p in path)])
+
+
+class AgentType(TimeStampedModel):
+    """The definition (template) of an agent: what it can do and how its instances are configured.
+
+    ``config_schema`` is a JSON Schema (draft 2020-12) that every instance's ``config`` must
+    satisfy; ``handler`` optionally names a registered Python agent class by its slug.
+    """
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    capabilities = models.JSONField(default=list, blank=True, help_text="List of capability names (strings).")
+    config_schema = models.JSONField(default=dict, blank=True, help_text="JSON Schema for instance config.")
+    handler = models.CharField(max_length=100, blank=True, help_text="Slug of a registered agent class.")
+    is_active = models.BooleanField(default=True, db_index=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if not isinstance(self.capabilities, list) or not all(isinstance(c, str) for c in self.capabilities):
+            errors["capabilities"] = ["Must be a list of strings."]
+        if not isinstance(self.config_schema, dict):
+            errors["config_schema"] = ["Must be a JSON object (a JSON Schema)."]
+        else:
+            try:
+                Draft202012Validator.check_schema(self.config_schema)
+            except SchemaError as exc:
+                errors["config_schema"] = [f"Not a valid JSON Schema: {exc.message}"]
+        if errors:
+            raise ValidationError(errors)
+
+    def validate_config(self, config) -> None:
+        """Validate an instance ``config`` against ``config_schema``.
+
+        Raises:
+            ValidationError: keyed by field path (``config``, ``config.retries``, ...), one message
+                per violation, so the API can report each problem where it is.
+        """
+        if not isinstance(config, dict):
+            raise ValidationError({"config": ["Must be a JSON object."]})
+        validator = Draft202012Validator(self.config_schema or {})
+        errors: dict[str, list[str]] = {}
+        for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
+            errors.setdefault(_json_path("config", error.absolute_path), []).append(error.message)
+        if errors:
+            raise ValidationError(errors)
+
+
+class AgentInstanceQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        """Refuse bulk status changes: status moves only through the lifecycle guard."""
+        if "status" in kwargs:
+            raise TypeError("AgentInstance.status cannot be bulk-updated; use agents.services.agent_transition().")
+        return super().update(**kwargs)
+
+    def live(self) -> AgentInstanceQuerySet:
+        """Agents that are not terminated (they count against the concurrency limit)."""
+        return self.exclude(status=S.TERMINATED)
+
+
+class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
+    """A running (or stopped) agent in a project.
+
+    Lifecycle (design.md §3; the seed's table)::
+
+        IDLE     -> WORKING, PAUSED, TERMINATED
+        WORKING  -> IDLE, WAITING, PAUSED, TERMINATED
+        WAITING  -> IDLE, WORKING, PAUSED, TERMINATED
+        PAUSED   -> IDLE (resume), TERMINATED
+        TERMINATED -> nothing
+
+    Usage counters: ``tasks_completed`` (count), ``tokens_used`` (tokens), ``cost_incurred`` (USD);
+    they change only through ``agents.services.agent_record_usage`` (atomic ``F()`` increments).
+    """
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="agents")
+    agent_type = models.ForeignKey(AgentType, on_delete=models.PROTECT, related_name="instances")
+    name = models.CharField(max_length=200)
+    status = FSMField(default=S.IDLE, choices=S.choices, protected=True, db_index=True)
+    current_task = models.TextField(blank=True)
+    short_term_memory = models.JSONField(default=dict, blank=True)
+    long_term_memory_ref = models.CharField(max_length=500, blank=True)
+    session_id = models.CharField(max_length=200, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    is_playground = models.BooleanField(default=False, db_index=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+    termination_reason = models.CharField(max_length=20, choices=TerminationReason.choices, blank=True)
+    tasks_completed = models.PositiveIntegerField(default=0)
+    tokens_used = models.PositiveBigIntegerField(default=0)
+    cost_incurred = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+
+    objects = AgentInstanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "status"], name="agent_project_status_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        """Save, refusing to create an agent in any state but IDLE (agents are born idle)."""
+        if self._state.adding and self.status != S.IDLE:
+            raise ValueError("New agents start IDLE; move them with the lifecycle transitions.")
+        super().save(*args, **kwargs)
+
+    # --- Transitions. Each one only touches this row's fields; the service saves them. ---
+
+    @transition(field=status, source=[S.IDLE, S.WAITING], target=S.WORKING, custom={"fields": ()})
+    def start_work(self) -> None:
+        """Begin (or continue) working on ``current_task``."""
+
+    @transition(field=status, source=S.WORKING, target=S.WAITING, custom={"fields": ()})
+    def wait(self) -> None:
+        """Block on something outside the agent (a tool, a human, another agent)."""
+
+    @transition(field=status, source=[S.WORKING, S.WAITING], target=S.IDLE, custom={"fields": ()})
+    def finish(self) -> None:
+        """Return to IDLE after working or waiting."""
+
+    @transition(field=status, source=[S.IDLE, S.WORKING, S.WAITING], target=S.PAUSED, custom={"fields": ()})
+    def pause(self) -> None:
+        """Stop temporarily; only ``resume`` or ``terminate`` leave PAUSED."""
+
+    @transition(field=status, source=S.PAUSED, target=S.IDLE, custom={"fields": ()})
+    def resume(self) -> None:
+        """Leave PAUSED for IDLE."""
+
+    @transition(
+        field=status,
+        source=[S.IDLE, S.WORKING, S.WAITING, S.PAUSED],
+        target=S.TERMINATED,
+        custom={"fields": ("terminated_at", "termination_reason", "session_id", "current_task")},
+    )
+    def terminate(self, reason: str = TerminationReason.USER) -> None:
+        """Stop for good: stamp ``terminated_at``, record the reason, clear session and task."""
+        self.terminated_at = timezone.now()
+        self.termination_reason = reason
+        self.session_id = ""
+        self.current_task = ""
+
+    # --- Reading the table. ---
+
+    @property
+    def allowed_transitions(self) -> list[str]:
+        """Status values reachable from the current status, in lifecycle order."""
+        return allowed_targets(self.status)
+
+    def transition_method(self, target: str):
+        """Return the bound transition method that moves to ``target`` from the current status.
+
+        Returns ``None`` when the table has no such edge.
+        """
+        for t in self.get_available_status_transitions():
+            if t.target == target:
+                return getattr(self, t.name)
+        return None
+
+
+def _build_table() -> dict[str, list[str]]:
+    order = list(S.values)
+    table: dict[str, set[str]] = {value: set() for value in order}
+    for t in AgentInstance._meta.get_field("status").get_all_transitions(AgentInstance):
+        table[t.source].add(t.target)
+    return {source: [v for v in order if v in targets] for source, targets in table.items()}
+
+
+def allowed_targets(status: str) -> list[str]:
+    """Targets reachable from ``status`` according to the model's transitions."""
+    return list(TRANSITIONS[status])
+
+
+class AgentTransition(models.Model):
+    """Append-only audit ledger: one row per lifecycle change (and one for the spawn).
+
+    ``from_status`` is blank for the spawn row; ``actor`` is ``None`` for the system;
+    ``request_id`` is the client's ``Idempotency-Key`` (unique per agent when present).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(AgentInstance, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(max_length=20, choices=S.choices, blank=True)
+    to_status = models.CharField(max_length=20, choices=S.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    request_id = models.CharField(max_length=200, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "request_id"],
+                condition=models.Q(request_id__isnull=False),
+                name="unique_agent_request_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.from_status or '∅'} → {self.to_status}"
+
+    def save(self, *args, **kwargs) -> None:
+        """Insert only: ledger rows are immutable."""
+        if not self._state.adding:
+            raise ValueError("AgentTransition rows are append-only.")
+        super().save(*args, **kwargs)
+
+
+TRANSITIONS: dict[str, list[str]] = _build_table()

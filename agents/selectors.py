@@ -1,0 +1,51 @@
+"""Read queries for agents that are more than a plain queryset."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet, Sum
+
+from .choices import AgentStatus
+from .models import AgentInstance
+
+
+def agent_queryset() -> QuerySet[AgentInstance]:
+    """Agents with everything their representation needs, in one query for any page size.
+
+    Joins ``agent_type`` and ``project``; ``assigned_issues_count`` is an annotation.
+    """
+    return AgentInstance.objects.select_related("agent_type", "project").annotate(
+        assigned_issues_count=Count("assigned_issues", distinct=True)
+    )
+
+
+_STATUS_KEYS = {
+    "active_instances": AgentStatus.WORKING,
+    "idle_instances": AgentStatus.IDLE,
+    "waiting_instances": AgentStatus.WAITING,
+    "paused_instances": AgentStatus.PAUSED,
+    "terminated_instances": AgentStatus.TERMINATED,
+}
+
+
+def agent_metrics(queryset: QuerySet[AgentInstance]) -> dict[str, Any]:
+    """Aggregate usage over ``queryset`` in one query.
+
+    Returns ``{"total_instances", "active_instances" (WORKING), "idle_instances",
+    "waiting_instances", "paused_instances", "terminated_instances", "total_tasks_completed",
+    "total_tokens_used" (tokens), "total_cost_incurred" (USD, Decimal)}``.
+    """
+    aggregates = {key: Count("pk", filter=Q(status=status)) for key, status in _STATUS_KEYS.items()}
+    row = queryset.order_by().aggregate(
+        total_instances=Count("pk"),
+        **aggregates,
+        total_tasks_completed=Sum("tasks_completed"),
+        total_tokens_used=Sum("tokens_used"),
+        total_cost_incurred=Sum("cost_incurred"),
+    )
+    row["total_tasks_completed"] = row["total_tasks_completed"] or 0
+    row["total_tokens_used"] = row["total_tokens_used"] or 0
+    row["total_cost_incurred"] = row["total_cost_incurred"] or Decimal("0")
+    return row

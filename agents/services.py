@@ -1,0 +1,277 @@
+"""Write operations on agents: one function per business action.
+
+Every path that changes an agent — API, admin, management commands, registry hooks — calls these.
+Each lifecycle change locks the row (``select_for_update``) inside ``transaction.atomic()``,
+checks the model's transition table, saves with ``update_fields``, appends one ``AgentTransition``
+row and sends its signal only after commit. Lock order is workspace → project → agent.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from projects.models import Project, Workspace
+from syndarix.exceptions import InvalidInput
+
+from .choices import AgentStatus, TerminationReason
+from .exceptions import (
+    AgentsDisabled,
+    AgentTerminated,
+    AlreadyTerminated,
+    ConcurrencyLimitExceeded,
+    InvalidTransition,
+)
+from .models import AgentInstance, AgentTransition, AgentType
+from .signals import agent_spawned, agent_transitioned
+
+#: Fields ``agent_update`` may change (``status`` goes through the guard separately).
+UPDATABLE_FIELDS = ("name", "current_task", "short_term_memory", "long_term_memory_ref", "session_id", "config")
+
+
+def _user(actor):
+    """The ledger's ``actor``: a saved, authenticated user, else ``None`` (the system)."""
+    return actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+
+
+def ensure_agents_enabled() -> None:
+    """Raise ``AgentsDisabled`` (503) when ``AGENTS_ENABLED`` is false."""
+    if not settings.AGENTS_ENABLED:
+        raise AgentsDisabled()
+
+
+def agent_spawn(
+    *,
+    project: Project,
+    agent_type: AgentType,
+    name: str,
+    actor=None,
+    config: dict[str, Any] | None = None,
+    current_task: str = "",
+    is_playground: bool = False,
+    request_id: str | None = None,
+) -> AgentInstance:
+    """Create an IDLE agent of ``agent_type`` in ``project`` and record the spawn in the ledger.
+
+    Args:
+        config: instance configuration, validated against ``agent_type.config_schema``.
+        request_id: an ``Idempotency-Key``; repeating it in the same project returns the agent the
+            first request spawned instead of spawning another.
+
+    Returns the new (or, on replay, the original) ``AgentInstance``.
+
+    Raises:
+        AgentsDisabled: ``AGENTS_ENABLED`` is false (503).
+        InvalidInput: the agent type is inactive (400, field ``agent_type_id``).
+        django.core.exceptions.ValidationError: ``config`` breaks the schema (400, per field path).
+        ConcurrencyLimitExceeded: the workspace already holds its limit of live agents (409).
+    """
+    ensure_agents_enabled()
+    if not agent_type.is_active:
+        raise InvalidInput(
+            f"Agent type '{agent_type.name}' is inactive and cannot be used.", field="agent_type_id"
+        )
+    config = {} if config is None else config
+    agent_type.validate_config(config)
+    with transaction.atomic():
+        # Lock the workspace, then count: concurrent spawns into one workspace serialize here.
+        workspace = Workspace.objects.select_for_update().get(pk=project.workspace_id)
+        if request_id:
+            replay = (
+                AgentTransition.objects.filter(agent__project=project, from_status="", request_id=request_id)
+                .select_related("agent")
+                .first()
+            )
+            if replay:
+                return replay.agent
+        live = AgentInstance.objects.filter(project__workspace=workspace).live().count()
+        limit = workspace.agent_limit
+        if live >= limit:
+            raise ConcurrencyLimitExceeded(limit=limit, current=live)
+        agent = AgentInstance(
+            project=project,
+            agent_type=agent_type,
+            name=name,
+            config=config,
+            current_task=current_task,
+            is_playground=is_playground,
+            last_activity_at=timezone.now(),
+        )
+        agent.save(force_insert=True)
+        AgentTransition.objects.create(
+            agent=agent, from_status="", to_status=AgentStatus.IDLE, actor=_user(actor), reason="spawned",
+            request_id=request_id,
+        )
+        transaction.on_commit(partial(agent_spawned.send, sender=AgentInstance, agent=agent, actor=_user(actor)))
+    return agent
+
+
+def agent_transition(
+    agent: AgentInstance,
+    target: str,
+    *,
+    actor=None,
+    reason: str = "",
+    request_id: str | None = None,
+    termination_reason: str = TerminationReason.USER,
+    only_from: frozenset[str] | None = None,
+) -> AgentInstance:
+    """Move ``agent`` to the ``target`` status through the lifecycle guard.
+
+    Locks the row, returns early when ``request_id`` was already used for this agent (idempotent
+    replay) or when ``target`` is the current status (a no-op), otherwise applies the model's
+    transition, saves with ``update_fields``, writes one ``AgentTransition`` and sends
+    ``agent_transitioned`` after commit.
+
+    Args:
+        target: a status wire value (``"paused"``, ...).
+        termination_reason: stored when ``target`` is ``terminated`` (a ``TerminationReason``).
+        only_from: restrict the sources this call accepts (``agent_resume`` uses ``{paused}``).
+
+    Returns the fresh, locked-and-saved instance (use it instead of ``agent``).
+
+    Raises:
+        AgentsDisabled: (503).
+        InvalidInput: ``target`` is not a status (400).
+        AlreadyTerminated: ``target`` is terminated and the agent already is (409).
+        InvalidTransition: the table has no edge from the current status to ``target`` (409).
+    """
+    ensure_agents_enabled()
+    if target not in AgentStatus.values:
+        raise InvalidInput(f"'{target}' is not a valid status.", field="status")
+    if termination_reason not in TerminationReason.values:
+        raise InvalidInput(f"'{termination_reason}' is not a termination reason.", field="reason")
+    with transaction.atomic():
+        locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
+        if request_id and locked.transitions.filter(request_id=request_id).exists():
+            return locked
+        source = locked.status
+        if source == target:
+            if target == AgentStatus.TERMINATED:
+                raise AlreadyTerminated()
+            return locked
+        method = locked.transition_method(target)
+        if method is None or (only_from is not None and source not in only_from):
+            raise InvalidTransition(source, target, locked.allowed_transitions)
+        spec = method._django_fsm.get_transition(source)
+        method(reason=termination_reason) if target == AgentStatus.TERMINATED else method()
+        locked.last_activity_at = timezone.now()
+        locked.save(update_fields=["status", "last_activity_at", "updated_at", *spec.custom["fields"]])
+        ledger = AgentTransition.objects.create(
+            agent=locked, from_status=source, to_status=target, actor=_user(actor), reason=reason,
+            request_id=request_id,
+        )
+        transaction.on_commit(
+            partial(
+                agent_transitioned.send, sender=AgentInstance, agent=locked, source=source, target=target,
+                transition=ledger, actor=_user(actor),
+            )
+        )
+    return locked
+
+
+def agent_pause(agent: AgentInstance, *, actor=None, reason: str = "", request_id: str | None = None) -> AgentInstance:
+    """Pause ``agent`` (IDLE/WORKING/WAITING → PAUSED). Raises as ``agent_transition``."""
+    return agent_transition(agent, AgentStatus.PAUSED, actor=actor, reason=reason, request_id=request_id)
+
+
+def agent_resume(agent: AgentInstance, *, actor=None, reason: str = "", request_id: str | None = None) -> AgentInstance:
+    """Resume ``agent`` (PAUSED → IDLE); an already-idle agent is a no-op. Raises as ``agent_transition``."""
+    return agent_transition(
+        agent, AgentStatus.IDLE, actor=actor, reason=reason, request_id=request_id,
+        only_from=frozenset({AgentStatus.PAUSED}),
+    )
+
+
+def agent_terminate(
+    agent: AgentInstance,
+    *,
+    actor=None,
+    reason: str = "",
+    termination_reason: str = TerminationReason.USER,
+    request_id: str | None = None,
+) -> AgentInstance:
+    """Terminate ``agent`` for good; ``reason`` is free text for the ledger.
+
+    Raises ``AlreadyTerminated`` (409) when it already is, otherwise as ``agent_transition``.
+    """
+    return agent_transition(
+        agent, AgentStatus.TERMINATED, actor=actor, reason=reason, request_id=request_id,
+        termination_reason=termination_reason,
+    )
+
+
+def agent_update(
+    agent: AgentInstance, *, actor=None, data: dict[str, Any], request_id: str | None = None
+) -> AgentInstance:
+    """Change an agent's editable fields and, when ``data["status"]`` is given, its status.
+
+    Only ``UPDATABLE_FIELDS`` are written (anything else in ``data`` is ignored); ``config`` is
+    validated against the type's schema; ``status`` goes through ``agent_transition``. All of it
+    happens in one transaction: a refused transition leaves the fields unchanged too.
+
+    Raises:
+        django.core.exceptions.ValidationError: ``config`` breaks the schema (400).
+        AgentTerminated: fields sent for a terminated agent (409).
+        Anything ``agent_transition`` raises.
+    """
+    fields = {name: data[name] for name in UPDATABLE_FIELDS if name in data}
+    if "config" in fields:
+        agent.agent_type.validate_config(fields["config"])
+    target = data.get("status")
+    with transaction.atomic():
+        if fields:
+            locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
+            if locked.status == AgentStatus.TERMINATED:
+                raise AgentTerminated("update")
+            for name, value in fields.items():
+                setattr(locked, name, value)
+            locked.save(update_fields=[*fields, "updated_at"])
+        if target is not None:
+            return agent_transition(agent, target, actor=actor, reason="updated", request_id=request_id)
+    return AgentInstance.objects.get(pk=agent.pk) if fields else agent
+
+
+def agent_record_usage(
+    agent: AgentInstance, *, tokens: int = 0, cost: Decimal | int | str = Decimal("0"), tasks_completed: int = 0
+) -> AgentInstance:
+    """Add usage to an agent's counters with one atomic ``UPDATE ... SET x = x + n``.
+
+    Args:
+        tokens: tokens consumed (≥ 0).
+        cost: cost in USD (≥ 0; Decimal or a decimal string).
+        tasks_completed: tasks finished (≥ 0).
+
+    Returns the agent re-read after the increment.
+
+    Raises:
+        InvalidInput: a negative or non-numeric increment (400).
+        AgentTerminated: the agent is terminated (409); nothing is recorded.
+    """
+    try:
+        cost = Decimal(str(cost))
+    except ArithmeticError as exc:
+        raise InvalidInput("cost must be a decimal number of USD.", field="cost") from exc
+    for field, value in (("tokens", tokens), ("cost", cost), ("tasks_completed", tasks_completed)):
+        if value < 0:
+            raise InvalidInput(f"{field} must be zero or more.", field=field)
+    updated = (
+        AgentInstance.objects.filter(pk=agent.pk)
+        .live()
+        .update(
+            tokens_used=F("tokens_used") + tokens,
+            cost_incurred=F("cost_incurred") + cost,
+            tasks_completed=F("tasks_completed") + tasks_completed,
+            last_activity_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+    )
+    if not updated:
+        raise AgentTerminated("record usage on")
+    return AgentInstance.objects.get(pk=agent.pk)

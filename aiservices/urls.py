@@ -1,0 +1,3 @@
+"""AI services routes (`/api/v1/ai/services/...`)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Build kit routes (agent templates, revisions, inspect, playground)."""
+
+urlpatterns: list = []

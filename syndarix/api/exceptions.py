@@ -1,0 +1,119 @@
+"""The one place where errors become HTTP responses.
+
+Every error leaves the API as ``{"success": false, "errors": [{"code", "message", "field", ...}]}``
+(design.md §4). Views and serializers raise; they never build this body themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from django_fsm import ConcurrentTransition
+from django_ratelimit.exceptions import Ratelimited
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from syndarix.exceptions import DomainError
+
+logger = logging.getLogger(__name__)
+
+_DRF_CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.ParseError: "parse_error",
+    exceptions.Throttled: "rate_limited",
+}
+
+
+def error_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the error envelope for a list of ``{"code", "message", "field"}`` objects."""
+    return {"success": False, "errors": errors}
+
+
+def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
+    """Flatten DRF's nested ``ValidationError.detail`` into one error object per message.
+
+    Nested fields join with dots (``config.retries``); list positions with their index.
+    """
+    if isinstance(detail, dict):
+        out: list[dict[str, Any]] = []
+        for key, value in detail.items():
+            name = None if key in ("non_field_errors", "__all__") else str(key)
+            out.extend(_flatten(value, f"{field}.{name}" if field and name else (name or field)))
+        return out
+    if isinstance(detail, list):
+        out = []
+        for index, value in enumerate(detail):
+            if isinstance(value, dict | list):
+                out.extend(_flatten(value, f"{field}.{index}" if field else str(index)))
+            else:
+                out.extend(_flatten(value, field))
+        return out
+    code = getattr(detail, "code", None) or "invalid"
+    return [{"code": code, "message": str(detail), "field": field}]
+
+
+def _retry_after(exc: Exception) -> int:
+    return max(1, int(getattr(exc, "retry_after", None) or getattr(exc, "wait", None) or 60))
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF ``EXCEPTION_HANDLER``: map any known exception to the error envelope.
+
+    Mapping: DRF/Django validation → 400 (one error per field message); authentication → 401;
+    permission → 403; not found → 404; ``DomainError`` → its own status and code; stale FSM writes
+    (``ConcurrentTransition``) → 409 ``conflict``; django-ratelimit's ``Ratelimited`` (a 403 by
+    default) and DRF ``Throttled`` → 429 ``rate_limited`` with ``Retry-After`` (seconds).
+    Unknown exceptions return ``None`` so Django logs them and answers 500.
+    """
+    headers: dict[str, str] = {}
+    if isinstance(exc, Ratelimited | exceptions.Throttled):
+        retry_after = _retry_after(exc)
+        headers["Retry-After"] = str(retry_after)
+        body = error_body(
+            [{"code": "rate_limited", "message": f"Too many requests; retry in {retry_after} s.", "field": None}]
+        )
+        return Response(body, status=status.HTTP_429_TOO_MANY_REQUESTS, headers=headers)
+
+    if isinstance(exc, DomainError):
+        set_rollback()
+        error = {"code": exc.code, "message": exc.message, "field": exc.field, **exc.extra}
+        if exc.status_code == 503:
+            headers["Retry-After"] = "60"
+        return Response(error_body([error]), status=exc.status_code, headers=headers)
+
+    if isinstance(exc, ConcurrentTransition):
+        set_rollback()
+        error = {"code": "conflict", "message": "The agent changed state meanwhile; reload and retry.", "field": None}
+        return Response(error_body([error]), status=status.HTTP_409_CONFLICT)
+
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(detail=detail)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if not isinstance(exc, exceptions.APIException):
+        return None
+
+    set_rollback()
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _flatten(exc.detail)
+    else:
+        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), None)
+        errors = [{"code": code or exc.default_code, "message": str(exc.detail), "field": None}]
+    return Response(error_body(errors), status=exc.status_code, headers=headers)

@@ -1,0 +1,60 @@
+"""Domain errors shared by every app.
+
+Services raise these; the API's one exception handler (`syndarix.api.exceptions`) turns them into
+the error envelope with `status_code`, and the admin and management commands show `message`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A business rule refused an action.
+
+    Attributes:
+        code: machine-readable error code for the envelope (e.g. ``"invalid_transition"``).
+        status_code: the HTTP status the API answers with (409 by default: a conflict with state).
+        message: a sentence for people.
+        field: the request field at fault, or ``None``.
+        extra: additional JSON-serializable keys added to the error object (e.g. allowed targets).
+    """
+
+    code = "conflict"
+    status_code = 409
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.field = field
+        self.extra = extra
+
+
+class ServiceUnavailable(DomainError):
+    """A feature is switched off by configuration (HTTP 503)."""
+
+    code = "service_unavailable"
+    status_code = 503
+
+
+class PayloadTooLarge(DomainError):
+    """The request body exceeds a configured size limit (HTTP 413)."""
+
+    code = "payload_too_large"
+    status_code = 413
+
+
+class NotFound(DomainError):
+    """The object does not exist, or is not visible to the caller (HTTP 404)."""
+
+    code = "not_found"
+    status_code = 404
+
+
+class InvalidInput(DomainError):
+    """Input that passed the serializer fails a business rule (HTTP 400)."""
+
+    code = "validation_error"
+    status_code = 400

@@ -1,0 +1,19 @@
+"""Root URL configuration: admin, the v1 API, the OpenAPI schema and its docs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api-auth/", include("rest_framework.urls")),
+    path("api/v1/", include("projects.urls")),
+    path("api/v1/", include("agents.urls")),
+    path("api/v1/", include("aiservices.urls")),
+    path("api/v1/", include("buildkit.urls")),
+]
+
+handler404 = "syndarix.api.views.not_found"
+handler500 = "syndarix.api.views.server_error"

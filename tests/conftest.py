@@ -1,0 +1,110 @@
+"""Suite-wide fixtures. The suite runs on PostgreSQL and Redis, and refuses to run without them."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from projects.choices import WorkspaceRole
+
+from . import factories
+
+
+def pytest_configure(config) -> None:
+    engine = settings.DATABASES["default"]["ENGINE"]
+    backend = settings.CACHES["default"]["BACKEND"]
+    problems = []
+    if "postgresql" not in engine:
+        problems.append(f"DATABASE_URL must point at PostgreSQL (got {engine}).")
+    if "redis" not in backend.lower():
+        problems.append(f"REDIS_URL must point at Redis (got {backend}).")
+    if problems:
+        pytest.exit("The suite needs PostgreSQL and Redis: " + " ".join(problems) + " Run `make test`.", returncode=2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_reachable() -> None:
+    """Fail loudly (never skip) when Redis is down."""
+    try:
+        cache.set("syndarix:ping", "1", 5)
+        assert cache.get("syndarix:ping") == "1"
+    except Exception as exc:  # noqa: BLE001
+        pytest.exit(f"Redis is not reachable at {settings.REDIS_URL}: {exc}", returncode=2)
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache() -> None:
+    """Rate-limit counters live in Redis: start every test from zero."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def user(db):
+    return factories.UserFactory()
+
+
+@pytest.fixture
+def superuser(db):
+    return factories.UserFactory(username="root", is_superuser=True, is_staff=True)
+
+
+@pytest.fixture
+def workspace(db):
+    return factories.WorkspaceFactory()
+
+
+@pytest.fixture
+def project(workspace, user):
+    """A project owned by ``user``."""
+    return factories.ProjectFactory(workspace=workspace, owner=user)
+
+
+@pytest.fixture
+def agent_type(db):
+    return factories.AgentTypeFactory()
+
+
+@pytest.fixture
+def agent(project, agent_type):
+    return factories.AgentFactory(project=project, agent_type=agent_type)
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def owner_client(user) -> APIClient:
+    """An API client authenticated by token as the project owner."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {factories.token_for(user)}")
+    return client
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {factories.token_for(user)}")
+    return client
+
+
+@pytest.fixture
+def member_client(workspace):
+    """Factory fixture: ``member_client(role)`` → API client of a new member of ``workspace``."""
+
+    def make(role: str = WorkspaceRole.OPERATOR) -> APIClient:
+        membership = factories.MembershipFactory(workspace=workspace, role=role)
+        return client_for(membership.user)
+
+    return make
+
+
+@pytest.fixture
+def stranger_client(db) -> APIClient:
+    """An authenticated user of another workspace: sees none of ``workspace``."""
+    other = factories.ProjectFactory()
+    return client_for(other.owner)
