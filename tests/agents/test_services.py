@@ -1,0 +1,136 @@
+"""Agent services: spawn, update, usage, idempotency, signals."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from agents import services
+from agents.choices import AgentStatus as S
+from agents.exceptions import AgentTerminated, ConcurrencyLimitExceeded, InvalidTransition
+from agents.models import AgentInstance, AgentTransition
+from agents.signals import agent_spawned, agent_transitioned
+from syndarix.exceptions import InvalidInput
+from tests.factories import AgentFactory, AgentTypeFactory, agent_in_status
+
+pytestmark = pytest.mark.django_db
+
+
+def test_spawn_starts_idle_with_a_ledger_row(project, agent_type, user):
+    agent = services.agent_spawn(project=project, agent_type=agent_type, name="a1", actor=user, config={"retries": 2})
+    assert agent.status == S.IDLE
+    row = AgentTransition.objects.get(agent=agent)
+    assert (row.from_status, row.to_status, row.actor) == ("", S.IDLE, user)
+
+
+def test_spawn_validates_config_per_field(project, agent_type):
+    with pytest.raises(ValidationError) as info:
+        services.agent_spawn(project=project, agent_type=agent_type, name="a", config={"retries": -1, "x": 1})
+    assert "config.retries" in info.value.message_dict
+    assert "config" in info.value.message_dict  # additionalProperties
+    assert not AgentInstance.objects.exists()
+
+
+def test_spawn_refuses_inactive_type(project):
+    with pytest.raises(InvalidInput) as info:
+        services.agent_spawn(project=project, agent_type=AgentTypeFactory(is_active=False), name="a")
+    assert info.value.field == "agent_type_id"
+
+
+def test_spawn_replay_with_same_key_returns_the_same_agent(project, agent_type):
+    first = services.agent_spawn(project=project, agent_type=agent_type, name="a", request_id="k1")
+    again = services.agent_spawn(project=project, agent_type=agent_type, name="a", request_id="k1")
+    assert first.pk == again.pk
+    assert AgentInstance.objects.count() == 1
+
+
+def test_spawn_respects_the_workspace_limit(project, agent_type):
+    project.workspace.max_concurrent_agents = 1
+    project.workspace.save(update_fields=["max_concurrent_agents"])
+    agent = AgentFactory(project=project, agent_type=agent_type)
+    with pytest.raises(ConcurrencyLimitExceeded) as info:
+        AgentFactory(project=project, agent_type=agent_type)
+    assert info.value.extra == {"limit": 1, "current": 1}
+    services.agent_terminate(agent)
+    AgentFactory(project=project, agent_type=agent_type)  # terminated agents do not count
+
+
+def test_transition_replay_with_same_key_acts_once():
+    agent = agent_in_status(S.IDLE)
+    services.agent_pause(agent, request_id="k")
+    services.agent_resume(agent)
+    replayed = services.agent_pause(agent, request_id="k")
+    assert replayed.status == S.IDLE  # the replay did not pause again
+    assert AgentTransition.objects.filter(agent=agent, to_status=S.PAUSED).count() == 1
+
+
+def test_resume_only_leaves_paused():
+    with pytest.raises(InvalidTransition):
+        services.agent_resume(agent_in_status(S.WORKING))
+    assert services.agent_resume(agent_in_status(S.IDLE)).status == S.IDLE  # no-op
+
+
+def test_update_changes_fields_and_status_in_one_transaction():
+    agent = agent_in_status(S.IDLE)
+    agent = services.agent_update(agent, data={"name": "renamed", "status": S.WORKING, "tokens_used": 99})
+    agent.refresh_from_db()
+    assert (agent.name, agent.status, agent.tokens_used) == ("renamed", S.WORKING, 0)
+
+
+def test_update_with_refused_transition_changes_nothing():
+    agent = agent_in_status(S.PAUSED)
+    with pytest.raises(InvalidTransition):
+        services.agent_update(agent, data={"name": "renamed", "status": S.WORKING})
+    agent.refresh_from_db()
+    assert agent.name != "renamed"
+
+
+def test_update_of_terminated_agent_is_refused():
+    with pytest.raises(AgentTerminated):
+        services.agent_update(agent_in_status(S.TERMINATED), data={"name": "x"})
+
+
+def test_record_usage_adds_and_refuses_negative_or_terminated():
+    agent = agent_in_status(S.WORKING)
+    agent = services.agent_record_usage(agent, tokens=10, cost="0.25", tasks_completed=1)
+    agent = services.agent_record_usage(agent, tokens=5, cost=Decimal("0.5"))
+    assert (agent.tokens_used, agent.cost_incurred, agent.tasks_completed) == (15, Decimal("0.75"), 1)
+    with pytest.raises(InvalidInput):
+        services.agent_record_usage(agent, tokens=-1)
+    services.agent_terminate(agent)
+    with pytest.raises(AgentTerminated):
+        services.agent_record_usage(agent, tokens=1)
+    assert AgentInstance.objects.get(pk=agent.pk).tokens_used == 15
+
+
+def test_signals_fire_only_after_commit(project, agent_type, django_capture_on_commit_callbacks):
+    seen = []
+    on_spawn = lambda sender, agent, **kw: seen.append(("spawned", agent.status))  # noqa: E731
+    on_move = lambda sender, agent, source, target, **kw: seen.append((source, target))  # noqa: E731
+    agent_spawned.connect(on_spawn)
+    agent_transitioned.connect(on_move)
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            agent = services.agent_spawn(project=project, agent_type=agent_type, name="a")
+            services.agent_pause(agent)
+        assert seen == []
+        for callback in callbacks:
+            callback()
+        assert seen == [("spawned", S.IDLE), (S.IDLE, S.PAUSED)]
+    finally:
+        agent_spawned.disconnect(on_spawn)
+        agent_transitioned.disconnect(on_move)
+
+
+def test_agents_disabled_refuses_writes(settings, project, agent_type):
+    agent = AgentFactory(project=project, agent_type=agent_type)
+    settings.AGENTS_ENABLED = False
+    from agents.exceptions import AgentsDisabled
+
+    with pytest.raises(AgentsDisabled):
+        services.agent_spawn(project=project, agent_type=agent_type, name="b")
+    with pytest.raises(AgentsDisabled):
+        services.agent_pause(agent)
+    assert AgentInstance.objects.get(pk=agent.pk).status == S.IDLE
