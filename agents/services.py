@@ -8,6 +8,8 @@ row and sends its signal only after commit. Lock order is workspace → project 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -275,3 +277,132 @@ def agent_record_usage(
     if not updated:
         raise AgentTerminated("record usage on")
     return AgentInstance.objects.get(pk=agent.pk)
+
+
+# --- Agent-class registry: hook bookkeeping and syncing agent types. ---
+
+
+def agent_save_memory(agent: AgentInstance, *, short_term_memory: dict[str, Any]) -> AgentInstance:
+    """Replace ``agent.short_term_memory`` (the lifecycle hooks' working state).
+
+    Locks the row and saves only ``short_term_memory`` and ``updated_at`` (never ``status``), so it
+    works whatever the agent's status is now, terminated included (``shutdown`` flushes memory).
+
+    Args:
+        short_term_memory: a JSON object (dict of JSON-serializable values).
+
+    Returns the saved instance.
+
+    Raises:
+        InvalidInput: ``short_term_memory`` is not a JSON-serializable dict (400).
+    """
+    if not isinstance(short_term_memory, dict):
+        raise InvalidInput("short_term_memory must be a JSON object.", field="short_term_memory")
+    try:
+        json.dumps(short_term_memory)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"short_term_memory is not JSON-serializable: {exc}", field="short_term_memory") from exc
+    with transaction.atomic():
+        locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
+        locked.short_term_memory = short_term_memory
+        locked.save(update_fields=["short_term_memory", "updated_at"])
+    return locked
+
+
+def agent_record_hook_error(agent: AgentInstance, *, hook: str, message: str) -> AgentTransition:
+    """Record that the lifecycle hook ``hook`` failed, without touching the agent's status.
+
+    Writes ``"<hook> hook failed: <message>"`` to ``last_error`` and appends it to the ledger as a
+    note: an ``AgentTransition`` with ``from_status == to_status ==`` the current status, no actor
+    and the text as ``reason``.
+
+    Args:
+        hook: ``initialize``, ``activate``, ``deactivate`` or ``shutdown``.
+        message: what went wrong (an exception's type and text, or the time budget overrun).
+
+    Returns the ledger note.
+    """
+    text = f"{hook} hook failed: {message}"
+    with transaction.atomic():
+        locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
+        locked.last_error = text
+        locked.save(update_fields=["last_error", "updated_at"])
+        return AgentTransition.objects.create(
+            agent=locked, from_status=locked.status, to_status=locked.status, actor=None, reason=text
+        )
+
+
+@dataclasses.dataclass
+class AgentTypeSyncReport:
+    """What ``agent_types_sync`` did (or, on a dry run, would do): agent type slugs per outcome."""
+
+    created: list[str] = dataclasses.field(default_factory=list)
+    updated: list[str] = dataclasses.field(default_factory=list)
+    unchanged: list[str] = dataclasses.field(default_factory=list)
+    deactivated: list[str] = dataclasses.field(default_factory=list)
+    dry_run: bool = False
+
+    def counts(self) -> dict[str, int]:
+        """``{"created", "updated", "unchanged", "deactivated"}`` → number of agent types."""
+        return {key: len(getattr(self, key)) for key in ("created", "updated", "unchanged", "deactivated")}
+
+    def summary(self) -> str:
+        """One line: ``"3 created, 0 updated, 0 unchanged, 0 deactivated"``."""
+        return ", ".join(f"{count} {key}" for key, count in self.counts().items())
+
+
+#: ``AgentType`` fields ``agent_types_sync`` copies from a class definition.
+SYNCED_FIELDS = ("name", "description", "capabilities", "config_schema", "handler")
+
+
+def agent_types_sync(registry, *, dry_run: bool = False, deactivate_missing: bool = False) -> AgentTypeSyncReport:
+    """Create or update one ``AgentType`` per class in ``registry`` (an ``AgentRegistry``).
+
+    The type whose ``slug`` equals the class slug gets the class's ``name``, ``description``,
+    ``capabilities`` and ``config_schema``, and ``handler = slug``; a missing one is created
+    active. ``is_active`` of existing types is left alone. With ``deactivate_missing``, active types
+    whose ``handler`` names a class that is not registered are deactivated (types without a
+    handler are never touched). Rows are locked in primary-key order; with ``dry_run`` nothing is
+    written and the report says what would change.
+
+    Returns an ``AgentTypeSyncReport``; running it twice in a row reports everything unchanged.
+    """
+    report = AgentTypeSyncReport(dry_run=dry_run)
+    definitions = {d["slug"]: json.loads(json.dumps(d)) for d in registry.definitions()}
+    with transaction.atomic():
+        existing = {
+            row.slug: row
+            for row in AgentType.objects.select_for_update().filter(slug__in=definitions).order_by("pk")
+        }
+        for slug, definition in definitions.items():
+            wanted = {name: definition[name] for name in SYNCED_FIELDS if name != "handler"}
+            wanted["handler"] = slug
+            row = existing.get(slug)
+            if row is None:
+                report.created.append(slug)
+                if not dry_run:
+                    AgentType.objects.create(slug=slug, is_active=True, **wanted)
+                continue
+            changed = [name for name, value in wanted.items() if getattr(row, name) != value]
+            if not changed:
+                report.unchanged.append(slug)
+                continue
+            report.updated.append(slug)
+            if not dry_run:
+                for name in changed:
+                    setattr(row, name, wanted[name])
+                row.save(update_fields=[*changed, "updated_at"])
+        if deactivate_missing:
+            orphans = (
+                AgentType.objects.select_for_update()
+                .filter(is_active=True)
+                .exclude(handler="")
+                .exclude(handler__in=definitions)
+                .order_by("pk")
+            )
+            for row in orphans:
+                report.deactivated.append(row.slug)
+                if not dry_run:
+                    row.is_active = False
+                    row.save(update_fields=["is_active", "updated_at"])
+    return report

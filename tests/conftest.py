@@ -22,6 +22,8 @@ def pytest_configure(config) -> None:
         problems.append(f"REDIS_URL must point at Redis (got {backend}).")
     if problems:
         pytest.exit("The suite needs PostgreSQL and Redis: " + " ".join(problems) + " Run `make test`.", returncode=2)
+    # Factories set real passwords; the production hasher (PBKDF2, a million rounds) would dominate the run.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,220 @@
+"""Run agent-class lifecycle hooks after a lifecycle change has committed.
+
+The services send ``agent_spawned`` / ``agent_transitioned`` from ``transaction.on_commit``
+(``agents/signals.py``); the receivers here, connected in ``AgentsConfig.ready()``, run the hook of
+the instance's class (``AgentType.handler`` → ``agents.registry.registry``):
+
+==============================================  ============
+lifecycle change                                hook
+==============================================  ============
+spawn (the agent is born IDLE)                  initialize
+any → WORKING                                   activate
+WORKING or WAITING → PAUSED or IDLE             deactivate
+any → TERMINATED                                shutdown
+anything else (→ WAITING, IDLE → PAUSED, ...)   none
+==============================================  ============
+
+Types without a handler have no hooks. A hook runs outside any transaction and holds no row lock,
+in a worker thread with a budget of ``AGENT_HOOK_TIMEOUT_SECONDS`` (``async def`` hooks run on
+their own event loop there and are cancelled when the budget runs out; a plain method cannot be
+interrupted, so its late result is discarded). When the hook returns in time, the memory it built
+is saved with ``agents.services.agent_save_memory``. A hook that raises or overruns never undoes the
+lifecycle change: ``agents.services.agent_record_hook_error`` writes the message to
+``last_error`` and a note to the ledger, and the caller (API, admin, command) carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+
+from . import services
+from .choices import AgentStatus
+from .models import AgentInstance, AgentTransition
+from .registry import AgentRegistry, UnknownAgentClass
+from .registry import registry as default_registry
+
+logger = logging.getLogger(__name__)
+
+S = AgentStatus
+
+OK = "ok"
+FAILED = "failed"
+TIMED_OUT = "timed_out"
+
+
+def hooks_for(source: str | None, target: str) -> tuple[str, ...]:
+    """The hooks a lifecycle change runs, in order (``source`` is ``None`` for a spawn)."""
+    if source is None:
+        return ("initialize",)
+    if target == S.WORKING:
+        return ("activate",)
+    if target in (S.PAUSED, S.IDLE) and source in (S.WORKING, S.WAITING):
+        return ("deactivate",)
+    if target == S.TERMINATED:
+        return ("shutdown",)
+    return ()
+
+
+@dataclasses.dataclass(frozen=True)
+class HookOutcome:
+    """What running one hook came to.
+
+    Attributes:
+        hook: the hook name.
+        handler: the class slug.
+        status: ``"ok"``, ``"failed"`` (it raised, or its class is not registered) or
+            ``"timed_out"`` (it overran ``AGENT_HOOK_TIMEOUT_SECONDS``).
+        message: the error text recorded on the agent (empty when ``ok``).
+        seconds: wall-clock time spent waiting for the hook.
+        memory_saved: whether the hook changed ``short_term_memory`` and it was saved.
+    """
+
+    hook: str
+    handler: str
+    status: str
+    message: str = ""
+    seconds: float = 0.0
+    memory_saved: bool = False
+
+
+class _BudgetExceeded(Exception):
+    """An ``async`` hook was cancelled at the end of its time budget."""
+
+
+async def _bounded(awaitable, budget: float | None):
+    try:
+        async with asyncio.timeout(budget) as scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise _BudgetExceeded() from None
+        raise
+
+
+def _call_within_budget(func: Callable[[], Any], budget: float | None, name: str) -> tuple[str, BaseException | None]:
+    """Call ``func`` (sync, or returning an awaitable) in a daemon thread; wait at most ``budget`` s.
+
+    Returns ``(OK | FAILED | TIMED_OUT, exception or None)``. The worker closes the database
+    connections it opened.
+    """
+    box: dict[str, BaseException] = {}
+
+    def work() -> None:
+        try:
+            if inspect.iscoroutinefunction(func):
+                asyncio.run(_bounded(func(), budget))
+            else:
+                result = func()
+                if inspect.isawaitable(result):
+                    asyncio.run(_bounded(result, budget))
+        except BaseException as exc:  # noqa: BLE001 - whatever the hook raises is recorded, never re-raised
+            box["error"] = exc
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=work, name=f"agent-hook-{name}", daemon=True)
+    worker.start()
+    worker.join(budget)
+    if worker.is_alive():
+        return TIMED_OUT, None
+    error = box.get("error")
+    if isinstance(error, _BudgetExceeded):
+        return TIMED_OUT, None
+    return (FAILED, error) if error is not None else (OK, None)
+
+
+def _budget() -> float | None:
+    seconds = float(settings.AGENT_HOOK_TIMEOUT_SECONDS)
+    return seconds if seconds > 0 else None
+
+
+def run_hook(
+    agent: AgentInstance,
+    hook: str,
+    *,
+    transition: AgentTransition | None = None,
+    registry: AgentRegistry | None = None,
+) -> HookOutcome | None:
+    """Run ``hook`` of ``agent``'s class and record its outcome on the agent.
+
+    Returns ``None`` when the agent's type has no handler, else a ``HookOutcome``. Never raises
+    for the hook's sake: failures and overruns are recorded with ``agent_record_hook_error``.
+    """
+    registry = default_registry if registry is None else registry
+    handler = agent.agent_type.handler
+    if not handler:
+        return None
+    try:
+        cls = registry.get(handler)
+    except UnknownAgentClass:
+        message = f"agent class '{handler}' is not registered (AGENT_REGISTRY_MODULES)"
+        services.agent_record_hook_error(agent, hook=hook, message=message)
+        logger.error("Agent %s: %s hook failed: %s", agent.pk, hook, message)
+        return HookOutcome(hook=hook, handler=handler, status=FAILED, message=message)
+
+    fresh = AgentInstance.objects.select_related("agent_type", "project__workspace").get(pk=agent.pk)
+    before = copy.deepcopy(fresh.short_term_memory)
+    instance = cls(fresh, transition=transition)
+    budget = _budget()
+    started = time.monotonic()
+    status, error = _call_within_budget(getattr(instance, hook), budget, f"{handler}.{hook}")
+    seconds = round(time.monotonic() - started, 3)
+
+    if status == OK:
+        if fresh.short_term_memory == before:
+            return HookOutcome(hook=hook, handler=handler, status=OK, seconds=seconds)
+        try:
+            services.agent_save_memory(fresh, short_term_memory=fresh.short_term_memory)
+        except services.InvalidInput as exc:
+            status, error = FAILED, exc
+        else:
+            return HookOutcome(hook=hook, handler=handler, status=OK, seconds=seconds, memory_saved=True)
+
+    if status == TIMED_OUT:
+        message = f"exceeded its time budget of {budget:g} s (AGENT_HOOK_TIMEOUT_SECONDS)"
+    else:
+        detail = getattr(error, "message", None) or str(error)
+        message = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+    services.agent_record_hook_error(fresh, hook=hook, message=message)
+    log = logger.warning if status == TIMED_OUT else logger.error
+    log("Agent %s (%s): %s hook %s: %s", agent.pk, handler, hook, status, message, exc_info=error)
+    return HookOutcome(hook=hook, handler=handler, status=status, message=message, seconds=seconds)
+
+
+def run_hooks(
+    agent: AgentInstance, hooks: Iterable[str], *, transition: AgentTransition | None = None
+) -> list[HookOutcome]:
+    """Run ``hooks`` in order; an error while recording an outcome is logged, never raised."""
+    outcomes = []
+    for hook in hooks:
+        try:
+            outcome = run_hook(agent, hook, transition=transition)
+        except Exception:
+            logger.exception("Agent %s: could not run or record its %s hook.", agent.pk, hook)
+            continue
+        if outcome is not None:
+            outcomes.append(outcome)
+    return outcomes
+
+
+def on_agent_spawned(sender, *, agent: AgentInstance, **kwargs) -> None:
+    """``agent_spawned`` receiver: the ``initialize`` hook."""
+    run_hooks(agent, hooks_for(None, S.IDLE))
+
+
+def on_agent_transitioned(
+    sender, *, agent: AgentInstance, source: str, target: str, transition: AgentTransition | None = None, **kwargs
+) -> None:
+    """``agent_transitioned`` receiver: the hooks of ``hooks_for(source, target)``."""
+    run_hooks(agent, hooks_for(source, target), transition=transition)
