@@ -1,1 +1,15 @@
-urlpatterns: list = []
+"""Routes under `/api/v1/`: agent-types and projects/{project_id}/agents (no trailing slash).
+
+The router lists the project-level `agents/metrics` route before `agents/{agent_id}` routes, and
+`{agent_id}` only matches a UUID, so "metrics" is never read as an agent id.
+"""
+
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter(trailing_slash=False, use_regex_path=False)
+router.register("agent-types", views.AgentTypeViewSet, basename="agent-type")
+router.register("projects/<uuid:project_id>/agents", views.AgentInstanceViewSet, basename="agent")
+
+urlpatterns = [*router.urls]
