@@ -65,7 +65,9 @@ _E409 = {"e409": "`invalid_transition` (with `allowed_transitions`), `agent_term
         description="Staff with the `agents.add_agenttype` permission.",
         responses={201: AgentTypeSerializer, **error_responses(400, 401, 403, 429)},
     ),
-    retrieve=extend_schema(summary="Get an agent type", responses={200: AgentTypeSerializer, **error_responses(401, 404, 429)}),
+    retrieve=extend_schema(
+        summary="Get an agent type", responses={200: AgentTypeSerializer, **error_responses(401, 404, 429)}
+    ),
     partial_update=extend_schema(
         summary="Update an agent type",
         description="Staff with `agents.change_agenttype`. Deactivate (`is_active: false`) to stop new spawns.",
@@ -114,7 +116,8 @@ class AgentTypeViewSet(RateLimitMixin, viewsets.ModelViewSet):
     ),
     retrieve=extend_schema(
         operation_id="get_agent",
-        summary="Get an agent", responses={200: AgentInstanceSerializer, **error_responses(401, 404, 429)}
+        summary="Get an agent",
+        responses={200: AgentInstanceSerializer, **error_responses(401, 404, 429)},
     ),
     partial_update=extend_schema(
         operation_id="update_agent",
@@ -217,7 +220,8 @@ class AgentInstanceViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return AgentInstance.objects.none()
-        return agent_queryset().filter(project=self.project)
+        # Explicit: Django drops Meta.ordering from GROUP BY queries (the issue-count annotation is one).
+        return agent_queryset().filter(project=self.project).order_by("-created_at", "-id")
 
     def get_object(self) -> AgentInstance:
         """The URL's agent within the URL's project (list filters such as ``include_playground`` do not apply)."""
@@ -226,7 +230,9 @@ class AgentInstanceViewSet(
         return agent
 
     def _input(self, serializer_class, data=None) -> dict:
-        serializer = serializer_class(data=self.request.data if data is None else data, context=self.get_serializer_context())
+        serializer = serializer_class(
+            data=self.request.data if data is None else data, context=self.get_serializer_context()
+        )
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 

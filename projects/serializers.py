@@ -102,7 +102,11 @@ class ProjectSerializer(serializers.ModelSerializer):
                 clash = clash.exclude(pk=self.instance.pk)
             if clash.exists():
                 raise serializers.ValidationError(
-                    {"slug": [serializers.ErrorDetail("This workspace already has a project with this slug.", "unique")]}
+                    {
+                        "slug": [
+                            serializers.ErrorDetail("This workspace already has a project with this slug.", "unique")
+                        ]
+                    }
                 )
         return attrs
 

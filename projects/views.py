@@ -115,7 +115,9 @@ class WorkspaceViewSet(RateLimitMixin, viewsets.ModelViewSet):
         ),
         responses={201: ProjectSerializer, **error_responses(400, 401, 403, 429)},
     ),
-    retrieve=extend_schema(summary="Get a project", responses={200: ProjectSerializer, **error_responses(401, 404, 429)}),
+    retrieve=extend_schema(
+        summary="Get a project", responses={200: ProjectSerializer, **error_responses(401, 404, 429)}
+    ),
     partial_update=extend_schema(
         summary="Update a project",
         description="Owner, workspace admins and operators, superusers. The workspace cannot change.",
@@ -153,7 +155,9 @@ class ProjectViewSet(RateLimitMixin, viewsets.ModelViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List a project's issues", responses={200: IssueSerializer, **error_responses(400, 401, 404, 429)}),
+    list=extend_schema(
+        summary="List a project's issues", responses={200: IssueSerializer, **error_responses(400, 401, 404, 429)}
+    ),
     create=extend_schema(
         summary="Create an issue",
         description="`assigned_agent_id` must be a live agent of this project (else 400).",
@@ -162,7 +166,7 @@ class ProjectViewSet(RateLimitMixin, viewsets.ModelViewSet):
     retrieve=extend_schema(summary="Get an issue", responses={200: IssueSerializer, **error_responses(401, 404, 429)}),
     partial_update=extend_schema(
         summary="Update an issue",
-        description="Change title, body, status or the assignment (`assigned_agent_id`: an agent of this project, or null).",
+        description="Title, body, status, or `assigned_agent_id` (a live agent of this project, or null).",
         responses={200: IssueSerializer, **error_responses(400, 401, 403, 404, 429)},
     ),
     destroy=extend_schema(
@@ -195,4 +199,3 @@ class IssueViewSet(RateLimitMixin, ProjectScopedMixin, viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         serializer.save(project=self.project)
-

@@ -103,7 +103,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         set_rollback()
         blockers = exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects
         count = len(blockers)
-        names = {type(obj)._meta.verbose_name_plural for obj in blockers}
+        names = {str(type(obj)._meta.verbose_name_plural) for obj in blockers}
         message = f"Cannot delete: {count} {', '.join(sorted(names)) or 'objects'} still refer to it."
         error = {"code": "protected", "message": message, "field": None}
         return Response(error_body([error]), status=status.HTTP_409_CONFLICT)
