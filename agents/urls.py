@@ -10,6 +10,6 @@ from . import views
 
 router = SimpleRouter(trailing_slash=False, use_regex_path=False)
 router.register("agent-types", views.AgentTypeViewSet, basename="agent-type")
-router.register("projects/<uuid:project_id>/agents", views.AgentInstanceViewSet, basename="agent")
+router.register("projects/<uuid:project_id>/agents", views.AgentViewSet, basename="agent")
 
 urlpatterns = [*router.urls]

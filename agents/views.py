@@ -192,10 +192,11 @@ class AgentTypeViewSet(RateLimitMixin, viewsets.ModelViewSet):
     ),
 )
 @extend_schema(tags=["agents"])
-class AgentInstanceViewSet(
+class AgentViewSet(
     RateLimitMixin, ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    """Agents of ``/projects/{project_id}``: read for anyone who sees the project, write for non-viewers."""
+    """The agents of one project. Anyone who can see the project reads; its owner, the workspace's admins and
+    operators, and superusers write (viewers get 403)."""
 
     serializer_class = AgentInstanceSerializer
     filterset_class = AgentInstanceFilterSet
@@ -238,7 +239,19 @@ class AgentInstanceViewSet(
 
     def _present(self, agent: AgentInstance, status_code: int = status.HTTP_200_OK) -> Response:
         """Re-read ``agent`` with its joins and annotations and answer with its representation."""
-        return Response(self.get_serializer(self.get_queryset().get(pk=agent.pk)).data, status=status_code)
+        agent = self.get_queryset().get(pk=agent.pk)
+        return Response(AgentInstanceSerializer(agent, context=self.get_serializer_context()).data, status=status_code)
+
+    def get_serializer_class(self):
+        """Responses are ``AgentInstanceSerializer``; the browsable API's forms show each write's input."""
+        method = getattr(self.request, "method", "GET")
+        if method == "POST":
+            return self._FORMS.get(self.action, AgentSpawnSerializer)
+        if method == "PATCH":
+            return AgentUpdateSerializer
+        return AgentInstanceSerializer
+
+    _FORMS = {"pause": AgentActionSerializer, "resume": AgentActionSerializer, "usage": AgentUsageSerializer}
 
     def get_serializer_context(self):
         context = super().get_serializer_context()

@@ -33,7 +33,7 @@ class WorkspaceSerializer(serializers.ModelSerializer):
     def validate_max_concurrent_agents(self, value):
         user = self.context["request"].user
         changed = self.instance is None or value != self.instance.max_concurrent_agents
-        if changed and value is not None and not user.is_superuser:
+        if changed and not user.is_superuser:
             raise exceptions.PermissionDenied("Only superusers may set a workspace's agent limit.")
         return value
 

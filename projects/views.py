@@ -44,7 +44,7 @@ READ_LIMITS = {"list": "60/m", "retrieve": "60/m"}
     auth=[],
 )
 class AuthTokenView(RateLimitMixin, APIView):
-    """``POST /api/v1/auth/token``: username + password → ``{"token": ...}``."""
+    """Exchange a username and password for an API token: {"token": "..."}."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -84,7 +84,7 @@ class AuthTokenView(RateLimitMixin, APIView):
 )
 @extend_schema(tags=["workspaces"])
 class WorkspaceViewSet(RateLimitMixin, viewsets.ModelViewSet):
-    """Workspaces (tenants) within the caller's reach."""
+    """Workspaces (tenants) you are a member of or own a project in; superusers see all."""
 
     serializer_class = WorkspaceSerializer
     filterset_class = WorkspaceFilterSet
@@ -134,7 +134,7 @@ class WorkspaceViewSet(RateLimitMixin, viewsets.ModelViewSet):
 )
 @extend_schema(tags=["projects"])
 class ProjectViewSet(RateLimitMixin, viewsets.ModelViewSet):
-    """Projects within the caller's reach."""
+    """Projects you own or that belong to a workspace you are a member of; superusers see all."""
 
     serializer_class = ProjectSerializer
     filterset_class = ProjectFilterSet
@@ -176,7 +176,8 @@ class ProjectViewSet(RateLimitMixin, viewsets.ModelViewSet):
 )
 @extend_schema(tags=["issues"])
 class IssueViewSet(RateLimitMixin, ProjectScopedMixin, viewsets.ModelViewSet):
-    """Issues of ``/projects/{project_id}``: read for anyone who sees the project, write for non-viewers."""
+    """The issues of one project. Anyone who can see the project reads; its owner, the workspace's admins and
+    operators, and superusers write (viewers get 403)."""
 
     serializer_class = IssueSerializer
     filterset_class = IssueFilterSet

@@ -97,7 +97,11 @@ def test_workspace_admins_update_their_workspace_but_not_its_agent_limit(workspa
     assert (response.json()["name"], response.json()["role"]) == ("Renamed", "admin")
     response = admin.patch(url, {"max_concurrent_agents": 500}, format="json")
     assert response.status_code == 403
-    assert Workspace.objects.get(pk=workspace.pk).max_concurrent_agents is None
+    workspace.max_concurrent_agents = 5
+    workspace.save(update_fields=["max_concurrent_agents"])
+    assert admin.patch(url, {"max_concurrent_agents": None}, format="json").status_code == 403
+    assert admin.patch(url, {"max_concurrent_agents": 5, "name": "Same limit"}, format="json").status_code == 200
+    assert Workspace.objects.get(pk=workspace.pk).max_concurrent_agents == 5
 
 
 @pytest.mark.parametrize("role", [WorkspaceRole.OPERATOR, WorkspaceRole.VIEWER])

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import django_ratelimit.core
 import pytest
 
-from agents.views import AgentInstanceViewSet
+from agents.views import AgentViewSet
 from tests import factories
 from tests.conftest import client_for
 
@@ -44,7 +44,7 @@ SEED_LIMITS = {
 
 
 def test_agent_limits_are_the_seeds():
-    assert {k: v for k, v in AgentInstanceViewSet.rate_limits.items() if k in SEED_LIMITS} == SEED_LIMITS
+    assert {k: v for k, v in AgentViewSet.rate_limits.items() if k in SEED_LIMITS} == SEED_LIMITS
 
 
 def _agent_request(project, name):
