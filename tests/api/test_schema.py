@@ -59,12 +59,17 @@ def test_every_endpoint_is_documented(schema):
 
 
 def api_routes(resolver, prefix=""):
+    """OpenAPI-style paths of every URL under ``api/v1/`` (path converters and regex groups alike)."""
     for entry in resolver.url_patterns:
-        route = prefix + str(entry.pattern)
+        route = prefix + str(entry.pattern).lstrip("^")
         if isinstance(entry, URLResolver):
             yield from api_routes(entry, route)
-        elif route.startswith("api/v1/"):
-            yield "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
+            continue
+        route = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", route)  # regex groups
+        route = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)  # path converters
+        route = route.replace("$", "").replace("\\", "")
+        if route.startswith("api/v1/") and "{format}" not in route:
+            yield "/" + route
 
 
 def test_error_responses_use_the_envelope(schema):
