@@ -141,6 +141,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `status`; name each choice set once so the schema has no enum clashes.
+    "ENUM_NAME_OVERRIDES": {
+        "AgentStatusEnum": "agents.choices.AgentStatus",
+        "TerminationReasonEnum": "agents.choices.TerminationReason",
+        "IssueStatusEnum": "projects.choices.IssueStatus",
+        "WorkspaceRoleEnum": "projects.choices.WorkspaceRole",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "syndarix.api.schema.add_rate_limit_headers",
+    ],
 }
 
 # --- Rate limiting (django-ratelimit on the shared cache) ---

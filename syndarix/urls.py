@@ -4,11 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from syndarix.api.views import ApiRootView
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api-auth/", include("rest_framework.urls")),
+    path("api/v1/", ApiRootView.as_view(), name="api-root"),
     path("api/v1/", include("projects.urls")),
     path("api/v1/", include("agents.urls")),
     path("api/v1/", include("aiservices.urls")),

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from django_fsm import ConcurrentTransition
 from django_ratelimit.exceptions import Ratelimited
@@ -72,7 +73,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     Mapping: DRF/Django validation → 400 (one error per field message); authentication → 401;
     permission → 403; not found → 404; ``DomainError`` → its own status and code; stale FSM writes
-    (``ConcurrentTransition``) → 409 ``conflict``; django-ratelimit's ``Ratelimited`` (a 403 by
+    (``ConcurrentTransition``) → 409 ``conflict``; deleting a row others still refer to (``ProtectedError``) →
+    409 ``protected``; django-ratelimit's ``Ratelimited`` (a 403 by
     default) and DRF ``Throttled`` → 429 ``rate_limited`` with ``Retry-After`` (seconds).
     Unknown exceptions return ``None`` so Django logs them and answers 500.
     """
@@ -95,6 +97,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ConcurrentTransition):
         set_rollback()
         error = {"code": "conflict", "message": "The agent changed state meanwhile; reload and retry.", "field": None}
+        return Response(error_body([error]), status=status.HTTP_409_CONFLICT)
+
+    if isinstance(exc, ProtectedError | RestrictedError):
+        set_rollback()
+        blockers = exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects
+        count = len(blockers)
+        names = {str(type(obj)._meta.verbose_name_plural) for obj in blockers}
+        message = f"Cannot delete: {count} {', '.join(sorted(names)) or 'objects'} still refer to it."
+        error = {"code": "protected", "message": message, "field": None}
         return Response(error_body([error]), status=status.HTTP_409_CONFLICT)
 
     if isinstance(exc, DjangoValidationError):

@@ -35,3 +35,23 @@ class CanWriteProject(BasePermission):
     def has_permission(self, request, view) -> bool:
         project = view.project  # 404 first: an unseen project is never 403
         return request.method in SAFE_METHODS or project.can_write(request.user)
+
+
+class IsStaffWithModelPermission(BasePermission):
+    """Safe methods for any authenticated user; writes for staff holding the model permission.
+
+    ``POST`` needs ``<app>.add_<model>``, ``PUT``/``PATCH`` ``change``, ``DELETE`` ``delete``
+    (superusers hold every permission). Anyone else gets 403.
+    """
+
+    message = "Only staff with the model permission may change this."
+    _ACTIONS = {"POST": "add", "PUT": "change", "PATCH": "change", "DELETE": "delete"}
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in SAFE_METHODS:
+            return True
+        user = request.user
+        if not (user.is_staff or user.is_superuser):
+            return False
+        meta = view.get_queryset().model._meta
+        return user.has_perm(f"{meta.app_label}.{self._ACTIONS.get(request.method, 'change')}_{meta.model_name}")

@@ -1,0 +1,57 @@
+"""Query-string filters for the agent, agent-type and ledger lists."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Q
+
+from syndarix.api.filters import IdOrSlugFilter
+
+from .choices import AgentStatus
+from .models import AgentInstance, AgentType
+
+
+class AgentInstanceFilterSet(django_filters.FilterSet):
+    """Filters of ``GET /projects/{project_id}/agents``.
+
+    - ``status``: repeatable (``?status=idle&status=paused``).
+    - ``agent_type``: the type's id or slug.
+    - ``q``: name contains (case-insensitive).
+    - ``ordering``: ``created_at``, ``name``, ``last_activity_at``, ``tokens_used``, ``-`` for
+      descending; default newest first.
+    - ``include_playground``: playground agents (``is_playground``) are left out unless ``true``.
+    """
+
+    status = django_filters.MultipleChoiceFilter(choices=AgentStatus.choices)
+    agent_type = IdOrSlugFilter(field_name="agent_type", label="Agent type id or slug")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
+    ordering = django_filters.OrderingFilter(fields=("created_at", "name", "last_activity_at", "tokens_used"))
+    include_playground = django_filters.BooleanFilter(method="filter_playground", label="Include playground agents")
+
+    class Meta:
+        model = AgentInstance
+        fields: list[str] = []
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        if not self.form.cleaned_data.get("include_playground"):
+            queryset = queryset.filter(is_playground=False)
+        return queryset
+
+    def filter_playground(self, queryset, name, value):
+        return queryset  # applied in filter_queryset, which also covers the parameter being absent
+
+
+class AgentTypeFilterSet(django_filters.FilterSet):
+    """``is_active``, ``q`` (name or slug contains), ``ordering`` (name, slug, created_at; default name)."""
+
+    is_active = django_filters.BooleanFilter()
+    q = django_filters.CharFilter(method="search", label="Name or slug contains")
+    ordering = django_filters.OrderingFilter(fields=("name", "slug", "created_at"))
+
+    class Meta:
+        model = AgentType
+        fields: list[str] = []
+
+    def search(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(slug__icontains=value))

@@ -1,0 +1,45 @@
+"""Read queries for workspaces and projects that are more than a plain queryset."""
+
+from __future__ import annotations
+
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+
+from .choices import WRITE_ROLES
+from .models import Issue, Project, Workspace, WorkspaceMembership
+
+
+def workspace_queryset(user) -> QuerySet[Workspace]:
+    """Workspaces ``user`` may see, each annotated with ``role`` (the caller's role, or ``None``).
+
+    Superusers see every workspace; others the ones they are a member of or own a project in.
+    One query for any number of rows (the role is a subquery, not a query per row).
+    """
+    if not user or not user.is_authenticated:
+        return Workspace.objects.none()
+    role = WorkspaceMembership.objects.filter(workspace=OuterRef("pk"), user=user).values("role")[:1]
+    queryset = Workspace.objects.annotate(role=Subquery(role))
+    if user.is_superuser:
+        return queryset
+    return queryset.filter(
+        Q(pk__in=WorkspaceMembership.objects.filter(user=user).values("workspace"))
+        | Q(pk__in=Project.objects.filter(owner=user).values("workspace"))
+    )
+
+
+def workspaces_writable_by(user) -> QuerySet[Workspace]:
+    """Workspaces where ``user`` may create projects: all for superusers, else admin/operator memberships."""
+    if not user or not user.is_authenticated:
+        return Workspace.objects.none()
+    if user.is_superuser:
+        return Workspace.objects.all()
+    return Workspace.objects.filter(memberships__user=user, memberships__role__in=WRITE_ROLES)
+
+
+def project_queryset(user) -> QuerySet[Project]:
+    """Projects ``user`` may see, with their workspace and owner joined (one query per page)."""
+    return Project.objects.visible_to(user).select_related("workspace", "owner")
+
+
+def issue_queryset(project: Project) -> QuerySet[Issue]:
+    """Issues of ``project`` with the assigned agent joined."""
+    return Issue.objects.filter(project=project).select_related("assigned_agent")

@@ -1,0 +1,88 @@
+"""OpenAPI building blocks shared by every endpoint: the error envelope and its responses.
+
+``error_responses(400, 404, ...)`` gives the ``responses`` entries for ``extend_schema``, each
+pointing at the one ``ErrorEnvelope`` component, so the schema documents every error the way the
+exception handler (``syndarix.api.exceptions``) produces it. ``add_rate_limit_headers`` is a
+drf-spectacular post-processing hook that documents ``Retry-After`` on every 429.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+
+
+class ErrorSerializer(serializers.Serializer):
+    """One problem: a machine-readable code, a sentence, and the request field at fault (or null).
+
+    Some codes add keys: ``invalid_transition`` carries ``current_status``, ``requested_status``
+    and ``allowed_transitions``; ``concurrency_limit`` carries ``limit`` and ``current``.
+    """
+
+    code = serializers.CharField(help_text="Machine-readable error code, e.g. `invalid_transition`.")
+    message = serializers.CharField(help_text="A sentence for people.")
+    field = serializers.CharField(allow_null=True, help_text="Request field at fault (dotted path), or null.")
+
+
+class ErrorEnvelopeSerializer(serializers.Serializer):
+    """The body of every error response: ``{"success": false, "errors": [...]}``."""
+
+    success = serializers.BooleanField(default=False)
+    errors = ErrorSerializer(many=True)
+
+
+class MessageSerializer(serializers.Serializer):
+    """A confirmation: ``{"success": true, "message": "..."}``."""
+
+    success = serializers.BooleanField(default=True)
+    message = serializers.CharField()
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Validation error: one entry per problem, `field` names the request field (dotted path).",
+    401: "Authentication credentials were not provided or are invalid (`WWW-Authenticate: Token`).",
+    403: "Visible but not allowed: a read-only role, or a missing staff permission.",
+    404: "Not found, or outside the caller's reach (never 403, so ids cannot be probed).",
+    409: "Conflict with the current state (e.g. `invalid_transition`, `already_terminated`).",
+    429: "Rate limit exceeded (`rate_limited`); retry after `Retry-After` seconds.",
+    503: "The feature is switched off by configuration (`agents_disabled`).",
+}
+
+
+def error_responses(*statuses: int, **descriptions: str) -> dict[int, OpenApiResponse]:
+    """``extend_schema(responses=...)`` entries for the given error statuses.
+
+    ``descriptions`` override the default text per status, keyed ``e409="..."``.
+    """
+    return {
+        status: OpenApiResponse(
+            ErrorEnvelopeSerializer, description=descriptions.get(f"e{status}", ERROR_DESCRIPTIONS[status])
+        )
+        for status in statuses
+    }
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Client-chosen key (at most 200 characters). Repeating a key already used on this agent (or, for "
+        "spawn, in this project) returns the original result instead of acting twice."
+    ),
+)
+
+
+def add_rate_limit_headers(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+    """Post-processing hook: document ``Retry-After`` on every 429 response."""
+    header = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until the limit resets."}}
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            response = operation.get("responses", {}).get("429") if isinstance(operation, dict) else None
+            if response is not None:
+                response.setdefault("headers", {}).update(header)
+    return result
