@@ -13,8 +13,6 @@ from . import factories
 
 
 def pytest_configure(config) -> None:
-    # Hashing a password the production way costs ~0.5 s; tests create users constantly.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     engine = settings.DATABASES["default"]["ENGINE"]
     backend = settings.CACHES["default"]["BACKEND"]
     problems = []
