@@ -10,9 +10,9 @@ class InvalidTransition(DomainError):
 
     code = "invalid_transition"
 
-    def __init__(self, current: str, requested: str, allowed: list[str]) -> None:
+    def __init__(self, current: str, requested: str, allowed: list[str], *, message: str | None = None) -> None:
         super().__init__(
-            f"Cannot transition agent from '{current}' to '{requested}'.",
+            message or f"Cannot transition agent from '{current}' to '{requested}'.",
             field="status",
             current_status=current,
             requested_status=requested,

@@ -75,12 +75,7 @@ def agent_spawn(
         ConcurrencyLimitExceeded: the workspace already holds its limit of live agents (409).
     """
     ensure_agents_enabled()
-    if not agent_type.is_active:
-        raise InvalidInput(
-            f"Agent type '{agent_type.name}' is inactive and cannot be used.", field="agent_type_id"
-        )
     config = {} if config is None else config
-    agent_type.validate_config(config)
     with transaction.atomic():
         # Lock the workspace, then count: concurrent spawns into one workspace serialize here.
         workspace = Workspace.objects.select_for_update().get(pk=project.workspace_id)
@@ -92,6 +87,11 @@ def agent_spawn(
             )
             if replay:
                 return replay.agent
+        if not agent_type.is_active:
+            raise InvalidInput(
+                f"Agent type '{agent_type.name}' is inactive and cannot be used.", field="agent_type_id"
+            )
+        agent_type.validate_config(config)
         live = AgentInstance.objects.filter(project__workspace=workspace).live().count()
         limit = workspace.agent_limit
         if live >= limit:
@@ -159,8 +159,14 @@ def agent_transition(
                 raise AlreadyTerminated()
             return locked
         method = locked.transition_method(target)
-        if method is None or (only_from is not None and source not in only_from):
+        if method is None:
             raise InvalidTransition(source, target, locked.allowed_transitions)
+        if only_from is not None and source not in only_from:
+            sources = " or ".join(f"'{s}'" for s in sorted(only_from))
+            raise InvalidTransition(
+                source, target, locked.allowed_transitions,
+                message=f"Only an agent in {sources} can do this; the agent is '{source}'.",
+            )
         spec = method._django_fsm.get_transition(source)
         method(reason=termination_reason) if target == AgentStatus.TERMINATED else method()
         locked.last_activity_at = timezone.now()

@@ -134,3 +134,16 @@ def test_agents_disabled_refuses_writes(settings, project, agent_type):
     with pytest.raises(AgentsDisabled):
         services.agent_pause(agent)
     assert AgentInstance.objects.get(pk=agent.pk).status == S.IDLE
+
+
+def test_resume_of_a_working_agent_says_why():
+    with pytest.raises(InvalidTransition) as info:
+        services.agent_resume(agent_in_status(S.WORKING))
+    assert info.value.message == "Only an agent in 'paused' can do this; the agent is 'working'."
+
+
+def test_spawn_replay_survives_the_type_being_deactivated(project, agent_type):
+    first = services.agent_spawn(project=project, agent_type=agent_type, name="a", request_id="k2")
+    agent_type.is_active = False
+    agent_type.save(update_fields=["is_active"])
+    assert services.agent_spawn(project=project, agent_type=agent_type, name="a", request_id="k2").pk == first.pk
