@@ -1,1 +1,3 @@
-urlpatterns: list = []
+from django.urls import include, path
+
+urlpatterns = [path("", include("agents.context_urls"))]

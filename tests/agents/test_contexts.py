@@ -27,6 +27,12 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Factories hash a password per user; the production hasher would dominate the run time."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def context(project, user):
     return contexts.context_create(project=project, name="plan", data={"goal": "ship"}, actor=user)
