@@ -272,6 +272,7 @@ class AgentContext(TimeStampedModel):
         blank=True,
         on_delete=models.CASCADE,
         related_name="contexts",
+        verbose_name="agent",
         help_text="Empty: shared by every agent of the project.",
     )
     name = models.CharField(max_length=200)
@@ -348,7 +349,7 @@ class AgentContextVersion(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.context_id} v{self.version}"
+        return f"{self.context.name} v{self.version}"
 
     def save(self, *args, **kwargs) -> None:
         """Insert; afterwards only ``save(update_fields=["pinned"])`` is allowed."""
