@@ -27,5 +27,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+bench: install
+	for script in benchmarks/bench_*.py; do echo "== $$script"; DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python $$script || exit 1; done
+
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache .ruff_cache

@@ -57,3 +57,89 @@ class AgentsDisabled(ServiceUnavailable):
 
     def __init__(self) -> None:
         super().__init__("Agents are disabled on this deployment (AGENTS_ENABLED=false).")
+
+
+# --- Shared contexts ---
+
+
+class VersionConflict(DomainError):
+    """``expected_version`` is not the context's current version: someone wrote meanwhile (409)."""
+
+    code = "version_conflict"
+
+    def __init__(self, *, current_version: int, expected_version: int | None) -> None:
+        super().__init__(
+            f"The context is at version {current_version}, not {expected_version}; re-read it and retry.",
+            field="expected_version",
+            current_version=current_version,
+            expected_version=expected_version,
+        )
+
+
+class VersionNotFound(DomainError):
+    """The context never had this version number (404)."""
+
+    code = "version_not_found"
+    status_code = 404
+
+    def __init__(self, version: int, *, current_version: int) -> None:
+        super().__init__(
+            f"Version {version} does not exist; the context is at version {current_version}.",
+            field="version",
+            version=version,
+            current_version=current_version,
+        )
+
+
+class VersionPruned(DomainError):
+    """The version existed but retention has deleted it (404)."""
+
+    code = "version_pruned"
+    status_code = 404
+
+    def __init__(self, version: int, *, current_version: int) -> None:
+        super().__init__(
+            f"Version {version} was removed by the retention policy.",
+            field="version",
+            version=version,
+            current_version=current_version,
+        )
+
+
+class AlreadyCurrentVersion(DomainError):
+    """Rolling back to the version that is already current (409)."""
+
+    code = "already_current"
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"Version {version} is already the current version.", field="target_version",
+                         current_version=version)
+
+
+class ContextExists(DomainError):
+    """A context with this name already exists for the project and agent (409)."""
+
+    code = "context_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"A context named '{name}' already exists here.", field="name")
+
+
+class ContextNotFound(DomainError):
+    """The context does not exist (any more), or is not visible to the caller (404)."""
+
+    code = "not_found"
+    status_code = 404
+
+    def __init__(self) -> None:
+        super().__init__("Context not found.")
+
+
+class ContextNotWritable(DomainError):
+    """An agent tried to write a context that belongs to another agent or project (403)."""
+
+    code = "permission_denied"
+    status_code = 403
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)

@@ -250,3 +250,118 @@ class AgentTransition(models.Model):
 
 
 TRANSITIONS: dict[str, list[str]] = _build_table()
+
+
+# --- Versioned shared contexts -------------------------------------------------------------------
+
+
+class AgentContext(TimeStampedModel):
+    """A named JSON document shared by a project's agents, with an append-only version history.
+
+    ``instance`` is ``None`` for a context shared by every agent of the project, or one agent of the
+    same project for that agent's own context; ``name`` is unique per (project, instance).
+    ``current_version`` is the number of the newest ``AgentContextVersion`` (its data is the
+    context's current data). It only changes through ``agents.contexts`` (``context_write``,
+    ``context_rollback``), which lock this row to allocate the next number.
+    """
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="contexts")
+    instance = models.ForeignKey(
+        AgentInstance,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="contexts",
+        verbose_name="agent",
+        help_text="Empty: shared by every agent of the project.",
+    )
+    name = models.CharField(max_length=200)
+    current_version = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "name"],
+                condition=models.Q(instance__isnull=True),
+                name="unique_shared_context_name",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "instance", "name"],
+                condition=models.Q(instance__isnull=False),
+                name="unique_instance_context_name",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name if self.instance_id is None else f"{self.name} ({self.instance})"
+
+    def clean(self) -> None:
+        if self.instance_id and self.project_id and self.instance.project_id != self.project_id:
+            raise ValidationError({"instance": ["The agent must belong to the context's project."]})
+
+
+class AgentContextVersionQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        """Refuse bulk changes to versions: only ``pinned`` may change after a version is written."""
+        if set(kwargs) - {"pinned"}:
+            raise TypeError("Context versions are immutable; only 'pinned' can be changed.")
+        return super().update(**kwargs)
+
+
+class AgentContextVersion(models.Model):
+    """One immutable snapshot of a context's data.
+
+    ``version`` runs 1, 2, … per context without gaps (unique per context). ``data`` is the full
+    JSON object at that version (not a delta), so any retained version reads in one row.
+    ``restored_from`` is the version number a rollback copied, else ``None``. Exactly one of
+    ``created_by_user`` / ``created_by_agent`` names the writer (both ``None``: the system, or a
+    deleted writer). Nothing but ``pinned`` changes after the insert; retention deletes old
+    unpinned versions (``agents.contexts.context_prune``).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    context = models.ForeignKey(AgentContext, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    data = models.JSONField(default=dict)
+    change_description = models.TextField(blank=True)
+    created_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_agent = models.ForeignKey(
+        AgentInstance, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    restored_from = models.PositiveIntegerField(null=True, blank=True)
+    pinned = models.BooleanField(default=False, help_text="Pinned versions are never pruned.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = AgentContextVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["context", "version"], name="unique_context_version"),
+            models.CheckConstraint(condition=models.Q(version__gte=1), name="context_version_gte_1"),
+            models.CheckConstraint(
+                condition=models.Q(created_by_user__isnull=True) | models.Q(created_by_agent__isnull=True),
+                name="context_version_one_author",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.context.name} v{self.version}"
+
+    def save(self, *args, **kwargs) -> None:
+        """Insert; afterwards only ``save(update_fields=["pinned"])`` is allowed."""
+        if not self._state.adding and set(kwargs.get("update_fields") or ()) != {"pinned"}:
+            raise ValueError("Context versions are immutable; only 'pinned' can be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        """Refused: versions go only through retention (``context_prune``) or with their context."""
+        raise ValueError("Context versions are deleted only by retention or with their context.")
+
+    @property
+    def created_by(self):
+        """The writer: a user, an ``AgentInstance``, or ``None`` for the system."""
+        return self.created_by_user or self.created_by_agent

@@ -1,10 +1,10 @@
-"""Routes under `/api/v1/`: agent-types, agent-classes and projects/{project_id}/agents (no trailing slash).
+"""Routes under `/api/v1/` (no trailing slash): agent-types, agent-classes, agents and contexts of projects.
 
 The router lists the project-level `agents/metrics` route before `agents/{agent_id}` routes, and
 `{agent_id}` only matches a UUID, so "metrics" is never read as an agent id.
 """
 
-from django.urls import path
+from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from . import views
@@ -17,4 +17,5 @@ router.register("projects/<uuid:project_id>/agents", views.AgentViewSet, basenam
 urlpatterns = [
     path("agent-classes", AgentClassListView.as_view(), name="agent-class-list"),
     *router.urls,
+    path("", include("agents.context_urls")),
 ]

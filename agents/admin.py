@@ -1,0 +1,1 @@
+from . import context_admin  # noqa: F401
