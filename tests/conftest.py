@@ -22,6 +22,8 @@ def pytest_configure(config) -> None:
         problems.append(f"REDIS_URL must point at Redis (got {backend}).")
     if problems:
         pytest.exit("The suite needs PostgreSQL and Redis: " + " ".join(problems) + " Run `make test`.", returncode=2)
+    # A deliberately slow password hash (~0.3 s) per factory user would dominate the suite's run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(scope="session", autouse=True)
