@@ -25,6 +25,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 from django_fsm import ConcurrentTransition
@@ -194,8 +195,7 @@ class AgentTypeAdmin(admin.ModelAdmin):
 class AgentInstanceAdmin(admin.ModelAdmin):
     form = AgentInstanceForm
     list_display = (
-        "name", "status_display", "project", "agent_type", "tasks", "tokens_display", "cost_display",
-        "assigned_issues", "last_activity_at",
+        "name", "status_display", "project", "agent_type", "tokens_display", "cost_display", "last_activity",
     )
     list_select_related = ("project__workspace", "agent_type")
     list_filter = ("status", "agent_type", "project__workspace", "project", "is_playground", "termination_reason")
@@ -256,9 +256,14 @@ class AgentInstanceAdmin(admin.ModelAdmin):
     def status_display(self, obj: AgentInstance):
         return status_badge(obj.status)
 
-    @admin.display(description="Tasks", ordering="tasks_completed")
-    def tasks(self, obj: AgentInstance) -> int:
-        return obj.tasks_completed
+    @admin.display(description="Last activity", ordering="last_activity_at")
+    def last_activity(self, obj: AgentInstance):
+        if not obj.last_activity_at:
+            return "-"
+        when = obj.last_activity_at
+        ago = timesince(when, depth=1)
+        text = "just now" if ago.startswith("0\xa0") else f"{ago} ago"  # timesince says "0 minutes" under a minute
+        return format_html('<span title="{}">{}</span>', precise_time(when), text)
 
     @admin.display(description="Tokens", ordering="tokens_used")
     def tokens_display(self, obj: AgentInstance) -> str:
@@ -268,7 +273,7 @@ class AgentInstanceAdmin(admin.ModelAdmin):
     def cost_display(self, obj: AgentInstance) -> str:
         return f"{obj.cost_incurred:,.4f}"
 
-    @admin.display(description="Issues", ordering="assigned_issues_count")
+    @admin.display(description="Assigned issues", ordering="assigned_issues_count")
     def assigned_issues(self, obj: AgentInstance):
         count = getattr(obj, "assigned_issues_count", None)
         if count is None:

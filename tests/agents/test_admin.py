@@ -162,15 +162,16 @@ def test_agent_list_query_count_does_not_grow_with_rows(admin_client, project, a
     assert len(many) == len(one)
 
 
-def test_agent_list_shows_status_badge_counters_and_issue_count(admin_client, project, agent_type):
+def test_agent_list_and_form_show_status_badge_counters_and_issue_count(admin_client, project, agent_type):
     agent = agent_in_status(S.WORKING, project=project, agent_type=agent_type, name="Builder")
     services.agent_record_usage(agent, tokens=12_345, cost="1.5", tasks_completed=2)
     IssueFactory.create_batch(3, project=project, assigned_agent=agent)
     html = admin_client.get(reverse("admin:agents_agentinstance_changelist")).content.decode()
     assert 'agent-status-working">Working<' in html
-    assert "12,345" in html and "1.5000" in html
-    assert f"?assigned_agent__id__exact={agent.pk}\">3<" in html
+    assert "12,345" in html and "1.5000" in html and "just now" in html
     assert "Spawn agent" in html
+    html = admin_client.get(change_url(agent)).content.decode()
+    assert f"?assigned_agent__id__exact={agent.pk}\">3<" in html
 
 
 def test_add_leads_to_the_spawn_page(admin_client, project):

@@ -19,6 +19,7 @@ _COUNTS = (
     ("tokens", "total_tokens_used"),
 )
 _KEYS = [key for _, key in _COUNTS] + ["total_cost_incurred"]
+MICRO_USD = Decimal("0.000001")
 
 
 class Command(BaseCommand):
@@ -48,8 +49,8 @@ class Command(BaseCommand):
         totals = {key: sum((row[key] for row in rows), Decimal("0") if key == "total_cost_incurred" else 0)
                   for key in _KEYS}
         if options["json"]:
-            for item in [*rows, totals]:
-                item["total_cost_incurred"] = str(item["total_cost_incurred"])
+            for item in [*rows, totals]:  # USD to the micro-dollar, as stored
+                item["total_cost_incurred"] = str(Decimal(item["total_cost_incurred"]).quantize(MICRO_USD))
             self.stdout.write(json.dumps({"projects": rows, "totals": totals}, indent=2))
             return
         self.stdout.write(self.table(rows, totals))
