@@ -1,1 +1,565 @@
-from . import context_admin  # noqa: F401
+"""Django admin for agents: a thin UI over ``agents.services``.
+
+Staff spawn agents on a "Spawn agent" page (``agent_spawn``), move them with one button per
+transition available now (the model's django-fsm transitions, each performed by its service:
+``agent_pause``, ``agent_resume``, ``agent_terminate`` after a confirmation page, and
+``agent_transition`` for start work / wait / finish), apply pause / resume / terminate to a
+selection, and edit the fields ``agent_update`` allows. ``status`` and the usage counters are
+read-only; service errors become admin messages. The transition ledger is read-only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+from django.utils.timezone import localtime
+from django.utils.translation import ngettext
+from django_fsm import ConcurrentTransition
+
+from syndarix.exceptions import DomainError
+
+from . import selectors, services
+from .choices import LIVE_STATUSES, AgentStatus, TerminationReason
+from .exceptions import describe_error
+from .forms import AgentInstanceForm, AgentSpawnForm, AgentTerminateForm, config_error_messages
+from .models import AgentInstance, AgentTransition, AgentType
+from .registry_admin import AgentTypeRegistryAdminMixin
+
+#: Errors a service raises for a refused action; the admin shows them as messages, never a 500.
+SERVICE_ERRORS = (DomainError, ValidationError, ConcurrentTransition)
+
+#: Rows of the ledger shown on an agent's change form; the ledger page lists all of them.
+LEDGER_INLINE_LIMIT = 50
+
+
+class LifecycleAction(NamedTuple):
+    """One transition of the model's lifecycle, as the admin offers it."""
+
+    name: str  # the AgentInstance transition method
+    label: str  # button text
+    done: str  # what happened, for messages ("paused")
+    target: str
+    sources: frozenset[str]
+
+
+_ACTION_TEXT = {  # button order on the change form
+    "start_work": ("Start work", "is now working"),
+    "wait": ("Wait", "is now waiting"),
+    "finish": ("Finish", "finished and is idle"),
+    "pause": ("Pause", "paused"),
+    "resume": ("Resume", "resumed"),
+    "terminate": ("Terminate", "terminated"),
+}
+
+
+def _lifecycle_actions() -> dict[str, LifecycleAction]:
+    """Read the transitions declared on ``AgentInstance`` (the single source of the table)."""
+    sources: dict[str, set[str]] = {}
+    targets: dict[str, str] = {}
+    for transition in AgentInstance._meta.get_field("status").get_all_transitions(AgentInstance):
+        sources.setdefault(transition.name, set()).add(transition.source)
+        targets[transition.name] = transition.target
+    missing = set(targets) - set(_ACTION_TEXT)
+    if missing:
+        raise RuntimeError(f"Admin labels missing for transitions: {sorted(missing)}")
+    return {
+        name: LifecycleAction(name, label, done, targets[name], frozenset(sources[name]))
+        for name, (label, done) in _ACTION_TEXT.items()
+    }
+
+
+LIFECYCLE_ACTIONS = _lifecycle_actions()
+
+
+def perform_transition(
+    agent: AgentInstance,
+    action: LifecycleAction,
+    *,
+    actor,
+    reason: str = "",
+    termination_reason: str = TerminationReason.USER,
+) -> AgentInstance:
+    """Run ``action`` on ``agent`` through its service; returns the fresh agent.
+
+    Pause, resume and terminate have their own services; the other edges go through
+    ``agent_transition`` restricted to the action's sources (so a stale "Finish" click cannot
+    resume a paused agent). Raises whatever the service raises.
+    """
+    if action.name == "pause":
+        return services.agent_pause(agent, actor=actor, reason=reason)
+    if action.name == "resume":
+        return services.agent_resume(agent, actor=actor, reason=reason)
+    if action.name == "terminate":
+        return services.agent_terminate(agent, actor=actor, reason=reason, termination_reason=termination_reason)
+    return services.agent_transition(agent, action.target, actor=actor, reason=reason, only_from=action.sources)
+
+
+def precise_time(value) -> str:
+    """A timestamp to the second (ledger rows of one minute must stay distinguishable)."""
+    return date_format(localtime(value), "Y-m-d H:i:s T") if value else "-"
+
+
+def status_badge(status: str):
+    return format_html(
+        '<span class="agent-status agent-status-{}">{}</span>', status, AgentStatus(status).label
+    )
+
+
+class LatestTransitionsFormSet(BaseInlineFormSet):
+    """The newest ``LEDGER_INLINE_LIMIT`` ledger rows only: an agent's ledger grows without bound."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_latest"):
+            self._latest = list(super().get_queryset()[:LEDGER_INLINE_LIMIT])
+        return self._latest
+
+
+class AgentTransitionInline(admin.TabularInline):
+    """The agent's transition ledger, newest first, read-only."""
+
+    model = AgentTransition
+    formset = LatestTransitionsFormSet
+    fields = ("when", "from_status", "to_status", "actor", "reason", "request_id")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+    extra = 0
+    can_delete = False
+    verbose_name = "transition"
+    verbose_name_plural = f"Transition ledger (latest {LEDGER_INLINE_LIMIT}, newest first)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
+
+    @admin.display(description="When")
+    def when(self, obj: AgentTransition) -> str:
+        return precise_time(obj.created_at)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AgentType)
+class AgentTypeAdmin(AgentTypeRegistryAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "name", "slug", "handler", "is_active", "capability_list", "live_agents", "total_agents", "updated_at",
+    )
+    list_select_related = False  # no foreign keys to join; the counts are annotations
+    list_filter = ("is_active",)
+    search_fields = ("name", "slug", "description", "handler")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("id", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "description", "is_active", "handler")}),
+        ("Capabilities and configuration", {"fields": ("capabilities", "config_schema")}),
+        ("Record", {"fields": ("id", "created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            total_agent_count=Count("instances"),
+            live_agent_count=Count("instances", filter=Q(instances__status__in=LIVE_STATUSES)),
+        )
+
+    @admin.display(description="Capabilities")
+    def capability_list(self, obj: AgentType) -> str:
+        return ", ".join(obj.capabilities) if isinstance(obj.capabilities, list) else ""
+
+    @admin.display(description="Live agents", ordering="live_agent_count")
+    def live_agents(self, obj: AgentType) -> int:
+        return obj.live_agent_count
+
+    @admin.display(description="All agents", ordering="total_agent_count")
+    def total_agents(self, obj: AgentType):
+        url = reverse("admin:agents_agentinstance_changelist") + f"?agent_type__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, obj.total_agent_count)
+
+
+@admin.register(AgentInstance)
+class AgentInstanceAdmin(admin.ModelAdmin):
+    form = AgentInstanceForm
+    list_display = (
+        "name", "status_display", "project", "agent_type", "tokens_display", "cost_display", "last_activity",
+    )
+    list_select_related = ("project__workspace", "agent_type")
+    list_filter = ("status", "agent_type", "project__workspace", "project", "is_playground", "termination_reason")
+    search_fields = ("name", "current_task", "session_id", "project__name", "agent_type__name")
+    date_hierarchy = "created_at"
+    actions = ("pause_selected", "resume_selected", "terminate_selected")
+    inlines = (AgentTransitionInline,)
+    editable_fields = AgentInstanceForm._meta.fields
+    readonly_fields = (
+        "status_display", "project", "agent_type", "agent_type_schema", "tasks_completed", "tokens_display",
+        "cost_display", "assigned_issues", "last_activity_at", "last_heartbeat_at", "last_error", "terminated_at",
+        "termination_reason", "is_playground", "id", "created_at", "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("name", "status_display", "project", "agent_type", "current_task")}),
+        ("Configuration", {"fields": ("config", "agent_type_schema")}),
+        ("Memory and session", {"fields": ("short_term_memory", "long_term_memory_ref", "session_id")}),
+        ("Usage", {"fields": ("tasks_completed", "tokens_display", "cost_display", "assigned_issues")}),
+        (
+            "Activity",
+            {
+                "fields": (
+                    "last_activity_at", "last_heartbeat_at", "last_error", "terminated_at", "termination_reason",
+                    "is_playground", "id", "created_at", "updated_at",
+                )
+            },
+        ),
+    )
+
+    class Media:
+        css = {"all": ("agents/admin.css",)}
+
+    # --- Queryset and permissions. ---
+
+    def get_queryset(self, request):
+        queryset = selectors.agent_queryset()
+        ordering = self.get_ordering(request)
+        return queryset.order_by(*ordering) if ordering else queryset
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        """A terminated agent is view-only: nothing about it can change any more."""
+        if obj is not None and obj.status == AgentStatus.TERMINATED:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        """Agents are terminated, never deleted: their ledger is the audit trail."""
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.status == AgentStatus.TERMINATED:
+            return (*self.editable_fields, *self.readonly_fields)
+        return self.readonly_fields
+
+    # --- Columns and read-only fields. ---
+
+    @admin.display(description="Status", ordering="status")
+    def status_display(self, obj: AgentInstance):
+        return status_badge(obj.status)
+
+    @admin.display(description="Last activity", ordering="last_activity_at")
+    def last_activity(self, obj: AgentInstance):
+        if not obj.last_activity_at:
+            return "-"
+        when = obj.last_activity_at
+        ago = timesince(when, depth=1)
+        text = "just now" if ago.startswith("0\xa0") else f"{ago} ago"  # timesince says "0 minutes" under a minute
+        return format_html('<span title="{}">{}</span>', precise_time(when), text)
+
+    @admin.display(description="Tokens", ordering="tokens_used")
+    def tokens_display(self, obj: AgentInstance) -> str:
+        return f"{obj.tokens_used:,}"
+
+    @admin.display(description="Cost (USD)", ordering="cost_incurred")
+    def cost_display(self, obj: AgentInstance) -> str:
+        return f"{obj.cost_incurred:,.4f}"
+
+    @admin.display(description="Assigned issues", ordering="assigned_issues_count")
+    def assigned_issues(self, obj: AgentInstance):
+        count = getattr(obj, "assigned_issues_count", None)
+        if count is None:
+            count = obj.assigned_issues.count()
+        url = reverse("admin:projects_issue_changelist") + f"?assigned_agent__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, count)
+
+    @admin.display(description="Config schema")
+    def agent_type_schema(self, obj: AgentInstance):
+        return format_html(
+            '<details class="agent-schema"><summary>{} schema</summary><pre class="agent-schema">{}</pre></details>',
+            obj.agent_type.name, json.dumps(obj.agent_type.config_schema, indent=2),
+        )
+
+    # --- Saving edits through agent_update. ---
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Write the changed editable fields with ``agent_update`` (agents are created by spawning)."""
+        if not change:
+            raise PermissionDenied("Agents are created on the Spawn agent page.")
+        data = {name: form.cleaned_data[name] for name in form.changed_data if name in self.editable_fields}
+        if data:
+            services.agent_update(obj, actor=request.user, data=data)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except SERVICE_ERRORS as exc:  # raised by agent_update: the agent changed meanwhile
+            self.message_user(request, describe_error(exc), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Agents are born through ``agent_spawn``: "Add" leads to the Spawn agent page."""
+        url = reverse("admin:agents_agentinstance_spawn")
+        query = request.GET.copy()
+        query.pop("_changelist_filters", None)
+        return HttpResponseRedirect(f"{url}?{query.urlencode()}" if query else url)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and change:
+            context["lifecycle"] = self.lifecycle_context(request, obj)
+            context["ledger_url"] = reverse("admin:agents_agenttransition_changelist") + f"?agent={obj.pk}"
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def lifecycle_context(self, request, obj: AgentInstance) -> dict:
+        """Status and the transitions available now (buttons), for the change form template."""
+        available = {t.name for t in obj.get_available_status_transitions()}
+        can_act = super().has_change_permission(request, obj)
+        return {
+            "status": obj.status,
+            "badge": status_badge(obj.status),
+            "actions": [a for name, a in LIFECYCLE_ACTIONS.items() if name in available] if can_act else [],
+            "transition_url": reverse("admin:agents_agentinstance_transition", args=[obj.pk]),
+            "terminate_url": reverse("admin:agents_agentinstance_terminate", args=[obj.pk]),
+        }
+
+    # --- Lifecycle views. ---
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        wrap = self.admin_site.admin_view
+        return [
+            path("spawn/", wrap(self.spawn_view), name="{}_{}_spawn".format(*info)),
+            path("<path:object_id>/transition/", wrap(self.transition_view), name="{}_{}_transition".format(*info)),
+            path("<path:object_id>/terminate/", wrap(self.terminate_view), name="{}_{}_terminate".format(*info)),
+            *super().get_urls(),
+        ]
+
+    def _change_url(self, agent: AgentInstance) -> str:
+        return reverse("admin:agents_agentinstance_change", args=[agent.pk])
+
+    def _get_agent_or_redirect(self, request, object_id):
+        if not super().has_change_permission(request):
+            raise PermissionDenied
+        agent = self.get_object(request, unquote(object_id))
+        if agent is None:
+            return None, self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        return agent, None
+
+    def transition_view(self, request, object_id):
+        """POST ``transition=<name>``: perform one lifecycle button's transition, then back to the form."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        agent, response = self._get_agent_or_redirect(request, object_id)
+        if response:
+            return response
+        action = LIFECYCLE_ACTIONS.get(request.POST.get("transition", ""))
+        if action is None:
+            self.message_user(request, "Unknown transition.", messages.ERROR)
+            return redirect(self._change_url(agent))
+        if action.name == "terminate":  # always through the confirmation page
+            return redirect("admin:agents_agentinstance_terminate", agent.pk)
+        before = agent.status
+        try:
+            agent = perform_transition(agent, action, actor=request.user)
+        except SERVICE_ERRORS as exc:
+            self.message_user(request, f"Could not {action.label.lower()} “{agent}”: {describe_error(exc)}",
+                              messages.ERROR)
+        else:
+            if agent.status == before:
+                self.message_user(request, f"Agent “{agent}” is already {AgentStatus(before).label.lower()}.",
+                                  messages.INFO)
+            else:
+                self.log_change(request, agent, f"{action.label}: {before} → {agent.status}")
+                self.message_user(request, f"Agent “{agent}” {action.done}.", messages.SUCCESS)
+        return redirect(self._change_url(agent))
+
+    def terminate_view(self, request, object_id):
+        """Confirmation page for terminating one agent: asks for a reason and a termination reason."""
+        agent, response = self._get_agent_or_redirect(request, object_id)
+        if response:
+            return response
+        if agent.status == AgentStatus.TERMINATED:
+            self.message_user(request, f"Agent “{agent}” is already terminated.", messages.WARNING)
+            return redirect(self._change_url(agent))
+        form = AgentTerminateForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            try:
+                agent = perform_transition(
+                    agent, LIFECYCLE_ACTIONS["terminate"], actor=request.user, reason=form.cleaned_data["reason"],
+                    termination_reason=form.cleaned_data["termination_reason"],
+                )
+            except SERVICE_ERRORS as exc:
+                self.message_user(request, f"Could not terminate “{agent}”: {describe_error(exc)}", messages.ERROR)
+            else:
+                reason = form.cleaned_data["reason"]
+                self.log_change(request, agent, f"Terminated ({agent.termination_reason}): {reason}")
+                self.message_user(request, f"Agent “{agent}” has been terminated.", messages.SUCCESS)
+            return redirect(self._change_url(agent))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Terminate agent “{agent}”?",
+            "agent": agent,
+            "status_badge": status_badge(agent.status),
+            "adminform": helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {}),
+            "errors": helpers.AdminErrorList(form, []),
+            "change_url": self._change_url(agent),
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/agents/agentinstance/terminate_confirmation.html", context)
+
+    def spawn_view(self, request):
+        """The Spawn agent page: validates the form (config against the type's schema), then ``agent_spawn``."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = AgentSpawnForm(request.POST, admin_site=self.admin_site)
+        else:
+            form = AgentSpawnForm(initial={"project": request.GET.get("project")}, admin_site=self.admin_site)
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            try:
+                agent = services.agent_spawn(
+                    project=data["project"], agent_type=data["agent_type"], name=data["name"],
+                    config=data["config"], current_task=data["current_task"], actor=request.user,
+                )
+            except ValidationError as exc:
+                form.add_error("config", config_error_messages(exc))
+            except DomainError as exc:
+                field = {"agent_type_id": "agent_type", "project_id": "project"}.get(exc.field or "", exc.field)
+                form.add_error(field if field in form.fields else None, exc.message)
+            else:
+                self.log_addition(request, agent, "Spawned")
+                self.message_user(
+                    request, f"Agent “{agent}” spawned in {agent.project} (idle).", messages.SUCCESS
+                )
+                return redirect(self._change_url(agent))
+        fieldsets = [(None, {"fields": ["project", "agent_type", "name", "current_task", "config"]})]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Spawn agent",
+            "adminform": helpers.AdminForm(form, fieldsets, {}),
+            "errors": helpers.AdminErrorList(form, []),
+            "agent_types": [
+                (agent_type, json.dumps(agent_type.config_schema, indent=2))
+                for agent_type in AgentType.objects.filter(is_active=True).order_by("name")
+            ],
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/agents/agentinstance/spawn.html", context)
+
+    # --- Bulk actions. ---
+
+    def _bulk_transition(self, request, queryset, name: str, **kwargs) -> None:
+        """Apply one lifecycle action to every selected agent, each through its service.
+
+        Reports "N agents paused", the agents already in the target status, and each failure by
+        name. Agents are processed in primary-key order, so concurrent bulk actions lock alike.
+        """
+        action = LIFECYCLE_ACTIONS[name]
+        changed, unchanged, failed = [], [], []
+        for agent in queryset.order_by("pk"):
+            before = agent.status
+            try:
+                result = perform_transition(agent, action, actor=request.user, **kwargs)
+            except SERVICE_ERRORS as exc:
+                failed.append((agent, describe_error(exc)))
+                continue
+            if result.status == before:
+                unchanged.append(agent)
+            else:
+                changed.append(agent)
+                self.log_change(request, result, f"{action.label} (bulk action): {before} → {result.status}")
+        if changed:
+            text = ngettext("%(count)d agent %(done)s.", "%(count)d agents %(done)s.", len(changed))
+            self.message_user(request, text % {"count": len(changed), "done": action.done}, messages.SUCCESS)
+        if unchanged:
+            status = AgentStatus(action.target).label.lower()
+            text = ngettext("%(count)d agent was already %(status)s: %(names)s.",
+                            "%(count)d agents were already %(status)s: %(names)s.", len(unchanged))
+            names = ", ".join(f"“{a}”" for a in unchanged)
+            self.message_user(request, text % {"count": len(unchanged), "status": status, "names": names},
+                              messages.INFO)
+        for agent, error in failed:
+            self.message_user(request, f"Could not {action.label.lower()} “{agent}”: {error}", messages.ERROR)
+
+    @admin.action(description="Pause selected agents", permissions=["change"])
+    def pause_selected(self, request, queryset):
+        self._bulk_transition(request, queryset, "pause")
+
+    @admin.action(description="Resume selected agents", permissions=["change"])
+    def resume_selected(self, request, queryset):
+        self._bulk_transition(request, queryset, "resume")
+
+    @admin.action(description="Terminate selected agents…", permissions=["change"])
+    def terminate_selected(self, request, queryset):
+        """Ask for a reason on a confirmation page, then terminate each selected agent."""
+        form = AgentTerminateForm(request.POST if request.POST.get("post") == "yes" else None)
+        if form.is_bound and form.is_valid():
+            self._bulk_transition(
+                request, queryset, "terminate", reason=form.cleaned_data["reason"],
+                termination_reason=form.cleaned_data["termination_reason"],
+            )
+            return None
+        agents = list(queryset.order_by("name"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": ngettext("Terminate %(count)d agent?", "Terminate %(count)d agents?", len(agents))
+            % {"count": len(agents)},
+            "agents": [(agent, status_badge(agent.status)) for agent in agents],
+            "already_terminated": sum(a.status == AgentStatus.TERMINATED for a in agents),
+            "adminform": helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {}),
+            "errors": helpers.AdminErrorList(form, []),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/agents/agentinstance/terminate_selected_confirmation.html", context)
+
+
+@admin.register(AgentTransition)
+class AgentTransitionAdmin(admin.ModelAdmin):
+    """The append-only ledger: view only (``?agent=<id>`` lists one agent's transitions)."""
+
+    list_display = ("when", "agent", "project", "from_display", "to_status", "actor", "reason", "request_id")
+    list_select_related = ("agent__project", "actor")
+    list_filter = ("to_status", "from_status", "agent__project__workspace", "agent__project")
+    search_fields = ("agent__name", "reason", "request_id", "actor__username")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+
+    @admin.display(description="When", ordering="created_at")
+    def when(self, obj: AgentTransition) -> str:
+        return precise_time(obj.created_at)
+
+    @admin.display(description="From", ordering="from_status")
+    def from_display(self, obj: AgentTransition) -> str:
+        return obj.get_from_status_display() or "(spawned)"
+
+    @admin.display(description="Project", ordering="agent__project__name")
+    def project(self, obj: AgentTransition) -> str:
+        return obj.agent.project.name
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+from . import context_admin  # noqa: E402, F401  (registers the shared-context admin)

@@ -143,3 +143,27 @@ class ContextNotWritable(DomainError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+
+
+def describe_error(exc: Exception) -> str:
+    """One sentence for people (admin messages, command errors) from an error a service raised.
+
+    ``InvalidTransition`` adds the allowed targets; a Django ``ValidationError`` lists each
+    ``field.path: message``; a stale write (``ConcurrentTransition``) asks to reload.
+    """
+    from django.core.exceptions import ValidationError
+    from django_fsm import ConcurrentTransition
+
+    if isinstance(exc, InvalidTransition):
+        allowed = ", ".join(exc.extra["allowed_transitions"]) or "none"
+        return f"{exc.message} Allowed from '{exc.extra['current_status']}': {allowed}."
+    if isinstance(exc, DomainError):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        if hasattr(exc, "error_dict"):
+            items = exc.message_dict.items()
+            return "; ".join(f"{field}: {message}" for field, messages in items for message in messages)
+        return "; ".join(exc.messages)
+    if isinstance(exc, ConcurrentTransition):
+        return "The agent changed state meanwhile; reload and retry."
+    return str(exc)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, DecimalField, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce
+
+from projects.models import Project
 
 from .choices import AgentStatus
 from .models import AgentInstance
@@ -49,3 +52,31 @@ def agent_metrics(queryset: QuerySet[AgentInstance]) -> dict[str, Any]:
     row["total_tokens_used"] = row["total_tokens_used"] or 0
     row["total_cost_incurred"] = row["total_cost_incurred"] or Decimal("0")
     return row
+
+
+def project_agent_summary(projects: QuerySet[Project] | None = None) -> QuerySet[Project]:
+    """Projects annotated with their agents' metrics, in one grouped query for any number of projects.
+
+    Each project carries the keys of ``agent_metrics`` as attributes (``total_instances``,
+    ``active_instances`` (WORKING), ``idle_instances``, ``waiting_instances``, ``paused_instances``,
+    ``terminated_instances``, ``total_tasks_completed``, ``total_tokens_used`` (tokens),
+    ``total_cost_incurred`` (USD, Decimal)); projects without agents show zeros. ``workspace`` is
+    joined. Ordered by workspace name, then project name.
+    """
+    projects = Project.objects.all() if projects is None else projects
+    status_counts = {key: Count("agents", filter=Q(agents__status=status)) for key, status in _STATUS_KEYS.items()}
+    return (
+        projects.select_related("workspace")
+        .annotate(
+            total_instances=Count("agents"),
+            **status_counts,
+            total_tasks_completed=Coalesce(Sum("agents__tasks_completed"), 0),
+            total_tokens_used=Coalesce(Sum("agents__tokens_used"), 0),
+            total_cost_incurred=Coalesce(
+                Sum("agents__cost_incurred"),
+                Value(Decimal("0")),
+                output_field=DecimalField(max_digits=20, decimal_places=6),
+            ),
+        )
+        .order_by("workspace__name", "name")
+    )

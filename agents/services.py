@@ -259,13 +259,21 @@ def agent_record_usage(
     Returns the agent re-read after the increment.
 
     Raises:
-        InvalidInput: a negative or non-numeric increment (400).
+        InvalidInput: a negative, non-numeric, non-finite or oversized increment, or non-integer
+            counts (400).
         AgentTerminated: the agent is terminated (409); nothing is recorded.
     """
     try:
         cost = Decimal(str(cost))
     except ArithmeticError as exc:
         raise InvalidInput("cost must be a decimal number of USD.", field="cost") from exc
+    # NaN, infinities and values wider than the column would fail in the database, not here.
+    column = AgentInstance._meta.get_field("cost_incurred")
+    if not cost.is_finite() or (cost and cost.adjusted() >= column.max_digits - column.decimal_places):
+        raise InvalidInput("cost must be a finite decimal number of USD below 10^8.", field="cost")
+    for field, value in (("tokens", tokens), ("tasks_completed", tasks_completed)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput(f"{field} must be a whole number.", field=field)
     for field, value in (("tokens", tokens), ("cost", cost), ("tasks_completed", tasks_completed)):
         if value < 0:
             raise InvalidInput(f"{field} must be zero or more.", field=field)

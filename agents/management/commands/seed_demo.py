@@ -1,0 +1,406 @@
+"""``manage.py seed_demo``: demo data for a first look at Syndarix. Safe to run again."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from rest_framework.authtoken.models import Token
+
+from agents import services
+from agents.choices import AgentStatus as S
+from agents.choices import TerminationReason
+from agents.exceptions import describe_error
+from agents.models import AgentInstance, AgentType
+from projects.choices import IssueStatus, WorkspaceRole
+from projects.models import Issue, Project, Workspace, WorkspaceMembership
+
+from ._base import SERVICE_ERRORS, dry_run_atomic
+
+WORKSPACE = {"slug": "demo", "name": "Demo Workspace"}
+USERS = {
+    # username: (env var with the password, is superuser, workspace role)
+    "admin": ("SYNDARIX_DEMO_ADMIN_PASSWORD", True, WorkspaceRole.ADMIN),
+    "operator": ("SYNDARIX_DEMO_OPERATOR_PASSWORD", False, WorkspaceRole.OPERATOR),
+}
+PROJECTS = [
+    {"slug": "storefront", "name": "Storefront relaunch",
+     "description": "Rebuild the web shop: new checkout, faster search, a cleaner catalog."},
+    {"slug": "mobile-app", "name": "Mobile app",
+     "description": "Native iOS and Android apps for the shop, with offline browsing."},
+]
+
+_MODEL = {"type": "string", "description": "LLM used by the agent.", "enum": ["gpt-4o", "gpt-4o-mini", "claude-sonnet"]}
+_TEMPERATURE = {"type": "number", "minimum": 0, "maximum": 2, "description": "Sampling temperature."}
+_MAX_TOKENS = {"type": "integer", "minimum": 256, "maximum": 200000, "description": "Most tokens per reply."}
+
+AGENT_TYPES = [
+    {
+        "slug": "product-owner", "name": "Product owner",
+        "description": "Turns goals into a prioritized backlog of stories with acceptance criteria.",
+        "capabilities": ["requirements", "backlog", "acceptance-criteria"],
+        "config_schema": {
+            "type": "object",
+            "properties": {
+                "model": _MODEL, "temperature": _TEMPERATURE, "max_tokens": _MAX_TOKENS,
+                "story_format": {"type": "string", "enum": ["user-story", "job-story"]},
+                "max_backlog_items": {"type": "integer", "minimum": 1, "maximum": 500},
+            },
+            "required": ["model"],
+            "additionalProperties": False,
+        },
+    },
+    {
+        "slug": "architect", "name": "Architect",
+        "description": "Designs components and interfaces and reviews changes against them.",
+        "capabilities": ["design", "review", "diagrams"],
+        "config_schema": {
+            "type": "object",
+            "properties": {
+                "model": _MODEL, "temperature": _TEMPERATURE, "max_tokens": _MAX_TOKENS,
+                "diagram_format": {"type": "string", "enum": ["mermaid", "plantuml", "c4"]},
+                "review_depth": {"type": "string", "enum": ["light", "standard", "deep"]},
+            },
+            "required": ["model"],
+            "additionalProperties": False,
+        },
+    },
+    {
+        "slug": "engineer", "name": "Engineer",
+        "description": "Implements stories as small, tested changes on a branch.",
+        "capabilities": ["code", "tests", "refactoring"],
+        "config_schema": {
+            "type": "object",
+            "properties": {
+                "model": _MODEL, "temperature": _TEMPERATURE, "max_tokens": _MAX_TOKENS,
+                "language": {"type": "string", "enum": ["python", "typescript", "kotlin", "swift"]},
+                "max_files_per_change": {"type": "integer", "minimum": 1, "maximum": 50},
+                "run_tests": {"type": "boolean"},
+                "branch_prefix": {"type": "string", "pattern": "^[a-z0-9][a-z0-9/-]*$"},
+            },
+            "required": ["model", "language"],
+            "additionalProperties": False,
+        },
+    },
+    {
+        "slug": "qa", "name": "QA",
+        "description": "Writes and runs tests, reports regressions with reproduction steps.",
+        "capabilities": ["tests", "regression", "reports"],
+        "config_schema": {
+            "type": "object",
+            "properties": {
+                "model": _MODEL, "temperature": _TEMPERATURE,
+                "framework": {"type": "string", "enum": ["pytest", "jest", "playwright", "xctest", "espresso"]},
+                "coverage_target": {"type": "number", "minimum": 0, "maximum": 100},
+                "flaky_retries": {"type": "integer", "minimum": 0, "maximum": 5},
+            },
+            "required": ["model", "framework"],
+            "additionalProperties": False,
+        },
+    },
+]
+
+
+@dataclass(frozen=True)
+class DemoAgent:
+    project: str
+    agent_type: str
+    name: str
+    status: str
+    config: dict
+    task: str = ""
+    tasks_done: int = 0  # working → idle cycles walked (and usage recorded) before the final status
+    tokens_per_task: int = 0
+    termination_reason: str = TerminationReason.USER
+
+
+AGENTS = [
+    DemoAgent("storefront", "product-owner", "Backlog curator", S.WORKING,
+              {"model": "gpt-4o", "story_format": "user-story"}, "Split the checkout epic into stories", 3, 18_000),
+    DemoAgent("storefront", "architect", "Storefront architect", S.WAITING,
+              {"model": "claude-sonnet", "review_depth": "deep"},
+              "Waiting for the payment provider's API review", 2, 42_000),
+    DemoAgent("storefront", "engineer", "Checkout engineer", S.WORKING,
+              {"model": "gpt-4o", "language": "python", "run_tests": True, "branch_prefix": "checkout/"},
+              "Validate shipping addresses in checkout", 4, 65_000),
+    DemoAgent("storefront", "engineer", "Search engineer", S.IDLE, {"model": "gpt-4o-mini", "language": "python"},
+              "", 2, 30_000),
+    DemoAgent("storefront", "engineer", "Catalog engineer", S.PAUSED, {"model": "gpt-4o", "language": "typescript"},
+              "Migrate product images to the CDN", 1, 52_000),
+    DemoAgent("storefront", "qa", "Regression tester", S.WORKING,
+              {"model": "gpt-4o-mini", "framework": "playwright", "coverage_target": 85},
+              "Run the checkout regression suite", 5, 12_000),
+    DemoAgent("storefront", "engineer", "Legacy importer", S.TERMINATED, {"model": "gpt-4o-mini", "language": "python"},
+              "", 2, 90_000, TerminationReason.SUPERSEDED),
+    DemoAgent("mobile-app", "product-owner", "App product owner", S.IDLE, {"model": "gpt-4o", "max_backlog_items": 60},
+              "", 1, 15_000),
+    DemoAgent("mobile-app", "architect", "Mobile architect", S.PAUSED,
+              {"model": "claude-sonnet", "diagram_format": "c4"}, "Design the offline sync protocol", 1, 38_000),
+    DemoAgent("mobile-app", "engineer", "iOS engineer", S.WAITING, {"model": "gpt-4o", "language": "swift"},
+              "Waiting for design sign-off on the onboarding screens", 3, 47_000),
+    DemoAgent("mobile-app", "engineer", "Android engineer", S.IDLE, {"model": "gpt-4o", "language": "kotlin"},
+              "", 0, 0),
+    DemoAgent("mobile-app", "qa", "Release tester", S.TERMINATED, {"model": "gpt-4o-mini", "framework": "espresso"},
+              "", 3, 25_000, TerminationReason.BUDGET),
+]
+
+#: Final steps from IDLE to each status (after the completed-task cycles).
+FINAL_STEPS = {
+    S.IDLE: [],
+    S.WORKING: [S.WORKING],
+    S.WAITING: [S.WORKING, S.WAITING],
+    S.PAUSED: [S.WORKING, S.PAUSED],
+    S.TERMINATED: [S.TERMINATED],
+}
+
+#: USD per 1,000 tokens, per model (demo prices).
+PRICE_PER_1K = {"gpt-4o": Decimal("0.0100"), "gpt-4o-mini": Decimal("0.0006"), "claude-sonnet": Decimal("0.0090")}
+
+ISSUES = [
+    ("storefront", "Validate shipping addresses in checkout", IssueStatus.IN_PROGRESS, "Checkout engineer"),
+    ("storefront", "Stories and acceptance criteria for gift cards", IssueStatus.IN_PROGRESS, "Backlog curator"),
+    ("storefront", "Search ignores diacritics", IssueStatus.OPEN, "Search engineer"),
+    ("storefront", "Review the payment provider integration", IssueStatus.IN_PROGRESS, "Storefront architect"),
+    ("storefront", "Checkout regression suite", IssueStatus.IN_PROGRESS, "Regression tester"),
+    ("storefront", "Import the legacy product catalog", IssueStatus.CLOSED, "Legacy importer"),
+    ("storefront", "Dark mode for the storefront", IssueStatus.OPEN, None),
+    ("mobile-app", "Onboarding screens", IssueStatus.IN_PROGRESS, "iOS engineer"),
+    ("mobile-app", "Push notification opt-in", IssueStatus.OPEN, "Android engineer"),
+    ("mobile-app", "Offline sync protocol", IssueStatus.OPEN, "Mobile architect"),
+    ("mobile-app", "Release 2.0 checklist", IssueStatus.DONE, "Release tester"),
+]
+
+
+SINGULAR = {
+    "users": "user", "workspaces": "workspace", "memberships": "membership", "projects": "project",
+    "agent types": "agent type", "agents": "agent", "issues": "issue", "API tokens": "API token",
+}
+
+
+@dataclass
+class Report:
+    created: dict[str, int] = field(default_factory=dict)
+    passwords: dict[str, str | None] = field(default_factory=dict)  # username → password (None: unknown)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, kind: str) -> None:
+        self.created[kind] = self.created.get(kind, 0) + 1
+
+
+class Command(BaseCommand):
+    help = (
+        "Load demo data: the 'demo' workspace with two projects, an 'admin' superuser and an 'operator' "
+        "user (passwords from SYNDARIX_DEMO_ADMIN_PASSWORD / SYNDARIX_DEMO_OPERATOR_PASSWORD, else "
+        "generated and kept in .demo-credentials), the operator's API token, four agent types, a dozen "
+        "agents in every status with usage, and issues assigned to them. Idempotent: a second run "
+        "creates nothing and prints the credentials again."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--dry-run", action="store_true", help="Show what would be created, then roll back.")
+        parser.add_argument(
+            "--credentials-file",
+            default=str(Path(settings.BASE_DIR) / ".demo-credentials"),
+            help="Where generated passwords are kept (default: .demo-credentials, git-ignored).",
+        )
+
+    def handle(self, *args, **options) -> None:
+        self.verbosity = options["verbosity"]
+        dry_run = options["dry_run"]
+        credentials_path = Path(options["credentials_file"])
+        stored = read_credentials(credentials_path)
+        report = Report()
+        try:
+            with dry_run_atomic(dry_run):
+                users = self.seed_users(report, stored)
+                workspace = self.seed_workspace(report, users)
+                projects = self.seed_projects(report, workspace, owner=users["admin"])
+                agent_types = self.seed_agent_types(report)
+                agents = self.seed_agents(report, projects, agent_types, actor=users["admin"])
+                self.seed_issues(report, projects, agents)
+                token, created = Token.objects.get_or_create(user=users["operator"])
+                if created:
+                    self.created(report, "API tokens", "of operator")
+        except SERVICE_ERRORS as exc:
+            raise CommandError(f"Seeding failed: {describe_error(exc)}") from None
+        known = {name: pw for name, pw in report.passwords.items() if pw}
+        if not dry_run and any(stored.get(name) != pw for name, pw in known.items()):
+            write_credentials(credentials_path, {**stored, **known})
+        self.print_summary(report, token.key, credentials_path, dry_run)
+
+    # --- Seeding steps; each creates only what is missing. ---
+
+    def created(self, report: Report, kind: str, label: str) -> None:
+        report.add(kind)
+        if self.verbosity >= 2:
+            self.stdout.write(f"  created {SINGULAR.get(kind, kind)}: {label}")
+
+    def seed_users(self, report: Report, stored: dict[str, str]) -> dict:
+        User = get_user_model()
+        users = {}
+        for username, (env_var, is_superuser, _role) in USERS.items():
+            from_env = os.environ.get(env_var) or None
+            user = User.objects.filter(username=username).first()
+            if user is None:
+                password = from_env or stored.get(username) or secrets.token_urlsafe(12)
+                make = User.objects.create_superuser if is_superuser else User.objects.create_user
+                user = make(username=username, email=f"{username}@example.com", password=password)
+                self.created(report, "users", username)
+            elif from_env and not user.check_password(from_env):
+                user.set_password(from_env)
+                user.save(update_fields=["password"])
+                report.notes.append(f"Password of '{username}' set from {env_var}.")
+                password = from_env
+            else:
+                candidate = from_env or stored.get(username)
+                password = candidate if candidate and user.check_password(candidate) else None
+                if password is None:
+                    report.notes.append(
+                        f"'{username}' exists with a password not recorded in the credentials file; "
+                        f"set {env_var} and re-run, or use `manage.py changepassword {username}`."
+                    )
+            report.passwords[username] = password
+            users[username] = user
+        return users
+
+    def seed_workspace(self, report: Report, users: dict) -> Workspace:
+        workspace, created = Workspace.objects.get_or_create(
+            slug=WORKSPACE["slug"], defaults={"name": WORKSPACE["name"]}
+        )
+        if created:
+            self.created(report, "workspaces", workspace.name)
+        for username, (_env, _su, role) in USERS.items():
+            _, created = WorkspaceMembership.objects.get_or_create(
+                workspace=workspace, user=users[username], defaults={"role": role}
+            )
+            if created:
+                self.created(report, "memberships", f"{username} ({role})")
+        return workspace
+
+    def seed_projects(self, report: Report, workspace: Workspace, *, owner) -> dict[str, Project]:
+        projects = {}
+        for spec in PROJECTS:
+            project, created = Project.objects.get_or_create(
+                workspace=workspace, slug=spec["slug"],
+                defaults={"name": spec["name"], "description": spec["description"], "owner": owner},
+            )
+            if created:
+                self.created(report, "projects", project.name)
+            projects[spec["slug"]] = project
+        return projects
+
+    def seed_agent_types(self, report: Report) -> dict[str, AgentType]:
+        agent_types = {}
+        for spec in AGENT_TYPES:
+            agent_type, created = AgentType.objects.get_or_create(
+                slug=spec["slug"], defaults={k: v for k, v in spec.items() if k != "slug"}
+            )
+            if created:
+                agent_type.full_clean()  # the schemas above must be valid JSON Schemas
+                self.created(report, "agent types", agent_type.slug)
+            agent_types[spec["slug"]] = agent_type
+        return agent_types
+
+    def seed_agents(self, report: Report, projects, agent_types, *, actor) -> dict[tuple[str, str], AgentInstance]:
+        """Spawn each missing demo agent and walk it to its status through real transitions,
+        recording usage for every completed task on the way."""
+        agents = {}
+        existing = {
+            (a.project_id, a.name): a for a in AgentInstance.objects.filter(project__in=projects.values())
+        }
+        for spec in AGENTS:
+            project = projects[spec.project]
+            agent = existing.get((project.pk, spec.name))
+            if agent is None:
+                agent = self.walk(
+                    services.agent_spawn(
+                        project=project, agent_type=agent_types[spec.agent_type], name=spec.name,
+                        config=spec.config, actor=actor,
+                    ),
+                    spec,
+                    actor,
+                )
+                self.created(report, "agents", f"{spec.name} ({agent.status})")
+            agents[(spec.project, spec.name)] = agent
+        return agents
+
+    def walk(self, agent: AgentInstance, spec: DemoAgent, actor) -> AgentInstance:
+        price = PRICE_PER_1K[spec.config["model"]]
+        for n in range(spec.tasks_done):
+            agent = services.agent_transition(agent, S.WORKING, actor=actor, reason=f"demo task {n + 1}")
+            tokens = spec.tokens_per_task + 1_000 * n
+            services.agent_record_usage(agent, tokens=tokens, cost=price * tokens / 1000, tasks_completed=1)
+            agent = services.agent_transition(agent, S.IDLE, actor=actor, reason=f"demo task {n + 1} done")
+        for step in FINAL_STEPS[spec.status]:
+            if step == S.TERMINATED:
+                agent = services.agent_terminate(
+                    agent, actor=actor, reason="demo: retired", termination_reason=spec.termination_reason
+                )
+            else:
+                agent = services.agent_transition(agent, step, actor=actor, reason="demo")
+        if spec.task and spec.status != S.TERMINATED:
+            agent = services.agent_update(agent, actor=actor, data={"current_task": spec.task})
+        return agent
+
+    def seed_issues(self, report: Report, projects, agents) -> None:
+        for project_slug, title, status, agent_name in ISSUES:
+            assigned = agents[(project_slug, agent_name)] if agent_name else None
+            issue, created = Issue.objects.get_or_create(
+                project=projects[project_slug], title=title, defaults={"status": status, "assigned_agent": assigned}
+            )
+            if created:
+                self.created(report, "issues", title)
+
+    # --- Output. ---
+
+    def print_summary(self, report: Report, token: str, credentials_path: Path, dry_run: bool) -> None:
+        if self.verbosity < 1:
+            return
+        write = self.stdout.write
+        if report.created:
+            made = ", ".join(
+                f"{count} {kind if count != 1 else SINGULAR.get(kind, kind)}" for kind, count in report.created.items()
+            )
+            if dry_run:
+                write(f"Dry run: would create {made}. Nothing was changed.")
+                return
+            write(self.style.SUCCESS(f"Demo data created: {made}."))
+        else:
+            write(self.style.SUCCESS("Demo data already present; nothing to create."))
+        for note in report.notes:
+            write(self.style.WARNING(note))
+        write("")
+        write(self.style.MIGRATE_HEADING("Sign in to the admin at http://127.0.0.1:8000/admin/"))
+        for username in USERS:
+            password = report.passwords.get(username) or "(unknown, see above)"
+            write(f"  {username:<9} password: {password}")
+        write(f"  operator API token: {token}")
+        write(f'  curl -H "Authorization: Token {token}" http://127.0.0.1:8000/api/v1/projects')
+        if any(report.passwords.values()):
+            write(f"Credentials are kept in {credentials_path} (git-ignored); a re-run prints them again.")
+
+
+def read_credentials(path: Path) -> dict[str, str]:
+    """``username=password`` lines of the credentials file (missing file: empty)."""
+    if not path.exists():
+        return {}
+    pairs = {}
+    for line in path.read_text().splitlines():
+        name, sep, password = line.partition("=")
+        if sep and not line.startswith("#"):
+            pairs[name.strip()] = password.strip()
+    return pairs
+
+
+def write_credentials(path: Path, pairs: dict[str, str]) -> None:
+    """Write the credentials file, readable by its owner only."""
+    lines = ["# Syndarix demo credentials, written by `manage.py seed_demo`. Keep out of version control."]
+    lines += [f"{name}={password}" for name, password in pairs.items()]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
