@@ -72,14 +72,18 @@ class Tool:
             InvalidArguments: every problem with its field (``arguments.<name>...``).
         """
         problems = schema_problems(self.input_schema, arguments, prefix="arguments")
-        if not problems:
-            problems = self.check_arguments(arguments)
+        if isinstance(arguments, dict):
+            problems = sorted(problems + self.check_arguments(arguments, problems), key=lambda p: p[0])
         if problems:
             raise InvalidArguments(problems)
         return arguments
 
-    def check_arguments(self, arguments: dict[str, Any]) -> list[tuple[str, str]]:
-        """Checks beyond the schema, on arguments that passed it; ``(field, message)`` pairs."""
+    def check_arguments(self, arguments: dict[str, Any], problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Checks beyond the schema; ``(field, message)`` pairs.
+
+        Runs even when the schema found ``problems`` (so every problem is reported at once): check
+        only the arguments that have none.
+        """
         return []
 
     def run(self, arguments: dict[str, Any], *, request_id: str) -> ToolResult:

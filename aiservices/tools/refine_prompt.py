@@ -60,9 +60,12 @@ class RefinePromptTool(Tool):
     }
     output_schema = OUTPUT_SCHEMA
 
-    def check_arguments(self, arguments: dict[str, Any]) -> list[tuple[str, str]]:
-        _, problems = parse_template(arguments["prompt_template_json"], field="arguments.prompt_template_json")
-        return problems
+    def check_arguments(self, arguments: dict[str, Any], problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        field = "arguments.prompt_template_json"
+        if any(where == field for where, _ in problems):
+            return []  # missing, not a string, empty or too long: already reported
+        _, template_problems = parse_template(arguments[field.split(".")[1]], field=field)
+        return template_problems
 
     def run(self, arguments: dict[str, Any], *, request_id: str) -> ToolResult:
         provider = get_provider()
