@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
@@ -20,7 +21,30 @@ from .exceptions import InvalidArguments
 from .forms import RefinePromptForm
 from .models import AIServiceCall, PromptRefinement
 from .prompt_templates import VARIABLE, refined_template
+from .tools import NAMESPACE, registry
 from .tools.refine_prompt import RefinePromptTool
+
+
+def _short(tool: str) -> str:
+    return tool.removeprefix(NAMESPACE + ".")
+
+
+class ToolFilter(admin.SimpleListFilter):
+    """Registered tools by short name, plus the names of unknown tools callers asked for."""
+
+    title = "tool"
+    parameter_name = "tool"
+
+    def lookups(self, request, model_admin):
+        return [*((name, _short(name)) for name in registry.names()), ("~unknown", "unknown tools")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "~unknown":
+            return queryset.exclude(tool__in=registry.names())
+        if self.value():
+            return queryset.filter(tool=self.value())
+        return queryset
+
 
 _OUTCOME_COLOURS = {CallOutcome.OK: "#2e7d32", CallOutcome.TOOL_ERROR: "#c62828", CallOutcome.REJECTED: "#8d6e00"}
 
@@ -33,9 +57,9 @@ def _can_refine(request) -> bool:
 class AIServiceCallAdmin(admin.ModelAdmin):
     """Every tool call, read-only (calls are records, not editable objects)."""
 
-    list_display = ("created_at", "tool_short", "outcome_badge", "user", "duration_ms", "tokens", "provider",
-                    "trace_id")
-    list_filter = ("outcome", "tool", "provider", "created_at")
+    list_display = ("when", "tool_short", "outcome_badge", "user", "duration", "tokens", "trace", "error")
+    list_display_links = ("when",)
+    list_filter = ("outcome", ToolFilter, "provider", "created_at")
     search_fields = ("trace_id", "tool", "user__username", "error_code", "error_message")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
@@ -43,14 +67,38 @@ class AIServiceCallAdmin(admin.ModelAdmin):
               "error_message")
     readonly_fields = fields
 
+    @admin.display(description="when", ordering="created_at")
+    def when(self, obj: AIServiceCall) -> str:
+        moment = timezone.localtime(obj.created_at)
+        return format_html(
+            '<span style="white-space:nowrap">{}</span><br><small>{}</small>',
+            moment.strftime("%Y-%m-%d"), moment.strftime("%H:%M:%S"),
+        )
+
     @admin.display(description="tool", ordering="tool")
     def tool_short(self, obj: AIServiceCall) -> str:
-        return obj.tool.removeprefix("tools.syndarix.api.")
+        return _short(obj.tool)
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, obj: AIServiceCall) -> str:
+        return f"{obj.duration_ms} ms"
+
+    @admin.display(description="trace id", ordering="trace_id")
+    def trace(self, obj: AIServiceCall) -> str:
+        short = obj.trace_id if len(obj.trace_id) <= 13 else obj.trace_id[:12] + "…"
+        return format_html('<code title="{}">{}</code>', obj.trace_id, short)
+
+    @admin.display(description="error")
+    def error(self, obj: AIServiceCall) -> str:
+        if not obj.error_message:
+            return ""
+        text = obj.error_message if len(obj.error_message) <= 48 else obj.error_message[:46] + "…"
+        return format_html('<span title="{}" style="overflow-wrap:anywhere">{}</span>', obj.error_message, text)
 
     @admin.display(description="outcome", ordering="outcome")
     def outcome_badge(self, obj: AIServiceCall) -> str:
         colour = _OUTCOME_COLOURS.get(obj.outcome, "#555")
-        return format_html('<strong style="color:{}">{}</strong>', colour, obj.get_outcome_display())
+        return format_html('<strong style="color:{};white-space:nowrap">{}</strong>', colour, obj.get_outcome_display())
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -147,11 +195,13 @@ class PromptRefinementAdmin(admin.ModelAdmin):
             }
             for i, (before, after) in enumerate(zip(template["messages"], refined, strict=True))
         ]
+        refined_json = json.dumps(refined_template(template, refined), indent=2, ensure_ascii=False)
         return {
             "is_error": False,
             "summary": tool_result.structured["summary"],
             "rows": rows,
-            "refined_json": json.dumps(refined_template(template, refined), indent=2, ensure_ascii=False),
+            "refined_json": refined_json,
+            "refined_rows": min(40, refined_json.count("\n") + 2),
             "trace_id": tool_result.trace_id,
             "tokens": tool_result.tokens,
         }

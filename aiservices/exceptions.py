@@ -49,7 +49,8 @@ class InvalidArguments(ValidationError):
 
     @property
     def message(self) -> str:
-        return "; ".join(f"{field}: {message}" for field, message in self.problems)
+        """One line per problem: ``<field>: <message>``."""
+        return "\n".join(f"{field}: {message}" for field, message in self.problems)
 
 
 class UpstreamError(Exception):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any, ClassVar
 
 import pytest
 import responses
 from django.contrib.auth.models import Group, Permission
+from django.db import connection
 from rest_framework.test import APIClient
 
 from aiservices.choices import CallOutcome
@@ -455,3 +457,32 @@ def test_the_schema_documents_both_endpoints(tool_client):
     assert set(paths["/api/v1/ai/services/tools/call"]["post"]["responses"]) == {
         "200", "400", "401", "403", "429", "503"}
     assert set(paths["/api/v1/ai/services/status"]["get"]["responses"]) == {"200", "401", "429"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_calls_cannot_exceed_the_burst_limit(tool_user, agenta, ratelimit_clock):
+    """Fifteen simultaneous calls by one user: the shared Redis counter lets exactly ten through."""
+    ratelimit_clock(tool_user)
+    barrier = threading.Barrier(15)
+    statuses: list[int] = []
+
+    clients = [client_for(tool_user) for _ in range(15)]  # the token exists before the threads start
+
+    def worker(web):
+        try:
+            barrier.wait()
+            statuses.append(call(web).status_code)
+        finally:
+            connection.close()
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as upstream:
+        upstream.add(responses.POST, agenta, json=agenta_body(REFINED), status=200)
+        threads = [threading.Thread(target=worker, args=(web,)) for web in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(upstream.calls) == 10
+    assert sorted(statuses) == [200] * 10 + [429] * 5
+    assert AIServiceCall.objects.filter(outcome="ok").count() == 10
+    assert AIServiceCall.objects.filter(outcome="rejected", error_code="rate_limited").count() == 5
