@@ -1,7 +1,7 @@
 """AI services: status, tool calls and their records (the one path for the API, admin and command).
 
 Contract: agenta-contracts.md part A (status and ``tools/call`` shapes, the refine-prompt tool),
-made stricter by issue 5 (permission, rate limits, output validation, call records).
+made stricter here: a permission, per-user rate limits, output validation and a record of every call.
 """
 
 from __future__ import annotations

@@ -451,7 +451,7 @@ def test_rate_limits_can_be_switched_off(tool_client, settings, always_ok):
     assert "X-RateLimit-Limit" not in response
 
 
-def test_the_schema_documents_both_endpoints(tool_client):
+def test_the_schema_documents_both_endpoints():
     schema = APIClient().get("/api/schema/", {"format": "json"})
     paths = schema.json()["paths"]
     assert set(paths["/api/v1/ai/services/tools/call"]["post"]["responses"]) == {
