@@ -1,0 +1,112 @@
+"""AI services API: ``GET ai/services/status`` and ``POST ai/services/tools/call``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from syndarix.api.ratelimit import RateLimitMixin
+
+from . import services
+from .permissions import CanCallTools
+from .serializers import (
+    AIServicesErrorEnvelopeSerializer,
+    StatusSerializer,
+    ToolCallRequestSerializer,
+    ToolCallResponseSerializer,
+)
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(AIServicesErrorEnvelopeSerializer, description=description)
+
+
+class StatusView(RateLimitMixin, APIView):
+    """Whether AI services are configured, and the tools the caller may call."""
+
+    permission_classes = [IsAuthenticated]
+    rate_limits = {"get": "120/m"}
+
+    @extend_schema(
+        operation_id="ai_services_status",
+        tags=["ai-services"],
+        summary="AI services status and tool definitions",
+        description=(
+            "`enabled` is false when the upstream is not configured (then `tools` is empty). An "
+            "authenticated user without the `aiservices.edit_workflows` permission gets `tools: []`."
+        ),
+        responses={
+            200: StatusSerializer,
+            401: _error("Not authenticated."),
+            429: _error("Rate limited (`rate_limited`, `Retry-After`)."),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        return Response(StatusSerializer(services.ai_services_status(user=request.user)).data)
+
+
+class ToolCallView(APIView):
+    """Call a tool (the shape of MCP ``tools/call``, not JSON-RPC)."""
+
+    permission_classes = [IsAuthenticated, CanCallTools]
+
+    @extend_schema(
+        operation_id="ai_services_tools_call",
+        tags=["ai-services"],
+        summary="Call an AI tool",
+        description=(
+            "Runs the named tool. A tool that ran but failed (upstream timeout, unreachable or invalid "
+            "answer, a refinement that changed roles or variables) answers 200 with `isError: true` and a "
+            "message in `content[0].text`; `meta.trace_id` is always present. Per user and tool at most 10 "
+            "calls per 10 seconds and 30 per minute; successful answers carry `X-RateLimit-Limit` and "
+            "`X-RateLimit-Remaining` for the tighter of the two."
+        ),
+        request=ToolCallRequestSerializer,
+        responses={
+            200: ToolCallResponseSerializer,
+            400: _error("`unknown_tool` (field `name`), or `invalid_arguments`: one error per problem with its field."),
+            401: _error("Not authenticated."),
+            403: _error("Missing the 'Can edit agent workflows and templates' permission."),
+            429: _error("Rate limited (`rate_limited`, `Retry-After` in seconds)."),
+            503: _error("`ai_services_disabled`: the upstream is not configured."),
+        },
+        examples=[
+            OpenApiExample(
+                "Refine a prompt",
+                request_only=True,
+                value={
+                    "name": "tools.syndarix.api.refine_prompt",
+                    "arguments": {
+                        "prompt_template_json": '{"messages": [{"role": "system", "content": "Answer about '
+                        '{{country}}."}, {"role": "user", "content": "{{question}}"}]}',
+                        "guidelines": "Be concise.",
+                    },
+                },
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        payload = ToolCallRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        usage: dict[str, Any] = {}
+
+        def throttle(tool_name: str) -> None:
+            usage.update(services.tool_call_check_rate(request=request, tool_name=tool_name) or {})
+
+        result = services.tool_call(
+            user=request.user,
+            name=payload.validated_data["name"],
+            arguments=payload.validated_data["arguments"],
+            request_id=services.request_id_from(request.headers.get("X-Request-ID")),
+            throttle=throttle,
+        )
+        response = Response(ToolCallResponseSerializer(result.to_wire()).data)
+        if usage:
+            response["X-RateLimit-Limit"] = str(usage["limit"])
+            response["X-RateLimit-Remaining"] = str(max(0, usage["limit"] - usage["count"]))
+        return response
