@@ -451,7 +451,8 @@ def test_bulk_resume_through_the_service(admin_client, superuser, project, agent
     response = changelist_action(admin_client, "resume_selected", [*paused, working])
     msgs = messages_of(response)
     assert "3 agents resumed." in msgs
-    assert any(m.startswith("Could not resume “busy”: Only an agent in 'paused' can do this; the agent is 'working'.") for m in msgs)
+    refusal = "Could not resume “busy”: Only an agent in 'paused' can do this; the agent is 'working'."
+    assert any(m.startswith(refusal) for m in msgs)
     assert all(status_of(a) == S.IDLE for a in paused) and status_of(working) == S.WORKING
     assert all(latest_ledger(a).actor == superuser for a in paused)
 
