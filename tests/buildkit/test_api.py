@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from agents.models import AgentInstance, AgentTypeRevision
