@@ -1,4 +1,4 @@
-"""Agent types, agent instances with their lifecycle guard, and the transition ledger.
+"""Agent types, their committed template revisions, agent instances with their lifecycle guard, and the ledger.
 
 The lifecycle is declared once, here, with django-fsm-2: ``status`` is a protected ``FSMField``
 (assigning it on a loaded instance raises ``AttributeError``), it changes only through the

@@ -20,7 +20,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import best_match
 
 from syndarix.exceptions import InvalidInput, PayloadTooLarge
 
@@ -51,7 +51,14 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(template_schema())
 
 
-def _nesting(value: Any) -> int:
+@lru_cache(maxsize=1)
+def _meta_validator() -> Draft202012Validator:
+    """Checks that a value is a JSON Schema; built once (``check_schema`` builds one per call)."""
+    return Draft202012Validator(Draft202012Validator.META_SCHEMA)
+
+
+def nesting_depth(value: Any) -> int:
+    """Levels of objects and arrays in ``value`` (a scalar is 1); stops counting past the limit."""
     depth, level = 0, [value]
     while level:
         depth += 1
@@ -67,6 +74,22 @@ def _nesting(value: Any) -> int:
         if depth > TEMPLATE_MAX_NESTING:
             return depth
     return depth
+
+
+def _has_nul(value: Any) -> bool:
+    """True when a string or key anywhere in ``value`` holds a NUL character (PostgreSQL refuses those)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _schema_message(error) -> str:
@@ -86,7 +109,7 @@ def template_errors(template: Any, *, field: str = "template", check_identities:
     """
     if not isinstance(template, dict):
         return {field: ["Must be a JSON object."]}
-    if _nesting(template) > TEMPLATE_MAX_NESTING:
+    if nesting_depth(template) > TEMPLATE_MAX_NESTING:
         return {field: [f"Nested deeper than {TEMPLATE_MAX_NESTING} levels."]}
     errors: dict[str, list[str]] = {}
 
@@ -117,10 +140,9 @@ def template_errors(template: Any, *, field: str = "template", check_identities:
             add(("tools", index, "op"), f"Unknown platform operation '{tool['op']}'. Known: {', '.join(PLATFORM_OPS)}.")
         schema = tool.get("input_schema")
         if isinstance(schema, dict):
-            try:
-                Draft202012Validator.check_schema(schema)
-            except SchemaError as exc:
-                add(("tools", index, "input_schema"), f"Not a valid JSON Schema: {exc.message}")
+            problem = best_match(_meta_validator().iter_errors(schema))
+            if problem is not None:
+                add(("tools", index, "input_schema"), f"Not a valid JSON Schema: {problem.message}")
 
     for parts, node in iter_embeds(template):
         refs = node.get(EMBED_KEY, {}).get(REFERENCES_KEY) if isinstance(node.get(EMBED_KEY), dict) else None
@@ -151,8 +173,10 @@ def validate_template(template: Any, *, field: str = "template", check_identitie
         InvalidInput: it cannot be serialized as JSON (400).
         django.core.exceptions.ValidationError: ``template_errors`` found problems (400, per path).
     """
-    if _nesting(template) > TEMPLATE_MAX_NESTING:
+    if nesting_depth(template) > TEMPLATE_MAX_NESTING:
         raise ValidationError({field: [f"Nested deeper than {TEMPLATE_MAX_NESTING} levels."]})
+    if _has_nul(template):
+        raise ValidationError({field: ["Text may not contain NUL characters."]})
     try:
         size = len(json.dumps(template, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     except (TypeError, ValueError, RecursionError) as exc:

@@ -20,7 +20,7 @@ from syndarix.exceptions import InvalidInput
 
 from .embed import MAX_DEPTH, MAX_EMBEDS, POLICY_EXCEPTION, Resolution, resolve_embeds, resolve_reference
 from .overlay import apply_overlay, build_overlay
-from .schema import validate_template
+from .schema import TEMPLATE_MAX_NESTING, nesting_depth, validate_template
 from .selectors import agent_type_latest_revision
 
 logger = logging.getLogger(__name__)
@@ -71,13 +71,16 @@ def template_resolve(
     Returns an ``embed.Resolution``.
 
     Raises:
-        InvalidInput: both or neither of ``template`` / ``reference`` (400).
+        InvalidInput: both or neither of ``template`` / ``reference``, or a template nested deeper
+            than ``schema.TEMPLATE_MAX_NESTING`` (400).
         EmbedError: as ``embed.resolve_embeds`` / ``embed.resolve_reference`` (400).
     """
     if (template is None) == (reference is None):
         raise InvalidInput("Send exactly one of 'template' and 'reference'.", field="template")
     options = {"max_depth": max_depth, "max_embeds": max_embeds, "error_policy": error_policy}
     if template is not None:
+        if nesting_depth(template) > TEMPLATE_MAX_NESTING:
+            raise InvalidInput(f"Nested deeper than {TEMPLATE_MAX_NESTING} levels.", field="template")
         return resolve_embeds(template, **options)
     return resolve_reference(reference["slug"], reference.get("version"), **options)
 

@@ -537,3 +537,41 @@ def test_schema_documents_every_build_kit_endpoint():
         ("/api/v1/capabilities/find", "post", {"200", "400", "401", "429"}),
     ]:
         assert set(paths[path][method]["responses"]) == statuses, (path, method)
+
+
+def test_run_query_count_does_not_grow_with_the_kit(owner_client, project, agent_type, commit, template):
+    """Static embeds cost no query: a kit-on run costs what a kit-off run does."""
+    commit(agent_type, template)
+    counts = {}
+    for build_kit in (False, True):
+        with CaptureQueriesContext(connection) as queries:
+            response = owner_client.post(runs_url(agent_type.pk), {"project_id": str(project.pk),
+                                                                   "build_kit": build_kit}, format="json")
+        assert response.status_code == 201
+        counts[build_kit] = len(queries)
+    assert counts[True] == counts[False] == 10, counts
+
+
+def test_huge_version_numbers_are_404_not_500(owner_client, agent_type, commit, template):
+    commit(agent_type, template)
+    response = owner_client.get(f"{revisions_url(agent_type.pk)}/{10 ** 30}")
+    assert response.status_code == 404
+    response = owner_client.post(RESOLVE, {"reference": {"slug": agent_type.slug, "version": 10 ** 30}},
+                                 format="json")
+    assert response.status_code == 400 and codes(response) == ["embed_not_found"]
+
+
+def test_nul_in_a_template_is_400_not_500(staff_client, agent_type):
+    template = {"llm": {"model": "m"}, "instructions": {"agents_md": "a\u0000b"}}
+    response = staff_client.post(revisions_url(agent_type.pk), {"template": template}, format="json")
+    assert response.status_code == 400 and fields(response) == ["template"]
+
+
+def test_resolve_refuses_deeply_nested_input(owner_client):
+    deep: dict = {}
+    node = deep
+    for _ in range(300):
+        node["a"] = {}
+        node = node["a"]
+    response = owner_client.post(RESOLVE, {"template": deep}, format="json")
+    assert response.status_code == 400 and fields(response) == ["template"]

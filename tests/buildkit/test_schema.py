@@ -120,3 +120,9 @@ def test_deep_nesting_is_refused_before_the_schema_runs():
 def test_duplicates_can_be_allowed_for_effective_templates():
     template = {"llm": {"model": "m"}, "mcps": [{"name": "a"}, {"name": "a"}]}
     assert template_errors(template, check_identities=False) == {}
+
+
+def test_nul_characters_are_refused():
+    with pytest.raises(ValidationError) as info:
+        validate_template({"llm": {"model": "m"}, "instructions": {"agents_md": "a\x00b"}})
+    assert info.value.message_dict == {"template": ["Text may not contain NUL characters."]}
