@@ -11,6 +11,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from syndarix.api.schema import JsonPatchOperationSerializer
+
 from .contexts import NAME_MAX_LENGTH, WRITE_MODES
 from .models import AgentContext, AgentContextVersion, AgentInstance
 
@@ -164,19 +166,6 @@ class AgentContextVersionDetailSerializer(AgentContextVersionSerializer):
     class Meta(AgentContextVersionSerializer.Meta):
         fields = [*AgentContextVersionSerializer.Meta.fields, "data"]
         read_only_fields = fields
-
-
-class JsonPatchOperationSerializer(serializers.Serializer):
-    """One RFC 6902 operation."""
-
-    op = serializers.ChoiceField(choices=["add", "remove", "replace", "move", "copy", "test"])
-    path = serializers.CharField(help_text="JSON Pointer (RFC 6901).")
-    value = serializers.JSONField(required=False)
-
-    def get_fields(self) -> dict[str, serializers.Field]:
-        fields = super().get_fields()
-        fields["from"] = serializers.CharField(required=False, help_text="Source pointer of move/copy.")
-        return fields
 
 
 class ContextDiffSerializer(serializers.Serializer):

@@ -1,4 +1,4 @@
-"""Agent types, agent instances with their lifecycle guard, and the transition ledger.
+"""Agent types, their committed template revisions, agent instances with their lifecycle guard, and the ledger.
 
 The lifecycle is declared once, here, with django-fsm-2: ``status`` is a protected ``FSMField``
 (assigning it on a loaded instance raises ``AttributeError``), it changes only through the
@@ -32,6 +32,19 @@ def _json_path(prefix: str, path) -> str:
     return ".".join([prefix, *(str(p) for p in path)])
 
 
+#: Slugs with this prefix name the platform's own reserved workflows (the build kit's static
+#: catalog); no agent type may take one.
+RESERVED_SLUG_PREFIX = "__sx__"
+
+
+def validate_not_reserved_slug(value: str) -> None:
+    """Refuse a slug in the platform's reserved ``__sx__`` namespace (400 through forms and serializers)."""
+    if isinstance(value, str) and value.startswith(RESERVED_SLUG_PREFIX):
+        raise ValidationError(
+            f"Slugs starting with '{RESERVED_SLUG_PREFIX}' are reserved for the platform.", code="reserved_slug"
+        )
+
+
 class AgentType(TimeStampedModel):
     """The definition (template) of an agent: what it can do and how its instances are configured.
 
@@ -40,7 +53,7 @@ class AgentType(TimeStampedModel):
     """
 
     name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True, validators=[validate_not_reserved_slug])
     description = models.TextField(blank=True)
     capabilities = models.JSONField(default=list, blank=True, help_text="List of capability names (strings).")
     config_schema = models.JSONField(default=dict, blank=True, help_text="JSON Schema for instance config.")
@@ -49,6 +62,14 @@ class AgentType(TimeStampedModel):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # The backstop for the slug validator: reserved slugs never reach the table.
+            models.CheckConstraint(
+                condition=~models.Q(slug__startswith=RESERVED_SLUG_PREFIX),
+                name="agenttype_slug_not_reserved",
+                violation_error_message=f"Slugs starting with '{RESERVED_SLUG_PREFIX}' are reserved for the platform.",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -107,12 +128,25 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
         PAUSED   -> IDLE (resume), TERMINATED
         TERMINATED -> nothing
 
+    ``agent_type_revision`` is the committed template revision it came from and
+    ``effective_template`` the ``parameters.agent`` document it was spawned with (for a playground
+    agent, the draft with whatever the caller applied to it).
+
     Usage counters: ``tasks_completed`` (count), ``tokens_used`` (tokens), ``cost_incurred`` (USD);
     they change only through ``agents.services.agent_record_usage`` (atomic ``F()`` increments).
     """
 
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="agents")
     agent_type = models.ForeignKey(AgentType, on_delete=models.PROTECT, related_name="instances")
+    # PROTECT, like ``agent_type``: a revision is immutable history, and an agent's record of what
+    # it was spawned from must never vanish or silently turn into "unknown".
+    agent_type_revision = models.ForeignKey(
+        "AgentTypeRevision", null=True, blank=True, on_delete=models.PROTECT, related_name="instances",
+        help_text="The committed template revision the agent was spawned from (empty: the type had none).",
+    )
+    effective_template = models.JSONField(
+        null=True, blank=True, help_text="The template (parameters.agent) the agent was spawned with, as it ran.",
+    )
     name = models.CharField(max_length=200)
     status = FSMField(default=S.IDLE, choices=S.choices, protected=True, db_index=True)
     current_task = models.TextField(blank=True)
@@ -365,3 +399,51 @@ class AgentContextVersion(models.Model):
     def created_by(self):
         """The writer: a user, an ``AgentInstance``, or ``None`` for the system."""
         return self.created_by_user or self.created_by_agent
+
+
+class AgentTypeRevisionQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        """Refuse bulk updates: revisions are immutable."""
+        raise TypeError("AgentTypeRevision rows are immutable.")
+
+
+class AgentTypeRevision(models.Model):
+    """An immutable committed version of an agent type's template (design.md §2, §6).
+
+    ``template`` is the ``parameters.agent`` document exactly as it was committed; ``version`` counts
+    1, 2, ... per agent type with no gaps (allocated under a lock on the agent type row by
+    ``agents.services.agent_type_commit_revision``; the unique constraint is the backstop).
+    ``author`` is ``None`` when the user was deleted or the system committed.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent_type = models.ForeignKey(AgentType, on_delete=models.CASCADE, related_name="revisions")
+    version = models.PositiveIntegerField()
+    template = models.JSONField()
+    message = models.TextField(blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = AgentTypeRevisionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["agent_type", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent_type", "version"], name="unique_agent_type_revision_version"),
+            models.CheckConstraint(condition=models.Q(version__gte=1), name="agent_type_revision_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_type_id} v{self.version}"
+
+    def save(self, *args, **kwargs) -> None:
+        """Insert only: a committed revision never changes."""
+        if not self._state.adding:
+            raise ValueError("AgentTypeRevision rows are immutable.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        """Refuse deleting one revision (they go only with their agent type)."""
+        raise ValueError("AgentTypeRevision rows are immutable; they are deleted only with their agent type.")

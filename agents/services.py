@@ -30,7 +30,7 @@ from .exceptions import (
     ConcurrencyLimitExceeded,
     InvalidTransition,
 )
-from .models import AgentInstance, AgentTransition, AgentType
+from .models import AgentInstance, AgentTransition, AgentType, AgentTypeRevision
 from .signals import agent_spawned, agent_transitioned
 
 #: Fields ``agent_update`` may change (``status`` goes through the guard separately).
@@ -58,6 +58,8 @@ def agent_spawn(
     current_task: str = "",
     is_playground: bool = False,
     request_id: str | None = None,
+    agent_type_revision: AgentTypeRevision | None = None,
+    template: dict[str, Any] | None = None,
 ) -> AgentInstance:
     """Create an IDLE agent of ``agent_type`` in ``project`` and record the spawn in the ledger.
 
@@ -65,17 +67,31 @@ def agent_spawn(
         config: instance configuration, validated against ``agent_type.config_schema``.
         request_id: an ``Idempotency-Key``; repeating it in the same project returns the agent the
             first request spawned instead of spawning another.
+        agent_type_revision: the committed template revision the agent comes from; default: the
+            type's latest revision, or none when the type has no revision.
+        template: the effective ``parameters.agent`` document to record as the agent's
+            ``effective_template``; default: that revision's template. It is stored exactly as given:
+            this service runs the config it receives and never adds to it.
 
     Returns the new (or, on replay, the original) ``AgentInstance``.
 
     Raises:
         AgentsDisabled: ``AGENTS_ENABLED`` is false (503).
-        InvalidInput: the agent type is inactive (400, field ``agent_type_id``).
+        InvalidInput: the agent type is inactive (400, field ``agent_type_id``); the revision
+            belongs to another agent type or ``template`` is not a JSON object (400).
         django.core.exceptions.ValidationError: ``config`` breaks the schema (400, per field path).
         ConcurrencyLimitExceeded: the workspace already holds its limit of live agents (409).
     """
     ensure_agents_enabled()
     config = {} if config is None else config
+    if agent_type_revision is None:
+        agent_type_revision = agent_type.revisions.order_by("-version").first()
+    elif agent_type_revision.agent_type_id != agent_type.pk:
+        raise InvalidInput("The revision belongs to another agent type.", field="agent_type_revision")
+    if template is None and agent_type_revision is not None:
+        template = agent_type_revision.template
+    if template is not None and not isinstance(template, dict):
+        raise InvalidInput("The template must be a JSON object.", field="template")
     with transaction.atomic():
         # Lock the workspace, then count: concurrent spawns into one workspace serialize here.
         workspace = Workspace.objects.select_for_update().get(pk=project.workspace_id)
@@ -99,6 +115,8 @@ def agent_spawn(
         agent = AgentInstance(
             project=project,
             agent_type=agent_type,
+            agent_type_revision=agent_type_revision,
+            effective_template=template,
             name=name,
             config=config,
             current_task=current_task,
@@ -420,3 +438,35 @@ def agent_types_sync(registry, *, dry_run: bool = False, deactivate_missing: boo
                     row.is_active = False
                     row.save(update_fields=["is_active", "updated_at"])
     return report
+
+
+def agent_type_commit_revision(
+    agent_type: AgentType, *, template: dict[str, Any], message: str = "", author=None
+) -> AgentTypeRevision:
+    """Commit ``template`` as the next immutable revision of ``agent_type`` (design.md §6).
+
+    The version is the type's highest version + 1 (1 for the first commit), allocated while the
+    agent type row is locked, so concurrent commits to one type queue and get consecutive versions
+    (the unique constraint on (agent_type, version) is the backstop). The template is stored
+    exactly as given; validating it against the template schema is the caller's job
+    (``buildkit.services.template_commit`` does it before calling this).
+
+    Args:
+        template: the ``parameters.agent`` document (a JSON object).
+        message: the commit message (free text).
+        author: the committing user; ``None`` (or an anonymous user) records the system.
+
+    Returns the new ``AgentTypeRevision``.
+
+    Raises:
+        InvalidInput: ``template`` is not a JSON object (400, field ``template``).
+    """
+    if not isinstance(template, dict):
+        raise InvalidInput("The template must be a JSON object.", field="template")
+    with transaction.atomic():
+        locked = AgentType.objects.select_for_update().get(pk=agent_type.pk)
+        latest = locked.revisions.order_by("-version").values_list("version", flat=True).first()
+        return AgentTypeRevision.objects.create(
+            agent_type=locked, version=(latest or 0) + 1, template=template, message=message or "",
+            author=_user(author),
+        )

@@ -58,14 +58,3 @@ class ToolCallResponseSerializer(serializers.Serializer):
         return {key: value for key, value in data.items() if value is not None}
 
 
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    field = serializers.CharField(allow_null=True)
-
-
-class AIServicesErrorEnvelopeSerializer(serializers.Serializer):
-    """The error envelope (design.md §4)."""
-
-    success = serializers.BooleanField(default=False)
-    errors = ErrorSerializer(many=True)

@@ -11,11 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from syndarix.api.ratelimit import RateLimitMixin
+from syndarix.api.schema import ErrorEnvelopeSerializer
 
 from . import services
 from .permissions import CanCallTools
 from .serializers import (
-    AIServicesErrorEnvelopeSerializer,
     StatusSerializer,
     ToolCallRequestSerializer,
     ToolCallResponseSerializer,
@@ -23,7 +23,7 @@ from .serializers import (
 
 
 def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(AIServicesErrorEnvelopeSerializer, description=description)
+    return OpenApiResponse(ErrorEnvelopeSerializer, description=description)
 
 
 class StatusView(RateLimitMixin, APIView):

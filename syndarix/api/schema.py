@@ -34,6 +34,19 @@ class ErrorEnvelopeSerializer(serializers.Serializer):
     errors = ErrorSerializer(many=True)
 
 
+class JsonPatchOperationSerializer(serializers.Serializer):
+    """One RFC 6902 JSON Patch operation: ``{"op", "path", "value"?, "from"?}``."""
+
+    op = serializers.ChoiceField(choices=["add", "remove", "replace", "move", "copy", "test"])
+    path = serializers.CharField(help_text="JSON Pointer (RFC 6901).")
+    value = serializers.JSONField(required=False)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["from"] = serializers.CharField(required=False, help_text="Source pointer of move/copy.")
+        return fields
+
+
 class MessageSerializer(serializers.Serializer):
     """A confirmation: ``{"success": true, "message": "..."}``."""
 

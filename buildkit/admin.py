@@ -1,0 +1,355 @@
+"""Admin for agent templates: a "Playground" page per agent type, over the build-kit services.
+
+The page shows the playground build kit (read-only, removed on commit) with an on/off switch, the
+draft template in a JSON editor with validation messages, a hint beside each draft value the kit
+overrides, "Run in playground" (spawns a playground agent through ``services.playground_run``),
+"Commit" (``services.template_commit``, never with the kit), and the revision history with diffs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Max
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html
+
+from agents.models import AgentTypeRevision
+from projects.models import Project
+from syndarix.exceptions import DomainError
+
+from . import services
+from .catalog import get_entry
+from .embed import embed_slug
+from .models import AgentTemplate
+from .overlay import IDENTITIES, OVERRIDE_HINT, apply_overlay, build_overlay, tool_identity
+from .permissions import can_commit_templates
+from .platform_ops import get_op
+from .schema import template_errors
+from .selectors import template_diff
+
+logger = logging.getLogger(__name__)
+
+#: The draft a type without revisions starts from.
+STARTER_TEMPLATE = {
+    "instructions": {"agents_md": "Describe what this agent does and how it should work."},
+    "llm": {"model": "gpt-4.1-mini"},
+    "tools": [],
+    "skills": [],
+    "sandbox": {"permissions": {}},
+}
+#: Revisions shown in the history (newest first).
+HISTORY_LIMIT = 50
+
+
+class PlaygroundForm(forms.Form):
+    """The playground's one form; ``action`` says which button was pressed."""
+
+    draft = forms.CharField(widget=forms.Textarea(attrs={"rows": 26, "spellcheck": "false", "class": "bk-editor"}))
+    build_kit = forms.BooleanField(required=False, initial=True)
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, empty_label="Choose a project")
+    name = forms.CharField(max_length=200, required=False)
+    message = forms.CharField(max_length=2000, required=False)
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["project"].queryset = (
+            Project.objects.writable_by(user).select_related("workspace").order_by("workspace__name", "name")
+        )
+        self.fields["project"].label_from_instance = lambda p: f"{p.workspace.name} / {p.name}"
+
+    def clean_draft(self) -> dict[str, Any]:
+        text = self.cleaned_data["draft"]
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from exc
+        if not isinstance(value, dict):
+            raise ValidationError("The template must be a JSON object.")
+        return value
+
+
+def _kit_rows(overlay: dict[str, Any], draft: Any, overrides: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The overlay as read-only rows, grouped as the page shows them.
+
+    A row whose entry replaces one of the draft's values says so (``overrides`` is empty when the
+    kit is off).
+    """
+    overridden: set[str] = set()
+    draft_tools = draft.get("tools") if isinstance(draft, dict) else None
+    for override in overrides:
+        parts = override["path"].split(".")
+        if parts[:2] == ["sandbox", "permissions"] and len(parts) > 2:
+            overridden.add(f"permission:{parts[2]}")
+        elif parts[0] == "tools" and len(parts) > 1 and isinstance(draft_tools, list) and parts[1].isdigit() \
+                and int(parts[1]) < len(draft_tools):
+            overridden.add(tool_identity(draft_tools[int(parts[1])]) or "")
+    note = "replaces your entry"
+    groups: dict[str, list[dict[str, Any]]] = {
+        "Platform tools": [], "Embedded tools": [], "Embedded skills": [], "Sandbox permissions": []
+    }
+    for tool in overlay.get("tools", []):
+        identity = tool_identity(tool)
+        if tool.get("type") == "platform":
+            op = get_op(tool["op"])
+            groups["Platform tools"].append({
+                "name": tool["op"], "detail": op.description if op else "", "value": tool.get("permission", ""),
+                "note": note if identity in overridden else "",
+            })
+        elif embed_slug(tool):
+            entry = get_entry(embed_slug(tool))
+            groups["Embedded tools"].append({
+                "name": entry.name if entry else embed_slug(tool), "detail": embed_slug(tool), "value": "embed",
+                "note": note if identity in overridden else "",
+            })
+    for skill in overlay.get("skills", []):
+        entry = get_entry(embed_slug(skill) or "")
+        groups["Embedded skills"].append(
+            {"name": entry.name if entry else embed_slug(skill), "detail": embed_slug(skill), "value": "embed",
+             "note": ""}
+        )
+    for name, value in (overlay.get("sandbox") or {}).get("permissions", {}).items():
+        groups["Sandbox permissions"].append(
+            {"name": name, "detail": "", "value": value,
+             "note": "replaces your value" if f"permission:{name}" in overridden else ""}
+        )
+    return [{"title": title, "wide": title == "Platform tools", "rows": rows} for title, rows in groups.items()]
+
+
+def _entry_label(draft: Any, path: str) -> str:
+    """For a path into a list entry (``tools.1.permission``), the entry's identity (``platform:spawn_agent``)."""
+    parts = path.split(".")
+    if len(parts) < 2 or parts[0] not in IDENTITIES or not parts[1].isdigit() or not isinstance(draft, dict):
+        return ""
+    entries = draft.get(parts[0])
+    if not isinstance(entries, list) or int(parts[1]) >= len(entries):
+        return ""
+    return IDENTITIES[parts[0]](entries[int(parts[1])]) or ""
+
+
+_TOP_ORDER = ("instructions", "llm", "tools", "skills", "mcps", "sandbox", "runner", "harness")
+_ENTRY_ORDER = ("type", "op", "name", "slug", "@ag.embed")
+
+
+def _ordered(template: Any) -> Any:
+    """The template with its keys in reading order (the database does not keep object key order)."""
+    if not isinstance(template, dict):
+        return template
+
+    def entry(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        first = {k: value[k] for k in _ENTRY_ORDER if k in value}
+        return {**first, **{k: v for k, v in value.items() if k not in first}}
+
+    top = {k: template[k] for k in _TOP_ORDER if k in template}
+    ordered = {**top, **{k: v for k, v in template.items() if k not in top}}
+    for key in ("tools", "skills", "mcps"):
+        if isinstance(ordered.get(key), list):
+            ordered[key] = [entry(e) for e in ordered[key]]
+    return ordered
+
+
+def _json(value: Any) -> str:
+    return json.dumps(_ordered(value), indent=2, ensure_ascii=False)
+
+
+@admin.register(AgentTemplate)
+class AgentTemplateAdmin(admin.ModelAdmin):
+    """Agent types as templates. Opening one goes to its playground; editing the type itself is the
+    agent type admin's job, so nothing is added or deleted here."""
+
+    list_display = ("name", "slug", "latest_version", "revisions", "is_active", "updated_at", "playground_link")
+    list_filter = ("is_active",)
+    search_fields = ("name", "slug", "description")
+    ordering = ("name",)
+    list_select_related = False  # no relations; the revision figures are annotations
+    list_per_page = 50
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            latest_revision=Max("revisions__version"), revision_count=Count("revisions")
+        )
+
+    @admin.display(description="latest", ordering="latest_revision")
+    def latest_version(self, obj) -> str:
+        return f"v{obj.latest_revision}" if obj.latest_revision else "—"
+
+    @admin.display(description="revisions", ordering="revision_count")
+    def revisions(self, obj) -> int:
+        return obj.revision_count
+
+    @admin.display(description="")
+    def playground_link(self, obj) -> str:
+        url = reverse("admin:buildkit_agenttemplate_playground", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Playground</a>', url)
+
+    # --- permissions: reading templates follows the agent type permissions ---
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        user = request.user
+        return (
+            super().has_view_permission(request, obj)
+            or user.has_perm("agents.view_agenttype")
+            or user.has_perm("agents.change_agenttype")
+        )
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return can_commit_templates(request.user)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_module_permission(self, request) -> bool:
+        return self.has_view_permission(request)
+
+    # --- the playground page ---
+
+    def get_urls(self):
+        custom = [
+            path(
+                "<path:object_id>/playground/",
+                self.admin_site.admin_view(self.playground_view),
+                name="buildkit_agenttemplate_playground",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return HttpResponseRedirect(reverse("admin:buildkit_agenttemplate_playground", args=[object_id]))
+
+    def playground_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        agent_type = get_object_or_404(AgentTemplate, pk=object_id)
+        if not self.has_view_permission(request, agent_type):
+            raise PermissionDenied
+        revisions = list(
+            AgentTypeRevision.objects.filter(agent_type=agent_type).select_related("author")
+            .order_by("-version")[: HISTORY_LIMIT + 1]
+        )
+        latest = revisions[0] if revisions else None
+        result = None
+        if request.method == "POST":
+            form = PlaygroundForm(request.POST, user=request.user)
+            action = request.POST.get("action", "validate")
+            if form.is_valid():
+                if action == "commit":
+                    response = self._commit(request, agent_type, form)
+                    if response:
+                        return response
+                elif action == "run":
+                    result = self._run(request, agent_type, form)
+        else:
+            draft = latest.template if latest else STARTER_TEMPLATE
+            form = PlaygroundForm(initial={"draft": _json(draft), "build_kit": True}, user=request.user)
+        return TemplateResponse(
+            request, "admin/buildkit/agenttemplate/playground.html",
+            self._context(request, agent_type, form, revisions, latest, result),
+        )
+
+    def _commit(self, request, agent_type, form) -> HttpResponse | None:
+        if not can_commit_templates(request.user):
+            messages.error(request, "Committing needs staff status and the permission to change agent types.")
+            return None
+        try:
+            revision = services.template_commit(
+                agent_type=agent_type, template=form.cleaned_data["draft"],
+                message=form.cleaned_data["message"], author=request.user,
+            )
+        except ValidationError:
+            messages.error(request, "Not committed: the draft has errors (listed under the editor).")
+            return None
+        except DomainError as exc:
+            messages.error(request, f"Not committed: {exc.message}")
+            return None
+        messages.success(request, f"Committed revision v{revision.version}. The build kit was not included.")
+        return HttpResponseRedirect(request.path)
+
+    def _run(self, request, agent_type, form) -> dict[str, Any] | None:
+        project = form.cleaned_data["project"]
+        if project is None:
+            form.add_error("project", "Choose a project to run in.")
+            return None
+        try:
+            run = services.playground_run(
+                agent_type=agent_type, project=project, actor=request.user, template=form.cleaned_data["draft"],
+                build_kit=form.cleaned_data["build_kit"], name=form.cleaned_data["name"] or None,
+            )
+        except ValidationError as exc:
+            messages.error(request, "Not run: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
+            return None
+        except DomainError as exc:
+            messages.error(request, f"Not run: {exc.message}")
+            return None
+        try:
+            agent_url = reverse("admin:agents_agentinstance_change", args=[run.agent.pk])
+        except NoReverseMatch:
+            agent_url = None
+        messages.success(request, f"Spawned playground agent “{run.agent.name}” in {project.name}.")
+        return {
+            "agent": run.agent, "agent_url": agent_url, "effective": _json(run.effective),
+            "overrides": run.overrides, "build_kit": run.build_kit,
+        }
+
+    def _context(self, request, agent_type, form, revisions, latest, result) -> dict[str, Any]:
+        build_kit_on = form.initial.get("build_kit", True) if not form.is_bound else bool(
+            form.data.get("build_kit"))
+        draft = form.cleaned_data.get("draft") if form.is_bound and hasattr(form, "cleaned_data") else None
+        if draft is None and not form.is_bound:
+            draft = latest.template if latest else STARTER_TEMPLATE
+        draft_errors = template_errors(draft) if isinstance(draft, dict) else {}
+        try:
+            overlay = build_overlay()
+        except Exception:
+            logger.exception("Building the playground build-kit overlay failed.")
+            overlay = None
+        overrides: list[dict[str, Any]] = []
+        if overlay is not None and isinstance(draft, dict) and build_kit_on:
+            _, overrides = apply_overlay(draft, overlay)
+        shown = revisions[:HISTORY_LIMIT]
+        history = []
+        for index, revision in enumerate(shown):
+            previous = revisions[index + 1] if index + 1 < len(revisions) else None
+            history.append(
+                {
+                    "revision": revision,
+                    "previous": previous,
+                    "patch": [
+                        {**op, "value_json": json.dumps(op["value"], ensure_ascii=False) if "value" in op else ""}
+                        for op in template_diff(previous.template, revision.template)
+                    ] if previous else None,
+                    "template": _json(revision.template),
+                }
+            )
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Playground: {agent_type.name}",
+            "subtitle": None,
+            "agent_type": agent_type,
+            "form": form,
+            "latest": latest,
+            "build_kit_on": build_kit_on,
+            "kit_groups": _kit_rows(overlay, draft, overrides) if overlay is not None else None,
+            "overrides": [
+                {**o, "user_json": json.dumps(o["user_value"]), "kit_json": json.dumps(o["kit_value"]),
+                 "entry": _entry_label(draft, o["path"])}
+                for o in overrides
+            ],
+            "override_hint": OVERRIDE_HINT,
+            "draft_errors": sorted(draft_errors.items()),
+            "can_commit": can_commit_templates(request.user),
+            "history": history,
+            "history_truncated": len(revisions) > HISTORY_LIMIT,
+            "result": result,
+        }

@@ -1,0 +1,258 @@
+"""The static catalog: the platform's own workflows under reserved ``__sx__`` slugs.
+
+Each entry is declared once, here, with pinned versions. A reference to a reserved slug is answered
+from this catalog only, never from the database, and a miss stays a miss. Agent types cannot take a
+reserved slug (``agents.models.validate_not_reserved_slug``).
+
+| slug | kind | embeddable | document |
+|---|---|---|---|
+| ``__sx__getting_started`` | skill | yes | an inline skill: how to author a Syndarix agent (markdown) |
+| ``__sx__request_connection`` | tool | yes | a client tool: ask the person to connect an integration |
+| ``__sx__request_input`` | tool | yes | a client tool: ask the person for structured input |
+| ``__sx__build_kit`` | agent_config | no | the playground build-kit overlay (a partial template) |
+
+A version is an integer; ``"v1"``, ``"1"`` and ``1`` name the same version (``normalize_version``).
+Documents are built fresh (deep copies) on every lookup, so callers may change what they get.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from agents.models import RESERVED_SLUG_PREFIX
+from syndarix.exceptions import InvalidInput
+
+STATIC_SLUG_PREFIX = RESERVED_SLUG_PREFIX
+
+KIND_SKILL = "skill"
+KIND_TOOL = "tool"
+KIND_AGENT_CONFIG = "agent_config"
+KINDS = (KIND_SKILL, KIND_TOOL, KIND_AGENT_CONFIG)
+
+_VERSION_RE = re.compile(r"^[vV]?([1-9][0-9]*)$")
+
+
+class InvalidVersion(InvalidInput):
+    """A version that is neither a positive integer nor ``"<n>"`` / ``"v<n>"`` (400)."""
+
+    code = "invalid_version"
+
+
+def normalize_version(value: Any, *, field: str = "version") -> int:
+    """Return the integer a version names: ``1``, ``"1"``, ``"v1"`` and ``"V1"`` all give ``1``.
+
+    Raises:
+        InvalidVersion: anything else (booleans, zero, negatives, other strings).
+    """
+    if isinstance(value, bool):
+        raise InvalidVersion(f"'{value}' is not a version.", field=field)
+    if isinstance(value, int):
+        if value >= 1:
+            return value
+        raise InvalidVersion("A version is 1 or more.", field=field)
+    if isinstance(value, str):
+        match = _VERSION_RE.match(value.strip())
+        if match:
+            return int(match.group(1))
+    raise InvalidVersion(f"'{value}' is not a version (use 3, \"3\" or \"v3\").", field=field)
+
+
+def is_reserved(slug: Any) -> bool:
+    """True when ``slug`` is in the reserved ``__sx__`` namespace."""
+    return isinstance(slug, str) and slug.startswith(STATIC_SLUG_PREFIX)
+
+
+@dataclass(frozen=True)
+class StaticEntry:
+    """One reserved workflow: its versions and whether templates may embed it.
+
+    ``versions`` maps a version number to a factory of that version's document; ``latest`` is the
+    version a reference without a version resolves to.
+    """
+
+    slug: str
+    kind: str
+    name: str
+    description: str
+    embeddable: bool
+    versions: Mapping[int, Callable[[], dict[str, Any]]] = field(repr=False)
+    latest: int = 1
+
+    def document(self, version: int | None = None) -> dict[str, Any]:
+        """A fresh copy of the document at ``version`` (``None``: latest). Raises ``KeyError`` on a miss."""
+        factory = self.versions[self.latest if version is None else version]
+        return copy.deepcopy(factory())
+
+
+GETTING_STARTED_MD = """\
+# Authoring a Syndarix agent
+
+An agent type's behaviour lives in its **template**, the `parameters.agent` document. You change it
+by committing a new revision; revisions are immutable and numbered 1, 2, ... per agent type.
+
+## The template
+- `instructions.agents_md` — the agent's standing instructions, in markdown.
+- `llm` — `{"model": "...", "provider": "...", "connection": "...", "extras": {}}`; `model` is required.
+- `tools` — what the agent can call. Each entry is typed by `type`:
+  - `{"type": "platform", "op": "query_agents"}` — an operation of this platform;
+  - `{"type": "client", "name", "description", "input_schema"}` — carried out on the person's side;
+  - `{"type": "code", "name", "runtime", "script", "input_schema"}` — a script the sandbox runs;
+  - `{"type": "reference", "slug", "version"}` — another agent type, called as a tool.
+  Any tool may carry `"permission": "allow" | "ask" | "deny"`; without it, reads are allowed and
+  writes ask.
+- `skills` — inline `{"name", "description", "content"}` skills, or embeds.
+- `mcps` — MCP servers, each with a unique `name`.
+- `sandbox` — `{"kind", "permissions": {"write_files": "allow", ...}}`; `runner`, `harness`.
+
+## Reusing what exists
+Replace any object with an embed and it is swapped for what it references when the agent runs:
+
+```json
+{"@ag.embed": {"@ag.references": {"workflow": {"slug": "research-agent", "version": 3}},
+               "@ag.selector": {"path": "tools.0"}}}
+```
+
+Without a version the latest revision is used; `@ag.selector.path` picks a dotted path of the
+referenced template. Reserved `__sx__` slugs name the platform's own skills and tools.
+
+## Working in the playground
+The playground runs your draft with the **build kit** switched on: platform tools for authoring
+(`find_capabilities`, `query_agents`, `read_context`, `write_context`, `spawn_agent`,
+`commit_revision`), the client tools `request_connection` and `request_input`, this skill, and
+sandbox permissions to write files and execute code. The kit is removed on commit: a committed
+revision holds only your own template. Where the kit overrides one of your values, the playground
+says so; turn the kit off to run the agent exactly as it will be published.
+
+## A good loop
+1. `find_capabilities` with the use cases you are building for; reuse what fits.
+2. Write the instructions and the smallest set of tools; prefer `ask` for writes.
+3. Run in the playground, read the result, adjust.
+4. `commit_revision` with a message that says what changed and why.
+"""
+
+
+def _getting_started_v1() -> dict[str, Any]:
+    return {
+        "name": "syndarix-getting-started",
+        "description": "How to author a Syndarix agent: the template, embeds, the playground and commits.",
+        "content": GETTING_STARTED_MD,
+    }
+
+
+def _request_connection_v1() -> dict[str, Any]:
+    return {
+        "type": "client",
+        "name": "request_connection",
+        "description": (
+            "Ask the person to connect an integration the agent needs (OAuth or an API key). "
+            "Returns once the connection exists or the person declines."
+        ),
+        "input_schema": {
+            "type": "object",
+            "required": ["integration"],
+            "properties": {
+                "integration": {"type": "string", "description": "The integration to connect, e.g. 'github'."},
+                "slug": {"type": "string", "description": "A name for the connection, unique in the project."},
+                "mode": {"enum": ["oauth", "api_key"], "description": "How the person authenticates."},
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
+def _request_input_v1() -> dict[str, Any]:
+    return {
+        "type": "client",
+        "name": "request_input",
+        "description": "Ask the person for input the agent cannot find itself, as a small form.",
+        "input_schema": {
+            "type": "object",
+            "required": ["message", "requested_schema"],
+            "properties": {
+                "message": {"type": "string", "description": "What you need and why, in one or two sentences."},
+                "requested_schema": {
+                    "type": "object",
+                    "description": "A flat JSON Schema object describing the fields to ask for.",
+                },
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
+def _build_kit_v1() -> dict[str, Any]:
+    from .overlay import build_overlay  # the overlay is assembled from this catalog
+
+    return build_overlay()
+
+
+_ENTRIES = (
+    StaticEntry(
+        slug="__sx__getting_started",
+        kind=KIND_SKILL,
+        name="Getting started",
+        description="How to author a Syndarix agent (markdown skill).",
+        embeddable=True,
+        versions={1: _getting_started_v1},
+    ),
+    StaticEntry(
+        slug="__sx__request_connection",
+        kind=KIND_TOOL,
+        name="Request connection",
+        description="Client tool: ask the person to connect an integration.",
+        embeddable=True,
+        versions={1: _request_connection_v1},
+    ),
+    StaticEntry(
+        slug="__sx__request_input",
+        kind=KIND_TOOL,
+        name="Request input",
+        description="Client tool: ask the person for structured input.",
+        embeddable=True,
+        versions={1: _request_input_v1},
+    ),
+    StaticEntry(
+        slug="__sx__build_kit",
+        kind=KIND_AGENT_CONFIG,
+        name="Playground build kit",
+        description="The playground build-kit overlay; fetchable, never embeddable.",
+        embeddable=False,
+        versions={1: _build_kit_v1},
+    ),
+)
+
+
+def validate_catalog(entries) -> dict[str, StaticEntry]:
+    """Check the catalog's invariants and index it by slug.
+
+    Raises:
+        ImproperlyConfigured: a slug outside the reserved prefix or repeated, an unknown kind, or a
+            ``latest`` that is not one of the entry's versions.
+    """
+    index: dict[str, StaticEntry] = {}
+    for entry in entries:
+        if not is_reserved(entry.slug):
+            raise ImproperlyConfigured(f"Static catalog slug '{entry.slug}' must start with '{STATIC_SLUG_PREFIX}'.")
+        if entry.slug in index:
+            raise ImproperlyConfigured(f"Static catalog slug '{entry.slug}' is declared twice.")
+        if entry.kind not in KINDS:
+            raise ImproperlyConfigured(f"Static catalog entry '{entry.slug}' has unknown kind '{entry.kind}'.")
+        if entry.latest not in entry.versions or not all(isinstance(v, int) and v >= 1 for v in entry.versions):
+            raise ImproperlyConfigured(f"Static catalog entry '{entry.slug}' has bad versions.")
+        index[entry.slug] = entry
+    return index
+
+
+#: slug -> entry, in declaration order (the overlay iterates it in this order).
+STATIC_CATALOG: dict[str, StaticEntry] = validate_catalog(_ENTRIES)
+
+
+def get_entry(slug: str) -> StaticEntry | None:
+    """The catalog entry for ``slug``, or ``None``."""
+    return STATIC_CATALOG.get(slug)

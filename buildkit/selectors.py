@@ -1,0 +1,127 @@
+"""Reads of the build kit: revisions, their diffs, and capability search over agent types."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jsonpatch
+from django.db.models import QuerySet
+
+from agents.models import AgentType, AgentTypeRevision
+from syndarix.exceptions import NotFound
+
+from .catalog import normalize_version
+
+
+def revision_queryset(agent_type: AgentType) -> QuerySet[AgentTypeRevision]:
+    """``agent_type``'s revisions, newest first, with their author joined (one query per page)."""
+    return AgentTypeRevision.objects.filter(agent_type=agent_type).select_related("author").order_by("-version")
+
+
+def agent_type_latest_revision(agent_type: AgentType) -> AgentTypeRevision | None:
+    """The highest-numbered revision of ``agent_type``, or ``None`` when it has none (one query)."""
+    return revision_queryset(agent_type).first()
+
+
+def agent_type_revision_get(*, agent_type: AgentType, version: Any, field: str = "version") -> AgentTypeRevision:
+    """Revision ``version`` (``3``, ``"3"`` or ``"v3"``) of ``agent_type``.
+
+    Raises:
+        InvalidVersion: ``version`` is malformed (400).
+        NotFound: no such revision (404, code ``revision_not_found``).
+    """
+    number = normalize_version(version, field=field)
+    revision = revision_queryset(agent_type).filter(version=number).first()
+    if revision is None:
+        raise NotFound(f"Agent type '{agent_type.slug}' has no revision {number}.", code="revision_not_found",
+                       field=field)
+    return revision
+
+
+def agent_type_revision_diff(*, agent_type: AgentType, from_version: Any, to_version: Any) -> dict[str, Any]:
+    """The RFC 6902 JSON Patch that turns revision ``from_version``'s template into ``to_version``'s.
+
+    Returns ``{"agent_type_id", "from_version", "to_version", "patch": [{"op", "path", ...}]}``
+    (an empty patch when the templates are equal).
+
+    Raises: as ``agent_type_revision_get``.
+    """
+    first = agent_type_revision_get(agent_type=agent_type, version=from_version, field="from_version")
+    second = agent_type_revision_get(agent_type=agent_type, version=to_version, field="to_version")
+    return {
+        "agent_type_id": agent_type.pk,
+        "from_version": first.version,
+        "to_version": second.version,
+        "patch": template_diff(first.template, second.template),
+    }
+
+
+def template_diff(before: Any, after: Any) -> list[dict[str, Any]]:
+    """RFC 6902 JSON Patch operations from ``before`` to ``after``."""
+    return jsonpatch.make_patch(before, after).patch
+
+
+_WORD_RE = re.compile(r"[a-z0-9]+")
+_STOPWORDS = frozenset(
+    {
+        "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "for", "from", "i", "in", "into", "is",
+        "it", "me", "my", "of", "on", "or", "our", "so", "that", "the", "their", "them", "this", "to", "we",
+        "what", "when", "which", "who", "will", "with", "you", "your", "need", "needs", "want", "wants", "agent",
+        "agents",
+    }
+)
+
+
+def _terms(text: str) -> list[str]:
+    return [w for w in _WORD_RE.findall(text.lower()) if len(w) > 1 and w not in _STOPWORDS]
+
+
+def capabilities_find(*, use_cases: list[str], limit: int = 5) -> list[dict[str, Any]]:
+    """Match plain-language use cases against the active agent types (one query).
+
+    A use case's words score an agent type: 3 for each capability that equals or contains the
+    word, 2 when its name or slug contains it, 1 when its description does; the agent class
+    behind a type (``handler``) counts like its name.
+
+    Returns ``[{"use_case", "matches": [{"agent_type_id", "slug", "name", "description",
+    "capabilities", "agent_class", "score", "matched_terms"}]}]``, matches best first (at most
+    ``limit``, only scores above zero).
+    """
+    types = list(
+        AgentType.objects.filter(is_active=True).order_by("name").values(
+            "id", "slug", "name", "description", "capabilities", "handler"
+        )
+    )
+    results = []
+    for use_case in use_cases:
+        terms = list(dict.fromkeys(_terms(use_case)))
+        matches = []
+        for row in types:
+            capabilities = [str(c).lower() for c in row["capabilities"] or []]
+            names = f"{row['name']} {row['slug']} {row['handler']}".lower()
+            description = (row["description"] or "").lower()
+            score, matched = 0, []
+            for term in terms:
+                gained = 3 * sum(1 for c in capabilities if term in c)
+                gained += 2 if term in names else 0
+                gained += 1 if term in description else 0
+                if gained:
+                    score += gained
+                    matched.append(term)
+            if score:
+                matches.append(
+                    {
+                        "agent_type_id": row["id"],
+                        "slug": row["slug"],
+                        "name": row["name"],
+                        "description": row["description"],
+                        "capabilities": row["capabilities"],
+                        "agent_class": row["handler"] or None,
+                        "score": score,
+                        "matched_terms": matched,
+                    }
+                )
+        matches.sort(key=lambda m: (-m["score"], m["name"]))
+        results.append({"use_case": use_case, "matches": matches[:limit]})
+    return results

@@ -1,0 +1,212 @@
+"""Build-kit actions: commit a template, resolve embeds, inspect an agent type, run the playground.
+
+These orchestrate the pure parts (``schema``, ``embed``, ``overlay``) and call the agents app's
+services to write (``agent_type_commit_revision``, ``agent_spawn``). The dependency points one way:
+this app imports ``agents``; ``agents`` never imports this app and never sees the overlay, it only
+receives the template to record.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.models import AgentInstance, AgentType, AgentTypeRevision
+from agents.services import agent_spawn, agent_type_commit_revision
+from projects.models import Project
+from syndarix.exceptions import InvalidInput
+
+from .embed import MAX_DEPTH, MAX_EMBEDS, POLICY_EXCEPTION, Resolution, resolve_embeds, resolve_reference
+from .overlay import apply_overlay, build_overlay
+from .schema import TEMPLATE_MAX_NESTING, nesting_depth, validate_template
+from .selectors import agent_type_latest_revision
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_SOURCE_REVISION = "revision"
+TEMPLATE_SOURCE_DRAFT = "draft"
+
+
+def template_commit(
+    *, agent_type: AgentType, template: dict[str, Any], message: str = "", author=None
+) -> AgentTypeRevision:
+    """Validate ``template`` and commit it, exactly as given, as ``agent_type``'s next revision.
+
+    The build kit is never applied here: whatever the playground ran, the revision holds only
+    the submitted template (design.md §6).
+
+    Args:
+        template: a ``parameters.agent`` document (``schemas/agent_template.schema.json``).
+        message: the commit message.
+        author: the committing user.
+
+    Returns the new ``AgentTypeRevision`` (version = previous highest + 1).
+
+    Raises:
+        django.core.exceptions.ValidationError: the template is invalid (400, per path ``template.…``).
+        PayloadTooLarge: the template exceeds ``schema.TEMPLATE_MAX_BYTES`` (413).
+    """
+    validate_template(template)
+    return agent_type_commit_revision(agent_type, template=template, message=message, author=author)
+
+
+def template_resolve(
+    *,
+    template: dict[str, Any] | None = None,
+    reference: dict[str, Any] | None = None,
+    max_depth: int = MAX_DEPTH,
+    max_embeds: int = MAX_EMBEDS,
+    error_policy: str = POLICY_EXCEPTION,
+) -> Resolution:
+    """Resolve the embeds of ``template``, or of the document ``reference`` names.
+
+    Args:
+        template: any JSON object (a draft need not be a complete template).
+        reference: ``{"slug", "version"?}`` of an agent type or a static catalog entry; a
+            top-level fetch may name ``__sx__build_kit``.
+        max_depth, max_embeds, error_policy: as ``embed.resolve_embeds``.
+
+    Returns an ``embed.Resolution``.
+
+    Raises:
+        InvalidInput: both or neither of ``template`` / ``reference``, or a template nested deeper
+            than ``schema.TEMPLATE_MAX_NESTING`` (400).
+        EmbedError: as ``embed.resolve_embeds`` / ``embed.resolve_reference`` (400).
+    """
+    if (template is None) == (reference is None):
+        raise InvalidInput("Send exactly one of 'template' and 'reference'.", field="template")
+    options = {"max_depth": max_depth, "max_embeds": max_embeds, "error_policy": error_policy}
+    if template is not None:
+        if nesting_depth(template) > TEMPLATE_MAX_NESTING:
+            raise InvalidInput(f"Nested deeper than {TEMPLATE_MAX_NESTING} levels.", field="template")
+        return resolve_embeds(template, **options)
+    return resolve_reference(reference["slug"], reference.get("version"), **options)
+
+
+@dataclass
+class Inspection:
+    """What ``GET /agent-types/{id}/inspect`` answers: the type, its latest revision, and the kit.
+
+    ``overlay`` is ``None`` when building it failed (the failure is logged).
+    """
+
+    agent_type: AgentType
+    revision: AgentTypeRevision | None
+    overlay: dict[str, Any] | None
+
+
+def agent_type_inspect(*, agent_type: AgentType) -> Inspection:
+    """Read ``agent_type`` with its latest template and the playground build-kit overlay.
+
+    Building the overlay never fails the read: on any error the inspection is returned without it
+    and the error is logged (logger ``buildkit.services``).
+    """
+    revision = agent_type_latest_revision(agent_type)
+    try:
+        overlay = build_overlay()
+    except Exception:
+        logger.exception("Building the playground build-kit overlay failed; inspect answers without it.")
+        overlay = None
+    return Inspection(agent_type=agent_type, revision=revision, overlay=overlay)
+
+
+@dataclass
+class PlaygroundRun:
+    """The outcome of a playground run.
+
+    Attributes:
+        agent: the spawned playground agent (``is_playground`` true).
+        effective: the template the agent was spawned with (draft + kit, embeds resolved).
+        overrides: ``[{"path", "user_value", "kit_value"}]``, the user's values the kit changed.
+        build_kit: whether the kit was applied.
+        template_source: ``draft`` (the caller sent a template) or ``revision`` (the latest one).
+        revision: the latest committed revision (the draft's base), or ``None``.
+        resolution: the embed resolution of the effective template.
+    """
+
+    agent: AgentInstance
+    effective: dict[str, Any]
+    overrides: list[dict[str, Any]]
+    build_kit: bool
+    template_source: str
+    revision: AgentTypeRevision | None
+    resolution: Resolution = field(repr=False)
+
+
+def playground_template(
+    *, draft: dict[str, Any], build_kit: bool = True
+) -> tuple[dict[str, Any], list[dict[str, Any]], Resolution]:
+    """The effective template of a playground run of ``draft``, which is left unchanged.
+
+    With the kit on, the overlay is applied to a copy of the draft (``overlay.apply_overlay``);
+    then every embed is resolved.
+
+    Returns ``(effective, overrides, resolution)``.
+
+    Raises:
+        EmbedError: an embed cannot be resolved (400, with its path).
+        django.core.exceptions.ValidationError: the result is not a valid template (400, paths
+            under ``effective_template``).
+    """
+    if build_kit:
+        merged, overrides = apply_overlay(draft, build_overlay())
+    else:
+        merged, overrides = copy.deepcopy(draft), []
+    resolution = resolve_embeds(merged, base_path="template")
+    validate_template(resolution.value, field="effective_template", check_identities=False)
+    return resolution.value, overrides, resolution
+
+
+def playground_run(
+    *,
+    agent_type: AgentType,
+    project: Project,
+    actor=None,
+    template: dict[str, Any] | None = None,
+    build_kit: bool = True,
+    name: str | None = None,
+    config: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> PlaygroundRun:
+    """Spawn a playground agent of ``agent_type`` in ``project`` running a draft template.
+
+    The caller checks that ``actor`` may write to ``project``. The draft is ``template``, or the
+    latest revision's template when it is ``None``; with ``build_kit`` the overlay is applied to a
+    throwaway copy (the draft and the revisions are never changed), the embeds are resolved, and
+    the agent is spawned through ``agents.services.agent_spawn(is_playground=True,
+    template=<effective>)``, recorded against the latest revision (the draft's base).
+
+    Raises:
+        InvalidInput: no template sent and the type has no revision (400, field ``template``).
+        django.core.exceptions.ValidationError: an invalid draft (400, per path).
+        EmbedError: an embed cannot be resolved (400).
+        Anything ``agent_spawn`` raises (inactive type 400, agents disabled 503, concurrency 409, ...).
+    """
+    revision = agent_type_latest_revision(agent_type)
+    if template is None:
+        if revision is None:
+            raise InvalidInput(
+                f"Agent type '{agent_type.slug}' has no committed revision; send a draft template.", field="template"
+            )
+        draft, source = revision.template, TEMPLATE_SOURCE_REVISION
+    else:
+        validate_template(template)
+        draft, source = template, TEMPLATE_SOURCE_DRAFT
+    effective, overrides, resolution = playground_template(draft=draft, build_kit=build_kit)
+    agent = agent_spawn(
+        project=project,
+        agent_type=agent_type,
+        name=name or f"{agent_type.slug}-playground",
+        actor=actor,
+        config=config,
+        is_playground=True,
+        request_id=request_id,
+        agent_type_revision=revision,
+        template=effective,
+    )
+    return PlaygroundRun(
+        agent=agent, effective=agent.effective_template, overrides=overrides, build_kit=build_kit,
+        template_source=source, revision=revision, resolution=resolution,
+    )

@@ -1,0 +1,280 @@
+"""Build-kit API views: thin wrappers over ``buildkit.services`` and ``buildkit.selectors``.
+
+Routes (``buildkit/urls.py``, under ``/api/v1/``, no trailing slash):
+
+- ``GET|POST agent-types/{id}/revisions``, ``GET agent-types/{id}/revisions/{version}``,
+  ``GET agent-types/{id}/revisions/{a}/diff/{b}``
+- ``GET agent-types/{id}/inspect``
+- ``POST agent-types/{id}/playground/runs``
+- ``POST agent-templates/resolve``
+- ``GET platform-ops``, ``POST capabilities/find``
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.models import AgentType, AgentTypeRevision
+from projects.models import Project
+from syndarix.api.pagination import EnvelopePagination
+from syndarix.api.ratelimit import RateLimitMixin
+from syndarix.exceptions import NotFound
+
+from . import selectors, services
+from .openapi import AGENT_TYPE_ID, COMMIT_EXAMPLE, IDEMPOTENCY_KEY, TEMPLATE_EXAMPLE, errors
+from .permissions import CanCommitTemplates
+from .platform_ops import PLATFORM_OPS
+from .serializers import (
+    AgentTypeRevisionSerializer,
+    AgentTypeRevisionSummarySerializer,
+    FindCapabilitiesRequestSerializer,
+    FindCapabilitiesResponseSerializer,
+    InspectSerializer,
+    PlatformOpPageSerializer,
+    PlatformOpSerializer,
+    PlaygroundRunRequestSerializer,
+    PlaygroundRunSerializer,
+    ResolveRequestSerializer,
+    ResolveResponseSerializer,
+    RevisionCommitSerializer,
+    RevisionDiffSerializer,
+)
+
+TAG = "build kit"
+
+
+class AgentTypeMixin:
+    """Resolves ``self.agent_type`` from the ``agent_type_id`` URL argument (404 when unknown)."""
+
+    def get_agent_type(self) -> AgentType:
+        if not hasattr(self, "_agent_type"):
+            self._agent_type = get_object_or_404(AgentType, pk=self.kwargs["agent_type_id"])
+        return self._agent_type
+
+
+class RevisionListCreateView(RateLimitMixin, AgentTypeMixin, generics.ListCreateAPIView):
+    """An agent type's committed template revisions."""
+
+    permission_classes = [IsAuthenticated, CanCommitTemplates]
+    serializer_class = AgentTypeRevisionSummarySerializer
+    rate_limits = {"get": "120/m", "post": "20/m"}
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no URL arguments
+            return AgentTypeRevision.objects.none()
+        return selectors.revision_queryset(self.get_agent_type())
+
+    @extend_schema(
+        tags=[TAG],
+        summary="List an agent type's revisions",
+        description="Newest first, paginated (`?page=`, `?limit=` ≤ 100); templates are left out (read one revision "
+        "for its template).",
+        parameters=[AGENT_TYPE_ID],
+        responses={200: AgentTypeRevisionSummarySerializer(many=True), **errors(401, 404, 429)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Commit a template as the next revision",
+        description="Stores exactly the submitted `template` (validated against the agent-template JSON Schema) as "
+        "version latest + 1. The playground build kit is never part of a commit. Staff with the permission to change "
+        "agent types only.",
+        parameters=[AGENT_TYPE_ID],
+        request=RevisionCommitSerializer,
+        examples=[COMMIT_EXAMPLE],
+        responses={201: AgentTypeRevisionSerializer, **errors(400, 401, 403, 404, 413, 429)},
+    )
+    def post(self, request, *args, **kwargs):
+        agent_type = self.get_agent_type()
+        body = RevisionCommitSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        revision = services.template_commit(
+            agent_type=agent_type, template=body.validated_data["template"],
+            message=body.validated_data["message"], author=request.user,
+        )
+        return Response(AgentTypeRevisionSerializer(revision).data, status=status.HTTP_201_CREATED)
+
+
+class RevisionDetailView(RateLimitMixin, AgentTypeMixin, APIView):
+    rate_limits = {"get": "120/m"}
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Read one revision with its template",
+        parameters=[
+            AGENT_TYPE_ID,
+            OpenApiParameter("version", str, OpenApiParameter.PATH, description="3, or v3."),
+        ],
+        responses={200: AgentTypeRevisionSerializer, **errors(400, 401, 404, 429)},
+    )
+    def get(self, request, agent_type_id, version):
+        revision = selectors.agent_type_revision_get(agent_type=self.get_agent_type(), version=version)
+        return Response(AgentTypeRevisionSerializer(revision).data)
+
+
+class RevisionDiffView(RateLimitMixin, AgentTypeMixin, APIView):
+    rate_limits = {"get": "120/m"}
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Diff two revisions (JSON Patch)",
+        description="The RFC 6902 JSON Patch that turns revision `from_version`'s template into `to_version`'s.",
+        parameters=[
+            AGENT_TYPE_ID,
+            OpenApiParameter("from_version", str, OpenApiParameter.PATH),
+            OpenApiParameter("to_version", str, OpenApiParameter.PATH),
+        ],
+        responses={200: RevisionDiffSerializer, **errors(400, 401, 404, 429)},
+    )
+    def get(self, request, agent_type_id, from_version, to_version):
+        diff = selectors.agent_type_revision_diff(
+            agent_type=self.get_agent_type(), from_version=from_version, to_version=to_version
+        )
+        return Response(RevisionDiffSerializer(diff).data)
+
+
+class InspectView(RateLimitMixin, AgentTypeMixin, APIView):
+    rate_limits = {"get": "120/m"}
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Inspect an agent type: latest template and the playground build kit",
+        description="`agent_type.data.parameters.agent` is the latest committed template (null when none) and "
+        "`agent_type.revision` its version. `additional_context.playground_build_kit.agent_template_overlay` is the "
+        "build-kit overlay a playground applies to a kit-on run; it is never committed. If the overlay cannot be "
+        "built, the answer comes without `additional_context`.",
+        parameters=[AGENT_TYPE_ID],
+        responses={200: InspectSerializer, **errors(401, 404, 429)},
+    )
+    def get(self, request, agent_type_id):
+        inspection = services.agent_type_inspect(agent_type=self.get_agent_type())
+        return Response(InspectSerializer.render(inspection))
+
+
+def writable_project(user, project_id) -> Project:
+    """The project ``project_id`` if ``user`` may write to it.
+
+    Raises:
+        NotFound: the project does not exist or ``user`` cannot see it (404, field ``project_id``).
+        PermissionDenied: ``user`` can see it but only reads (403).
+    """
+    project = Project.objects.visible_to(user).select_related("workspace").filter(pk=project_id).first()
+    if project is None:
+        raise NotFound("Project not found.", field="project_id")
+    if not project.can_write(user):
+        raise PermissionDenied("Your role in this workspace is read-only.")
+    return project
+
+
+class PlaygroundRunView(RateLimitMixin, AgentTypeMixin, APIView):
+    rate_limits = {"post": "20/m"}
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Run a draft in the playground",
+        description="Spawns a playground agent (`is_playground: true`) of the agent type into `project_id` (a "
+        "project the caller can write to). The draft is `template`, or the latest revision's template. With "
+        "`build_kit` (default true) the build-kit overlay is applied to a throwaway copy first; then the embeds are "
+        "resolved and the agent is spawned with that effective template. `overrides` lists each of the draft's "
+        "values the kit changed. Nothing is committed.",
+        parameters=[AGENT_TYPE_ID, IDEMPOTENCY_KEY],
+        request=PlaygroundRunRequestSerializer,
+        examples=[OpenApiExample("Kit on", request_only=True,
+                                 value={"project_id": "7f9c6a52-3f57-4a6b-9a55-1c1f0f3e2a10",
+                                        "template": TEMPLATE_EXAMPLE, "build_kit": True})],
+        responses={201: PlaygroundRunSerializer, **errors(400, 401, 403, 404, 409, 413, 429, 503)},
+    )
+    def post(self, request, agent_type_id):
+        agent_type = self.get_agent_type()
+        body = PlaygroundRunRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        project = writable_project(request.user, data["project_id"])
+        run = services.playground_run(
+            agent_type=agent_type,
+            project=project,
+            actor=request.user,
+            template=data.get("template"),
+            build_kit=data["build_kit"],
+            name=data.get("name"),
+            config=data.get("config"),
+            request_id=request.headers.get("Idempotency-Key") or None,
+        )
+        return Response(PlaygroundRunSerializer.render(run), status=status.HTTP_201_CREATED)
+
+
+class ResolveView(RateLimitMixin, APIView):
+    rate_limits = {"post": "30/m"}
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Resolve the @ag.embed references of a template",
+        description="Send a `template` (any JSON object) or a `reference` (`{slug, version?}` of an agent type or a "
+        "reserved `__sx__` workflow). Every `{\"@ag.embed\": ...}` object is replaced by what it references, at most "
+        "`max_depth` (10) deep and `max_embeds` (100) in all. With `error_policy` `exception` the first error is a "
+        "400 naming its `path`; `placeholder` writes `<error:Type>` and `keep` leaves the embed, both listing the "
+        "problems in `errors`.",
+        request=ResolveRequestSerializer,
+        examples=[
+            OpenApiExample(
+                "Embed a skill", request_only=True,
+                value={"template": {"skills": [{"@ag.embed": {"@ag.references": {
+                    "workflow": {"slug": "__sx__getting_started"}}}}]}},
+            )
+        ],
+        responses={200: ResolveResponseSerializer, **errors(400, 401, 429)},
+    )
+    def post(self, request):
+        body = ResolveRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        resolution = services.template_resolve(
+            template=data.get("template"),
+            reference=data.get("reference"),
+            max_depth=data["max_depth"],
+            max_embeds=data["max_embeds"],
+            error_policy=data["error_policy"],
+        )
+        return Response(ResolveResponseSerializer.render(resolution))
+
+
+class PlatformOpListView(RateLimitMixin, APIView):
+    rate_limits = {"get": "120/m"}
+
+    @extend_schema(
+        tags=[TAG],
+        summary="List the platform operations",
+        description="The operations a template can use as `{\"type\": \"platform\", \"op\": ...}` tools, with their "
+        "input schema, default permission and the API route each maps to.",
+        responses={200: PlatformOpPageSerializer, **errors(401, 429)},
+    )
+    def get(self, request):
+        paginator = EnvelopePagination()
+        page = paginator.paginate_queryset([op.as_dict() for op in PLATFORM_OPS.values()], request, view=self)
+        return paginator.get_paginated_response(PlatformOpSerializer(page, many=True).data)
+
+
+class FindCapabilitiesView(RateLimitMixin, APIView):
+    rate_limits = {"post": "60/m"}
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Find agent types for plain-language use cases",
+        description="The `find_capabilities` platform operation: for each use case, the active agent types (and the "
+        "agent classes behind them) whose capabilities, name or description match its words, best first.",
+        request=FindCapabilitiesRequestSerializer,
+        responses={200: FindCapabilitiesResponseSerializer, **errors(400, 401, 429)},
+    )
+    def post(self, request):
+        body = FindCapabilitiesRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        results = selectors.capabilities_find(**body.validated_data)
+        return Response(FindCapabilitiesResponseSerializer({"data": results}).data)

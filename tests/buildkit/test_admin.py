@@ -1,0 +1,191 @@
+"""The agent-template admin and its Playground page, through the test client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+
+from agents.models import AgentInstance, AgentTypeRevision
+from buildkit.overlay import OVERRIDE_HINT
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def playground_url(agent_type):
+    return reverse("admin:buildkit_agenttemplate_playground", args=[agent_type.pk])
+
+
+@pytest.fixture
+def admin_client_for():
+    def make(user):
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def staff_admin(staff, admin_client_for):
+    return admin_client_for(staff)
+
+
+def test_changelist_lists_templates_with_their_latest_version(staff_admin, agent_type, commit, template,
+                                                              django_assert_max_num_queries):
+    commit(agent_type, template)
+    commit(agent_type, template)
+    factories.AgentTypeFactory(name="Blank")
+    with django_assert_max_num_queries(12):
+        response = staff_admin.get(reverse("admin:buildkit_agenttemplate_changelist"))
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert agent_type.name in content and "v2" in content and "Playground" in content
+
+
+def test_changelist_search(staff_admin, agent_type):
+    factories.AgentTypeFactory(name="Unrelated")
+    response = staff_admin.get(reverse("admin:buildkit_agenttemplate_changelist") + f"?q={agent_type.slug}")
+    assert agent_type.name in response.content.decode() and "Unrelated" not in response.content.decode()
+
+
+def test_opening_a_template_goes_to_its_playground(staff_admin, agent_type):
+    response = staff_admin.get(reverse("admin:buildkit_agenttemplate_change", args=[agent_type.pk]))
+    assert response.status_code == 302 and response["Location"] == playground_url(agent_type)
+
+
+def test_templates_cannot_be_added_or_deleted_here(staff_admin, agent_type):
+    assert staff_admin.get(reverse("admin:buildkit_agenttemplate_add")).status_code == 403
+    assert staff_admin.get(reverse("admin:buildkit_agenttemplate_delete", args=[agent_type.pk])).status_code == 403
+
+
+def test_playground_page_shows_the_kit_the_draft_the_hints_and_the_history(staff_admin, agent_type, commit,
+                                                                           template):
+    commit(agent_type, {"llm": {"model": "first"}}, "first")
+    commit(agent_type, template, "second")
+    response = staff_admin.get(playground_url(agent_type))
+    assert response.status_code == 200
+    content = response.content.decode()
+    for text in ("Playground build kit", "Removed on commit", "Platform tools", "Embedded tools",
+                 "Embedded skills", "Sandbox permissions", "find_capabilities", "__sx__request_input",
+                 "__sx__getting_started", "execute_code", "Run in playground", "Commit as v3", "Revision history",
+                 "Diff from v1", "/llm/model"):
+        assert text in content, text
+    assert 'name="build_kit" id="id_build_kit" checked' in content
+    # the draft starts from the latest revision
+    draft_text = response.context["form"].initial["draft"]
+    assert json.loads(draft_text) == template
+    assert draft_text.index('"instructions"') < draft_text.index('"llm"') < draft_text.index('"tools"')
+    # the user's denied write_files is overridden by the kit: the hint is shown beside it
+    assert response.context["overrides"][0]["path"] == "sandbox.permissions.write_files"
+    assert OVERRIDE_HINT in content
+
+
+def test_playground_of_a_type_without_revisions_starts_from_a_starter(staff_admin, agent_type):
+    response = staff_admin.get(playground_url(agent_type))
+    assert response.status_code == 200
+    assert "no revision yet" in response.content.decode()
+    assert "Commit as v1" in response.content.decode()
+
+
+def test_switching_the_kit_off_removes_the_hints(staff_admin, agent_type, template):
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "action": "validate"})
+    assert response.status_code == 200
+    assert response.context["build_kit_on"] is False
+    assert response.context["overrides"] == []
+    assert "The kit is off" in response.content.decode()
+
+
+def test_invalid_json_and_schema_errors_are_shown(staff_admin, agent_type):
+    response = staff_admin.post(playground_url(agent_type), {"draft": "{oops", "build_kit": "on",
+                                                             "action": "validate"})
+    assert "Not valid JSON" in response.content.decode()
+    draft = {"llm": {}, "tools": [{"type": "platform", "op": "nope"}]}
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(draft), "build_kit": "on",
+                                                             "action": "validate"})
+    errors = dict(response.context["draft_errors"])
+    assert set(errors) == {"template.llm", "template.tools.0.op"}
+    assert "template.tools.0.op" in response.content.decode()
+
+
+def test_run_in_playground_spawns_a_playground_agent(staff_admin, staff, agent_type, template):
+    project = factories.ProjectFactory(owner=staff)
+    response = staff_admin.post(playground_url(agent_type), {
+        "draft": json.dumps(template), "build_kit": "on", "project": str(project.pk), "name": "trial",
+        "action": "run",
+    })
+    assert response.status_code == 200
+    agent = AgentInstance.objects.get()
+    assert agent.is_playground and agent.name == "trial" and agent.project == project
+    assert agent.effective_template["sandbox"]["permissions"]["write_files"] == "allow"
+    assert "Spawned playground agent" in response.content.decode()
+    assert response.context["result"]["agent"] == agent
+    assert not AgentTypeRevision.objects.exists()
+
+
+def test_run_with_the_kit_off_spawns_the_draft_as_is(staff_admin, staff, agent_type, template):
+    project = factories.ProjectFactory(owner=staff)
+    staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "project": str(project.pk),
+                                                  "action": "run"})
+    assert AgentInstance.objects.get().effective_template == template
+
+
+def test_run_needs_a_writable_project(staff_admin, agent_type, template):
+    foreign = factories.ProjectFactory()
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "build_kit": "on",
+                                                             "project": str(foreign.pk), "action": "run"})
+    assert "project" in response.context["form"].errors
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "action": "run"})
+    assert "Choose a project to run in." in response.content.decode()
+    assert not AgentInstance.objects.exists()
+
+
+def test_commit_stores_the_draft_without_the_kit(staff_admin, agent_type, template):
+    response = staff_admin.post(playground_url(agent_type), {
+        "draft": json.dumps(template), "build_kit": "on", "message": "from the admin", "action": "commit",
+    })
+    assert response.status_code == 302
+    revision = AgentTypeRevision.objects.get()
+    assert revision.template == template and revision.message == "from the admin" and revision.version == 1
+    page = staff_admin.get(playground_url(agent_type))
+    assert "Committed revision v1" in page.content.decode()
+
+
+def test_commit_of_an_invalid_draft_writes_nothing(staff_admin, agent_type):
+    draft = {"llm": {}}
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(draft), "action": "commit"})
+    assert response.status_code == 200
+    assert "Not committed" in response.content.decode()
+    assert not AgentTypeRevision.objects.exists()
+
+
+def test_viewer_staff_can_run_but_not_commit(admin_client_for, agent_type, template):
+    viewer = factories.UserFactory(username="viewer-staff", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_agenttype", content_type__app_label="agents"))
+    client = admin_client_for(viewer)
+    page = client.get(playground_url(agent_type))
+    assert page.status_code == 200
+    assert page.context["can_commit"] is False
+    response = client.post(playground_url(agent_type), {"draft": json.dumps(template), "action": "commit"})
+    assert "Committing needs staff status" in response.content.decode()
+    assert not AgentTypeRevision.objects.exists()
+
+
+def test_staff_without_agent_type_permissions_is_refused(admin_client_for, agent_type):
+    nobody = factories.UserFactory(username="plain-staff", is_staff=True)
+    assert admin_client_for(nobody).get(playground_url(agent_type)).status_code == 403
+
+
+def test_non_staff_is_sent_to_the_login(admin_client_for, user, agent_type):
+    response = admin_client_for(user).get(playground_url(agent_type))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_unknown_template_is_404(staff_admin):
+    import uuid
+
+    assert staff_admin.get(reverse("admin:buildkit_agenttemplate_playground", args=[uuid.uuid4()])).status_code == 404

@@ -1,0 +1,196 @@
+"""The platform-ops catalog, the static reserved-slug catalog, versions and reserved agent-type slugs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from django import forms
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import IntegrityError, transaction
+from jsonschema import Draft202012Validator
+from rest_framework import serializers
+
+from agents.models import AgentType
+from buildkit.catalog import (
+    STATIC_CATALOG,
+    InvalidVersion,
+    StaticEntry,
+    get_entry,
+    normalize_version,
+    validate_catalog,
+)
+from buildkit.platform_ops import PLATFORM_OPS, PlatformOp, get_op, validate_ops
+from buildkit.schema import template_errors
+from tests import factories
+
+# --- platform ops ---------------------------------------------------------------------------------
+
+
+def test_catalog_declares_the_required_ops():
+    assert {"find_capabilities", "query_agents", "read_context", "write_context", "spawn_agent",
+            "commit_revision"} <= set(PLATFORM_OPS)
+
+
+@pytest.mark.parametrize("op", list(PLATFORM_OPS.values()), ids=list(PLATFORM_OPS))
+def test_each_op_is_complete(op):
+    Draft202012Validator.check_schema(op.input_schema)
+    assert op.description and op.route.startswith("/api/v1/")
+    assert op.default_permission == ("allow" if op.read_only else "ask")
+    assert set(op.route_params) <= set(op.input_schema["required"])
+    assert get_op(op.op) is op
+
+
+def test_reads_allow_and_writes_ask():
+    assert {o.op for o in PLATFORM_OPS.values() if o.read_only} == {"find_capabilities", "query_agents",
+                                                                      "read_context"}
+    assert {o.op: o.default_permission for o in PLATFORM_OPS.values() if not o.read_only} == {
+        "write_context": "ask", "spawn_agent": "ask", "commit_revision": "ask"}
+
+
+def test_every_op_route_exists_or_is_served_by_the_agents_api():
+    """The build kit's own routes resolve; the others are the agents and contexts APIs."""
+    from django.urls import Resolver404, resolve
+
+    own = {"find_capabilities", "commit_revision"}
+    for op in PLATFORM_OPS.values():
+        path = op.route.replace("{project_id}", "7f9c6a52-3f57-4a6b-9a55-1c1f0f3e2a10").replace(
+            "{agent_type_id}", "7f9c6a52-3f57-4a6b-9a55-1c1f0f3e2a10")
+        if op.op in own:
+            resolve(path)
+        else:
+            try:
+                resolve(path.replace("{context_id}", "7f9c6a52-3f57-4a6b-9a55-1c1f0f3e2a10"))
+            except Resolver404:
+                assert op.route.startswith("/api/v1/projects/{project_id}/")
+
+
+def _op(**changes):
+    base = PlatformOp(op="ok_op", description="d", input_schema={"type": "object"}, read_only=True, method="GET",
+                      route="/api/v1/things")
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.mark.parametrize(
+    ("ops", "message"),
+    [
+        ([_op(), _op()], "declared twice"),
+        ([_op(op="Bad-Name")], "name must match"),
+        ([_op(description=" ")], "no description"),
+        ([_op(method="FETCH")], "unknown method"),
+        ([_op(route="/elsewhere")], "/api/v1/"),
+        ([_op(input_schema={"type": "nonsense"})], "invalid input schema"),
+        ([_op(input_schema={"type": "array"})], "must describe an object"),
+        ([_op(route="/api/v1/things/{thing_id}")], "not required inputs"),
+    ],
+)
+def test_ops_catalog_is_validated(ops, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        validate_ops(ops)
+
+
+# --- static catalog ---------------------------------------------------------------------------------
+
+
+def test_static_catalog_entries():
+    assert list(STATIC_CATALOG) == ["__sx__getting_started", "__sx__request_connection", "__sx__request_input",
+                                    "__sx__build_kit"]
+    assert {s: e.kind for s, e in STATIC_CATALOG.items()} == {
+        "__sx__getting_started": "skill", "__sx__request_connection": "tool", "__sx__request_input": "tool",
+        "__sx__build_kit": "agent_config"}
+    assert [s for s, e in STATIC_CATALOG.items() if not e.embeddable] == ["__sx__build_kit"]
+
+
+def test_getting_started_is_a_markdown_skill():
+    skill = get_entry("__sx__getting_started").document()
+    assert skill["content"].startswith("# Authoring a Syndarix agent")
+    assert template_errors({"llm": {"model": "m"}, "skills": [skill]}) == {}
+
+
+@pytest.mark.parametrize("slug", ["__sx__request_connection", "__sx__request_input"])
+def test_client_tools_are_valid_template_tools(slug):
+    tool = get_entry(slug).document()
+    assert tool["type"] == "client" and tool["name"] and tool["description"]
+    Draft202012Validator.check_schema(tool["input_schema"])
+    assert template_errors({"llm": {"model": "m"}, "tools": [tool]}) == {}
+
+
+def test_build_kit_entry_is_the_overlay():
+    from buildkit.overlay import build_overlay
+
+    assert get_entry("__sx__build_kit").document() == build_overlay()
+
+
+def test_documents_are_fresh_copies():
+    first = get_entry("__sx__request_input").document()
+    first["input_schema"]["required"].clear()
+    assert get_entry("__sx__request_input").document()["input_schema"]["required"]
+
+
+@pytest.mark.parametrize("value", [1, "1", "v1", "V1", " v1 "])
+def test_version_spellings_are_equal(value):
+    assert normalize_version(value) == 1
+
+
+@pytest.mark.parametrize("value", [0, -1, "0", "v0", "latest", "1.0", True, None, 1.0, "", "vv1"])
+def test_bad_versions_are_refused(value):
+    with pytest.raises(InvalidVersion):
+        normalize_version(value)
+
+
+def test_static_catalog_is_validated():
+    entry = StaticEntry(slug="__sx__x", kind="skill", name="x", description="x", embeddable=True, versions={1: dict})
+    with pytest.raises(ImproperlyConfigured, match="must start with"):
+        validate_catalog([dataclasses.replace(entry, slug="plain")])
+    with pytest.raises(ImproperlyConfigured, match="twice"):
+        validate_catalog([entry, entry])
+    with pytest.raises(ImproperlyConfigured, match="unknown kind"):
+        validate_catalog([dataclasses.replace(entry, kind="widget")])
+    with pytest.raises(ImproperlyConfigured, match="bad versions"):
+        validate_catalog([dataclasses.replace(entry, latest=2)])
+
+
+# --- reserved slugs on agent types ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_full_clean_refuses_a_reserved_slug():
+    agent_type = AgentType(name="Sneaky", slug="__sx__getting_started")
+    with pytest.raises(ValidationError) as info:
+        agent_type.full_clean()
+    assert info.value.message_dict == {"slug": ["Slugs starting with '__sx__' are reserved for the platform."]}
+
+
+@pytest.mark.django_db
+def test_renaming_to_a_reserved_slug_is_refused():
+    agent_type = factories.AgentTypeFactory()
+    agent_type.slug = "__sx__mine"
+    with pytest.raises(ValidationError):
+        agent_type.full_clean()
+
+
+@pytest.mark.django_db
+def test_database_refuses_a_reserved_slug_that_skipped_validation():
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AgentType.objects.create(name="Sneaky", slug="__sx__x")
+
+
+@pytest.mark.django_db
+def test_model_form_and_model_serializer_refuse_a_reserved_slug():
+    """The admin (a ModelForm) and the API (a ModelSerializer) both pick the model's slug rule up."""
+
+    class Form(forms.ModelForm):
+        class Meta:
+            model = AgentType
+            fields = ["name", "slug"]
+
+    class Serializer(serializers.ModelSerializer):
+        class Meta:
+            model = AgentType
+            fields = ["name", "slug"]
+
+    form = Form(data={"name": "x", "slug": "__sx__x"})
+    assert not form.is_valid() and "reserved" in form.errors["slug"][0]
+    serializer = Serializer(data={"name": "x", "slug": "__sx__x"})
+    assert not serializer.is_valid() and "reserved" in str(serializer.errors["slug"][0])
+    assert Serializer(data={"name": "x", "slug": "sx-x"}).is_valid()
