@@ -160,9 +160,7 @@ class AgentTransitionInline(admin.TabularInline):
 
 @admin.register(AgentType)
 class AgentTypeAdmin(AgentTypeRegistryAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "name", "slug", "handler", "is_active", "capability_list", "live_agents", "total_agents", "updated_at",
-    )
+    list_display = ("name", "slug", "handler", "is_active", "live_agents", "total_agents")
     list_select_related = False  # no foreign keys to join; the counts are annotations
     list_filter = ("is_active",)
     search_fields = ("name", "slug", "description", "handler")
@@ -179,10 +177,6 @@ class AgentTypeAdmin(AgentTypeRegistryAdminMixin, admin.ModelAdmin):
             total_agent_count=Count("instances"),
             live_agent_count=Count("instances", filter=Q(instances__status__in=LIVE_STATUSES)),
         )
-
-    @admin.display(description="Capabilities")
-    def capability_list(self, obj: AgentType) -> str:
-        return ", ".join(obj.capabilities) if isinstance(obj.capabilities, list) else ""
 
     @admin.display(description="Live agents", ordering="live_agent_count")
     def live_agents(self, obj: AgentType) -> int:
@@ -210,11 +204,13 @@ class AgentInstanceAdmin(admin.ModelAdmin):
     readonly_fields = (
         "status_display", "project", "agent_type", "agent_type_schema", "tasks_completed", "tokens_display",
         "cost_display", "assigned_issues", "last_activity_at", "last_heartbeat_at", "last_error", "terminated_at",
-        "termination_reason", "is_playground", "id", "created_at", "updated_at",
+        "termination_reason", "is_playground", "id", "created_at", "updated_at", "agent_type_revision",
+        "effective_template_display",
     )
     fieldsets = (
         (None, {"fields": ("name", "status_display", "project", "agent_type", "current_task")}),
         ("Configuration", {"fields": ("config", "agent_type_schema")}),
+        ("Template", {"fields": ("agent_type_revision", "effective_template_display")}),
         ("Memory and session", {"fields": ("short_term_memory", "long_term_memory_ref", "session_id")}),
         ("Usage", {"fields": ("tasks_completed", "tokens_display", "cost_display", "assigned_issues")}),
         (
@@ -285,6 +281,17 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, count)
 
     @admin.display(description="Config schema")
+    @admin.display(description="Effective template")
+    def effective_template_display(self, obj: AgentInstance):
+        """The ``parameters.agent`` document the agent was spawned with (read-only)."""
+        if obj.effective_template is None:
+            return self.get_empty_value_display()
+        return format_html(
+            '<details class="agent-schema"><summary>parameters.agent</summary><pre class="agent-schema">{}</pre>'
+            "</details>",
+            json.dumps(obj.effective_template, indent=2),
+        )
+
     def agent_type_schema(self, obj: AgentInstance):
         return format_html(
             '<details class="agent-schema"><summary>{} schema</summary><pre class="agent-schema">{}</pre></details>',

@@ -214,7 +214,8 @@ def test_change_form_shows_the_ledger_inline_newest_first(admin_client, agent):
     services.agent_resume(agent, reason="reason-two")
     html = admin_client.get(change_url(agent)).content.decode()
     assert "Transition ledger" in html
-    assert html.index("reason-two") < html.index("reason-one") < html.index("spawned")
+    ledger = html[html.index("Transition ledger"):]
+    assert ledger.index("reason-two") < ledger.index("reason-one") < ledger.index("spawned")
     assert f'href="{reverse("admin:agents_agenttransition_changelist")}?agent={agent.pk}"' in html
 
 

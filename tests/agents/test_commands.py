@@ -55,11 +55,14 @@ def test_seed_demo_creates_the_demo_world(credentials):
     out = run("seed_demo", credentials_file=str(credentials))
     assert "Demo data created" in out
     assert Workspace.objects.get(slug="demo")
-    assert set(AgentType.objects.values_list("slug", flat=True)) == {"product-owner", "architect", "engineer", "qa"}
-    for agent_type in AgentType.objects.all():
+    demo_types = {"product-owner", "architect", "engineer", "qa"}
+    builtin_types = {"reviewer", "builder", "tester"}
+    assert set(AgentType.objects.values_list("slug", flat=True)) == demo_types | builtin_types
+    for agent_type in AgentType.objects.filter(slug__in=demo_types):
         assert agent_type.config_schema["properties"] and agent_type.config_schema["required"]
+        assert agent_type.revisions.count() == 1
     agents = AgentInstance.objects.all()
-    assert agents.count() == 12
+    assert agents.count() == 15
     by_status = {s: agents.filter(status=s).count() for s in S.values}
     assert all(by_status.values()), by_status  # every status is represented
     assert sum(a.tokens_used for a in agents) > 0 and sum(a.cost_incurred for a in agents) > Decimal("0")
@@ -138,13 +141,13 @@ def test_seed_demo_with_an_unknown_existing_password_says_so(credentials):
 def test_seed_demo_dry_run_changes_nothing(credentials):
     before = counts()
     out = run("seed_demo", dry_run=True, credentials_file=str(credentials))
-    assert "Dry run: would create" in out and "12 agents" in out
+    assert "Dry run: would create" in out and "15 agents" in out
     assert counts() == before and not credentials.exists()
 
 
 def test_seed_demo_verbosity(credentials):
     assert run("seed_demo", verbosity=0, credentials_file=str(credentials)) == ""
-    assert AgentInstance.objects.count() == 12
+    assert AgentInstance.objects.count() == 15
     out = run("seed_demo", verbosity=2, credentials_file=str(credentials))
     assert "created" not in out  # nothing new to list
 
@@ -362,3 +365,16 @@ def test_agent_metrics_filters(fleet):
 
 def test_agent_metrics_without_projects(db):
     assert run("agent_metrics").strip() == "No projects."
+
+
+def test_seed_demo_templates_are_valid_and_builtin_agents_ran_their_hooks(tmp_path, django_capture_on_commit_callbacks):
+    from buildkit.schema import template_errors
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", credentials_file=str(tmp_path / "creds"), stdout=StringIO())
+    for agent_type in AgentType.objects.filter(revisions__isnull=False):
+        assert template_errors(agent_type.revisions.get(version=1).template) == {}
+    reviewer = AgentInstance.objects.get(name="Pull-request reviewer")
+    assert reviewer.agent_type.handler == "reviewer"
+    assert reviewer.agent_type_revision is None  # built-in types have no committed template yet
+    assert reviewer.short_term_memory, "the reviewer's hooks should have filled its memory"

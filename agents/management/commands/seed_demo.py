@@ -18,6 +18,8 @@ from agents.choices import AgentStatus as S
 from agents.choices import TerminationReason
 from agents.exceptions import describe_error
 from agents.models import AgentInstance, AgentType
+from agents.registry import registry
+from agents.services import agent_types_sync
 from projects.choices import IssueStatus, WorkspaceRole
 from projects.models import Issue, Project, Workspace, WorkspaceMembership
 
@@ -148,7 +150,17 @@ AGENTS = [
               "", 0, 0),
     DemoAgent("mobile-app", "qa", "Release tester", S.TERMINATED, {"model": "gpt-4o-mini", "framework": "espresso"},
               "", 3, 25_000, TerminationReason.BUDGET),
+    # Agents of the built-in classes (agents/builtin.py): their lifecycle hooks fill short_term_memory.
+    DemoAgent("storefront", "reviewer", "Pull-request reviewer", S.WORKING,
+              {"model": "claude-sonnet", "strictness": "strict"}, "Review the checkout refactoring", 2, 21_000),
+    DemoAgent("storefront", "builder", "Release builder", S.IDLE, {"model": "gpt-4o", "language": "python"},
+              "", 1, 33_000),
+    DemoAgent("mobile-app", "tester", "Smoke tester", S.PAUSED, {"model": "gpt-4o-mini", "framework": "jest"},
+              "Smoke-test the onboarding flow", 1, 9_000),
 ]
+
+#: The first committed template (``parameters.agent``) of each demo agent type.
+TEMPLATE_LLM = {"product-owner": "gpt-4o", "architect": "claude-sonnet", "engineer": "gpt-4o", "qa": "gpt-4o-mini"}
 
 #: Final steps from IDLE to each status (after the completed-task cycles).
 FINAL_STEPS = {
@@ -179,7 +191,8 @@ ISSUES = [
 
 SINGULAR = {
     "users": "user", "workspaces": "workspace", "memberships": "membership", "projects": "project",
-    "agent types": "agent type", "agents": "agent", "issues": "issue", "API tokens": "API token",
+    "agent types": "agent type", "template revisions": "template revision", "agents": "agent", "issues": "issue",
+    "API tokens": "API token",
 }
 
 
@@ -197,9 +210,9 @@ class Command(BaseCommand):
     help = (
         "Load demo data: the 'demo' workspace with two projects, an 'admin' superuser and an 'operator' "
         "user (passwords from SYNDARIX_DEMO_ADMIN_PASSWORD / SYNDARIX_DEMO_OPERATOR_PASSWORD, else "
-        "generated and kept in .demo-credentials), the operator's API token, four agent types, a dozen "
-        "agents in every status with usage, and issues assigned to them. Idempotent: a second run "
-        "creates nothing and prints the credentials again."
+        "generated and kept in .demo-credentials), the operator's API token, four agent types with a first "
+        "committed template plus the built-in agent classes' types, fifteen agents in every status with usage, "
+        "and issues assigned to them. Idempotent: a second run creates nothing and prints the credentials again."
     )
 
     def add_arguments(self, parser) -> None:
@@ -221,7 +234,7 @@ class Command(BaseCommand):
                 users = self.seed_users(report, stored)
                 workspace = self.seed_workspace(report, users)
                 projects = self.seed_projects(report, workspace, owner=users["admin"])
-                agent_types = self.seed_agent_types(report)
+                agent_types = self.seed_agent_types(report, actor=users["admin"])
                 agents = self.seed_agents(report, projects, agent_types, actor=users["admin"])
                 self.seed_issues(report, projects, agents)
                 token, created = Token.objects.get_or_create(user=users["operator"])
@@ -295,7 +308,8 @@ class Command(BaseCommand):
             projects[spec["slug"]] = project
         return projects
 
-    def seed_agent_types(self, report: Report) -> dict[str, AgentType]:
+    def seed_agent_types(self, report: Report, *, actor) -> dict[str, AgentType]:
+        """The four demo types (each with a first committed template) and the built-in classes' types."""
         agent_types = {}
         for spec in AGENT_TYPES:
             agent_type, created = AgentType.objects.get_or_create(
@@ -304,7 +318,15 @@ class Command(BaseCommand):
             if created:
                 agent_type.full_clean()  # the schemas above must be valid JSON Schemas
                 self.created(report, "agent types", agent_type.slug)
+            if not agent_type.revisions.exists():
+                services.agent_type_commit_revision(
+                    agent_type, template=demo_template(agent_type), message="First template", author=actor
+                )
+                self.created(report, "template revisions", agent_type.slug)
             agent_types[spec["slug"]] = agent_type
+        for slug in agent_types_sync(registry).created:
+            self.created(report, "agent types", slug)
+        agent_types.update({t.slug: t for t in AgentType.objects.filter(handler__in=registry.slugs())})
         return agent_types
 
     def seed_agents(self, report: Report, projects, agent_types, *, actor) -> dict[tuple[str, str], AgentInstance]:
@@ -384,6 +406,18 @@ class Command(BaseCommand):
         write(f'  curl -H "Authorization: Token {token}" http://127.0.0.1:8000/api/v1/projects')
         if any(report.passwords.values()):
             write(f"Credentials are kept in {credentials_path} (git-ignored); a re-run prints them again.")
+
+
+def demo_template(agent_type: AgentType) -> dict:
+    """A small valid ``parameters.agent`` document for a demo agent type."""
+    return {
+        "instructions": {"agents_md": f"# {agent_type.name}\n\n{agent_type.description}"},
+        "llm": {"model": TEMPLATE_LLM[agent_type.slug], "extras": {}},
+        "tools": [{"type": "platform", "op": "query_agents", "permission": "allow"}],
+        "skills": [],
+        "mcps": [],
+        "sandbox": {"kind": "container", "permissions": {"write_files": "deny", "execute_code": "ask"}},
+    }
 
 
 def read_credentials(path: Path) -> dict[str, str]:
