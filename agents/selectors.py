@@ -17,9 +17,9 @@ from .models import AgentInstance
 def agent_queryset() -> QuerySet[AgentInstance]:
     """Agents with everything their representation needs, in one query for any page size.
 
-    Joins ``agent_type`` and ``project``; ``assigned_issues_count`` is an annotation.
+    Joins ``agent_type``, ``project`` and ``agent_type_revision``; ``assigned_issues_count`` is an annotation.
     """
-    return AgentInstance.objects.select_related("agent_type", "project").annotate(
+    return AgentInstance.objects.select_related("agent_type", "project", "agent_type_revision").annotate(
         assigned_issues_count=Count("assigned_issues", distinct=True)
     )
 

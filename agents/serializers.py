@@ -82,6 +82,11 @@ class AgentInstanceSerializer(serializers.ModelSerializer):
         help_text="Statuses reachable from the current one.",
     )
     assigned_issues_count = serializers.IntegerField(read_only=True)
+    agent_type_revision_id = serializers.UUIDField(read_only=True, allow_null=True)
+    agent_type_revision_version = serializers.IntegerField(
+        source="agent_type_revision.version", read_only=True, allow_null=True,
+        help_text="Version of the committed template the agent was spawned from (null: none).",
+    )
 
     class Meta:
         model = AgentInstance
@@ -93,6 +98,9 @@ class AgentInstanceSerializer(serializers.ModelSerializer):
             "agent_type_id",
             "agent_type_name",
             "agent_type_slug",
+            "agent_type_revision_id",
+            "agent_type_revision_version",
+            "effective_template",
             "name",
             "status",
             "allowed_transitions",

@@ -23,7 +23,8 @@ REPRESENTATION = {
     "name", "status", "allowed_transitions", "current_task", "short_term_memory", "long_term_memory_ref",
     "session_id", "config", "is_playground", "last_activity_at", "last_heartbeat_at", "last_error",
     "terminated_at", "termination_reason", "tasks_completed", "tokens_used", "cost_incurred",
-    "assigned_issues_count", "created_at", "updated_at",
+    "assigned_issues_count", "created_at", "updated_at", "agent_type_revision_id", "agent_type_revision_version",
+    "effective_template",
 }  # fmt: skip
 
 #: (method, suffix, body) of every route that names one agent.
@@ -75,6 +76,16 @@ def test_spawn_creates_an_idle_agent_with_its_representation(owner_client, proje
     agent = AgentInstance.objects.get(pk=body["id"])
     assert ledger(agent) == [("", "idle")]
     assert agent.transitions.get().actor == user
+    assert (body["agent_type_revision_id"], body["effective_template"]) == (None, None)
+
+
+def test_spawn_records_the_latest_committed_template(owner_client, project, agent_type, user):
+    template = {"instructions": {"agents_md": "v2"}, "tools": []}
+    services.agent_type_commit_revision(agent_type, template={"tools": []}, message="one", author=user)
+    revision = services.agent_type_commit_revision(agent_type, template=template, message="two", author=user)
+    body = owner_client.post(agents_url(project), {"agent_type_id": str(agent_type.pk), "name": "b"}).json()
+    assert (body["agent_type_revision_id"], body["agent_type_revision_version"]) == (str(revision.pk), 2)
+    assert body["effective_template"] == template
 
 
 def test_spawn_accepts_a_matching_project_id(owner_client, project, agent_type):
