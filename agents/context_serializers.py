@@ -179,14 +179,3 @@ class ContextDiffSerializer(serializers.Serializer):
         return {"from": serializers.IntegerField(), **fields}
 
 
-class ContextErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    field = serializers.CharField(allow_null=True)
-
-
-class ContextErrorSerializer(serializers.Serializer):
-    """The error envelope (design.md §4); some errors add keys, e.g. ``current_version``."""
-
-    success = serializers.BooleanField(default=False)
-    errors = ContextErrorDetailSerializer(many=True)

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from syndarix.api.permissions import CanWriteProject, ProjectScopedMixin
 from syndarix.api.ratelimit import RateLimitMixin
+from syndarix.api.schema import error_responses
 
 from . import contexts
 from .context_filtersets import AgentContextFilterSet
@@ -29,7 +30,6 @@ from .context_serializers import (
     AgentContextVersionSerializer,
     ContextDiffQuerySerializer,
     ContextDiffSerializer,
-    ContextErrorSerializer,
     ContextRollbackSerializer,
     ContextVersionsQuerySerializer,
     ContextWriteSerializer,
@@ -48,11 +48,8 @@ _ERROR_TEXT = {
 
 
 def _errors(*codes: int, **texts: str) -> dict[int, OpenApiResponse]:
-    """Error responses for the schema; ``texts`` override a description (key ``e409`` etc.)."""
-    return {
-        code: OpenApiResponse(ContextErrorSerializer, description=texts.get(f"e{code}", _ERROR_TEXT[code]))
-        for code in codes
-    }
+    """Error responses for the schema with the contexts' texts; ``texts`` override one (key ``e409`` etc.)."""
+    return error_responses(*codes, defaults=_ERROR_TEXT, **texts)
 
 
 _VERSION_404 = (

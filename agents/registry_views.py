@@ -7,30 +7,10 @@ from rest_framework import generics
 from rest_framework.permissions import IsAuthenticated
 
 from syndarix.api.ratelimit import RateLimitMixin
+from syndarix.api.schema import ErrorEnvelopeSerializer
 
 from .registry import agent_class_list
 from .registry_serializers import AgentClassSerializer
-
-#: The error envelope (``syndarix.api.exceptions``) as an inline schema.
-ERROR_ENVELOPE_SCHEMA = {
-    "type": "object",
-    "required": ["success", "errors"],
-    "properties": {
-        "success": {"type": "boolean", "enum": [False]},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["code", "message", "field"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "field": {"type": "string", "nullable": True},
-                },
-            },
-        },
-    },
-}
 
 
 def _error(code: str, message: str) -> dict:
@@ -49,7 +29,7 @@ def _error(code: str, message: str) -> dict:
     responses={
         200: AgentClassSerializer(many=True),
         401: OpenApiResponse(
-            response=ERROR_ENVELOPE_SCHEMA,
+            response=ErrorEnvelopeSerializer,
             description="Not authenticated (`not_authenticated`).",
             examples=[
                 OpenApiExample(
@@ -61,7 +41,7 @@ def _error(code: str, message: str) -> dict:
             ],
         ),
         429: OpenApiResponse(
-            response=ERROR_ENVELOPE_SCHEMA,
+            response=ErrorEnvelopeSerializer,
             description="Rate limited (`rate_limited`); `Retry-After` gives the seconds to wait.",
             examples=[
                 OpenApiExample(

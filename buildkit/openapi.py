@@ -1,29 +1,10 @@
-"""OpenAPI pieces shared by the build-kit views: the error envelope for each status."""
+"""OpenAPI pieces shared by the build-kit views: error texts, path and header parameters, examples."""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
-ERROR_ENVELOPE = {
-    "type": "object",
-    "required": ["success", "errors"],
-    "properties": {
-        "success": {"type": "boolean", "enum": [False]},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["code", "message", "field"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "field": {"type": "string", "nullable": True},
-                },
-                "additionalProperties": True,
-            },
-        },
-    },
-}
+from syndarix.api.schema import error_responses
 
 _DESCRIPTIONS = {
     400: "Invalid input: one error per field (dotted paths such as `template.tools.2.op`).",
@@ -38,15 +19,11 @@ _DESCRIPTIONS = {
 
 
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    """``extend_schema(responses=...)`` entries for the given error statuses, all in the error envelope."""
-    return {status: OpenApiResponse(response=ERROR_ENVELOPE, description=_DESCRIPTIONS[status]) for status in statuses}
+    """``extend_schema(responses=...)`` entries for the given error statuses, with the build kit's texts."""
+    return error_responses(*statuses, defaults=_DESCRIPTIONS)
 
 
 AGENT_TYPE_ID = OpenApiParameter("agent_type_id", str, OpenApiParameter.PATH, description="Agent type id (UUID).")
-IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-    description="Repeat a key to get the first request's agent instead of spawning another.",
-)
 
 TEMPLATE_EXAMPLE = {
     "instructions": {"agents_md": "You triage new issues and label them."},

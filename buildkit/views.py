@@ -24,10 +24,11 @@ from agents.models import AgentType, AgentTypeRevision
 from projects.models import Project
 from syndarix.api.pagination import EnvelopePagination
 from syndarix.api.ratelimit import RateLimitMixin
+from syndarix.api.schema import IDEMPOTENCY_KEY
 from syndarix.exceptions import NotFound
 
 from . import selectors, services
-from .openapi import AGENT_TYPE_ID, COMMIT_EXAMPLE, IDEMPOTENCY_KEY, TEMPLATE_EXAMPLE, errors
+from .openapi import AGENT_TYPE_ID, COMMIT_EXAMPLE, TEMPLATE_EXAMPLE, errors
 from .permissions import CanCommitTemplates
 from .platform_ops import PLATFORM_OPS
 from .serializers import (

@@ -60,20 +60,23 @@ ERROR_DESCRIPTIONS = {
     403: "Visible but not allowed: a read-only role, or a missing staff permission.",
     404: "Not found, or outside the caller's reach (never 403, so ids cannot be probed).",
     409: "Conflict with the current state (e.g. `invalid_transition`, `already_terminated`).",
+    413: "`payload_too_large`: the request data exceeds a configured size limit.",
     429: "Rate limit exceeded (`rate_limited`); retry after `Retry-After` seconds.",
     503: "The feature is switched off by configuration (`agents_disabled`).",
 }
 
 
-def error_responses(*statuses: int, **descriptions: str) -> dict[int, OpenApiResponse]:
-    """``extend_schema(responses=...)`` entries for the given error statuses.
+def error_responses(
+    *statuses: int, defaults: dict[int, str] | None = None, **descriptions: str
+) -> dict[int, OpenApiResponse]:
+    """``extend_schema(responses=...)`` entries for the given error statuses, all in the error envelope.
 
-    ``descriptions`` override the default text per status, keyed ``e409="..."``.
+    Descriptions come from ``descriptions`` (keyed ``e409="..."``), then ``defaults`` (a module's own
+    texts, keyed by status), then ``ERROR_DESCRIPTIONS``.
     """
+    texts = {**ERROR_DESCRIPTIONS, **(defaults or {})}
     return {
-        status: OpenApiResponse(
-            ErrorEnvelopeSerializer, description=descriptions.get(f"e{status}", ERROR_DESCRIPTIONS[status])
-        )
+        status: OpenApiResponse(ErrorEnvelopeSerializer, description=descriptions.get(f"e{status}", texts[status]))
         for status in statuses
     }
 
