@@ -11,8 +11,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -59,21 +57,10 @@ _VERSION_404 = (
 _VERSION_PATH = OpenApiParameter("n", OpenApiTypes.INT, OpenApiParameter.PATH, description="Version number.")
 
 
-class ContextJSONParser(JSONParser):
-    """JSON parser that answers 400 instead of 500 for input nested beyond the interpreter's limit."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type=media_type, parser_context=parser_context)
-        except RecursionError as exc:
-            raise ParseError("JSON parse error - the document is nested too deeply.") from exc
-
-
 class AgentContextViewSet(RateLimitMixin, ProjectScopedMixin, viewsets.GenericViewSet):
     """Versioned shared contexts of one project."""
 
     permission_classes = [IsAuthenticated, CanWriteProject]
-    parser_classes = [ContextJSONParser, FormParser, MultiPartParser]
     serializer_class = AgentContextSerializer
     filterset_class = AgentContextFilterSet
     rate_limits = {

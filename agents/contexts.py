@@ -20,7 +20,6 @@ Sources of the contracts: JSON Merge Patch is RFC 7396, JSON Patch (the diff for
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -31,7 +30,8 @@ from django.db.models import Count, JSONField, Min, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from projects.models import Project
-from syndarix.exceptions import InvalidInput, PayloadTooLarge
+from syndarix.exceptions import InvalidInput
+from syndarix.jsondoc import check_json_document
 
 from .choices import AgentStatus
 from .exceptions import (
@@ -86,38 +86,9 @@ def validate_context_data(data: Any, *, field: str = "data") -> int:
     """
     if not isinstance(data, dict):
         raise InvalidInput("Context data must be a JSON object.", code="invalid_data", field=field)
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list | tuple):
-            if depth > MAX_DEPTH:
-                raise InvalidInput(
-                    f"Context data is nested deeper than {MAX_DEPTH} levels.", code="nesting_too_deep", field=field,
-                    max_depth=MAX_DEPTH,
-                )
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    if not isinstance(key, str):
-                        raise InvalidInput("Object keys must be strings.", code="invalid_data", field=field)
-                    if "\x00" in key:
-                        raise InvalidInput("Context data must not contain NUL characters.", code="nul_character",
-                                           field=field)
-                    stack.append((item, depth + 1))
-            else:
-                stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, str) and "\x00" in value:
-            raise InvalidInput("Context data must not contain NUL characters.", code="nul_character", field=field)
-    try:
-        size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8"))
-    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
-        raise InvalidInput(f"Context data is not valid JSON: {exc}", code="invalid_data", field=field) from exc
-    limit = settings.AGENT_CONTEXT_MAX_BYTES
-    if size > limit:
-        raise PayloadTooLarge(
-            f"Context data is {size} bytes serialized; the limit is {limit} bytes.", field=field, max_bytes=limit,
-            size_bytes=size,
-        )
-    return size
+    return check_json_document(
+        data, field=field, max_depth=MAX_DEPTH, max_bytes=settings.AGENT_CONTEXT_MAX_BYTES, what="Context data"
+    )
 
 
 def json_merge_patch(target: Any, patch: Any) -> Any:
