@@ -170,7 +170,7 @@ class PromptRefinementAdmin(admin.ModelAdmin):
                 name=RefinePromptTool.name,
                 arguments=form.arguments(),
                 request_id=services.request_id_from(None),
-                throttle=lambda name: services.tool_call_check_rate(request=request, tool_name=name),
+                rate_limit=True,
             )
         except InvalidArguments as exc:
             form.add_argument_problems(exc.problems)

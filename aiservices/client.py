@@ -5,7 +5,8 @@ at each call. Retries (urllib3 ``Retry``) cover only failures where nothing reac
 a refused or timed-out connection is retried up to ``CONNECT_RETRIES`` times with a short backoff;
 a read timeout, a dropped connection after sending, or any HTTP status is never retried, so a POST
 is never sent twice. Every failure becomes an ``UpstreamError`` subclass with a message fit to
-show; the upstream body is never echoed (it is logged, truncated, for operators).
+show; the upstream body is never echoed (it is logged, truncated, for operators). Answers are
+streamed and read only up to ``MAX_RESPONSE_BYTES`` (plus one byte to tell that the cap was passed).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
@@ -33,6 +35,8 @@ CONNECT_BACKOFF = 0.2
 #: Largest upstream answer accepted (bytes); a refined template is at most a few hundred KB.
 MAX_RESPONSE_BYTES = 5 * 1024 * 1024
 _LOG_BODY_CHARS = 500
+#: Bytes asked of the socket per read while streaming an answer.
+_CHUNK_BYTES = 64 * 1024
 
 _lock = threading.Lock()
 _session: requests.Session | None = None
@@ -92,13 +96,16 @@ class UpstreamResponse:
 def post_json(url: str, *, payload: dict[str, Any], headers: dict[str, str], request_id: str) -> UpstreamResponse:
     """POST ``payload`` as JSON to ``url`` and return the parsed JSON answer.
 
-    ``request_id`` is sent as ``X-Request-ID`` so the upstream's logs can be correlated.
+    ``request_id`` is sent as ``X-Request-ID`` so the upstream's logs can be correlated. The answer
+    is streamed: an announced ``Content-Length`` over ``MAX_RESPONSE_BYTES`` is refused before the
+    body is read, and otherwise at most ``MAX_RESPONSE_BYTES + 1`` (decoded) bytes are read before
+    the connection is closed, so an oversized answer never sits in memory whole.
 
     Raises:
-        UpstreamTimeout: no connection within the connect timeout, or no answer within the read timeout.
+        UpstreamTimeout: no connection within the connect timeout, or no data within the read timeout.
         UpstreamUnreachable: the connection failed (after the connect retries) or broke mid-answer.
         UpstreamHTTPError: the upstream answered a non-2xx status.
-        UpstreamBadResponse: the answer is not JSON or is too large.
+        UpstreamBadResponse: the answer is too large, not JSON, or nested too deeply to decode.
     """
     connect_timeout = settings.AI_SERVICES_CONNECT_TIMEOUT
     read_timeout = settings.AI_SERVICES_READ_TIMEOUT
@@ -109,6 +116,7 @@ def post_json(url: str, *, payload: dict[str, Any], headers: dict[str, str], req
             headers={**headers, "Content-Type": "application/json", "X-Request-ID": request_id},
             timeout=(connect_timeout, read_timeout),
             allow_redirects=False,
+            stream=True,
         )
     except requests.exceptions.ConnectTimeout as exc:
         logger.warning("AI upstream connect timeout url=%s request_id=%s: %s", url, request_id, exc)
@@ -120,22 +128,75 @@ def post_json(url: str, *, payload: dict[str, Any], headers: dict[str, str], req
         logger.warning("AI upstream unreachable url=%s request_id=%s: %s", url, request_id, exc)
         raise UpstreamUnreachable("Could not reach the AI service.") from exc
 
-    if not 200 <= response.status_code < 300:
-        logger.warning(
-            "AI upstream HTTP %s url=%s request_id=%s body=%r",
-            response.status_code, url, request_id, response.text[:_LOG_BODY_CHARS],
-        )
-        raise UpstreamHTTPError(_status_message(response.status_code))
-    if len(response.content) > MAX_RESPONSE_BYTES:
-        raise UpstreamBadResponse("The AI service returned an answer that is too large.")
+    with response:  # closes the connection when the body was not read to its end
+        if not 200 <= response.status_code < 300:
+            excerpt = _read_at_most(response, _LOG_BODY_CHARS * 4, url=url, request_id=request_id, quiet=True)
+            logger.warning(
+                "AI upstream HTTP %s url=%s request_id=%s body=%r",
+                response.status_code, url, request_id, _text(excerpt)[:_LOG_BODY_CHARS],
+            )
+            raise UpstreamHTTPError(_status_message(response.status_code))
+        if _announced_length(response) > MAX_RESPONSE_BYTES:
+            logger.warning("AI upstream answer too large url=%s request_id=%s length=%s", url, request_id,
+                           response.headers.get("Content-Length"))
+            raise UpstreamBadResponse("The AI service returned an answer that is too large.")
+        content = _read_at_most(response, MAX_RESPONSE_BYTES + 1, url=url, request_id=request_id)
+        if len(content) > MAX_RESPONSE_BYTES:
+            logger.warning("AI upstream answer too large url=%s request_id=%s (over %s bytes)", url, request_id,
+                           MAX_RESPONSE_BYTES)
+            raise UpstreamBadResponse("The AI service returned an answer that is too large.")
     try:
-        body = response.json()
-    except (ValueError, json.JSONDecodeError) as exc:
+        body = json.loads(content)
+    except RecursionError as exc:
+        logger.warning("AI upstream answer nested too deeply url=%s request_id=%s", url, request_id)
+        raise UpstreamBadResponse("The AI service returned an answer nested too deeply to read.") from exc
+    except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8/16/32
         logger.warning(
-            "AI upstream non-JSON answer url=%s request_id=%s body=%r", url, request_id, response.text[:_LOG_BODY_CHARS]
+            "AI upstream non-JSON answer url=%s request_id=%s body=%r", url, request_id,
+            _text(content[: _LOG_BODY_CHARS * 4])[:_LOG_BODY_CHARS],
         )
         raise UpstreamBadResponse("The AI service returned an answer that is not JSON.") from exc
     return UpstreamResponse(body=body, headers=response.headers)
+
+
+def _announced_length(response: requests.Response) -> int:
+    """The ``Content-Length`` the upstream announced (0 when absent or unreadable)."""
+    try:
+        return int(response.headers.get("Content-Length") or 0)
+    except ValueError:
+        return 0
+
+
+def _read_at_most(response: requests.Response, limit: int, *, url: str, request_id: str, quiet: bool = False) -> bytes:
+    """Read the body of a streamed ``response`` up to ``limit`` decoded bytes (fewer at its end).
+
+    Raises ``UpstreamTimeout`` / ``UpstreamUnreachable`` when the body stalls or breaks; with
+    ``quiet`` (reading only for the log) a failure returns what was read so far instead.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < limit:
+            chunk = response.raw.read(min(_CHUNK_BYTES, limit - size), decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        if quiet:
+            return b"".join(chunks)
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+            logger.warning("AI upstream read timeout mid-answer url=%s request_id=%s", url, request_id)
+            raise UpstreamTimeout(
+                f"The AI service did not answer within {settings.AI_SERVICES_READ_TIMEOUT:g} s."
+            ) from exc
+        logger.warning("AI upstream answer broke off url=%s request_id=%s: %s", url, request_id, exc)
+        raise UpstreamUnreachable("Could not reach the AI service.") from exc
+    return b"".join(chunks)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def _status_message(status: int) -> str:

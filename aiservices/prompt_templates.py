@@ -18,6 +18,8 @@ from typing import Any
 from .validation import schema_problems
 
 ROLES = ("system", "developer", "user", "assistant")
+#: Most levels of nested objects and lists a template may have (the template object itself is 1).
+MAX_NESTING = 64
 
 #: Shape of an input template. Extra keys are allowed (and kept) at the top level and in messages.
 TEMPLATE_SCHEMA: dict[str, Any] = {
@@ -78,16 +80,41 @@ def _tokens(names) -> str:
     return ", ".join("{{" + name + "}}" for name in names)
 
 
+def nesting_depth(value: Any) -> int:
+    """Levels of nested objects and arrays in ``value`` (a scalar is 0, ``{}`` and ``[]`` are 1).
+
+    Walks iteratively, so no nesting can exhaust the stack.
+    """
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
 def parse_template(text: str, *, field: str) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
     """Parse and check a JSON prompt template.
 
     Returns ``(template, [])`` when it is valid, else ``(None, problems)`` with ``(field, message)``
-    pairs rooted at ``field`` (``arguments.prompt_template_json.messages.1.role``).
+    pairs rooted at ``field`` (``arguments.prompt_template_json.messages.1.role``). JSON nested
+    deeper than ``MAX_NESTING`` levels is refused (whether or not the parser could read it), so
+    nothing downstream (schema checks, the upstream request, pretty-printing) can run out of stack.
     """
     try:
         template = json.loads(text)
+    except RecursionError:
+        return None, [(field, f"Nested too deeply: at most {MAX_NESTING} levels of objects and lists.")]
     except ValueError as exc:
         return None, [(field, f"Not valid JSON: {exc}.")]
+    if nesting_depth(template) > MAX_NESTING:
+        return None, [(field, f"Nested too deeply: at most {MAX_NESTING} levels of objects and lists.")]
     problems = schema_problems(TEMPLATE_SCHEMA, template, prefix=field)
     if not problems and isinstance(template, dict):
         return template, []

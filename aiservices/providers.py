@@ -215,6 +215,11 @@ def _total_tokens(answer: Any) -> int | None:
 def _loads(text: str, *, trace_id: str | None) -> Any:
     try:
         return json.loads(text)
+    except RecursionError as exc:
+        raise UpstreamBadResponse(
+            "The AI service returned an unexpected response format (its output is nested too deeply to read).",
+            trace_id=trace_id,
+        ) from exc
     except ValueError as exc:
         raise UpstreamBadResponse(
             "The AI service returned an unexpected response format (its output is not valid JSON).",

@@ -10,12 +10,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from django_ratelimit.exceptions import Ratelimited
 
-from syndarix.api.ratelimit import check_rate
+from syndarix.api.ratelimit import RateUsage, check_sliding_window
 from syndarix.exceptions import DomainError
 
 from .choices import CallOutcome
@@ -26,8 +25,15 @@ from .tools import Tool, ToolResult, registry
 
 logger = logging.getLogger(__name__)
 
-#: Per user and tool: at most 10 calls in a 10-second burst and 30 per minute (fixed windows).
-TOOL_CALL_RATES = ("10/10s", "30/m")
+#: Per user and tool, as ``(calls, seconds)`` sliding windows: at most 10 calls in any 10 seconds
+#: (the burst) and 30 in any 60 seconds. Charged after the tool name is known, before the arguments
+#: are checked; only admitted calls count.
+TOOL_CALL_LIMITS: tuple[tuple[int, int], ...] = ((10, 10), (30, 60))
+#: Per user, whatever the tool and whatever the outcome: charged before anything else, so the calls a
+#: user can make the service record (unknown tools, calls while disabled, invalid arguments, refusals
+#: by the per-tool limit) are bounded too. Looser than the per-tool limits, so for one tool those bind
+#: first; refusals by this limit are not recorded (like 401 and 403).
+USER_CALL_LIMITS: tuple[tuple[int, int], ...] = ((20, 10), (60, 60))
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
@@ -75,21 +81,27 @@ def request_id_from(value: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def tool_call_check_rate(*, request, tool_name: str) -> dict[str, Any] | None:
-    """Count one call of ``tool_name`` by the request's user against ``TOOL_CALL_RATES``.
+def tool_call_check_user_rate(*, user) -> RateUsage | None:
+    """Charge one call by ``user`` (any tool, any outcome) against ``USER_CALL_LIMITS``.
 
-    The burst limit is checked first, so a call refused by it does not use the per-minute budget.
-    Returns the usage (``count``, ``limit``, ``time_left`` s) of the limit with the fewest calls
-    left, for the ``X-RateLimit-*`` headers, or ``None`` when rate limiting is off.
+    Returns the usage (for the ``X-RateLimit-*`` headers), or ``None`` when rate limiting is off.
 
     Raises:
         syndarix.api.ratelimit.RateLimited: a limit is exceeded (429, ``retry_after`` in seconds).
     """
-    usages = [
-        check_rate(request, group=f"aiservices.tools_call:{tool_name}:{rate}", rate=rate) for rate in TOOL_CALL_RATES
-    ]
-    usages = [u for u in usages if u]
-    return min(usages, key=lambda u: u["limit"] - u["count"]) if usages else None
+    return check_sliding_window(f"aiservices.tools_call:user:{user.pk}", USER_CALL_LIMITS)
+
+
+def tool_call_check_rate(*, user, tool_name: str) -> RateUsage | None:
+    """Charge one call of ``tool_name`` by ``user`` against ``TOOL_CALL_LIMITS`` (exact sliding windows).
+
+    Returns the usage of both windows, or ``None`` when rate limiting is off.
+
+    Raises:
+        syndarix.api.ratelimit.RateLimited: a limit is exceeded (429, ``retry_after`` in seconds
+            until the oldest call of the full window leaves it).
+    """
+    return check_sliding_window(f"aiservices.tools_call:user:{user.pk}:tool:{tool_name}", TOOL_CALL_LIMITS)
 
 
 def tool_resolve(*, name: str) -> Tool:
@@ -115,51 +127,91 @@ def tool_call(
     name: str,
     arguments: Any,
     request_id: str | None = None,
-    throttle: Callable[[str], Any] | None = None,
+    rate_limit: bool = False,
 ) -> ToolResult:
     """Run the tool ``name`` with ``arguments`` for ``user`` and record the call.
 
-    Order: the configuration (503), the tool name (400), ``throttle(tool_name)`` (the caller's rate
-    limit, 429), the arguments (400), then the tool. Every call is recorded as one
-    ``AIServiceCall``: ``rejected`` when refused before running (and the exception re-raised),
-    ``ok`` or ``tool_error`` after. The caller checks the permission (``user_can_call_tools``).
+    Order of the checks, each refusing before the next runs:
+
+    1. with ``rate_limit``, the per-user limit (``USER_CALL_LIMITS``, 429). Not recorded: it is what
+       bounds the records a user can cause.
+    2. the configuration (503 ``ai_services_disabled``);
+    3. the tool name (400 ``unknown_tool``);
+    4. with ``rate_limit``, the per-user-and-tool limit (``TOOL_CALL_LIMITS``, 429);
+    5. the arguments (400 ``invalid_arguments``);
+    6. the tool runs.
+
+    Refusals by 2-5 are recorded as one ``rejected`` ``AIServiceCall`` and re-raised; a call that
+    ran is recorded as ``ok`` or ``tool_error``. An unexpected exception anywhere (a defect, Redis
+    unreachable) is logged with its traceback, recorded as ``tool_error`` and answered as an
+    ``is_error`` result, so nothing escapes unrecorded. The caller checks the permission
+    (``user_can_call_tools``).
 
     Args:
         user: the caller, or ``None`` for a management command.
         arguments: the raw ``arguments`` object of the request.
         request_id: the id of this call; the trace id when the upstream gives none.
-        throttle: called with the tool's name before the arguments are checked; raises to refuse.
+        rate_limit: apply the per-user and per-tool limits (``user`` must be a saved user).
 
-    Returns a ``ToolResult``; ``trace_id`` is always set. Upstream failures and refinements that
-    break the rules are ``is_error`` results, never exceptions.
+    Returns a ``ToolResult``; ``trace_id`` is always set, and ``rate_limit`` holds the usage of
+    every window charged (for ``X-RateLimit-*`` headers) when limits apply. Upstream failures and
+    refinements that break the rules are ``is_error`` results, never exceptions.
 
     Raises:
-        AIServicesDisabled (503), UnknownTool (400), InvalidArguments (400), RateLimited (429).
+        RateLimited (429), AIServicesDisabled (503), UnknownTool (400), InvalidArguments (400).
     """
     started = time.monotonic()
     request_id = request_id or uuid.uuid4().hex
+    if rate_limit and getattr(user, "pk", None) is None:
+        raise ValueError("rate_limit needs a saved user.")
+    usage: RateUsage | None = None
+    tool: Tool | None = None
+    try:
+        if rate_limit:
+            usage = tool_call_check_user_rate(user=user)
+    except Ratelimited:
+        raise  # not recorded, by design (step 1)
+    except Exception as exc:  # noqa: BLE001 (recorded and answered, see the docstring)
+        return _unexpected(exc, user=user, tool=name, started=started, request_id=request_id)
     try:
         ensure_ai_services_enabled()
         tool = tool_resolve(name=name)
-        if throttle is not None:
-            throttle(tool.name)
+        if rate_limit:
+            tool_usage = tool_call_check_rate(user=user, tool_name=tool.name)
+            usage = usage + tool_usage if usage and tool_usage else usage or tool_usage
         arguments = tool.validate_arguments(arguments)
     except (DomainError, InvalidArguments, Ratelimited) as exc:
         _record(
-            user=user, tool=name, outcome=CallOutcome.REJECTED, started=started, trace_id=request_id,
-            error_code=_code(exc), error_message=_message(exc),
+            user=user, tool=tool.name if tool else name, outcome=CallOutcome.REJECTED, started=started,
+            trace_id=request_id, error_code=_code(exc), error_message=_message(exc),
         )
         raise
+    except Exception as exc:  # noqa: BLE001 (recorded and answered, see the docstring)
+        return _unexpected(exc, user=user, tool=tool.name if tool else name, started=started, request_id=request_id)
     try:
         result = tool.run(arguments, request_id=request_id)
     except Exception:  # a defect in a tool: answer an isError result (never a 500) and keep the traceback
         logger.exception("AI tool %s failed request_id=%s", tool.name, request_id)
         result = ToolResult(text="The tool failed unexpectedly.", is_error=True, error_code="tool_failure")
     result.trace_id = result.trace_id or request_id
+    result.rate_limit = usage
     _record(
         user=user, tool=tool.name, outcome=CallOutcome.TOOL_ERROR if result.is_error else CallOutcome.OK,
         started=started, trace_id=result.trace_id, tokens=result.tokens, provider=result.provider,
         error_code=result.error_code if result.is_error else "", error_message=result.text if result.is_error else "",
+    )
+    return result
+
+
+def _unexpected(exc: Exception, *, user, tool: str, started: float, request_id: str) -> ToolResult:
+    """Log, record and answer an exception nobody expected before the tool ran (never a 500)."""
+    logger.error("AI tool call %s failed before running request_id=%s", tool, request_id, exc_info=exc)
+    result = ToolResult(
+        text="The call failed unexpectedly.", is_error=True, trace_id=request_id, error_code="internal_error"
+    )
+    _record(
+        user=user, tool=tool, outcome=CallOutcome.TOOL_ERROR, started=started, trace_id=request_id,
+        error_code=result.error_code, error_message=result.text,
     )
     return result
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -50,10 +50,21 @@ class StatusView(RateLimitMixin, APIView):
         return Response(StatusSerializer(services.ai_services_status(user=request.user)).data)
 
 
+class NestingSafeJSONParser(JSONParser):
+    """JSON parser that answers 400 instead of 500 for a body nested beyond the interpreter's limit."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type=media_type, parser_context=parser_context)
+        except RecursionError as exc:
+            raise ParseError("JSON parse error - the document is nested too deeply.") from exc
+
+
 class ToolCallView(APIView):
     """Call a tool (the shape of MCP ``tools/call``, not JSON-RPC)."""
 
     permission_classes = [IsAuthenticated, CanCallTools]
+    parser_classes = [NestingSafeJSONParser, FormParser, MultiPartParser]
 
     @extend_schema(
         operation_id="ai_services_tools_call",
@@ -62,17 +73,21 @@ class ToolCallView(APIView):
         description=(
             "Runs the named tool. A tool that ran but failed (upstream timeout, unreachable or invalid "
             "answer, a refinement that changed roles or variables) answers 200 with `isError: true` and a "
-            "message in `content[0].text`; `meta.trace_id` is always present. Per user and tool at most 10 "
-            "calls per 10 seconds and 30 per minute; successful answers carry `X-RateLimit-Limit` and "
-            "`X-RateLimit-Remaining` for the tighter of the two."
+            "message in `content[0].text`; `meta.trace_id` is always present. Rate limits (sliding windows): "
+            "per user and tool at most 10 calls in any 10 seconds and 30 in any 60 seconds; per user, whatever "
+            "the tool or outcome, at most 20 in any 10 seconds and 60 in any 60 seconds. Answers carry "
+            "`X-RateLimit-Limit` and `X-RateLimit-Remaining` for the window with the fewest calls left."
         ),
         request=ToolCallRequestSerializer,
         responses={
             200: ToolCallResponseSerializer,
-            400: _error("`unknown_tool` (field `name`), or `invalid_arguments`: one error per problem with its field."),
+            400: _error(
+                "`unknown_tool` (field `name`), `invalid_arguments` (one error per problem with its field), or "
+                "`parse_error` (the body is not JSON, or is nested too deeply)."
+            ),
             401: _error("Not authenticated."),
             403: _error("Missing the 'Can edit agent workflows and templates' permission."),
-            429: _error("Rate limited (`rate_limited`, `Retry-After` in seconds)."),
+            429: _error("Rate limited (`rate_limited`, `Retry-After`: seconds until a call is admitted again)."),
             503: _error("`ai_services_disabled`: the upstream is not configured."),
         },
         examples=[
@@ -93,20 +108,15 @@ class ToolCallView(APIView):
     def post(self, request: Request) -> Response:
         payload = ToolCallRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        usage: dict[str, Any] = {}
-
-        def throttle(tool_name: str) -> None:
-            usage.update(services.tool_call_check_rate(request=request, tool_name=tool_name) or {})
-
         result = services.tool_call(
             user=request.user,
             name=payload.validated_data["name"],
             arguments=payload.validated_data["arguments"],
             request_id=services.request_id_from(request.headers.get("X-Request-ID")),
-            throttle=throttle,
+            rate_limit=True,
         )
         response = Response(ToolCallResponseSerializer(result.to_wire()).data)
-        if usage:
-            response["X-RateLimit-Limit"] = str(usage["limit"])
-            response["X-RateLimit-Remaining"] = str(max(0, usage["limit"] - usage["count"]))
+        if result.rate_limit:
+            for header, value in result.rate_limit.headers().items():
+                response[header] = value
         return response

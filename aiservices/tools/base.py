@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from syndarix.api.ratelimit import RateUsage
+
 from ..exceptions import InvalidArguments
 from ..validation import schema_problems
 
@@ -18,7 +20,9 @@ class ToolResult:
 
     ``text`` is ``content[0].text`` on the wire (the summary, or the error message when
     ``is_error``); ``structured`` is ``structuredContent`` (``None`` on error); ``trace_id`` the
-    upstream's trace id when known; ``tokens`` and ``provider`` are recorded, not sent.
+    upstream's trace id when known; ``tokens`` and ``provider`` are recorded, not sent;
+    ``rate_limit`` is set by the service when limits apply (the API sends it as ``X-RateLimit-*``
+    headers, not in the body).
     """
 
     text: str
@@ -28,6 +32,7 @@ class ToolResult:
     tokens: int | None = None
     provider: str = ""
     error_code: str = ""
+    rate_limit: RateUsage | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The MCP-shaped ``tools/call`` answer, keys with null values left out (agenta-contracts A5)."""

@@ -1,16 +1,30 @@
-"""Per-user rate limits for DRF views, counted by django-ratelimit on the shared cache.
+"""Per-user rate limits for DRF views, counted on the shared cache.
 
-A view declares ``rate_limits = {"<action or method>": "<count>/<period>"}`` (django-ratelimit's
-rate syntax: ``"20/m"``, ``"10/s"``, ``"1000/h"``). The counter is keyed per authenticated user, or
-per client IP when anonymous, and lives in the ``default`` cache (Redis in production), so every
-worker process shares it. Over the limit the view raises ``RateLimited``, which the exception
+Two kinds:
+
+- ``RateLimitMixin`` / ``check_rate``: django-ratelimit's fixed windows. A view declares
+  ``rate_limits = {"<action or method>": "<count>/<period>"}`` (django-ratelimit's rate syntax:
+  ``"20/m"``, ``"10/s"``, ``"1000/h"``). The counter is keyed per authenticated user, or per client IP
+  when anonymous. Cheap, but a fixed window lets up to twice its limit through around a window edge.
+- ``check_sliding_window``: an exact sliding-window log in Redis, for limits that must hold over
+  *any* span of time ("at most 10 in any 10 seconds and 30 in any minute").
+
+Counters live in the cache named by ``RATELIMIT_USE_CACHE`` (``default``: Redis in production), so
+every worker process shares them. Over a limit the code raises ``RateLimited``, which the exception
 handler answers with 429 ``rate_limited`` and ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django_ratelimit.core import get_usage
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework.request import Request
@@ -18,11 +32,15 @@ from rest_framework.response import Response
 
 
 class RateLimited(Ratelimited):
-    """Raised when a rate limit is exceeded; ``retry_after`` is in seconds."""
+    """Raised when a rate limit is exceeded; ``retry_after`` is in seconds.
 
-    def __init__(self, retry_after: int) -> None:
+    ``usage`` is the ``RateUsage`` of the refused check when it came from ``check_sliding_window``.
+    """
+
+    def __init__(self, retry_after: int, usage: RateUsage | None = None) -> None:
         super().__init__("Rate limit exceeded.")
         self.retry_after = retry_after
+        self.usage = usage
 
 
 def user_or_ip(group: str, request: Request) -> str:
@@ -73,3 +91,197 @@ class RateLimitMixin:
             response["X-RateLimit-Limit"] = str(usage["limit"])
             response["X-RateLimit-Remaining"] = str(max(0, usage["limit"] - usage["count"]))
         return response
+
+
+# --- Exact limits: a sliding-window log in Redis -----------------------------------------------------
+
+#: Where "now" comes from when ``check_sliding_window`` is not given one: ``None`` means the Redis
+#: server's clock (one clock for every worker, whatever the skew between hosts). Tests set it to a
+#: function returning epoch seconds to drive time deterministically.
+clock: Callable[[], float] | None = None
+
+_KEY_PREFIX = "ratelimit:sliding:"
+
+# KEYS[1]: the log, a sorted set with one member per admitted call scored by its time in ms.
+# ARGV[1]: now in ms ("" = the server's clock); ARGV[2]: a unique member for this call;
+# ARGV[3], ARGV[4], ...: limit and window length in ms, for each window.
+# An entry counts in a window while now - window < its time. Returns {allowed, now, count1, wait1, ...}:
+# the calls in each window before this one, and the ms until a refusing window admits a call again.
+_SLIDING_WINDOW_LUA = """
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local longest = 0
+for i = 3, #ARGV, 2 do
+  longest = math.max(longest, tonumber(ARGV[i + 1]))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - longest))
+local allowed = 1
+local out = {}
+for i = 3, #ARGV, 2 do
+  local limit, window = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local since = '(' .. string.format('%.0f', now - window)
+  local count = redis.call('ZCOUNT', KEYS[1], since, '+inf')
+  local wait = 0
+  if count >= limit then
+    allowed = 0
+    -- The window admits a call again when its (count - limit + 1)-th oldest entry leaves it.
+    local entry = redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf', 'WITHSCORES', 'LIMIT', count - limit, 1)
+    wait = tonumber(entry[2]) + window - now
+  end
+  out[#out + 1] = count
+  out[#out + 1] = wait
+end
+if allowed == 1 then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], longest)
+end
+return {allowed, now, unpack(out)}
+"""
+
+
+@dataclass(frozen=True)
+class WindowUsage:
+    """One window after a check: at most ``limit`` calls in any ``seconds``.
+
+    ``count`` is the number of calls the window holds now (this one included when it was admitted);
+    ``retry_after`` the seconds until the window admits another call, when it refused this one (else 0).
+    """
+
+    limit: int
+    seconds: int
+    count: int
+    retry_after: int = 0
+
+    @property
+    def remaining(self) -> int:
+        """Calls the window still admits right now."""
+        return max(0, self.limit - self.count)
+
+
+@dataclass(frozen=True)
+class RateUsage:
+    """The outcome of ``check_sliding_window``: ``allowed``, and every window's ``WindowUsage``.
+
+    ``exact`` is false for the fixed-window fallback (a cache that is not Redis).
+    """
+
+    allowed: bool
+    windows: tuple[WindowUsage, ...]
+    exact: bool = True
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds until every refusing window admits a call again (0 when allowed, else >= 1)."""
+        if self.allowed:
+            return 0
+        return max([1, *(w.retry_after for w in self.windows)])
+
+    @property
+    def tightest(self) -> WindowUsage:
+        """The window with the fewest calls left (the smaller limit on a tie)."""
+        return min(self.windows, key=lambda w: (w.remaining, w.limit))
+
+    def headers(self) -> dict[str, str]:
+        """``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` of the tightest window."""
+        window = self.tightest
+        return {"X-RateLimit-Limit": str(window.limit), "X-RateLimit-Remaining": str(window.remaining)}
+
+    def __add__(self, other: RateUsage) -> RateUsage:
+        """Both checks' windows together (for headers that must report the tightest of several keys)."""
+        return RateUsage(
+            allowed=self.allowed and other.allowed,
+            windows=self.windows + other.windows,
+            exact=self.exact and other.exact,
+        )
+
+
+def check_sliding_window(
+    key: str, limits: Sequence[tuple[int, int]], *, now: float | None = None
+) -> RateUsage | None:
+    """Count one call under ``key`` against every ``(calls, seconds)`` window and refuse it when any is full.
+
+    Exact semantics (the ``default``-style cache named by ``RATELIMIT_USE_CACHE`` is Redis): a
+    sliding-window log. Each admitted call is one entry, scored by its time in ms, in a Redis sorted
+    set per ``key``. One Lua script (atomic, so concurrent workers cannot overshoot) drops the
+    entries older than the longest window (``ZREMRANGEBYSCORE``), counts each window's entries
+    (``ZCOUNT``, the last ``seconds`` up to now), and, only when every window has room, adds this
+    call (``ZADD``) and sets the key to expire with the longest window (``PEXPIRE``). So over *any*
+    span of ``seconds`` at most ``calls`` are admitted, and a refused call uses no budget. For
+    example ``limits=[(10, 10), (30, 60)]``: 10 quick calls pass and the 11th is refused; 10 calls at
+    t=9 s and 10 more at t=10 s admit only the first 10; no 60-second span ever holds more than 30.
+
+    Fallback: when that cache is not Redis (the zero-setup database cache of ``make run``, one
+    process), the windows are django-ratelimit's fixed windows, checked in order (a window that
+    refuses stops the count, later windows are not charged). Near a window edge up to twice a limit
+    can then pass; ``RateUsage.exact`` is false and ``now`` is ignored.
+
+    Args:
+        key: what is limited, e.g. ``"aiservices.tools_call:user:7"``; distinct keys count apart.
+        limits: ``(calls, seconds)`` pairs, both positive integers.
+        now: the time of this call in epoch seconds; ``None`` uses ``clock`` (the Redis server's
+            clock by default). Tests pass it to drive time deterministically.
+
+    Returns:
+        The ``RateUsage`` (every window's count, for ``X-RateLimit-*`` headers), or ``None`` when
+        rate limiting is off (``RATELIMIT_ENABLE=false``, or the fallback's cache failed and
+        ``RATELIMIT_FAIL_OPEN`` is set).
+
+    Raises:
+        RateLimited: a window is full; ``retry_after`` is the seconds (>= 1) until the oldest entry
+            of the blocking window (the latest, if several block) leaves it, ``usage`` the refusal.
+        redis.exceptions.RedisError: Redis is unreachable (limits never silently switch off).
+    """
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
+        return None
+    limits = [(int(calls), int(seconds)) for calls, seconds in limits]
+    if not limits or any(calls < 1 or seconds < 1 for calls, seconds in limits):
+        raise ValueError(f"limits must be non-empty (calls, seconds) pairs of positive integers, not {limits!r}.")
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    if isinstance(cache, RedisCache):
+        if now is None and clock is not None:
+            now = clock()
+        usage = _sliding_window(cache, key, limits, now)
+    else:
+        usage = _fixed_windows(key, limits)
+    if usage is None:
+        return None
+    if not usage.allowed:
+        raise RateLimited(retry_after=usage.retry_after, usage=usage)
+    return usage
+
+
+def _sliding_window(cache: RedisCache, key: str, limits: list[tuple[int, int]], now: float | None) -> RateUsage:
+    client = cache._cache.get_client(key, write=True)
+    script = client.register_script(_SLIDING_WINDOW_LUA)
+    args: list[Any] = ["" if now is None else round(now * 1000), uuid.uuid4().hex]
+    for calls, seconds in limits:
+        args += [calls, seconds * 1000]
+    allowed, _now_ms, *counts = script(keys=[cache.make_key(_KEY_PREFIX + key)], args=args)
+    windows = tuple(
+        WindowUsage(
+            limit=calls,
+            seconds=seconds,
+            count=int(count) + (1 if allowed else 0),
+            retry_after=math.ceil(int(wait) / 1000),  # > 0 only for a refusing window, whose wait is >= 1 ms
+        )
+        for (calls, seconds), count, wait in zip(limits, counts[0::2], counts[1::2], strict=True)
+    )
+    return RateUsage(allowed=bool(allowed), windows=windows)
+
+
+def _fixed_windows(key: str, limits: list[tuple[int, int]]) -> RateUsage | None:
+    windows: list[WindowUsage] = []
+    for calls, seconds in limits:
+        usage = get_usage(
+            None, group=_KEY_PREFIX + key, key=lambda group, request: key, rate=(calls, seconds), increment=True
+        )
+        if usage is None:  # RATELIMIT_FAIL_OPEN and the cache failed
+            continue
+        if usage["should_limit"]:
+            windows.append(WindowUsage(calls, seconds, calls, max(1, usage["time_left"])))
+            return RateUsage(allowed=False, windows=tuple(windows), exact=False)
+        windows.append(WindowUsage(calls, seconds, usage["count"]))
+    return RateUsage(allowed=True, windows=tuple(windows), exact=False) if windows else None

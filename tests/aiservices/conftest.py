@@ -12,6 +12,7 @@ import pytest
 import responses
 from django.contrib.auth.models import Permission
 
+from syndarix.api import ratelimit
 from tests.conftest import client_for
 from tests.factories import UserFactory
 
@@ -61,16 +62,19 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture
 def ratelimit_clock(monkeypatch):
-    """``ratelimit_clock(user)`` → a clock whose ``now`` (epoch seconds) is the time django-ratelimit sees.
+    """``ratelimit_clock(user)`` → a clock whose ``now`` (epoch seconds) every rate limit sees.
 
-    It starts at the first second of one of ``user``'s minute windows (which is also the first
-    second of a 10-second window), so tests never straddle a window edge by accident.
+    It drives the exact sliding windows of ``syndarix.api.ratelimit.check_sliding_window`` (the tool
+    calls) and django-ratelimit's fixed windows (the status endpoint). It starts at the first second
+    of one of ``user``'s fixed minute windows (also the first second of a 10-second window), so a
+    test crosses a fixed-window edge only where it means to.
     """
 
     def start(user):
         jitter = zlib.crc32(f"user:{user.pk}".encode()) % 60
         state = types.SimpleNamespace(now=1_800_000_000 - 1_800_000_000 % 60 + jitter + 1)
         monkeypatch.setattr(django_ratelimit.core, "time", types.SimpleNamespace(time=lambda: state.now))
+        monkeypatch.setattr(ratelimit, "clock", lambda: state.now)
         return state
 
     return start

@@ -149,6 +149,14 @@ def test_refine_shows_field_problems(editor, agenta, upstream):
     assert AIServiceCall.objects.get().outcome == "rejected"
 
 
+def test_refine_shows_a_template_nested_too_deeply_under_its_field(editor, agenta, upstream):
+    response = login(editor).post(REFINE_URL, {"template": "[" * 50_000 + "]" * 50_000})
+    assert response.status_code == 200
+    assert "Nested too deeply: at most 64 levels of objects and lists." in response.content.decode()
+    assert not upstream.calls
+    assert AIServiceCall.objects.get().error_code == "invalid_arguments"
+
+
 def test_refine_shows_tool_errors(editor, agenta, upstream):
     upstream.add(responses.POST, agenta, body="boom", status=502)
     text = login(editor).post(REFINE_URL, {"template": TEMPLATE_JSON}).content.decode()

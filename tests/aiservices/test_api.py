@@ -8,6 +8,7 @@ import threading
 from typing import Any, ClassVar
 
 import pytest
+import redis
 import responses
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
@@ -323,6 +324,75 @@ def test_invalid_arguments_name_each_problem(tool_client, tool_user, agenta, ups
     assert expected[0]["field"] in record.error_message
 
 
+def test_a_template_nested_too_deeply_is_invalid_arguments_not_a_500(tool_client, agenta, upstream):
+    deep = "[" * 50_000 + "]" * 50_000  # 100,000 characters: within the size limit
+    response = call(tool_client, arguments={"prompt_template_json": deep})
+    assert response.status_code == 400
+    assert errors(response) == [
+        _invalid("arguments.prompt_template_json", "Nested too deeply: at most 64 levels of objects and lists.")
+    ]
+    assert not upstream.calls
+    record = AIServiceCall.objects.get()
+    assert (record.outcome, record.error_code) == ("rejected", "invalid_arguments")
+
+
+def test_a_request_body_nested_too_deeply_is_400(tool_client, agenta):
+    body = '{"name": "' + REFINE + '", "arguments": {"x": ' + "[" * 50_000 + "]" * 50_000 + "}}"
+    response = tool_client.post(CALL, body, content_type="application/json")
+    assert response.status_code == 400
+    assert errors(response) == [
+        {"code": "parse_error", "message": "JSON parse error - the document is nested too deeply.", "field": None}
+    ]
+
+
+class BrokenTool(Tool):
+    """A tool whose own argument check has a defect."""
+
+    name = f"{NAMESPACE}.broken"
+    title = "Broken"
+    description = "Fails while checking its arguments."
+    input_schema: ClassVar[dict] = {"type": "object"}
+    output_schema: ClassVar[dict] = {"type": "object"}
+
+    def check_arguments(self, arguments, problems):
+        raise RuntimeError("defect")
+
+    def run(self, arguments, *, request_id):
+        raise AssertionError("never runs")
+
+
+def test_a_defect_before_the_tool_runs_is_recorded_and_answered(tool_client, tool_user, agenta, monkeypatch, caplog):
+    monkeypatch.setattr(registry, "_tools", dict(registry._tools))
+    registry.register(BrokenTool)
+    response = call(tool_client, name=BrokenTool.name, arguments={}, HTTP_X_REQUEST_ID="req-broken")
+    assert response.status_code == 200
+    assert response.json() == {
+        "content": [{"type": "text", "text": "The call failed unexpectedly."}],
+        "isError": True,
+        "meta": {"trace_id": "req-broken"},
+    }
+    record = AIServiceCall.objects.get()
+    assert (record.user, record.tool, record.outcome, record.error_code, record.trace_id) == (
+        tool_user, BrokenTool.name, "tool_error", "internal_error", "req-broken")
+    assert any(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in caplog.records)
+
+
+def test_a_rate_limiter_failure_is_recorded_and_answered(tool_client, tool_user, agenta, upstream, monkeypatch):
+    from aiservices import services
+
+    def unreachable(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Redis is down")
+
+    monkeypatch.setattr(services, "check_sliding_window", unreachable)
+    response = call(tool_client)
+    assert response.status_code == 200
+    assert response.json()["isError"] is True
+    assert "X-RateLimit-Limit" not in response
+    record = AIServiceCall.objects.get()
+    assert (record.outcome, record.error_code) == ("tool_error", "internal_error")
+    assert not upstream.calls
+
+
 def test_prompt_template_at_the_size_limit_is_accepted(tool_client, agenta, upstream):
     answer_agenta(upstream, agenta)
     padded = TEMPLATE_JSON[:-1] + ', "note": "' + "n" * (100_000 - len(TEMPLATE_JSON) - 12) + '"}'
@@ -330,7 +400,7 @@ def test_prompt_template_at_the_size_limit_is_accepted(tool_client, agenta, upst
     assert call(tool_client, arguments={"prompt_template_json": padded}).json()["isError"] is False
 
 
-# --- rate limits (time as django-ratelimit sees it is controlled; nothing sleeps) ------------------
+# --- rate limits (time as the limiters see it is controlled; nothing sleeps) ------------------------
 
 
 @pytest.fixture
@@ -344,37 +414,54 @@ def always_ok(agenta, upstream):
     return upstream
 
 
+def attempt(client, clock, at: float, count: int) -> list[tuple[float, Any]]:
+    """``count`` calls at ``clock`` time ``at``: ``[(at, response), ...]``."""
+    clock.now = at
+    return [(at, call(client)) for _ in range(count)]
+
+
+def most_in_any_span(times: list[float], seconds: float) -> int:
+    """The largest number of ``times`` inside any half-open span ``[t, t + seconds)``."""
+    return max((sum(1 for u in times if t <= u < t + seconds) for t in times), default=0)
+
+
 def test_ten_quick_calls_pass_and_the_eleventh_is_refused(tool_client, clock, always_ok):
     remaining = [call(tool_client)["X-RateLimit-Remaining"] for _ in range(10)]
     assert remaining == [str(n) for n in range(9, -1, -1)]
     response = call(tool_client)
     assert response.status_code == 429
     assert errors(response)[0]["code"] == "rate_limited"
-    assert response["Retry-After"] == "9"  # the 10-second burst window ends 9 s from now
+    assert response["Retry-After"] == "10"  # the ten calls leave the 10-second window 10 s from now
     assert len(always_ok.calls) == 10
     rejected = AIServiceCall.objects.filter(outcome="rejected").get()
     assert rejected.error_code == "rate_limited"
-    clock.now += 10
+    clock.now += 9.999
+    assert call(tool_client)["Retry-After"] == "1"
+    clock.now += 0.001
     assert call(tool_client).status_code == 200
 
 
-def test_no_more_than_thirty_calls_in_a_minute(tool_client, clock, always_ok):
-    start, passed, retry_after = clock.now, [], {}
-    for second in range(60):
-        clock.now = start + second
-        for _ in range(3):  # three attempts every second for a minute
-            response = call(tool_client)
-            if response.status_code == 200:
-                passed.append(second)
-            else:
-                retry_after.setdefault(second, response["Retry-After"])
-    burst = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]  # ten in the first seconds of each 10-second burst window
-    assert passed == burst + [s + 10 for s in burst] + [s + 20 for s in burst]
-    assert retry_after[3] == "6"  # refused by the burst limit until its window ends
-    assert retry_after[30] == "29"  # refused by the minute limit until the minute ends
-    clock.now = start + 60  # a new minute
-    assert call(tool_client).status_code == 200
-    assert len(always_ok.calls) == 31
+def test_calls_straddling_a_window_edge_count_together(tool_client, clock, always_ok):
+    """Ten calls at 9 s and ten at 10 s (a fixed 10-second window's edge): only the first ten pass."""
+    start = clock.now
+    results = attempt(tool_client, clock, start + 9, 10) + attempt(tool_client, clock, start + 10, 10)
+    assert [r.status_code for _, r in results] == [200] * 10 + [429] * 10
+    assert results[-1][1]["Retry-After"] == "9"
+    assert len(always_ok.calls) == 10
+
+
+def test_no_more_than_thirty_calls_in_any_minute(tool_client, clock, always_ok):
+    """Ten calls every 10 s for 90 s, starting mid-minute: no 60-second span holds more than 30."""
+    start = clock.now + 35  # the first three bursts fill a fixed minute window, the next three a new one
+    results = [r for burst in range(9) for r in attempt(tool_client, clock, start + 10 * burst, 10)]
+    passed = [at - start for at, r in results if r.status_code == 200]
+    assert passed == [t for t in (0, 10, 20, 60, 70, 80) for _ in range(10)]
+    assert most_in_any_span(passed, 60) == 30
+    assert most_in_any_span(passed, 10) == 10
+    refused = {at - start: r["Retry-After"] for at, r in results if r.status_code == 429}
+    # refused by the minute window until the calls made at 0 s leave it at 60 s
+    assert refused == {30: "30", 40: "20", 50: "10"}
+    assert len(always_ok.calls) == 60
 
 
 def test_headers_report_the_tighter_limit(tool_client, clock, always_ok):
@@ -395,6 +482,38 @@ def test_limits_are_per_user(tool_client, clock, always_ok):
     other = UserFactory()
     Permission.objects.get(codename="edit_workflows").user_set.add(other)
     assert call(client_for(other)).status_code == 200
+
+
+def test_refused_calls_are_bounded_per_user_whatever_the_tool(tool_client, tool_user, clock, agenta, upstream):
+    """Unknown tool names each have no per-tool budget, so a per-user limit counts every call first:
+    at most 20 in any 10 seconds and 60 in any minute are recorded; refusals past it are not."""
+    statuses = [call(tool_client, name=f"tools.syndarix.api.nope{i}").status_code for i in range(25)]
+    assert statuses == [400] * 20 + [429] * 5
+    assert AIServiceCall.objects.filter(user=tool_user).count() == 20
+    response = call(tool_client, name="tools.syndarix.api.nope")
+    assert response.status_code == 429
+    assert response["Retry-After"] == "10"
+    for _ in range(5):  # a minute of bursts: the per-minute window caps the records at 60
+        clock.now += 10
+        for i in range(25):
+            call(tool_client, name=f"tools.syndarix.api.nope{i}")
+    assert AIServiceCall.objects.filter(user=tool_user).count() == 60
+    assert not upstream.calls
+
+
+def test_calls_while_disabled_are_bounded_per_user(tool_client, tool_user, clock, disabled):
+    statuses = [call(tool_client).status_code for _ in range(25)]
+    assert statuses == [503] * 20 + [429] * 5
+    assert AIServiceCall.objects.filter(user=tool_user, error_code="ai_services_disabled").count() == 20
+    assert AIServiceCall.objects.count() == 20
+
+
+def test_invalid_arguments_use_the_tool_budget(tool_client, tool_user, clock, always_ok):
+    statuses = [call(tool_client, arguments={}).status_code for _ in range(12)]
+    assert statuses == [400] * 10 + [429] * 2
+    assert AIServiceCall.objects.filter(error_code="invalid_arguments").count() == 10
+    assert AIServiceCall.objects.filter(error_code="rate_limited").count() == 2
+    assert not always_ok.calls
 
 
 class EchoTool(Tool):
@@ -427,6 +546,7 @@ def test_adding_a_tool_is_adding_a_class_and_limits_are_per_tool(tool_client, cl
     assert call(tool_client).status_code == 429
     response = call(tool_client, name=echo_tool, arguments={"text": "hello"})
     assert response.status_code == 200
+    assert (response["X-RateLimit-Limit"], response["X-RateLimit-Remaining"]) == ("20", "8")  # the per-user burst
     assert response.json()["structuredContent"] == {"text": "hello"}
     assert re.fullmatch(r"[0-9a-f]{32}", response.json()["meta"]["trace_id"])
     bad = call(tool_client, name=echo_tool, arguments={"text": "x" * 21})
@@ -460,9 +580,8 @@ def test_the_schema_documents_both_endpoints():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_calls_cannot_exceed_the_burst_limit(tool_user, agenta, ratelimit_clock):
-    """Fifteen simultaneous calls by one user: the shared Redis counter lets exactly ten through."""
-    ratelimit_clock(tool_user)
+def test_concurrent_calls_cannot_exceed_the_burst_limit(tool_user, agenta):
+    """Fifteen simultaneous calls by one user, on the real clock: the shared Redis log lets exactly ten through."""
     barrier = threading.Barrier(15)
     statuses: list[int] = []
 

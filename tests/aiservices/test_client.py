@@ -3,6 +3,7 @@ plus the retry policy against real sockets."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -230,6 +231,92 @@ def test_wrong_shape_keeps_the_upstream_trace_id(agenta, upstream):
     assert run().trace_id == "t-1"
 
 
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_an_answer_nested_too_deeply_is_a_bad_response(provider, upstream, caplog):
+    _, url = provider
+    upstream.add(responses.POST, url, body=DEEP, status=200, content_type="application/json")
+    result = run()
+    assert result.is_error
+    assert result.text == "The AI service returned an answer nested too deeply to read."
+    assert result.error_code == "upstream_bad_response"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # a bad answer, not a defect
+
+
+@pytest.mark.parametrize("provider_name", ["agenta", "openai"])
+def test_an_output_nested_too_deeply_is_a_bad_response(request, upstream, provider_name, caplog):
+    url = request.getfixturevalue(provider_name)
+    body = {"data": DEEP, "trace_id": "t-deep"} if provider_name == "agenta" else openai_body(None, content=DEEP)
+    upstream.add(responses.POST, url, json=body, status=200)
+    result = run()
+    assert result.is_error
+    assert result.text == (
+        "The AI service returned an unexpected response format (its output is nested too deeply to read)."
+    )
+    assert result.error_code == "upstream_bad_response"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# --- the size cap: an oversized answer is refused without being read whole ---------------------------
+
+
+class CountingBody(io.RawIOBase):
+    """A response body of ``size`` bytes (a JSON string) that counts how many bytes were read from it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.served = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.size - self.served)
+        data = (b'"' + b"x" * (n - 1)) if self.served == 0 and n else b"x" * n
+        buffer[:n] = data
+        self.served += n
+        return n
+
+
+@pytest.fixture
+def small_cap(monkeypatch):
+    monkeypatch.setattr(client, "MAX_RESPONSE_BYTES", 64 * 1024)
+    return client.MAX_RESPONSE_BYTES
+
+
+def test_an_oversized_answer_is_refused_without_reading_it_all(provider, upstream, small_cap):
+    _, url = provider
+    body = CountingBody(50 * 1024 * 1024)
+    upstream.add(responses.POST, url, body=io.BufferedReader(body), status=200, content_type="application/json")
+    result = run()
+    assert result.is_error
+    assert result.text == "The AI service returned an answer that is too large."
+    assert small_cap < body.served <= small_cap + 1 + io.DEFAULT_BUFFER_SIZE  # the cap + 1, through a buffer
+    assert body.served < body.size
+
+
+def test_an_announced_oversized_answer_is_refused_before_its_body(provider, upstream, small_cap):
+    _, url = provider
+    body = CountingBody(50 * 1024 * 1024)
+    upstream.add(responses.POST, url, body=io.BufferedReader(body), status=200, content_type="application/json",
+                 headers={"Content-Length": str(body.size)})
+    result = run()
+    assert result.text == "The AI service returned an answer that is too large."
+    assert body.served == 0
+
+
+@pytest.mark.parametrize(("extra", "accepted"), [(0, True), (1, False)])
+def test_an_answer_at_the_cap_is_accepted_and_one_byte_more_is_not(agenta, upstream, small_cap, extra, accepted):
+    answer = json.dumps(agenta_body(REFINED))
+    padded = answer[:-1] + ', "pad": "' + "p" * (small_cap + extra - len(answer) - 11) + '"}'
+    assert len(padded.encode()) == small_cap + extra
+    upstream.add(responses.POST, agenta, body=padded, status=200, content_type="application/json")
+    result = run()
+    assert result.is_error is not accepted
+    assert result.structured == (REFINED if accepted else None)
+
+
 # --- output rules: stricter than the upstream's own prompt -----------------------------------------
 
 
@@ -398,3 +485,69 @@ def test_one_session_per_process_with_connect_only_retries():
     assert "POST" in retry.allowed_methods
     client.reset_session()
     assert client.get_session() is not session
+
+
+def test_an_oversized_answer_from_a_real_upstream_is_cut_off(real_server, small_cap):
+    """The upstream streams 50 MB without a Content-Length; the client stops after the cap + 1 bytes and
+    closes, so the upstream's writing breaks off long before the end."""
+    total = 50 * 1024 * 1024
+    done = threading.Event()
+    written = {"bytes": 0, "error": None}
+
+    def flood(handler, server):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.end_headers()
+        chunk = b"x" * 65536
+        try:
+            handler.wfile.write(b'"')
+            while written["bytes"] < total:
+                handler.wfile.write(chunk)
+                written["bytes"] += len(chunk)
+        except OSError as exc:
+            written["error"] = exc
+        finally:
+            done.set()
+
+    real_server(flood)
+    result = run()
+    assert result.is_error
+    assert result.text == "The AI service returned an answer that is too large."
+    assert done.wait(10)
+    assert isinstance(written["error"], BrokenPipeError | ConnectionResetError)
+    assert written["bytes"] < total
+
+
+def test_an_announced_oversized_answer_from_a_real_upstream_is_refused_before_its_body(real_server, small_cap,
+                                                                                       settings):
+    settings.AI_SERVICES_READ_TIMEOUT = 5  # were the body awaited, the answer would be a timeout instead
+
+    def announce(handler, server):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(small_cap + 1))
+        handler.end_headers()
+        handler.wfile.flush()
+        server.release.wait(10)  # the body never comes while the client waits
+
+    real_server(announce)
+    result = run()
+    assert result.text == "The AI service returned an answer that is too large."
+
+
+def test_an_answer_that_stalls_mid_body_is_a_timeout(real_server, settings):
+    def stall(handler, server):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        handler.wfile.write(b'{"choices": ')
+        handler.wfile.flush()
+        server.release.wait(5)
+
+    server = real_server(stall)
+    settings.AI_SERVICES_READ_TIMEOUT = 0.3
+    result = run()
+    assert result.text == "The AI service did not answer within 0.3 s."
+    assert result.error_code == "upstream_timeout"
+    assert server.hits == 1

@@ -94,3 +94,31 @@ def test_dry_run_checks_without_calling_or_recording(agenta, upstream, template_
 def test_dry_run_fails_when_disabled(disabled, template_file):
     with pytest.raises(CommandError, match="AI services are disabled; missing: AI_SERVICES_API_URL"):
         run("--file", template_file, "--dry-run")
+
+
+def test_a_template_nested_too_deeply_is_an_error_and_recorded(agenta, upstream, tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 50_000 + "]" * 50_000)
+    with pytest.raises(CommandError) as excinfo:
+        run("--file", str(path))
+    assert str(excinfo.value) == (
+        "Invalid arguments:\n  prompt_template_json: Nested too deeply: at most 64 levels of objects and lists."
+    )
+    assert not upstream.calls
+    record = AIServiceCall.objects.get()
+    assert (record.outcome, record.error_code) == ("rejected", "invalid_arguments")
+    with pytest.raises(CommandError, match="Nested too deeply"):
+        run("--file", str(path), "--dry-run")
+    assert AIServiceCall.objects.count() == 1
+
+
+def test_a_defect_is_an_error_and_recorded(agenta, upstream, template_file, monkeypatch):
+    from aiservices.tools.refine_prompt import RefinePromptTool
+
+    def broken(self, arguments, problems):
+        raise RuntimeError("defect")
+
+    monkeypatch.setattr(RefinePromptTool, "check_arguments", broken)
+    with pytest.raises(CommandError, match=r"The call failed unexpectedly\. \(trace id [0-9a-f]{32}\)"):
+        run("--file", template_file)
+    assert AIServiceCall.objects.get().error_code == "internal_error"

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from aiservices.prompt_templates import (
+    MAX_NESTING,
     RefinementRejected,
     check_refinement,
+    nesting_depth,
     parse_template,
     refined_template,
     variables,
@@ -64,6 +66,38 @@ def test_malformed_templates_name_each_problem(text, expected):
     template, problems = parse_template(text, field=F)
     assert template is None
     assert problems == expected
+
+
+def nested_template(depth: int) -> str:
+    """A valid template whose ``llm_config`` brings the nesting to ``depth`` levels in all."""
+    inner = "[" * (depth - 2) + "]" * (depth - 2)
+    return '{"messages": [{"role": "user", "content": "hi"}], "llm_config": {"x": ' + inner + "}}"
+
+
+NESTED_TOO_DEEPLY = (F, f"Nested too deeply: at most {MAX_NESTING} levels of objects and lists.")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 50_000 + "]" * 50_000, '{"messages": ' + "[" * 1_500 + "]" * 1_500 + "}", nested_template(65)],
+    ids=["beyond-the-parser", "beyond-the-interpreter-limit", "one-level-too-deep"],
+)
+def test_templates_nested_too_deeply_are_refused(text):
+    assert parse_template(text, field=F) == (None, [NESTED_TOO_DEEPLY])
+
+
+def test_a_template_at_the_nesting_limit_parses():
+    template, problems = parse_template(nested_template(MAX_NESTING), field=F)
+    assert problems == []
+    assert nesting_depth(template) == MAX_NESTING
+
+
+def test_nesting_depth_is_iterative():
+    assert [nesting_depth(v) for v in (1, "x", [], {}, [[]], {"a": [{"b": 1}]})] == [0, 0, 1, 1, 2, 3]
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert nesting_depth(deep) == 100_001
 
 
 def test_check_refinement_accepts_reworded_content_and_strips_summary():
