@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -50,21 +48,10 @@ class StatusView(RateLimitMixin, APIView):
         return Response(StatusSerializer(services.ai_services_status(user=request.user)).data)
 
 
-class NestingSafeJSONParser(JSONParser):
-    """JSON parser that answers 400 instead of 500 for a body nested beyond the interpreter's limit."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type=media_type, parser_context=parser_context)
-        except RecursionError as exc:
-            raise ParseError("JSON parse error - the document is nested too deeply.") from exc
-
-
 class ToolCallView(APIView):
     """Call a tool (the shape of MCP ``tools/call``, not JSON-RPC)."""
 
     permission_classes = [IsAuthenticated, CanCallTools]
-    parser_classes = [NestingSafeJSONParser, FormParser, MultiPartParser]
 
     @extend_schema(
         operation_id="ai_services_tools_call",

@@ -14,6 +14,7 @@ from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from rest_framework.test import APIClient
 
+from aiservices import services
 from aiservices.choices import CallOutcome
 from aiservices.models import AIServiceCall
 from aiservices.tools import NAMESPACE, Tool, ToolResult, registry
@@ -378,8 +379,6 @@ def test_a_defect_before_the_tool_runs_is_recorded_and_answered(tool_client, too
 
 
 def test_a_rate_limiter_failure_is_recorded_and_answered(tool_client, tool_user, agenta, upstream, monkeypatch):
-    from aiservices import services
-
     def unreachable(*args, **kwargs):
         raise redis.exceptions.ConnectionError("Redis is down")
 

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from aiservices.models import AIServiceCall
+from aiservices.tools.refine_prompt import RefinePromptTool
 
 from .conftest import REFINED, TEMPLATE, TEMPLATE_JSON, answer_agenta
 
@@ -113,8 +114,6 @@ def test_a_template_nested_too_deeply_is_an_error_and_recorded(agenta, upstream,
 
 
 def test_a_defect_is_an_error_and_recorded(agenta, upstream, template_file, monkeypatch):
-    from aiservices.tools.refine_prompt import RefinePromptTool
-
     def broken(self, arguments, problems):
         raise RuntimeError("defect")
 
