@@ -203,7 +203,7 @@ def check_sliding_window(
 ) -> RateUsage | None:
     """Count one call under ``key`` against every ``(calls, seconds)`` window and refuse it when any is full.
 
-    Exact semantics (the ``default``-style cache named by ``RATELIMIT_USE_CACHE`` is Redis): a
+    Exact semantics (when the cache named by ``RATELIMIT_USE_CACHE``, ``default``, is Redis): a
     sliding-window log. Each admitted call is one entry, scored by its time in ms, in a Redis sorted
     set per ``key``. One Lua script (atomic, so concurrent workers cannot overshoot) drops the
     entries older than the longest window (``ZREMRANGEBYSCORE``), counts each window's entries
@@ -212,6 +212,10 @@ def check_sliding_window(
     span of ``seconds`` at most ``calls`` are admitted, and a refused call uses no budget. For
     example ``limits=[(10, 10), (30, 60)]``: 10 quick calls pass and the 11th is refused; 10 calls at
     t=9 s and 10 more at t=10 s admit only the first 10; no 60-second span ever holds more than 30.
+    A log rather than a token bucket: it enforces the limits exactly as they are stated ("N in any
+    span"), with no refill rate to translate them into, and ``Retry-After`` is exact (when the
+    oldest call of the full window leaves it). The price, at most the longest window's ``calls``
+    entries per key, is small for limits of this size.
 
     Fallback: when that cache is not Redis (the zero-setup database cache of ``make run``, one
     process), the windows are django-ratelimit's fixed windows, checked in order (a window that
