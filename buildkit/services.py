@@ -20,7 +20,7 @@ from syndarix.exceptions import InvalidInput
 
 from .embed import MAX_DEPTH, MAX_EMBEDS, POLICY_EXCEPTION, Resolution, resolve_embeds, resolve_reference
 from .overlay import apply_overlay, build_overlay
-from .schema import TEMPLATE_MAX_NESTING, nesting_depth, validate_template
+from .schema import check_document, validate_template
 from .selectors import agent_type_latest_revision
 
 logger = logging.getLogger(__name__)
@@ -71,17 +71,19 @@ def template_resolve(
     Returns an ``embed.Resolution``.
 
     Raises:
-        InvalidInput: both or neither of ``template`` / ``reference``, or a template nested deeper
-            than ``schema.TEMPLATE_MAX_NESTING`` (400).
+        InvalidInput: both or neither of ``template`` / ``reference`` (400); either one nested too
+            deep, holding a NUL character, NaN/Infinity or anything else JSON cannot hold
+            (``schema.check_document``: ``nesting_too_deep``, ``nul_character``, ``invalid_data``, 400).
+        PayloadTooLarge: ``template`` over ``schema.TEMPLATE_MAX_BYTES`` (413).
         EmbedError: as ``embed.resolve_embeds`` / ``embed.resolve_reference`` (400).
     """
     if (template is None) == (reference is None):
         raise InvalidInput("Send exactly one of 'template' and 'reference'.", field="template")
     options = {"max_depth": max_depth, "max_embeds": max_embeds, "error_policy": error_policy}
     if template is not None:
-        if nesting_depth(template) > TEMPLATE_MAX_NESTING:
-            raise InvalidInput(f"Nested deeper than {TEMPLATE_MAX_NESTING} levels.", field="template")
+        check_document(template, field="template")
         return resolve_embeds(template, **options)
+    check_document(reference, field="reference", what="The reference")
     return resolve_reference(reference["slug"], reference.get("version"), **options)
 
 
@@ -179,11 +181,16 @@ def playground_run(
     template=<effective>)``, recorded against the latest revision (the draft's base).
 
     Raises:
-        InvalidInput: no template sent and the type has no revision (400, field ``template``).
+        InvalidInput: no template sent and the type has no revision (400, field ``template``); a
+            draft or ``config`` that is not storable JSON (``schema.check_document``: too deep, a NUL
+            character, NaN/Infinity; 400 at ``template`` / ``config``).
+        PayloadTooLarge: the draft or ``config`` over ``schema.TEMPLATE_MAX_BYTES`` (413).
         django.core.exceptions.ValidationError: an invalid draft (400, per path).
         EmbedError: an embed cannot be resolved (400).
         Anything ``agent_spawn`` raises (inactive type 400, agents disabled 503, concurrency 409, ...).
     """
+    if config is not None:
+        check_document(config, field="config", what="The config")
     revision = agent_type_latest_revision(agent_type)
     if template is None:
         if revision is None:

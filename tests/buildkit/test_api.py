@@ -575,3 +575,61 @@ def test_resolve_refuses_deeply_nested_input(owner_client):
         node = node["a"]
     response = owner_client.post(RESOLVE, {"template": deep}, format="json")
     assert response.status_code == 400 and fields(response) == ["template"]
+
+
+# --- JSON documents PostgreSQL cannot store are 400, never 500 --------------------------------
+
+NUL_EMBED = {"tools": [{"@ag.embed": {"@ag.references": {"workflow": {"slug": "a\u0000b"}}}}]}
+
+
+def test_resolve_refuses_a_nul_in_an_embed_slug(owner_client):
+    response = owner_client.post(RESOLVE, {"template": NUL_EMBED}, format="json")
+    assert response.status_code == 400, response.content
+    assert codes(response) == ["nul_character"] and fields(response) == ["template"]
+
+
+def test_resolve_refuses_a_nul_in_a_reference(owner_client):
+    response = owner_client.post(RESOLVE, {"reference": {"slug": "__sx__build_kit", "version": "1\u0000"}},
+                                 format="json")
+    assert response.status_code == 400, response.content
+    assert codes(response) == ["nul_character"] and fields(response) == ["reference"]
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [({"model": "a\u0000b"}, "nul_character"), ({"a\u0000": 1}, "nul_character")],
+)
+def test_run_refuses_a_config_postgres_cannot_store(owner_client, project, agent_type, template, value, code):
+    response = owner_client.post(runs_url(agent_type.pk),
+                                 {"project_id": str(project.pk), "template": template, "config": value}, format="json")
+    assert response.status_code == 400, response.content
+    assert codes(response) == [code] and fields(response) == ["config"]
+    assert not AgentInstance.objects.exists()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_run_service_refuses_nan_and_infinity_in_config(project, agent_type, template, value):
+    """The JSON parser already refuses NaN; callers of the service (the admin) are checked too."""
+    from syndarix.exceptions import InvalidInput
+
+    with pytest.raises(InvalidInput) as info:
+        services.playground_run(agent_type=agent_type, project=project, template=template, config={"retries": value})
+    assert (info.value.code, info.value.field) == ("invalid_data", "config")
+    assert not AgentInstance.objects.exists()
+
+
+def test_resolve_service_refuses_nan_in_a_template():
+    from syndarix.exceptions import InvalidInput
+
+    with pytest.raises(InvalidInput) as info:
+        services.template_resolve(template={"a": float("nan")})
+    assert (info.value.code, info.value.field) == ("invalid_data", "template")
+
+
+def test_run_refuses_a_nul_in_an_embed_slug(owner_client, project, agent_type):
+    template = {"llm": {"model": "m"}, **NUL_EMBED}
+    response = owner_client.post(runs_url(agent_type.pk), {"project_id": str(project.pk), "template": template},
+                                 format="json")
+    assert response.status_code == 400, response.content
+    assert codes(response) == ["nul_character"]
+    assert not AgentInstance.objects.exists()
