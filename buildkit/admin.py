@@ -33,7 +33,7 @@ from .models import AgentTemplate
 from .overlay import IDENTITIES, OVERRIDE_HINT, apply_overlay, build_overlay, tool_identity
 from .permissions import can_commit_templates
 from .platform_ops import get_op
-from .schema import template_errors
+from .schema import check_document, template_errors
 from .selectors import template_diff
 
 logger = logging.getLogger(__name__)
@@ -67,14 +67,35 @@ class PlaygroundForm(forms.Form):
         self.fields["project"].label_from_instance = lambda p: f"{p.workspace.name} / {p.name}"
 
     def clean_draft(self) -> dict[str, Any]:
-        text = self.cleaned_data["draft"]
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from exc
-        if not isinstance(value, dict):
-            raise ValidationError("The template must be a JSON object.")
-        return value
+        return parse_json_object(self.cleaned_data["draft"], field="template", what="The template")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_object(text: str, *, field: str, what: str) -> dict[str, Any]:
+    """Parse ``text`` as a JSON object the database can store, or raise a form ``ValidationError``.
+
+    Strict JSON (``NaN`` and ``Infinity`` are refused), nesting beyond the interpreter's limit is an
+    error rather than a crash, and the value passes ``schema.check_document`` (depth, NUL
+    characters, size).
+    """
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from exc
+    except ValueError as exc:
+        raise ValidationError(f"Not valid JSON: {exc}.") from exc
+    except RecursionError as exc:
+        raise ValidationError("Not valid JSON here: it is nested too deeply.") from exc
+    if not isinstance(value, dict):
+        raise ValidationError(f"{what} must be a JSON object.")
+    try:
+        check_document(value, field=field, what=what)
+    except DomainError as exc:
+        raise ValidationError(exc.message) from exc
+    return value
 
 
 def _kit_rows(overlay: dict[str, Any], draft: Any, overrides: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -189,3 +189,43 @@ def test_unknown_template_is_404(staff_admin):
     import uuid
 
     assert staff_admin.get(reverse("admin:buildkit_agenttemplate_playground", args=[uuid.uuid4()])).status_code == 404
+
+
+# --- drafts the database cannot store are form errors, never 500 ------------------------------
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_in_a_draft_is_a_form_error_and_nothing_is_committed(staff_admin, agent_type, literal):
+    draft = '{"llm": {"model": "m", "extras": {"temperature": LITERAL}}}'.replace("LITERAL", literal)
+    response = staff_admin.post(playground_url(agent_type), {"draft": draft, "message": "x", "action": "commit"})
+    assert response.status_code == 200
+    assert f"{literal} is not valid JSON" in " ".join(response.context["form"].errors["draft"])
+    assert not AgentTypeRevision.objects.exists()
+
+
+def test_a_hugely_nested_draft_is_a_form_error(staff_admin, agent_type):
+    draft = "[" * 100000 + "]" * 100000
+    response = staff_admin.post(playground_url(agent_type), {"draft": draft, "action": "commit"})
+    assert response.status_code == 200
+    assert "nested too deeply" in " ".join(response.context["form"].errors["draft"])
+    assert not AgentTypeRevision.objects.exists()
+
+
+def _nested(levels):
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("draft", "message"),
+    [
+        ({"llm": {"model": "a\u0000b"}}, "must not contain NUL characters"),
+        ({"llm": {"model": "m", "extras": {"a": _nested(70)}}}, "nested deeper than 64 levels"),
+    ],
+)
+def test_a_draft_postgres_cannot_store_is_a_form_error(staff_admin, agent_type, draft, message):
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(draft), "action": "commit"})
+    assert response.status_code == 200
+    assert message in " ".join(response.context["form"].errors["draft"])
+    assert not AgentTypeRevision.objects.exists()
