@@ -8,6 +8,7 @@ overrides, "Run in playground" (spawns a playground agent through ``services.pla
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from typing import Any
@@ -57,6 +58,9 @@ class PlaygroundForm(forms.Form):
     build_kit = forms.BooleanField(required=False, initial=True)
     project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, empty_label="Choose a project")
     name = forms.CharField(max_length=200, required=False)
+    config = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "bk-editor bk-config"})
+    )
     message = forms.CharField(max_length=2000, required=False)
 
     def __init__(self, *args, user=None, **kwargs):
@@ -68,6 +72,52 @@ class PlaygroundForm(forms.Form):
 
     def clean_draft(self) -> dict[str, Any]:
         return parse_json_object(self.cleaned_data["draft"], field="template", what="The template")
+
+    def clean_config(self) -> dict[str, Any]:
+        """The run's instance config; blank is ``{}``."""
+        text = self.cleaned_data["config"]
+        return parse_json_object(text, field="config", what="The config") if text.strip() else {}
+
+
+_NO_EXAMPLE = object()
+_EMPTY_BY_TYPE = {"string": "", "integer": 0, "number": 0, "boolean": False, "array": [], "object": {}, "null": None}
+
+
+def _example(spec: dict[str, Any]) -> Any:
+    """A value for a required property without a default: its ``const``, first ``enum`` or
+    ``examples`` value, else its ``minimum`` (numbers) or the empty value of its type."""
+    if "const" in spec:
+        return spec["const"]
+    for key in ("enum", "examples"):
+        if isinstance(spec.get(key), list) and spec[key]:
+            return spec[key][0]
+    types = spec.get("type")
+    types = [types] if isinstance(types, str) else [t for t in types or [] if t != "null"] or types or []
+    kind = types[0] if types else None
+    if kind in ("integer", "number") and isinstance(spec.get("minimum"), int | float):
+        return spec["minimum"]
+    return copy.deepcopy(_EMPTY_BY_TYPE.get(kind, _NO_EXAMPLE))
+
+
+def config_initial(schema: Any) -> dict[str, Any]:
+    """The config a playground run starts from, read off an agent type's ``config_schema``.
+
+    Every top-level property's ``default``, and for each ``required`` property without one an
+    example (``_example``): an enum's first value, or an empty value of the property's type that the
+    person fills in (validation then names what is still missing, by path).
+    """
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        return {}
+    required = {name for name in schema.get("required") or [] if isinstance(name, str)}
+    initial: dict[str, Any] = {}
+    for name, spec in schema["properties"].items():
+        if not isinstance(spec, dict):
+            continue
+        if "default" in spec:
+            initial[name] = copy.deepcopy(spec["default"])
+        elif name in required and (value := _example(spec)) is not _NO_EXAMPLE:
+            initial[name] = value
+    return initial
 
 
 def _refuse_constant(name: str) -> Any:
@@ -272,7 +322,9 @@ class AgentTemplateAdmin(admin.ModelAdmin):
                     result = self._run(request, agent_type, form)
         else:
             draft = latest.template if latest else STARTER_TEMPLATE
-            form = PlaygroundForm(initial={"draft": _json(draft), "build_kit": True}, user=request.user)
+            config = json.dumps(config_initial(agent_type.config_schema), indent=2, ensure_ascii=False)
+            initial = {"draft": _json(draft), "build_kit": True, "config": config}
+            form = PlaygroundForm(initial=initial, user=request.user)
         return TemplateResponse(
             request, "admin/buildkit/agenttemplate/playground.html",
             self._context(request, agent_type, form, revisions, latest, result),
@@ -305,9 +357,14 @@ class AgentTemplateAdmin(admin.ModelAdmin):
             run = services.playground_run(
                 agent_type=agent_type, project=project, actor=request.user, template=form.cleaned_data["draft"],
                 build_kit=form.cleaned_data["build_kit"], name=form.cleaned_data["name"] or None,
+                config=form.cleaned_data["config"],
             )
         except ValidationError as exc:
-            messages.error(request, "Not run: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
+            paths = exc.message_dict
+            if all(path == "config" or path.startswith("config.") for path in paths):
+                messages.error(request, "Not run: the config has errors (listed under it).")
+            else:
+                messages.error(request, "Not run: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in paths.items()))
             return None
         except DomainError as exc:
             messages.error(request, f"Not run: {exc.message}")
@@ -329,6 +386,13 @@ class AgentTemplateAdmin(admin.ModelAdmin):
         if draft is None and not form.is_bound:
             draft = latest.template if latest else STARTER_TEMPLATE
         draft_errors = template_errors(draft) if isinstance(draft, dict) else {}
+        config_errors: dict[str, list[str]] = {}
+        config = form.cleaned_data.get("config") if form.is_bound and hasattr(form, "cleaned_data") else None
+        if config is not None:
+            try:
+                agent_type.validate_config(config)
+            except ValidationError as exc:
+                config_errors = exc.message_dict
         try:
             overlay = build_overlay()
         except Exception:
@@ -369,6 +433,8 @@ class AgentTemplateAdmin(admin.ModelAdmin):
             ],
             "override_hint": OVERRIDE_HINT,
             "draft_errors": sorted(draft_errors.items()),
+            "config_errors": sorted(config_errors.items()),
+            "config_required": (agent_type.config_schema or {}).get("required") or [],
             "can_commit": can_commit_templates(request.user),
             "history": history,
             "history_truncated": len(revisions) > HISTORY_LIMIT,
