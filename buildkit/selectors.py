@@ -8,7 +8,8 @@ from typing import Any
 import jsonpatch
 from django.db.models import QuerySet
 
-from agents.models import AgentType, AgentTypeRevision
+from agents.models import AgentInstance, AgentType, AgentTypeRevision
+from projects.models import Project
 from syndarix.exceptions import NotFound
 
 from .catalog import normalize_version
@@ -22,6 +23,19 @@ def revision_queryset(agent_type: AgentType) -> QuerySet[AgentTypeRevision]:
 def agent_type_latest_revision(agent_type: AgentType) -> AgentTypeRevision | None:
     """The highest-numbered revision of ``agent_type``, or ``None`` when it has none (one query)."""
     return revision_queryset(agent_type).first()
+
+
+def spawned_with_key(*, project: Project, request_id: str) -> AgentInstance | None:
+    """The agent whose spawn in ``project`` carried the ``Idempotency-Key`` ``request_id``, or ``None``.
+
+    Its ``playground_run`` (when a playground run spawned it), ``agent_type_revision`` and
+    ``project`` are joined (one query).
+    """
+    return (
+        AgentInstance.objects.filter(project=project, transitions__from_status="", transitions__request_id=request_id)
+        .select_related("playground_run", "agent_type_revision", "project")
+        .first()
+    )
 
 
 def agent_type_revision_get(*, agent_type: AgentType, version: Any, field: str = "version") -> AgentTypeRevision:

@@ -185,6 +185,10 @@ class PlaygroundRunSerializer(serializers.Serializer):
     template_source = serializers.ChoiceField(choices=["draft", "revision"])
     revision = serializers.IntegerField(allow_null=True, help_text="The latest committed version (the draft's base).")
     references_used = ReferenceUsedSerializer(many=True)
+    replayed = serializers.BooleanField(
+        help_text="True when the Idempotency-Key was used before: the answer is the first run's, with the agent as it "
+        "is now."
+    )
 
     @classmethod
     def render(cls, run) -> dict[str, Any]:
@@ -196,7 +200,8 @@ class PlaygroundRunSerializer(serializers.Serializer):
                 "build_kit": run.build_kit,
                 "template_source": run.template_source,
                 "revision": run.revision.version if run.revision else None,
-                "references_used": run.resolution.references_used,
+                "references_used": run.references_used,
+                "replayed": run.replayed,
             }
         ).data
 

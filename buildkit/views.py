@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from agents.models import AgentType, AgentTypeRevision
 from projects.models import Project
+from syndarix.api.idempotency import idempotency_key
 from syndarix.api.pagination import EnvelopePagination
 from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import IDEMPOTENCY_KEY
@@ -185,7 +186,12 @@ class PlaygroundRunView(RateLimitMixin, AgentTypeMixin, APIView):
         "project the caller can write to). The draft is `template`, or the latest revision's template. With "
         "`build_kit` (default true) the build-kit overlay is applied to a throwaway copy first; then the embeds are "
         "resolved and the agent is spawned with that effective template. `overrides` lists each of the draft's "
-        "values the kit changed. Nothing is committed.",
+        "values the kit changed. `config` is the agent's instance config, validated against the agent type's "
+        "`config_schema`. Nothing is committed.\n\nRepeating an `Idempotency-Key` already used by a playground "
+        "run of this agent type in the project spawns nothing: the answer is the first run's (same agent, as it is "
+        "now; same effective template, overrides, `build_kit`, `template_source`, `revision` and references) with "
+        "`replayed: true`, whatever the new body says. A key used there by another request (a plain spawn, a run of "
+        "another type) is 409 `idempotency_key_reused`.",
         parameters=[AGENT_TYPE_ID, IDEMPOTENCY_KEY],
         request=PlaygroundRunRequestSerializer,
         examples=[OpenApiExample("Kit on", request_only=True,
@@ -207,7 +213,7 @@ class PlaygroundRunView(RateLimitMixin, AgentTypeMixin, APIView):
             build_kit=data["build_kit"],
             name=data.get("name"),
             config=data.get("config"),
-            request_id=request.headers.get("Idempotency-Key") or None,
+            request_id=idempotency_key(request),
         )
         return Response(PlaygroundRunSerializer.render(run), status=status.HTTP_201_CREATED)
 

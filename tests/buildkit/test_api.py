@@ -346,7 +346,56 @@ def test_run_replays_an_idempotency_key(owner_client, project, agent_type, templ
     first = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     second = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert first.json()["agent"]["id"] == second.json()["agent"]["id"]
+    assert (first.json()["replayed"], second.json()["replayed"]) == (False, True)
     assert AgentInstance.objects.count() == 1
+
+
+def test_a_replay_answers_what_the_first_run_answered_whatever_the_new_body(owner_client, project, agent_type,
+                                                                            commit, template):
+    commit(agent_type, {"llm": {"model": "published"}})
+    first = owner_client.post(runs_url(agent_type.pk), {"project_id": str(project.pk), "template": template},
+                              format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert first.status_code == 201 and first.json()["overrides"]
+    # a different draft, kit off, another name, even an invalid template: the first run's answer comes back
+    for other in ({"build_kit": False}, {"template": None}, {"template": {"llm": {}}, "name": "other"}):
+        body = {"project_id": str(project.pk), **({"template": template} | other)}
+        body = {k: v for k, v in body.items() if v is not None}
+        again = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+        assert again.status_code == 201, again.json()
+        expected = {**first.json(), "replayed": True}
+        assert again.json() == expected, other
+    assert AgentInstance.objects.count() == 1
+
+
+def test_a_replay_shows_the_agent_as_it_is_now(owner_client, project, agent_type, template):
+    from agents.services import agent_pause
+
+    body = {"project_id": str(project.pk), "template": template}
+    first = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-3").json()
+    agent_pause(AgentInstance.objects.get(pk=first["agent"]["id"]))
+    again = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-3").json()
+    assert again["agent"]["status"] == "paused"
+    assert again["effective_template"] == first["effective_template"]
+
+
+def test_a_key_used_by_another_request_is_409(owner_client, project, agent_type, template):
+    factories.AgentFactory(project=project, agent_type=agent_type, request_id="spawned")
+    other_type = factories.AgentTypeFactory()
+    body = {"project_id": str(project.pk), "template": template}
+    response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="spawned")
+    assert response.status_code == 409 and codes(response) == ["idempotency_key_reused"]
+    assert owner_client.post(runs_url(other_type.pk), body, format="json",
+                             HTTP_IDEMPOTENCY_KEY="k-4").status_code == 201
+    response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-4")
+    assert response.status_code == 409 and codes(response) == ["idempotency_key_reused"]
+    assert AgentInstance.objects.count() == 2
+
+
+def test_an_overlong_idempotency_key_is_400(owner_client, project, agent_type, template):
+    body = {"project_id": str(project.pk), "template": template}
+    response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k" * 201)
+    assert response.status_code == 400 and fields(response) == ["Idempotency-Key"]
+    assert not AgentInstance.objects.exists()
 
 
 def test_run_by_a_workspace_operator(member_client, project, agent_type, template):
@@ -549,7 +598,8 @@ def test_run_query_count_does_not_grow_with_the_kit(owner_client, project, agent
                                                                    "build_kit": build_kit}, format="json")
         assert response.status_code == 201
         counts[build_kit] = len(queries)
-    assert counts[True] == counts[False] == 10, counts
+    # 10 for the run and its spawn, 1 for the PlaygroundRun row, 2 for the savepoint around spawn + row
+    assert counts[True] == counts[False] == 13, counts
 
 
 def test_huge_version_numbers_are_404_not_500(owner_client, agent_type, commit, template):
@@ -633,3 +683,14 @@ def test_run_refuses_a_nul_in_an_embed_slug(owner_client, project, agent_type):
     assert response.status_code == 400, response.content
     assert codes(response) == ["nul_character"]
     assert not AgentInstance.objects.exists()
+
+
+def test_a_replay_is_one_query_after_the_request_checks(owner_client, project, agent_type, commit, template):
+    commit(agent_type, template)
+    body = {"project_id": str(project.pk)}
+    assert owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="q").status_code == 201
+    with CaptureQueriesContext(connection) as queries:
+        response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="q")
+    assert response.json()["replayed"] is True and response.json()["revision"] == 1
+    # token auth, the agent type, the project, then the run with its agent and revision (no validation, no spawn)
+    assert len(queries) == 4, [q["sql"] for q in queries.captured_queries]

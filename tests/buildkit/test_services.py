@@ -269,3 +269,36 @@ def test_capabilities_match_words_of_the_use_case():
     match = results[0]["matches"][0]
     assert match["agent_class"] == "triage-bot" and "triage" in match["matched_terms"]
     assert results[1] == {"use_case": "bake bread", "matches": []}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_runs_with_one_idempotency_key_spawn_once_and_answer_alike(template):
+    """Runs racing with the same key: one agent, and every caller gets the first run's answer."""
+    project = factories.ProjectFactory()
+    agent_type = factories.AgentTypeFactory()
+    threads_count = 6
+    barrier = threading.Barrier(threads_count)
+    answers: list = []
+    failures: list[BaseException] = []
+
+    def work(n):
+        try:
+            barrier.wait()
+            draft = {**template, "sandbox": {"permissions": {"execute_code": "deny"}}} if n % 2 else template
+            run = services.playground_run(agent_type=agent_type, project=project, template=draft,
+                                          build_kit=bool(n % 3), request_id="same-key")
+            answers.append((run.agent.pk, run.effective, run.overrides, run.build_kit, run.template_source,
+                            run.references_used))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert AgentInstance.objects.filter(project=project).count() == 1
+    assert len(answers) == threads_count and all(answer == answers[0] for answer in answers)
