@@ -28,7 +28,6 @@ from projects.models import Project
 from syndarix.exceptions import DomainError
 
 from . import services
-from .catalog import get_entry
 from .embed import embed_slug
 from .models import AgentTemplate
 from .overlay import IDENTITIES, OVERRIDE_HINT, apply_overlay, build_overlay, tool_identity
@@ -148,6 +147,12 @@ def parse_json_object(text: str, *, field: str, what: str) -> dict[str, Any]:
     return value
 
 
+def _display_name(entry: dict[str, Any]) -> str:
+    """An embed row's label: the display ``name`` beside the embed, else the slug it references."""
+    name = entry.get("name")
+    return name if isinstance(name, str) and name else embed_slug(entry) or ""
+
+
 def _kit_rows(overlay: dict[str, Any], draft: Any, overrides: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The overlay as read-only rows, grouped as the page shows them.
 
@@ -176,16 +181,13 @@ def _kit_rows(overlay: dict[str, Any], draft: Any, overrides: list[dict[str, Any
                 "note": note if identity in overridden else "",
             })
         elif embed_slug(tool):
-            entry = get_entry(embed_slug(tool))
             groups["Embedded tools"].append({
-                "name": entry.name if entry else embed_slug(tool), "detail": embed_slug(tool), "value": "embed",
+                "name": _display_name(tool), "detail": embed_slug(tool), "value": "embed",
                 "note": note if identity in overridden else "",
             })
     for skill in overlay.get("skills", []):
-        entry = get_entry(embed_slug(skill) or "")
         groups["Embedded skills"].append(
-            {"name": entry.name if entry else embed_slug(skill), "detail": embed_slug(skill), "value": "embed",
-             "note": ""}
+            {"name": _display_name(skill), "detail": embed_slug(skill), "value": "embed", "note": ""}
         )
     for name, value in (overlay.get("sandbox") or {}).get("permissions", {}).items():
         groups["Sandbox permissions"].append(

@@ -334,3 +334,16 @@ def test_run_from_the_prefilled_page_spawns(staff_admin, staff, template):
     })
     assert "Spawned playground agent" in response.content.decode()
     assert AgentInstance.objects.get().config == {"model": "gpt-4o", "language": "python"}
+
+
+def test_kit_rows_show_an_embeds_display_name_else_its_slug():
+    from buildkit.admin import _kit_rows
+
+    def embed(slug):
+        return {"@ag.embed": {"@ag.references": {"workflow": {"slug": slug}}}}
+
+    overlay = {"tools": [{"name": "Ask", **embed("__sx__request_input")}, embed("__sx__request_connection")],
+               "skills": [], "sandbox": {"permissions": {}}}
+    rows = next(g for g in _kit_rows(overlay, {}, []) if g["title"] == "Embedded tools")["rows"]
+    assert [(r["name"], r["detail"]) for r in rows] == [("Ask", "__sx__request_input"),
+                                                        ("__sx__request_connection", "__sx__request_connection")]

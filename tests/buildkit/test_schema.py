@@ -142,3 +142,33 @@ def test_nan_and_infinity_are_refused(value):
 def test_oversized_template_is_one_error_in_template_errors():
     errors = template_errors({"llm": {"model": "m"}, "instructions": {"agents_md": "x" * (TEMPLATE_MAX_BYTES + 1)}})
     assert list(errors) == ["template"] and "limit" in errors["template"][0]
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        {"type": "platform", "op": "query_agents"},
+        {"type": "client", "name": "ask", "input_schema": {"type": "object"}},
+        {"type": "code", "name": "run", "runtime": "python", "script": "print(1)", "input_schema": {"type": "object"}},
+        {"type": "reference", "slug": "other"},
+    ],
+)
+def test_every_tool_may_carry_render(tool):
+    """B7: each tool may carry ``render`` (a UI hint, ``{"kind", ...}``) and ``permission``."""
+    template = {"llm": {"model": "m"}, "tools": [{**tool, "render": {"kind": "connect"}, "permission": "ask"}]}
+    assert template_errors(template) == {}
+    bad = {"llm": {"model": "m"}, "tools": [{**tool, "render": {"style": "x"}}]}
+    assert list(template_errors(bad)) == ["template.tools.0.render"]
+
+
+def test_embeds_may_carry_sibling_keys():
+    """B6: siblings of ``@ag.embed`` (a display ``name``) are allowed; resolution drops them."""
+    embed = {"@ag.embed": {"@ag.references": {"workflow": {"slug": "__sx__request_input"}}}}
+    template = {"llm": {"model": "m"}, "tools": [{"name": "Request input", **embed}],
+                "skills": [{"name": "Getting started", "note": "x",
+                            "@ag.embed": {"@ag.references": {"workflow": {"slug": "__sx__getting_started"}}}}]}
+    assert template_errors(template) == {}
+    # the embed body itself stays strict
+    strict = {"llm": {"model": "m"}, "tools": [{"@ag.embed": {"@ag.references": {"workflow": {"slug": "a"}},
+                                                              "other": 1}}]}
+    assert list(template_errors(strict)) == ["template.tools.0.@ag.embed"]
