@@ -282,12 +282,17 @@ class FindCapabilitiesRequestSerializer(serializers.Serializer):
 
 
 class CapabilityMatchSerializer(serializers.Serializer):
-    agent_type_id = serializers.UUIDField()
+    kind = serializers.ChoiceField(
+        choices=["agent_type", "agent_class"],
+        help_text="`agent_type`: an active agent type; `agent_class`: a registered agent class no agent type uses "
+        "yet (sync it to a type to spawn it).",
+    )
+    agent_type_id = serializers.UUIDField(allow_null=True, help_text="null for an `agent_class` match.")
     slug = serializers.CharField()
     name = serializers.CharField()
     description = serializers.CharField()
     capabilities = serializers.ListField(child=serializers.CharField())
-    agent_class = serializers.CharField(allow_null=True)
+    agent_class = serializers.CharField(allow_null=True, help_text="The agent class behind it (its slug), if any.")
     score = serializers.IntegerField()
     matched_terms = serializers.ListField(child=serializers.CharField())
 

@@ -274,9 +274,10 @@ class FindCapabilitiesView(RateLimitMixin, APIView):
 
     @extend_schema(
         tags=[TAG],
-        summary="Find agent types for plain-language use cases",
-        description="The `find_capabilities` platform operation: for each use case, the active agent types (and the "
-        "agent classes behind them) whose capabilities, name or description match its words, best first.",
+        summary="Find agent types and agent classes for plain-language use cases",
+        description="The `find_capabilities` platform operation: for each use case, the active agent types (with the "
+        "agent class behind each) and the registered agent classes no agent type uses yet (`kind: agent_class`, "
+        "`agent_type_id: null`) whose capabilities, name or description match its words, best first.",
         request=FindCapabilitiesRequestSerializer,
         responses={200: FindCapabilitiesResponseSerializer, **errors(400, 401, 429)},
     )

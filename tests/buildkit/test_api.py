@@ -561,6 +561,13 @@ def test_find_capabilities(owner_client, api_client, limit):
     response = owner_client.post("/api/v1/capabilities/find", {"use_cases": ["triage issues"]}, format="json")
     assert response.status_code == 200
     assert response.json()["data"][0]["matches"][0]["slug"] == "triager"
+    assert response.json()["data"][0]["matches"][0]["kind"] == "agent_type"
+    # a registered agent class that no agent type uses yet is found too, marked as such
+    body = owner_client.post("/api/v1/capabilities/find", {"use_cases": ["run tests, check coverage"]},
+                             format="json").json()
+    tester = body["data"][0]["matches"][0]
+    assert (tester["kind"], tester["slug"], tester["agent_type_id"], tester["agent_class"]) == (
+        "agent_class", "tester", None, "tester")
     assert owner_client.post("/api/v1/capabilities/find", {"use_cases": []}, format="json").status_code == 400
     assert api_client.post("/api/v1/capabilities/find", {"use_cases": ["x"]}, format="json").status_code == 401
     limit(views.FindCapabilitiesView, "post", "1/m")
