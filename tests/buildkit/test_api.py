@@ -556,6 +556,18 @@ def test_platform_ops_list(owner_client, api_client):
     assert api_client.get("/api/v1/platform-ops").status_code == 401
 
 
+def test_platform_ops_list_is_rate_limited(owner_client, member_client, project, limit):
+    limit(views.PlatformOpListView, "get", "1/m")
+    first = owner_client.get("/api/v1/platform-ops")
+    assert first.status_code == 200
+    assert (first["X-RateLimit-Limit"], first["X-RateLimit-Remaining"]) == ("1", "0")
+    response = owner_client.get("/api/v1/platform-ops")
+    assert response.status_code == 429 and codes(response) == ["rate_limited"]
+    assert int(response["Retry-After"]) >= 1
+    # the counter is per user
+    assert member_client(WorkspaceRole.VIEWER).get("/api/v1/platform-ops").status_code == 200
+
+
 def test_find_capabilities(owner_client, api_client, limit):
     factories.AgentTypeFactory(name="Triager", slug="triager", capabilities=["triage"], description="Labels issues")
     response = owner_client.post("/api/v1/capabilities/find", {"use_cases": ["triage issues"]}, format="json")
