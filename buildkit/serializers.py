@@ -257,22 +257,6 @@ class PlatformOpSerializer(serializers.Serializer):
     in_build_kit = serializers.BooleanField()
 
 
-class PageInfoSerializer(serializers.Serializer):
-    total = serializers.IntegerField()
-    page = serializers.IntegerField()
-    page_size = serializers.IntegerField()
-    total_pages = serializers.IntegerField()
-    has_next = serializers.BooleanField()
-    has_prev = serializers.BooleanField()
-
-
-class PlatformOpPageSerializer(serializers.Serializer):
-    """The list envelope of ``GET /platform-ops`` (documentation only)."""
-
-    data = PlatformOpSerializer(many=True)
-    pagination = PageInfoSerializer()
-
-
 class FindCapabilitiesRequestSerializer(serializers.Serializer):
     use_cases = serializers.ListField(
         child=serializers.CharField(max_length=500), min_length=1, max_length=20,

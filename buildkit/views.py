@@ -38,7 +38,6 @@ from .serializers import (
     FindCapabilitiesRequestSerializer,
     FindCapabilitiesResponseSerializer,
     InspectSerializer,
-    PlatformOpPageSerializer,
     PlatformOpSerializer,
     PlaygroundRunRequestSerializer,
     PlaygroundRunSerializer,
@@ -197,7 +196,14 @@ class PlaygroundRunView(RateLimitMixin, AgentTypeMixin, APIView):
         examples=[OpenApiExample("Kit on", request_only=True,
                                  value={"project_id": "7f9c6a52-3f57-4a6b-9a55-1c1f0f3e2a10",
                                         "template": TEMPLATE_EXAMPLE, "build_kit": True})],
-        responses={201: PlaygroundRunSerializer, **errors(400, 401, 403, 404, 409, 413, 429, 503)},
+        responses={
+            201: PlaygroundRunSerializer,
+            **errors(
+                400, 401, 403, 404, 409, 413, 429, 503,
+                e409="`concurrency_limit`: the workspace already holds its limit of live agents; "
+                "`idempotency_key_reused`: the Idempotency-Key was used in this project by another request.",
+            ),
+        },
     )
     def post(self, request, agent_type_id):
         agent_type = self.get_agent_type()
@@ -253,20 +259,27 @@ class ResolveView(RateLimitMixin, APIView):
         return Response(ResolveResponseSerializer.render(resolution))
 
 
-class PlatformOpListView(RateLimitMixin, APIView):
+class PlatformOpListView(RateLimitMixin, generics.GenericAPIView):
+    """The platform ops catalog as a paginated list (``EnvelopePagination``, the API's list envelope)."""
+
+    serializer_class = PlatformOpSerializer
+    pagination_class = EnvelopePagination
+    filter_backends: list = []  # a fixed catalog, not a queryset
     rate_limits = {"get": "120/m"}
+
+    def get_queryset(self) -> list[dict]:
+        return [op.as_dict() for op in PLATFORM_OPS.values()]
 
     @extend_schema(
         tags=[TAG],
         summary="List the platform operations",
         description="The operations a template can use as `{\"type\": \"platform\", \"op\": ...}` tools, with their "
-        "input schema, default permission and the API route each maps to.",
-        responses={200: PlatformOpPageSerializer, **errors(401, 429)},
+        "input schema, default permission and the API route each maps to. Paginated (`?page=`, `?limit=` ≤ 100).",
+        responses={200: PlatformOpSerializer(many=True), **errors(401, 404, 429)},
     )
     def get(self, request):
-        paginator = EnvelopePagination()
-        page = paginator.paginate_queryset([op.as_dict() for op in PLATFORM_OPS.values()], request, view=self)
-        return paginator.get_paginated_response(PlatformOpSerializer(page, many=True).data)
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
 
 class FindCapabilitiesView(RateLimitMixin, APIView):

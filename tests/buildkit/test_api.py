@@ -554,6 +554,9 @@ def test_platform_ops_list(owner_client, api_client):
     assert ops["commit_revision"]["permission"] == "ask" and ops["query_agents"]["permission"] == "allow"
     assert response.json()["pagination"]["total"] == len(ops)
     assert api_client.get("/api/v1/platform-ops").status_code == 401
+    page = owner_client.get("/api/v1/platform-ops", {"limit": 2, "page": 2}).json()
+    assert [op["op"] for op in page["data"]] == list(ops)[2:4] and page["pagination"]["has_prev"] is True
+    assert owner_client.get("/api/v1/platform-ops", {"page": 99}).status_code == 404
 
 
 def test_platform_ops_list_is_rate_limited(owner_client, member_client, project, limit):
@@ -601,7 +604,7 @@ def test_schema_documents_every_build_kit_endpoint():
         ("/api/v1/agent-types/{agent_type_id}/playground/runs", "post",
          {"201", "400", "401", "403", "404", "409", "413", "429", "503"}),
         ("/api/v1/agent-templates/resolve", "post", {"200", "400", "401", "429"}),
-        ("/api/v1/platform-ops", "get", {"200", "401", "429"}),
+        ("/api/v1/platform-ops", "get", {"200", "401", "404", "429"}),
         ("/api/v1/capabilities/find", "post", {"200", "400", "401", "429"}),
     ]:
         assert set(paths[path][method]["responses"]) == statuses, (path, method)
