@@ -137,7 +137,7 @@ def parse_json_object(text: str, *, field: str, what: str) -> dict[str, Any]:
     except ValueError as exc:
         raise ValidationError(f"Not valid JSON: {exc}.") from exc
     except RecursionError as exc:
-        raise ValidationError("Not valid JSON here: it is nested too deeply.") from exc
+        raise ValidationError(f"{what} is nested too deeply to read.") from exc
     if not isinstance(value, dict):
         raise ValidationError(f"{what} must be a JSON object.")
     try:
