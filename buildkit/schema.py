@@ -28,7 +28,7 @@ from syndarix.exceptions import DomainError
 from syndarix.jsondoc import check_json_document
 
 from .catalog import InvalidVersion, get_entry, is_reserved, normalize_version
-from .embed import EMBED_KEY, REFERENCES_KEY, format_path, iter_embeds
+from .embed import EMBED_KEY, MAX_NESTING, REFERENCES_KEY, format_path, iter_embeds
 from .overlay import IDENTITIES
 from .platform_ops import PLATFORM_OPS
 
@@ -36,8 +36,8 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "agent_template.sche
 
 #: Largest template accepted, serialized as compact JSON (bytes).
 TEMPLATE_MAX_BYTES = 512 * 1024
-#: Deepest nesting of objects and arrays accepted in a template.
-TEMPLATE_MAX_NESTING = 64
+#: Deepest nesting of objects and arrays accepted in a template (also the most a resolution may build).
+TEMPLATE_MAX_NESTING = MAX_NESTING
 
 
 @lru_cache(maxsize=1)
