@@ -91,11 +91,16 @@ def _example(spec: dict[str, Any]) -> Any:
         if isinstance(spec.get(key), list) and spec[key]:
             return spec[key][0]
     types = spec.get("type")
-    types = [types] if isinstance(types, str) else [t for t in types or [] if t != "null"] or types or []
-    kind = types[0] if types else None
+    if isinstance(types, str):
+        types = [types]
+    elif isinstance(types, list):
+        types = [t for t in types if t != "null"] or types
+    else:
+        types = []
+    kind = types[0] if types and isinstance(types[0], str) else None
     if kind in ("integer", "number") and isinstance(spec.get("minimum"), int | float):
         return spec["minimum"]
-    return copy.deepcopy(_EMPTY_BY_TYPE.get(kind, _NO_EXAMPLE))
+    return copy.deepcopy(_EMPTY_BY_TYPE[kind]) if kind in _EMPTY_BY_TYPE else _NO_EXAMPLE
 
 
 def config_initial(schema: Any) -> dict[str, Any]:

@@ -347,3 +347,20 @@ def test_kit_rows_show_an_embeds_display_name_else_its_slug():
     rows = next(g for g in _kit_rows(overlay, {}, []) if g["title"] == "Embedded tools")["rows"]
     assert [(r["name"], r["detail"]) for r in rows] == [("Ask", "__sx__request_input"),
                                                         ("__sx__request_connection", "__sx__request_connection")]
+
+
+@pytest.mark.parametrize(
+    ("schema", "initial"),
+    [
+        ({}, {}),
+        ({"type": "object"}, {}),
+        ({"properties": {"a": {"type": ["null", "integer"], "minimum": 3}}, "required": ["a"]}, {"a": 3}),
+        ({"properties": {"a": {"type": ["null"]}, "b": {"const": "x"}, "c": {"examples": [7]}},
+          "required": ["a", "b", "c", "d"]}, {"a": None, "b": "x", "c": 7}),
+        ({"properties": {"a": {}, "b": True, "c": {"type": "array"}}, "required": ["a", "b", "c"]}, {"c": []}),
+    ],
+)
+def test_config_initial_reads_what_it_can_of_any_schema(schema, initial):
+    from buildkit.admin import config_initial
+
+    assert config_initial(schema) == initial
