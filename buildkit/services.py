@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from agents.models import AgentInstance, AgentType, AgentTypeRevision
-from agents.services import agent_spawn, agent_type_commit_revision
+from agents.services import agent_spawn, agent_type_commit_revision, ensure_agents_enabled
 from projects.models import Project
 from syndarix.exceptions import DomainError, InvalidInput
 
@@ -201,6 +201,7 @@ def playground_run(
         Anything ``agent_spawn`` raises (inactive type 400, agents disabled 503, concurrency 409, ...).
     """
     if request_id:
+        ensure_agents_enabled()  # as agent_spawn: a switched-off service answers 503, replay or not
         agent = spawned_with_key(project=project, request_id=request_id)
         if agent is not None:
             return _replayed(getattr(agent, "playground_run", None), agent, agent_type=agent_type)

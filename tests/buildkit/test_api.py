@@ -391,6 +391,15 @@ def test_a_key_used_by_another_request_is_409(owner_client, project, agent_type,
     assert AgentInstance.objects.count() == 2
 
 
+def test_a_replay_while_agents_are_disabled_is_503(owner_client, project, agent_type, template, settings):
+    body = {"project_id": str(project.pk), "template": template}
+    assert owner_client.post(runs_url(agent_type.pk), body, format="json",
+                             HTTP_IDEMPOTENCY_KEY="k-5").status_code == 201
+    settings.AGENTS_ENABLED = False
+    response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-5")
+    assert response.status_code == 503 and codes(response) == ["agents_disabled"]
+
+
 def test_an_overlong_idempotency_key_is_400(owner_client, project, agent_type, template):
     body = {"project_id": str(project.pk), "template": template}
     response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k" * 201)
