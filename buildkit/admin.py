@@ -2,8 +2,11 @@
 
 The page shows the playground build kit (read-only, removed on commit) with an on/off switch, the
 draft template in a JSON editor with validation messages, a hint beside each draft value the kit
-overrides, "Run in playground" (spawns a playground agent through ``services.playground_run``),
-"Commit" (``services.template_commit``, never with the kit), and the revision history with diffs.
+overrides, "Run in playground" (spawns a playground agent through ``services.playground_run`` with
+the instance config from its own editor, prefilled by ``config_initial`` and checked against the
+agent type's config schema), "Commit" (``services.template_commit``, never with the kit), and the
+revision history with diffs. Both editors take strict JSON only (``parse_json_object``): NaN,
+Infinity, NUL characters and over-deep documents are form errors.
 """
 
 from __future__ import annotations
