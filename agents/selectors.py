@@ -54,26 +54,32 @@ def agent_metrics(queryset: QuerySet[AgentInstance]) -> dict[str, Any]:
     return row
 
 
-def project_agent_summary(projects: QuerySet[Project] | None = None) -> QuerySet[Project]:
+def project_agent_summary(
+    projects: QuerySet[Project] | None = None, *, include_playground: bool = False
+) -> QuerySet[Project]:
     """Projects annotated with their agents' metrics, in one grouped query for any number of projects.
 
     Each project carries the keys of ``agent_metrics`` as attributes (``total_instances``,
     ``active_instances`` (WORKING), ``idle_instances``, ``waiting_instances``, ``paused_instances``,
     ``terminated_instances``, ``total_tasks_completed``, ``total_tokens_used`` (tokens),
-    ``total_cost_incurred`` (USD, Decimal)); projects without agents show zeros. ``workspace`` is
-    joined. Ordered by workspace name, then project name.
+    ``total_cost_incurred`` (USD, Decimal)); projects without agents show zeros. Playground agents
+    (``is_playground``) are left out unless ``include_playground`` (as in the agent lists and metrics of
+    the API). ``workspace`` is joined. Ordered by workspace name, then project name.
     """
     projects = Project.objects.all() if projects is None else projects
-    status_counts = {key: Count("agents", filter=Q(agents__status=status)) for key, status in _STATUS_KEYS.items()}
+    counted = Q() if include_playground else Q(agents__is_playground=False)
+    status_counts = {
+        key: Count("agents", filter=counted & Q(agents__status=status)) for key, status in _STATUS_KEYS.items()
+    }
     return (
         projects.select_related("workspace")
         .annotate(
-            total_instances=Count("agents"),
+            total_instances=Count("agents", filter=counted),
             **status_counts,
-            total_tasks_completed=Coalesce(Sum("agents__tasks_completed"), 0),
-            total_tokens_used=Coalesce(Sum("agents__tokens_used"), 0),
+            total_tasks_completed=Coalesce(Sum("agents__tasks_completed", filter=counted), 0),
+            total_tokens_used=Coalesce(Sum("agents__tokens_used", filter=counted), 0),
             total_cost_incurred=Coalesce(
-                Sum("agents__cost_incurred"),
+                Sum("agents__cost_incurred", filter=counted),
                 Value(Decimal("0")),
                 output_field=DecimalField(max_digits=20, decimal_places=6),
             ),

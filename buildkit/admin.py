@@ -2,12 +2,16 @@
 
 The page shows the playground build kit (read-only, removed on commit) with an on/off switch, the
 draft template in a JSON editor with validation messages, a hint beside each draft value the kit
-overrides, "Run in playground" (spawns a playground agent through ``services.playground_run``),
-"Commit" (``services.template_commit``, never with the kit), and the revision history with diffs.
+overrides, "Run in playground" (spawns a playground agent through ``services.playground_run`` with
+the instance config from its own editor, prefilled by ``config_initial`` and checked against the
+agent type's config schema), "Commit" (``services.template_commit``, never with the kit), and the
+revision history with diffs. Both editors take strict JSON only (``parse_json_object``): NaN,
+Infinity, NUL characters and over-deep documents are form errors.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from typing import Any
@@ -27,13 +31,12 @@ from projects.models import Project
 from syndarix.exceptions import DomainError
 
 from . import services
-from .catalog import get_entry
 from .embed import embed_slug
 from .models import AgentTemplate
 from .overlay import IDENTITIES, OVERRIDE_HINT, apply_overlay, build_overlay, tool_identity
 from .permissions import can_commit_templates
 from .platform_ops import get_op
-from .schema import template_errors
+from .schema import check_document, template_errors
 from .selectors import template_diff
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,9 @@ class PlaygroundForm(forms.Form):
     build_kit = forms.BooleanField(required=False, initial=True)
     project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, empty_label="Choose a project")
     name = forms.CharField(max_length=200, required=False)
+    config = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "bk-editor bk-config"})
+    )
     message = forms.CharField(max_length=2000, required=False)
 
     def __init__(self, *args, user=None, **kwargs):
@@ -67,14 +73,92 @@ class PlaygroundForm(forms.Form):
         self.fields["project"].label_from_instance = lambda p: f"{p.workspace.name} / {p.name}"
 
     def clean_draft(self) -> dict[str, Any]:
-        text = self.cleaned_data["draft"]
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from exc
-        if not isinstance(value, dict):
-            raise ValidationError("The template must be a JSON object.")
-        return value
+        return parse_json_object(self.cleaned_data["draft"], field="template", what="The template")
+
+    def clean_config(self) -> dict[str, Any]:
+        """The run's instance config; blank is ``{}``."""
+        text = self.cleaned_data["config"]
+        return parse_json_object(text, field="config", what="The config") if text.strip() else {}
+
+
+_NO_EXAMPLE = object()
+_EMPTY_BY_TYPE = {"string": "", "integer": 0, "number": 0, "boolean": False, "array": [], "object": {}, "null": None}
+
+
+def _example(spec: dict[str, Any]) -> Any:
+    """A value for a required property without a default: its ``const``, first ``enum`` or
+    ``examples`` value, else its ``minimum`` (numbers) or the empty value of its type."""
+    if "const" in spec:
+        return spec["const"]
+    for key in ("enum", "examples"):
+        if isinstance(spec.get(key), list) and spec[key]:
+            return spec[key][0]
+    types = spec.get("type")
+    if isinstance(types, str):
+        types = [types]
+    elif isinstance(types, list):
+        types = [t for t in types if t != "null"] or types
+    else:
+        types = []
+    kind = types[0] if types and isinstance(types[0], str) else None
+    if kind in ("integer", "number") and isinstance(spec.get("minimum"), int | float):
+        return spec["minimum"]
+    return copy.deepcopy(_EMPTY_BY_TYPE[kind]) if kind in _EMPTY_BY_TYPE else _NO_EXAMPLE
+
+
+def config_initial(schema: Any) -> dict[str, Any]:
+    """The config a playground run starts from, read off an agent type's ``config_schema``.
+
+    Every top-level property's ``default``, and for each ``required`` property without one an
+    example (``_example``): an enum's first value, or an empty value of the property's type that the
+    person fills in (validation then names what is still missing, by path).
+    """
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        return {}
+    required = {name for name in schema.get("required") or [] if isinstance(name, str)}
+    initial: dict[str, Any] = {}
+    for name, spec in schema["properties"].items():
+        if not isinstance(spec, dict):
+            continue
+        if "default" in spec:
+            initial[name] = copy.deepcopy(spec["default"])
+        elif name in required and (value := _example(spec)) is not _NO_EXAMPLE:
+            initial[name] = value
+    return initial
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_object(text: str, *, field: str, what: str) -> dict[str, Any]:
+    """Parse ``text`` as a JSON object the database can store, or raise a form ``ValidationError``.
+
+    Strict JSON (``NaN`` and ``Infinity`` are refused), nesting beyond the interpreter's limit is an
+    error rather than a crash, and the value passes ``schema.check_document`` (depth, NUL
+    characters, size).
+    """
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from exc
+    except ValueError as exc:
+        raise ValidationError(f"Not valid JSON: {exc}.") from exc
+    except RecursionError as exc:
+        raise ValidationError(f"{what} is nested too deeply to read.") from exc
+    if not isinstance(value, dict):
+        raise ValidationError(f"{what} must be a JSON object.")
+    try:
+        check_document(value, field=field, what=what)
+    except DomainError as exc:
+        raise ValidationError(exc.message) from exc
+    return value
+
+
+def _display_name(entry: dict[str, Any]) -> str:
+    """An embed row's label: the display ``name`` beside the embed, else the slug it references."""
+    name = entry.get("name")
+    return name if isinstance(name, str) and name else embed_slug(entry) or ""
 
 
 def _kit_rows(overlay: dict[str, Any], draft: Any, overrides: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -105,16 +189,13 @@ def _kit_rows(overlay: dict[str, Any], draft: Any, overrides: list[dict[str, Any
                 "note": note if identity in overridden else "",
             })
         elif embed_slug(tool):
-            entry = get_entry(embed_slug(tool))
             groups["Embedded tools"].append({
-                "name": entry.name if entry else embed_slug(tool), "detail": embed_slug(tool), "value": "embed",
+                "name": _display_name(tool), "detail": embed_slug(tool), "value": "embed",
                 "note": note if identity in overridden else "",
             })
     for skill in overlay.get("skills", []):
-        entry = get_entry(embed_slug(skill) or "")
         groups["Embedded skills"].append(
-            {"name": entry.name if entry else embed_slug(skill), "detail": embed_slug(skill), "value": "embed",
-             "note": ""}
+            {"name": _display_name(skill), "detail": embed_slug(skill), "value": "embed", "note": ""}
         )
     for name, value in (overlay.get("sandbox") or {}).get("permissions", {}).items():
         groups["Sandbox permissions"].append(
@@ -251,7 +332,9 @@ class AgentTemplateAdmin(admin.ModelAdmin):
                     result = self._run(request, agent_type, form)
         else:
             draft = latest.template if latest else STARTER_TEMPLATE
-            form = PlaygroundForm(initial={"draft": _json(draft), "build_kit": True}, user=request.user)
+            config = json.dumps(config_initial(agent_type.config_schema), indent=2, ensure_ascii=False)
+            initial = {"draft": _json(draft), "build_kit": True, "config": config}
+            form = PlaygroundForm(initial=initial, user=request.user)
         return TemplateResponse(
             request, "admin/buildkit/agenttemplate/playground.html",
             self._context(request, agent_type, form, revisions, latest, result),
@@ -284,9 +367,14 @@ class AgentTemplateAdmin(admin.ModelAdmin):
             run = services.playground_run(
                 agent_type=agent_type, project=project, actor=request.user, template=form.cleaned_data["draft"],
                 build_kit=form.cleaned_data["build_kit"], name=form.cleaned_data["name"] or None,
+                config=form.cleaned_data["config"],
             )
         except ValidationError as exc:
-            messages.error(request, "Not run: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
+            paths = exc.message_dict
+            if all(path == "config" or path.startswith("config.") for path in paths):
+                messages.error(request, "Not run: the config has errors (listed under it).")
+            else:
+                messages.error(request, "Not run: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in paths.items()))
             return None
         except DomainError as exc:
             messages.error(request, f"Not run: {exc.message}")
@@ -308,6 +396,13 @@ class AgentTemplateAdmin(admin.ModelAdmin):
         if draft is None and not form.is_bound:
             draft = latest.template if latest else STARTER_TEMPLATE
         draft_errors = template_errors(draft) if isinstance(draft, dict) else {}
+        config_errors: dict[str, list[str]] = {}
+        config = form.cleaned_data.get("config") if form.is_bound and hasattr(form, "cleaned_data") else None
+        if config is not None:
+            try:
+                agent_type.validate_config(config)
+            except ValidationError as exc:
+                config_errors = exc.message_dict
         try:
             overlay = build_overlay()
         except Exception:
@@ -348,6 +443,8 @@ class AgentTemplateAdmin(admin.ModelAdmin):
             ],
             "override_hint": OVERRIDE_HINT,
             "draft_errors": sorted(draft_errors.items()),
+            "config_errors": sorted(config_errors.items()),
+            "config_required": (agent_type.config_schema or {}).get("required") or [],
             "can_commit": can_commit_templates(request.user),
             "history": history,
             "history_truncated": len(revisions) > HISTORY_LIMIT,

@@ -105,7 +105,8 @@ by committing a new revision; revisions are immutable and numbered 1, 2, ... per
   - `{"type": "code", "name", "runtime", "script", "input_schema"}` — a script the sandbox runs;
   - `{"type": "reference", "slug", "version"}` — another agent type, called as a tool.
   Any tool may carry `"permission": "allow" | "ask" | "deny"`; without it, reads are allowed and
-  writes ask.
+  writes ask. Any tool may also carry `"render": {"kind": ...}`, a hint for how the person's side
+  shows it (`connect`, `elicitation`).
 - `skills` — inline `{"name", "description", "content"}` skills, or embeds.
 - `mcps` — MCP servers, each with a unique `name`.
 - `sandbox` — `{"kind", "permissions": {"write_files": "allow", ...}}`; `runner`, `harness`.
@@ -119,7 +120,8 @@ Replace any object with an embed and it is swapped for what it references when t
 ```
 
 Without a version the latest revision is used; `@ag.selector.path` picks a dotted path of the
-referenced template. Reserved `__sx__` slugs name the platform's own skills and tools.
+referenced template. The whole object is replaced, so keys beside `@ag.embed` (a display `"name"`)
+are dropped. Reserved `__sx__` slugs name the platform's own skills and tools.
 
 ## Working in the playground
 The playground runs your draft with the **build kit** switched on: platform tools for authoring
@@ -163,6 +165,7 @@ def _request_connection_v1() -> dict[str, Any]:
             },
             "additionalProperties": False,
         },
+        "render": {"kind": "connect"},
     }
 
 
@@ -170,19 +173,26 @@ def _request_input_v1() -> dict[str, Any]:
     return {
         "type": "client",
         "name": "request_input",
-        "description": "Ask the person for input the agent cannot find itself, as a small form.",
+        "description": (
+            "Ask the person for input the agent cannot find itself, as a small form (an MCP elicitation: "
+            "a message and the requested schema)."
+        ),
         "input_schema": {
             "type": "object",
-            "required": ["message", "requested_schema"],
+            "required": ["message", "requestedSchema"],
             "properties": {
                 "message": {"type": "string", "description": "What you need and why, in one or two sentences."},
-                "requested_schema": {
+                "requestedSchema": {
                     "type": "object",
-                    "description": "A flat JSON Schema object describing the fields to ask for.",
+                    "description": (
+                        "A flat JSON Schema object (MCP elicitation requestedSchema): primitive-typed properties, "
+                        "the fields to ask for."
+                    ),
                 },
             },
             "additionalProperties": False,
         },
+        "render": {"kind": "elicitation"},
     }
 
 

@@ -22,6 +22,8 @@ Limits and errors (each error type carries the dotted ``path`` where it happened
 - an unknown slug or version → ``EmbedNotFound``; a selector path that is not there →
   ``EmbedSelectorMiss`` (a kind of miss);
 - a catalog entry that is not embeddable (``__sx__build_kit``) → ``NonEmbeddableReference``;
+- a document that would nest deeper than ``MAX_NESTING`` (64) levels once the embed is replaced
+  (embeds placed deep inside one another) → ``EmbedNestingExceeded``;
 - a malformed embed object → ``InvalidEmbed``.
 
 ``error_policy`` says what an error does: ``exception`` (default) raises it; ``placeholder``
@@ -46,6 +48,10 @@ REFERENCES_KEY = "@ag.references"
 SELECTOR_KEY = "@ag.selector"
 MAX_DEPTH = 10
 MAX_EMBEDS = 100
+#: Deepest nesting of objects and arrays a resolved document may reach (the template limit,
+#: ``schema.TEMPLATE_MAX_NESTING``): each embedded template is within it, but a chain of embeds
+#: placed deep inside one another could otherwise multiply it.
+MAX_NESTING = 64
 
 POLICY_EXCEPTION = "exception"
 POLICY_PLACEHOLDER = "placeholder"
@@ -103,6 +109,22 @@ class EmbedLimitExceeded(EmbedError):
 
 class NonEmbeddableReference(EmbedError):
     code = "non_embeddable_reference"
+
+
+class EmbedNestingExceeded(EmbedError):
+    code = "embed_nesting_exceeded"
+
+
+def nesting_depth(value: Any, *, limit: int) -> int:
+    """Levels of objects and arrays in ``value`` (a scalar is 0), counted iteratively; stops past ``limit``."""
+    depth, level = 0, [value]
+    while depth <= limit:
+        level = [node for node in level if isinstance(node, dict | list)]
+        if not level:
+            return depth
+        depth += 1
+        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)]
+    return depth
 
 
 @dataclass(frozen=True)
@@ -285,6 +307,7 @@ class _Resolver:
     def __init__(self, *, loader: DocumentLoader, max_depth: int, max_embeds: int, error_policy: str, base_path: str):
         if error_policy not in ERROR_POLICIES:
             raise InvalidInput(f"error_policy must be one of {', '.join(ERROR_POLICIES)}.", field="error_policy")
+        self.max_nesting = MAX_NESTING
         self.loader = loader
         self.max_depth = max_depth
         self.max_embeds = max_embeds
@@ -294,6 +317,7 @@ class _Resolver:
         self._seen: set[str] = set()
 
     def walk(self, node: Any, parts: tuple, stack: tuple[str, ...], depth: int) -> Any:
+        """``node`` with its embeds replaced; ``parts`` is its path, so ``len(parts) + 1`` its nesting level."""
         if isinstance(node, dict):
             if EMBED_KEY in node:
                 return self.embed(node, parts, stack, depth)
@@ -324,6 +348,13 @@ class _Resolver:
             value = loaded.document
             if selector_path is not None:
                 value = select(value, selector_path, path=path, reference=str(ref))
+            # the value takes the embed's place, at nesting level len(parts) + 1
+            room = self.max_nesting - len(parts)
+            if nesting_depth(value, limit=room) > room:
+                raise EmbedNestingExceeded(
+                    f"Replacing this embed would nest the document deeper than {self.max_nesting} levels.",
+                    path=path, reference=str(ref), limit=self.max_nesting,
+                )
         except EmbedError as exc:
             if self.policy == POLICY_EXCEPTION:
                 raise

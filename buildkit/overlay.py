@@ -10,6 +10,8 @@ kit-on run; it is never committed and the agents app never reads it.
   ``{"type": "platform", "op", "permission"}`` (the op's default permission), then an embed of
   every embeddable client tool of the static catalog;
 - ``skills``: an embed of every embeddable skill of the static catalog;
+- each embed carries the entry's display ``name`` beside ``@ag.embed`` (what the playground shows;
+  resolution replaces the whole object, so it never reaches the agent);
 - ``sandbox.permissions``: ``KIT_SANDBOX_PERMISSIONS`` (write files, execute code).
 
 ``apply_overlay(template, overlay)`` is pure (it never changes its inputs):
@@ -17,7 +19,9 @@ kit-on run; it is never committed and the agents app never reads it.
 - object keys ``OBJECT_KEYS`` deep-merge, the overlay winning at each leaf; arrays inside objects
   are leaves (replaced, not merged); a user value that is not an object counts as ``{}``;
 - list keys ``LIST_KEYS`` merge by identity: an overlay entry whose identity matches a user
-  entry replaces it in place, anything else is appended, an entry without identity always is;
+  entry replaces it in place, anything else is appended, an entry without identity always is
+  (between two embeds only the ``@ag.embed`` bodies count as overrides: keys beside them are
+  display-only);
 - other overlay keys are ignored.
 
 Identities: a tool is ``platform:<op>`` when ``type`` is ``platform``, else ``workflow:<slug>``
@@ -31,8 +35,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import KIND_SKILL, KIND_TOOL, STATIC_CATALOG
-from .embed import EMBED_KEY, REFERENCES_KEY, embed_slug
+from .catalog import KIND_SKILL, KIND_TOOL, STATIC_CATALOG, StaticEntry
+from .embed import EMBED_KEY, REFERENCES_KEY, embed_slug, is_embed
 from .platform_ops import PLATFORM_OPS
 
 OBJECT_KEYS = ("sandbox", "runner", "harness", "llm", "instructions")
@@ -45,8 +49,9 @@ KIT_SANDBOX_PERMISSIONS = {"write_files": "allow", "execute_code": "allow"}
 OVERRIDE_HINT = "Overridden in the playground by the build kit; turn the kit off to run as published"
 
 
-def _embed(slug: str) -> dict[str, Any]:
-    return {EMBED_KEY: {REFERENCES_KEY: {"workflow": {"slug": slug}}}}
+def _embed(entry: StaticEntry) -> dict[str, Any]:
+    """An embed of a catalog entry, with the entry's display ``name`` beside it (dropped on resolution)."""
+    return {"name": entry.name, EMBED_KEY: {REFERENCES_KEY: {"workflow": {"slug": entry.slug}}}}
 
 
 def build_overlay() -> dict[str, Any]:
@@ -60,8 +65,8 @@ def build_overlay() -> dict[str, Any]:
         for op in PLATFORM_OPS.values()
         if op.in_build_kit
     ]
-    tools += [_embed(e.slug) for e in STATIC_CATALOG.values() if e.kind == KIND_TOOL and e.embeddable]
-    skills = [_embed(e.slug) for e in STATIC_CATALOG.values() if e.kind == KIND_SKILL and e.embeddable]
+    tools += [_embed(e) for e in STATIC_CATALOG.values() if e.kind == KIND_TOOL and e.embeddable]
+    skills = [_embed(e) for e in STATIC_CATALOG.values() if e.kind == KIND_SKILL and e.embeddable]
     return {"tools": tools, "skills": skills, "sandbox": {"permissions": dict(KIT_SANDBOX_PERMISSIONS)}}
 
 
@@ -153,7 +158,11 @@ def _merge_list(key: str, base: list[Any], over: list[Any], out: list[Override])
         if ident is not None and ident in positions:
             index = positions[ident]
             if index in user_positions:
-                _leaf_changes(base[index], entry, f"{key}.{index}", out)
+                if is_embed(base[index]) and is_embed(entry):
+                    # keys beside an embed (a display name) are dropped on resolution: compare what runs
+                    _leaf_changes(base[index][EMBED_KEY], entry[EMBED_KEY], f"{key}.{index}.{EMBED_KEY}", out)
+                else:
+                    _leaf_changes(base[index], entry, f"{key}.{index}", out)
                 user_positions.discard(index)
             merged[index] = copy.deepcopy(entry)
         else:

@@ -81,8 +81,9 @@ _OPS = (
     PlatformOp(
         op="find_capabilities",
         description=(
-            "Find the agent types (and the agent classes behind them) that fit plain-language use cases. "
-            "Returns, per use case, the best matches with their slug, description and capabilities."
+            "Find the agent types and agent classes that fit plain-language use cases: active agent types (with the "
+            "class behind each) and registered agent classes no agent type uses yet (kind agent_class). Returns, "
+            "per use case, the best matches with their slug, description and capabilities."
         ),
         input_schema=_object(
             {

@@ -1,8 +1,10 @@
 """Validation of agent templates against ``schemas/agent_template.schema.json`` and the catalogs.
 
 ``template_errors`` returns every problem keyed by dotted path (``template.tools.2.op``), so the
-API answers one 400 error per field and the admin shows each message where it belongs. Beyond
-the JSON Schema it checks what the schema cannot know:
+API answers one 400 error per field and the admin shows each message where it belongs. First the
+document must be storable JSON of a sane size (``check_document``: at most ``TEMPLATE_MAX_NESTING``
+levels and ``TEMPLATE_MAX_BYTES``, no NUL character, no NaN/Infinity). Beyond the JSON Schema it
+checks what the schema cannot know:
 
 - a platform tool's ``op`` is in ``platform_ops.PLATFORM_OPS``;
 - tool ``input_schema`` values are valid JSON Schemas;
@@ -22,10 +24,11 @@ from django.core.exceptions import ValidationError
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from syndarix.exceptions import InvalidInput, PayloadTooLarge
+from syndarix.exceptions import DomainError
+from syndarix.jsondoc import check_json_document
 
 from .catalog import InvalidVersion, get_entry, is_reserved, normalize_version
-from .embed import EMBED_KEY, REFERENCES_KEY, format_path, iter_embeds
+from .embed import EMBED_KEY, MAX_NESTING, REFERENCES_KEY, format_path, iter_embeds
 from .overlay import IDENTITIES
 from .platform_ops import PLATFORM_OPS
 
@@ -33,8 +36,8 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "agent_template.sche
 
 #: Largest template accepted, serialized as compact JSON (bytes).
 TEMPLATE_MAX_BYTES = 512 * 1024
-#: Deepest nesting of objects and arrays accepted in a template.
-TEMPLATE_MAX_NESTING = 64
+#: Deepest nesting of objects and arrays accepted in a template (also the most a resolution may build).
+TEMPLATE_MAX_NESTING = MAX_NESTING
 
 
 @lru_cache(maxsize=1)
@@ -57,39 +60,19 @@ def _meta_validator() -> Draft202012Validator:
     return Draft202012Validator(Draft202012Validator.META_SCHEMA)
 
 
-def nesting_depth(value: Any) -> int:
-    """Levels of objects and arrays in ``value`` (a scalar is 1); stops counting past the limit."""
-    depth, level = 0, [value]
-    while level:
-        depth += 1
-        nxt: list[Any] = []
-        for node in level:
-            if isinstance(node, dict):
-                nxt.extend(node.values())
-            elif isinstance(node, list):
-                nxt.extend(node)
-        if not nxt:
-            return depth
-        level = nxt
-        if depth > TEMPLATE_MAX_NESTING:
-            return depth
-    return depth
+def check_document(value: Any, *, field: str = "template", what: str = "The template") -> int:
+    """Refuse what PostgreSQL cannot store or what is too big to handle, before anything else looks at it.
 
+    ``syndarix.jsondoc.check_json_document`` with the template limits (``TEMPLATE_MAX_NESTING``
+    levels, ``TEMPLATE_MAX_BYTES``). Returns the serialized size in bytes.
 
-def _has_nul(value: Any) -> bool:
-    """True when a string or key anywhere in ``value`` holds a NUL character (PostgreSQL refuses those)."""
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            if "\x00" in node:
-                return True
-        elif isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return False
+    Raises:
+        InvalidInput: ``nesting_too_deep``, ``nul_character`` or ``invalid_data`` (NaN, Infinity,
+            non-string keys) (400, at ``field``).
+        PayloadTooLarge: over ``TEMPLATE_MAX_BYTES`` (413).
+    """
+    return check_json_document(value, field=field, max_depth=TEMPLATE_MAX_NESTING, max_bytes=TEMPLATE_MAX_BYTES,
+                               what=what)
 
 
 def _schema_message(error) -> str:
@@ -104,13 +87,21 @@ def _schema_message(error) -> str:
 def template_errors(template: Any, *, field: str = "template", check_identities: bool = True) -> dict[str, list[str]]:
     """Every problem with ``template``, keyed by dotted path under ``field`` (empty: valid).
 
-    ``check_identities=False`` skips the duplicate-identity check (for effective templates, where
-    a resolved embed may repeat a name the user also wrote).
+    A document PostgreSQL could not store, or one too deep or too large (``check_document``), is
+    one problem at ``field``. ``check_identities=False`` skips the duplicate-identity check (for
+    effective templates, where a resolved embed may repeat a name the user also wrote).
     """
     if not isinstance(template, dict):
         return {field: ["Must be a JSON object."]}
-    if nesting_depth(template) > TEMPLATE_MAX_NESTING:
-        return {field: [f"Nested deeper than {TEMPLATE_MAX_NESTING} levels."]}
+    try:
+        check_document(template, field=field)
+    except DomainError as exc:
+        return {field: [exc.message]}
+    return _content_errors(template, field=field, check_identities=check_identities)
+
+
+def _content_errors(template: dict[str, Any], *, field: str, check_identities: bool) -> dict[str, list[str]]:
+    """``template_errors`` for a template that passed ``check_document``."""
     errors: dict[str, list[str]] = {}
 
     def add(parts: tuple, message: str) -> None:
@@ -170,22 +161,13 @@ def validate_template(template: Any, *, field: str = "template", check_identitie
 
     Raises:
         PayloadTooLarge: the serialized template exceeds ``TEMPLATE_MAX_BYTES`` (413).
-        InvalidInput: it cannot be serialized as JSON (400).
+        InvalidInput: too deep, a NUL character, NaN/Infinity or anything else JSON cannot hold
+            (400, codes as ``check_document``).
         django.core.exceptions.ValidationError: ``template_errors`` found problems (400, per path).
     """
-    if nesting_depth(template) > TEMPLATE_MAX_NESTING:
-        raise ValidationError({field: [f"Nested deeper than {TEMPLATE_MAX_NESTING} levels."]})
-    if _has_nul(template):
-        raise ValidationError({field: ["Text may not contain NUL characters."]})
-    try:
-        size = len(json.dumps(template, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidInput("The template is not JSON.", field=field) from exc
-    if size > TEMPLATE_MAX_BYTES:
-        raise PayloadTooLarge(
-            f"The template is {size} bytes; the limit is {TEMPLATE_MAX_BYTES}.", field=field,
-            limit=TEMPLATE_MAX_BYTES, size=size,
-        )
-    errors = template_errors(template, field=field, check_identities=check_identities)
+    if not isinstance(template, dict):
+        raise ValidationError({field: ["Must be a JSON object."]})
+    check_document(template, field=field)
+    errors = _content_errors(template, field=field, check_identities=check_identities)
     if errors:
         raise ValidationError(errors)

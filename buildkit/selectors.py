@@ -1,4 +1,5 @@
-"""Reads of the build kit: revisions, their diffs, and capability search over agent types."""
+"""Reads of the build kit: revisions, their diffs, playground replays, and capability search over agent
+types and agent classes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 import jsonpatch
 from django.db.models import QuerySet
 
-from agents.models import AgentType, AgentTypeRevision
+from agents.models import AgentInstance, AgentType, AgentTypeRevision
+from agents.registry import AgentRegistry, registry
+from projects.models import Project
 from syndarix.exceptions import NotFound
 
 from .catalog import normalize_version
@@ -22,6 +25,19 @@ def revision_queryset(agent_type: AgentType) -> QuerySet[AgentTypeRevision]:
 def agent_type_latest_revision(agent_type: AgentType) -> AgentTypeRevision | None:
     """The highest-numbered revision of ``agent_type``, or ``None`` when it has none (one query)."""
     return revision_queryset(agent_type).first()
+
+
+def spawned_with_key(*, project: Project, request_id: str) -> AgentInstance | None:
+    """The agent whose spawn in ``project`` carried the ``Idempotency-Key`` ``request_id``, or ``None``.
+
+    Its ``playground_run`` (when a playground run spawned it), ``agent_type_revision`` and
+    ``project`` are joined (one query).
+    """
+    return (
+        AgentInstance.objects.filter(project=project, transitions__from_status="", transitions__request_id=request_id)
+        .select_related("playground_run", "agent_type_revision", "project")
+        .first()
+    )
 
 
 def agent_type_revision_get(*, agent_type: AgentType, version: Any, field: str = "version") -> AgentTypeRevision:
@@ -77,30 +93,60 @@ def _terms(text: str) -> list[str]:
     return [w for w in _WORD_RE.findall(text.lower()) if len(w) > 1 and w not in _STOPWORDS]
 
 
-def capabilities_find(*, use_cases: list[str], limit: int = 5) -> list[dict[str, Any]]:
-    """Match plain-language use cases against the active agent types (one query).
+KIND_AGENT_TYPE = "agent_type"
+KIND_AGENT_CLASS = "agent_class"
 
-    A use case's words score an agent type: 3 for each capability that equals or contains the
-    word, 2 when its name or slug contains it, 1 when its description does; the agent class
-    behind a type (``handler``) counts like its name.
 
-    Returns ``[{"use_case", "matches": [{"agent_type_id", "slug", "name", "description",
+def _candidates(agent_registry: AgentRegistry | None = None) -> list[dict[str, Any]]:
+    """What ``capabilities_find`` searches (one query): the active agent types, then each registered
+    agent class that no agent type names as its ``handler`` (``agent_type_id`` ``None``)."""
+    types = list(
+        AgentType.objects.order_by("name").values(
+            "id", "slug", "name", "description", "capabilities", "handler", "is_active"
+        )
+    )
+    handlers = {row["handler"] for row in types if row["handler"]}
+    candidates = [
+        {"kind": KIND_AGENT_TYPE, "agent_type_id": row["id"], "slug": row["slug"], "name": row["name"],
+         "description": row["description"], "capabilities": row["capabilities"], "agent_class": row["handler"] or None}
+        for row in types if row["is_active"]
+    ]
+    candidates += [
+        {"kind": KIND_AGENT_CLASS, "agent_type_id": None, "slug": d["slug"], "name": d["name"],
+         "description": d["description"], "capabilities": d["capabilities"], "agent_class": d["slug"]}
+        for d in (registry if agent_registry is None else agent_registry).definitions()
+        if d["slug"] not in handlers
+    ]
+    return candidates
+
+
+def capabilities_find(
+    *, use_cases: list[str], limit: int = 5, agent_registry: AgentRegistry | None = None
+) -> list[dict[str, Any]]:
+    """Match plain-language use cases against the agent types and the agent classes (one query).
+
+    Searched: every active agent type (``kind`` ``agent_type``), and every registered agent class
+    (``agents.registry``) that no agent type names as its ``handler`` — one not yet synced to a type
+    (``kind`` ``agent_class``, ``agent_type_id`` null: spawning it needs an agent type, e.g. from
+    ``sync_agent_types``). A class behind an agent type is found through that type, and not at all
+    when the type is inactive.
+
+    A use case's words score a candidate: 3 for each capability that equals or contains the word,
+    2 when its name or slug (or, for a type, its agent class) contains it, 1 when its description does.
+
+    Returns ``[{"use_case", "matches": [{"kind", "agent_type_id", "slug", "name", "description",
     "capabilities", "agent_class", "score", "matched_terms"}]}]``, matches best first (at most
     ``limit``, only scores above zero).
     """
-    types = list(
-        AgentType.objects.filter(is_active=True).order_by("name").values(
-            "id", "slug", "name", "description", "capabilities", "handler"
-        )
-    )
+    candidates = _candidates(agent_registry)
     results = []
     for use_case in use_cases:
         terms = list(dict.fromkeys(_terms(use_case)))
         matches = []
-        for row in types:
-            capabilities = [str(c).lower() for c in row["capabilities"] or []]
-            names = f"{row['name']} {row['slug']} {row['handler']}".lower()
-            description = (row["description"] or "").lower()
+        for candidate in candidates:
+            capabilities = [str(c).lower() for c in candidate["capabilities"] or []]
+            names = f"{candidate['name']} {candidate['slug']} {candidate['agent_class'] or ''}".lower()
+            description = (candidate["description"] or "").lower()
             score, matched = 0, []
             for term in terms:
                 gained = 3 * sum(1 for c in capabilities if term in c)
@@ -110,18 +156,7 @@ def capabilities_find(*, use_cases: list[str], limit: int = 5) -> list[dict[str,
                     score += gained
                     matched.append(term)
             if score:
-                matches.append(
-                    {
-                        "agent_type_id": row["id"],
-                        "slug": row["slug"],
-                        "name": row["name"],
-                        "description": row["description"],
-                        "capabilities": row["capabilities"],
-                        "agent_class": row["handler"] or None,
-                        "score": score,
-                        "matched_terms": matched,
-                    }
-                )
+                matches.append({**candidate, "score": score, "matched_terms": matched})
         matches.sort(key=lambda m: (-m["score"], m["name"]))
         results.append({"use_case": use_case, "matches": matches[:limit]})
     return results

@@ -185,6 +185,10 @@ class PlaygroundRunSerializer(serializers.Serializer):
     template_source = serializers.ChoiceField(choices=["draft", "revision"])
     revision = serializers.IntegerField(allow_null=True, help_text="The latest committed version (the draft's base).")
     references_used = ReferenceUsedSerializer(many=True)
+    replayed = serializers.BooleanField(
+        help_text="True when the Idempotency-Key was used before: the answer is the first run's, with the agent as it "
+        "is now."
+    )
 
     @classmethod
     def render(cls, run) -> dict[str, Any]:
@@ -196,7 +200,8 @@ class PlaygroundRunSerializer(serializers.Serializer):
                 "build_kit": run.build_kit,
                 "template_source": run.template_source,
                 "revision": run.revision.version if run.revision else None,
-                "references_used": run.resolution.references_used,
+                "references_used": run.references_used,
+                "replayed": run.replayed,
             }
         ).data
 
@@ -252,22 +257,6 @@ class PlatformOpSerializer(serializers.Serializer):
     in_build_kit = serializers.BooleanField()
 
 
-class PageInfoSerializer(serializers.Serializer):
-    total = serializers.IntegerField()
-    page = serializers.IntegerField()
-    page_size = serializers.IntegerField()
-    total_pages = serializers.IntegerField()
-    has_next = serializers.BooleanField()
-    has_prev = serializers.BooleanField()
-
-
-class PlatformOpPageSerializer(serializers.Serializer):
-    """The list envelope of ``GET /platform-ops`` (documentation only)."""
-
-    data = PlatformOpSerializer(many=True)
-    pagination = PageInfoSerializer()
-
-
 class FindCapabilitiesRequestSerializer(serializers.Serializer):
     use_cases = serializers.ListField(
         child=serializers.CharField(max_length=500), min_length=1, max_length=20,
@@ -277,12 +266,17 @@ class FindCapabilitiesRequestSerializer(serializers.Serializer):
 
 
 class CapabilityMatchSerializer(serializers.Serializer):
-    agent_type_id = serializers.UUIDField()
+    kind = serializers.ChoiceField(
+        choices=["agent_type", "agent_class"],
+        help_text="`agent_type`: an active agent type; `agent_class`: a registered agent class no agent type uses "
+        "yet (sync it to a type to spawn it).",
+    )
+    agent_type_id = serializers.UUIDField(allow_null=True, help_text="null for an `agent_class` match.")
     slug = serializers.CharField()
     name = serializers.CharField()
     description = serializers.CharField()
     capabilities = serializers.ListField(child=serializers.CharField())
-    agent_class = serializers.CharField(allow_null=True)
+    agent_class = serializers.CharField(allow_null=True, help_text="The agent class behind it (its slug), if any.")
     score = serializers.IntegerField()
     matched_terms = serializers.ListField(child=serializers.CharField())
 

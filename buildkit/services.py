@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
+
 from agents.models import AgentInstance, AgentType, AgentTypeRevision
-from agents.services import agent_spawn, agent_type_commit_revision
+from agents.services import agent_spawn, agent_type_commit_revision, ensure_agents_enabled
 from projects.models import Project
-from syndarix.exceptions import InvalidInput
+from syndarix.exceptions import DomainError, InvalidInput
 
 from .embed import MAX_DEPTH, MAX_EMBEDS, POLICY_EXCEPTION, Resolution, resolve_embeds, resolve_reference
+from .models import PlaygroundRun, TemplateSource
 from .overlay import apply_overlay, build_overlay
-from .schema import TEMPLATE_MAX_NESTING, nesting_depth, validate_template
-from .selectors import agent_type_latest_revision
+from .schema import check_document, validate_template
+from .selectors import agent_type_latest_revision, spawned_with_key
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE_SOURCE_REVISION = "revision"
-TEMPLATE_SOURCE_DRAFT = "draft"
+TEMPLATE_SOURCE_REVISION = TemplateSource.REVISION
+TEMPLATE_SOURCE_DRAFT = TemplateSource.DRAFT
 
 
 def template_commit(
@@ -71,17 +74,19 @@ def template_resolve(
     Returns an ``embed.Resolution``.
 
     Raises:
-        InvalidInput: both or neither of ``template`` / ``reference``, or a template nested deeper
-            than ``schema.TEMPLATE_MAX_NESTING`` (400).
+        InvalidInput: both or neither of ``template`` / ``reference`` (400); either one nested too
+            deep, holding a NUL character, NaN/Infinity or anything else JSON cannot hold
+            (``schema.check_document``: ``nesting_too_deep``, ``nul_character``, ``invalid_data``, 400).
+        PayloadTooLarge: ``template`` over ``schema.TEMPLATE_MAX_BYTES`` (413).
         EmbedError: as ``embed.resolve_embeds`` / ``embed.resolve_reference`` (400).
     """
     if (template is None) == (reference is None):
         raise InvalidInput("Send exactly one of 'template' and 'reference'.", field="template")
     options = {"max_depth": max_depth, "max_embeds": max_embeds, "error_policy": error_policy}
     if template is not None:
-        if nesting_depth(template) > TEMPLATE_MAX_NESTING:
-            raise InvalidInput(f"Nested deeper than {TEMPLATE_MAX_NESTING} levels.", field="template")
+        check_document(template, field="template")
         return resolve_embeds(template, **options)
+    check_document(reference, field="reference", what="The reference")
     return resolve_reference(reference["slug"], reference.get("version"), **options)
 
 
@@ -112,27 +117,23 @@ def agent_type_inspect(*, agent_type: AgentType) -> Inspection:
     return Inspection(agent_type=agent_type, revision=revision, overlay=overlay)
 
 
-@dataclass
-class PlaygroundRun:
-    """The outcome of a playground run.
+class IdempotencyKeyReused(DomainError):
+    """The ``Idempotency-Key`` of a playground run was already used in the project by another request
+    (a plain spawn, or a run of another agent type) (409)."""
 
-    Attributes:
-        agent: the spawned playground agent (``is_playground`` true).
-        effective: the template the agent was spawned with (draft + kit, embeds resolved).
-        overrides: ``[{"path", "user_value", "kit_value"}]``, the user's values the kit changed.
-        build_kit: whether the kit was applied.
-        template_source: ``draft`` (the caller sent a template) or ``revision`` (the latest one).
-        revision: the latest committed revision (the draft's base), or ``None``.
-        resolution: the embed resolution of the effective template.
-    """
+    code = "idempotency_key_reused"
 
-    agent: AgentInstance
-    effective: dict[str, Any]
-    overrides: list[dict[str, Any]]
-    build_kit: bool
-    template_source: str
-    revision: AgentTypeRevision | None
-    resolution: Resolution = field(repr=False)
+
+def _replayed(run: PlaygroundRun | None, agent: AgentInstance, *, agent_type: AgentType) -> PlaygroundRun:
+    """``run`` marked as a replay, or ``IdempotencyKeyReused`` when ``agent`` was not spawned by a
+    playground run of ``agent_type``."""
+    if run is None or agent.agent_type_id != agent_type.pk:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used in this project by another request; use a new key.",
+            field="Idempotency-Key",
+        )
+    run.replayed = True
+    return run
 
 
 def playground_template(
@@ -176,14 +177,36 @@ def playground_run(
     latest revision's template when it is ``None``; with ``build_kit`` the overlay is applied to a
     throwaway copy (the draft and the revisions are never changed), the embeds are resolved, and
     the agent is spawned through ``agents.services.agent_spawn(is_playground=True,
-    template=<effective>)``, recorded against the latest revision (the draft's base).
+    template=<effective>)``, recorded against the latest revision (the draft's base). A
+    ``PlaygroundRun`` row, written in the same transaction, keeps what the run answers.
+
+    Idempotency: when ``request_id`` (an ``Idempotency-Key``) was already used by a playground run of
+    ``agent_type`` in ``project``, nothing is validated or spawned and that run comes back, with
+    ``replayed`` true: the same agent (as it is now), its recorded effective template, overrides,
+    ``build_kit``, ``template_source``, revision and references. Runs racing with one key spawn
+    once and all answer alike (the spawn locks the workspace; the row is written before it unlocks).
+
+    Returns the ``PlaygroundRun`` (``agent``, ``effective``, ``overrides``, ``build_kit``,
+    ``template_source``, ``revision``, ``references_used``, ``replayed``).
 
     Raises:
-        InvalidInput: no template sent and the type has no revision (400, field ``template``).
+        InvalidInput: no template sent and the type has no revision (400, field ``template``); a
+            draft or ``config`` that is not storable JSON (``schema.check_document``: too deep, a NUL
+            character, NaN/Infinity; 400 at ``template`` / ``config``).
+        PayloadTooLarge: the draft or ``config`` over ``schema.TEMPLATE_MAX_BYTES`` (413).
         django.core.exceptions.ValidationError: an invalid draft (400, per path).
         EmbedError: an embed cannot be resolved (400).
+        IdempotencyKeyReused: ``request_id`` was used in ``project`` by a plain spawn or a run of another
+            agent type (409).
         Anything ``agent_spawn`` raises (inactive type 400, agents disabled 503, concurrency 409, ...).
     """
+    if request_id:
+        ensure_agents_enabled()  # as agent_spawn: a switched-off service answers 503, replay or not
+        agent = spawned_with_key(project=project, request_id=request_id)
+        if agent is not None:
+            return _replayed(getattr(agent, "playground_run", None), agent, agent_type=agent_type)
+    if config is not None:
+        check_document(config, field="config", what="The config")
     revision = agent_type_latest_revision(agent_type)
     if template is None:
         if revision is None:
@@ -195,18 +218,24 @@ def playground_run(
         validate_template(template)
         draft, source = template, TEMPLATE_SOURCE_DRAFT
     effective, overrides, resolution = playground_template(draft=draft, build_kit=build_kit)
-    agent = agent_spawn(
-        project=project,
-        agent_type=agent_type,
-        name=name or f"{agent_type.slug}-playground",
-        actor=actor,
-        config=config,
-        is_playground=True,
-        request_id=request_id,
-        agent_type_revision=revision,
-        template=effective,
-    )
-    return PlaygroundRun(
-        agent=agent, effective=agent.effective_template, overrides=overrides, build_kit=build_kit,
-        template_source=source, revision=revision, resolution=resolution,
-    )
+    with transaction.atomic():
+        agent = agent_spawn(
+            project=project,
+            agent_type=agent_type,
+            name=name or f"{agent_type.slug}-playground",
+            actor=actor,
+            config=config,
+            is_playground=True,
+            request_id=request_id,
+            agent_type_revision=revision,
+            template=effective,
+        )
+        if request_id:
+            # agent_spawn hands back the first agent when a request with this key won a race with this one
+            earlier = PlaygroundRun.objects.filter(agent=agent).select_related("agent__agent_type_revision").first()
+            if earlier is not None or not agent.is_playground or agent.effective_template != effective:
+                return _replayed(earlier, agent, agent_type=agent_type)
+        return PlaygroundRun.objects.create(
+            agent=agent, build_kit=build_kit, template_source=source, overrides=overrides,
+            references_used=resolution.references_used,
+        )

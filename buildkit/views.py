@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from agents.models import AgentType, AgentTypeRevision
 from projects.models import Project
+from syndarix.api.idempotency import idempotency_key
 from syndarix.api.pagination import EnvelopePagination
 from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import IDEMPOTENCY_KEY
@@ -37,7 +38,6 @@ from .serializers import (
     FindCapabilitiesRequestSerializer,
     FindCapabilitiesResponseSerializer,
     InspectSerializer,
-    PlatformOpPageSerializer,
     PlatformOpSerializer,
     PlaygroundRunRequestSerializer,
     PlaygroundRunSerializer,
@@ -185,13 +185,25 @@ class PlaygroundRunView(RateLimitMixin, AgentTypeMixin, APIView):
         "project the caller can write to). The draft is `template`, or the latest revision's template. With "
         "`build_kit` (default true) the build-kit overlay is applied to a throwaway copy first; then the embeds are "
         "resolved and the agent is spawned with that effective template. `overrides` lists each of the draft's "
-        "values the kit changed. Nothing is committed.",
+        "values the kit changed. `config` is the agent's instance config, validated against the agent type's "
+        "`config_schema`. Nothing is committed.\n\nRepeating an `Idempotency-Key` already used by a playground "
+        "run of this agent type in the project spawns nothing: the answer is the first run's (same agent, as it is "
+        "now; same effective template, overrides, `build_kit`, `template_source`, `revision` and references) with "
+        "`replayed: true`, whatever the new body says. A key used there by another request (a plain spawn, a run of "
+        "another type) is 409 `idempotency_key_reused`.",
         parameters=[AGENT_TYPE_ID, IDEMPOTENCY_KEY],
         request=PlaygroundRunRequestSerializer,
         examples=[OpenApiExample("Kit on", request_only=True,
                                  value={"project_id": "7f9c6a52-3f57-4a6b-9a55-1c1f0f3e2a10",
                                         "template": TEMPLATE_EXAMPLE, "build_kit": True})],
-        responses={201: PlaygroundRunSerializer, **errors(400, 401, 403, 404, 409, 413, 429, 503)},
+        responses={
+            201: PlaygroundRunSerializer,
+            **errors(
+                400, 401, 403, 404, 409, 413, 429, 503,
+                e409="`concurrency_limit`: the workspace already holds its limit of live agents; "
+                "`idempotency_key_reused`: the Idempotency-Key was used in this project by another request.",
+            ),
+        },
     )
     def post(self, request, agent_type_id):
         agent_type = self.get_agent_type()
@@ -207,7 +219,7 @@ class PlaygroundRunView(RateLimitMixin, AgentTypeMixin, APIView):
             build_kit=data["build_kit"],
             name=data.get("name"),
             config=data.get("config"),
-            request_id=request.headers.get("Idempotency-Key") or None,
+            request_id=idempotency_key(request),
         )
         return Response(PlaygroundRunSerializer.render(run), status=status.HTTP_201_CREATED)
 
@@ -247,20 +259,27 @@ class ResolveView(RateLimitMixin, APIView):
         return Response(ResolveResponseSerializer.render(resolution))
 
 
-class PlatformOpListView(RateLimitMixin, APIView):
+class PlatformOpListView(RateLimitMixin, generics.GenericAPIView):
+    """The platform ops catalog as a paginated list (``EnvelopePagination``, the API's list envelope)."""
+
+    serializer_class = PlatformOpSerializer
+    pagination_class = EnvelopePagination
+    filter_backends: list = []  # a fixed catalog, not a queryset
     rate_limits = {"get": "120/m"}
+
+    def get_queryset(self) -> list[dict]:
+        return [op.as_dict() for op in PLATFORM_OPS.values()]
 
     @extend_schema(
         tags=[TAG],
         summary="List the platform operations",
         description="The operations a template can use as `{\"type\": \"platform\", \"op\": ...}` tools, with their "
-        "input schema, default permission and the API route each maps to.",
-        responses={200: PlatformOpPageSerializer, **errors(401, 429)},
+        "input schema, default permission and the API route each maps to. Paginated (`?page=`, `?limit=` ≤ 100).",
+        responses={200: PlatformOpSerializer(many=True), **errors(401, 404, 429)},
     )
     def get(self, request):
-        paginator = EnvelopePagination()
-        page = paginator.paginate_queryset([op.as_dict() for op in PLATFORM_OPS.values()], request, view=self)
-        return paginator.get_paginated_response(PlatformOpSerializer(page, many=True).data)
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
 
 class FindCapabilitiesView(RateLimitMixin, APIView):
@@ -268,9 +287,10 @@ class FindCapabilitiesView(RateLimitMixin, APIView):
 
     @extend_schema(
         tags=[TAG],
-        summary="Find agent types for plain-language use cases",
-        description="The `find_capabilities` platform operation: for each use case, the active agent types (and the "
-        "agent classes behind them) whose capabilities, name or description match its words, best first.",
+        summary="Find agent types and agent classes for plain-language use cases",
+        description="The `find_capabilities` platform operation: for each use case, the active agent types (with the "
+        "agent class behind each) and the registered agent classes no agent type uses yet (`kind: agent_class`, "
+        "`agent_type_id: null`) whose capabilities, name or description match its words, best first.",
         request=FindCapabilitiesRequestSerializer,
         responses={200: FindCapabilitiesResponseSerializer, **errors(400, 401, 429)},
     )

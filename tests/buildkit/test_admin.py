@@ -189,3 +189,178 @@ def test_unknown_template_is_404(staff_admin):
     import uuid
 
     assert staff_admin.get(reverse("admin:buildkit_agenttemplate_playground", args=[uuid.uuid4()])).status_code == 404
+
+
+# --- drafts the database cannot store are form errors, never 500 ------------------------------
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_in_a_draft_is_a_form_error_and_nothing_is_committed(staff_admin, agent_type, literal):
+    draft = '{"llm": {"model": "m", "extras": {"temperature": LITERAL}}}'.replace("LITERAL", literal)
+    response = staff_admin.post(playground_url(agent_type), {"draft": draft, "message": "x", "action": "commit"})
+    assert response.status_code == 200
+    assert f"{literal} is not valid JSON" in " ".join(response.context["form"].errors["draft"])
+    assert not AgentTypeRevision.objects.exists()
+
+
+def test_a_hugely_nested_draft_is_a_form_error(staff_admin, agent_type):
+    draft = "[" * 100000 + "]" * 100000
+    response = staff_admin.post(playground_url(agent_type), {"draft": draft, "action": "commit"})
+    assert response.status_code == 200
+    assert "nested too deeply" in " ".join(response.context["form"].errors["draft"])
+    assert not AgentTypeRevision.objects.exists()
+
+
+def _nested(levels):
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("draft", "message"),
+    [
+        ({"llm": {"model": "a\u0000b"}}, "must not contain NUL characters"),
+        ({"llm": {"model": "m", "extras": {"a": _nested(70)}}}, "nested deeper than 64 levels"),
+    ],
+)
+def test_a_draft_postgres_cannot_store_is_a_form_error(staff_admin, agent_type, draft, message):
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(draft), "action": "commit"})
+    assert response.status_code == 200
+    assert message in " ".join(response.context["form"].errors["draft"])
+    assert not AgentTypeRevision.objects.exists()
+
+
+# --- the instance config of a playground run ---------------------------------------------------
+
+ENGINEER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "model": {"type": "string", "enum": ["gpt-4o", "gpt-4o-mini"]},
+        "language": {"type": "string", "enum": ["python", "typescript"]},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "run_tests": {"type": "boolean", "default": True},
+        "branch_prefix": {"type": "string", "pattern": "^[a-z]+/$"},
+    },
+    "required": ["model", "language", "branch_prefix"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture
+def engineer(db):
+    return factories.AgentTypeFactory(name="Engineer", slug="engineer", config_schema=ENGINEER_SCHEMA)
+
+
+def test_config_is_prefilled_from_the_schema(staff_admin, engineer):
+    response = staff_admin.get(playground_url(engineer))
+    initial = json.loads(response.context["form"].initial["config"])
+    # defaults, then an example for each required property: first enum value, else an empty value of its type
+    assert initial == {"model": "gpt-4o", "language": "python", "run_tests": True, "branch_prefix": ""}
+    assert 'name="config"' in response.content.decode()
+
+
+def test_run_in_playground_passes_the_config(staff_admin, staff, engineer, template):
+    project = factories.ProjectFactory(owner=staff)
+    config = {"model": "gpt-4o-mini", "language": "typescript", "branch_prefix": "feat/"}
+    response = staff_admin.post(playground_url(engineer), {
+        "draft": json.dumps(template), "config": json.dumps(config), "project": str(project.pk), "action": "run",
+    })
+    assert response.status_code == 200
+    assert "Spawned playground agent" in response.content.decode(), response.context["config_errors"]
+    assert AgentInstance.objects.get().config == config
+
+
+def test_config_errors_are_shown_by_path_and_nothing_runs(staff_admin, staff, engineer, template):
+    project = factories.ProjectFactory(owner=staff)
+    config = {"model": "gpt-5", "branch_prefix": "Feat"}
+    response = staff_admin.post(playground_url(engineer), {
+        "draft": json.dumps(template), "config": json.dumps(config), "project": str(project.pk), "action": "run",
+    })
+    errors = dict(response.context["config_errors"])
+    assert set(errors) == {"config", "config.model", "config.branch_prefix"}
+    assert "'language' is a required property" in errors["config"][0]
+    content = response.content.decode()
+    assert "config.model" in content and "Not run" in content
+    assert not AgentInstance.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("[1]", "The config must be a JSON object."), ('{"t": NaN}', "NaN is not valid JSON"),
+     ('{"a": "\\u0000"}', "must not contain NUL characters"), ("{oops", "Not valid JSON")],
+)
+def test_a_malformed_config_is_a_form_error(staff_admin, staff, engineer, template, text, message):
+    project = factories.ProjectFactory(owner=staff)
+    response = staff_admin.post(playground_url(engineer), {
+        "draft": json.dumps(template), "config": text, "project": str(project.pk), "action": "run",
+    })
+    assert message in " ".join(response.context["form"].errors["config"])
+    assert not AgentInstance.objects.exists()
+
+
+def test_an_empty_config_is_an_empty_object(staff_admin, staff, agent_type, template):
+    project = factories.ProjectFactory(owner=staff)
+    staff_admin.post(playground_url(agent_type), {
+        "draft": json.dumps(template), "config": "  ", "project": str(project.pk), "action": "run",
+    })
+    assert AgentInstance.objects.get().config == {}
+
+
+def test_the_prefilled_config_of_every_demo_type_and_built_in_class_is_valid():
+    from jsonschema import Draft202012Validator
+
+    from agents.management.commands.seed_demo import AGENT_TYPES
+    from agents.registry import registry
+    from buildkit.admin import config_initial
+
+    schemas = [spec["config_schema"] for spec in AGENT_TYPES] + [d["config_schema"] for d in registry.definitions()]
+    assert len(schemas) >= 5
+    for schema in schemas:
+        assert list(Draft202012Validator(schema).iter_errors(config_initial(schema))) == [], schema
+
+
+def test_run_from_the_prefilled_page_spawns(staff_admin, staff, template):
+    from agents.management.commands.seed_demo import AGENT_TYPES
+
+    spec = next(s for s in AGENT_TYPES if s["slug"] == "engineer")
+    engineer = factories.AgentTypeFactory(slug="engineer", config_schema=spec["config_schema"])
+    project = factories.ProjectFactory(owner=staff)
+    page = staff_admin.get(playground_url(engineer))
+    form = page.context["form"]
+    response = staff_admin.post(playground_url(engineer), {
+        "draft": form.initial["draft"], "config": form.initial["config"], "project": str(project.pk),
+        "build_kit": "on", "action": "run",
+    })
+    assert "Spawned playground agent" in response.content.decode()
+    assert AgentInstance.objects.get().config == {"model": "gpt-4o", "language": "python"}
+
+
+def test_kit_rows_show_an_embeds_display_name_else_its_slug():
+    from buildkit.admin import _kit_rows
+
+    def embed(slug):
+        return {"@ag.embed": {"@ag.references": {"workflow": {"slug": slug}}}}
+
+    overlay = {"tools": [{"name": "Ask", **embed("__sx__request_input")}, embed("__sx__request_connection")],
+               "skills": [], "sandbox": {"permissions": {}}}
+    rows = next(g for g in _kit_rows(overlay, {}, []) if g["title"] == "Embedded tools")["rows"]
+    assert [(r["name"], r["detail"]) for r in rows] == [("Ask", "__sx__request_input"),
+                                                        ("__sx__request_connection", "__sx__request_connection")]
+
+
+@pytest.mark.parametrize(
+    ("schema", "initial"),
+    [
+        ({}, {}),
+        ({"type": "object"}, {}),
+        ({"properties": {"a": {"type": ["null", "integer"], "minimum": 3}}, "required": ["a"]}, {"a": 3}),
+        ({"properties": {"a": {"type": ["null"]}, "b": {"const": "x"}, "c": {"examples": [7]}},
+          "required": ["a", "b", "c", "d"]}, {"a": None, "b": "x", "c": 7}),
+        ({"properties": {"a": {}, "b": True, "c": {"type": "array"}}, "required": ["a", "b", "c"]}, {"c": []}),
+    ],
+)
+def test_config_initial_reads_what_it_can_of_any_schema(schema, initial):
+    from buildkit.admin import config_initial
+
+    assert config_initial(schema) == initial

@@ -346,7 +346,65 @@ def test_run_replays_an_idempotency_key(owner_client, project, agent_type, templ
     first = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     second = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert first.json()["agent"]["id"] == second.json()["agent"]["id"]
+    assert (first.json()["replayed"], second.json()["replayed"]) == (False, True)
     assert AgentInstance.objects.count() == 1
+
+
+def test_a_replay_answers_what_the_first_run_answered_whatever_the_new_body(owner_client, project, agent_type,
+                                                                            commit, template):
+    commit(agent_type, {"llm": {"model": "published"}})
+    first = owner_client.post(runs_url(agent_type.pk), {"project_id": str(project.pk), "template": template},
+                              format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert first.status_code == 201 and first.json()["overrides"]
+    # a different draft, kit off, another name, even an invalid template: the first run's answer comes back
+    for other in ({"build_kit": False}, {"template": None}, {"template": {"llm": {}}, "name": "other"}):
+        body = {"project_id": str(project.pk), **({"template": template} | other)}
+        body = {k: v for k, v in body.items() if v is not None}
+        again = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+        assert again.status_code == 201, again.json()
+        expected = {**first.json(), "replayed": True}
+        assert again.json() == expected, other
+    assert AgentInstance.objects.count() == 1
+
+
+def test_a_replay_shows_the_agent_as_it_is_now(owner_client, project, agent_type, template):
+    from agents.services import agent_pause
+
+    body = {"project_id": str(project.pk), "template": template}
+    first = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-3").json()
+    agent_pause(AgentInstance.objects.get(pk=first["agent"]["id"]))
+    again = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-3").json()
+    assert again["agent"]["status"] == "paused"
+    assert again["effective_template"] == first["effective_template"]
+
+
+def test_a_key_used_by_another_request_is_409(owner_client, project, agent_type, template):
+    factories.AgentFactory(project=project, agent_type=agent_type, request_id="spawned")
+    other_type = factories.AgentTypeFactory()
+    body = {"project_id": str(project.pk), "template": template}
+    response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="spawned")
+    assert response.status_code == 409 and codes(response) == ["idempotency_key_reused"]
+    assert owner_client.post(runs_url(other_type.pk), body, format="json",
+                             HTTP_IDEMPOTENCY_KEY="k-4").status_code == 201
+    response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-4")
+    assert response.status_code == 409 and codes(response) == ["idempotency_key_reused"]
+    assert AgentInstance.objects.count() == 2
+
+
+def test_a_replay_while_agents_are_disabled_is_503(owner_client, project, agent_type, template, settings):
+    body = {"project_id": str(project.pk), "template": template}
+    assert owner_client.post(runs_url(agent_type.pk), body, format="json",
+                             HTTP_IDEMPOTENCY_KEY="k-5").status_code == 201
+    settings.AGENTS_ENABLED = False
+    response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k-5")
+    assert response.status_code == 503 and codes(response) == ["agents_disabled"]
+
+
+def test_an_overlong_idempotency_key_is_400(owner_client, project, agent_type, template):
+    body = {"project_id": str(project.pk), "template": template}
+    response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="k" * 201)
+    assert response.status_code == 400 and fields(response) == ["Idempotency-Key"]
+    assert not AgentInstance.objects.exists()
 
 
 def test_run_by_a_workspace_operator(member_client, project, agent_type, template):
@@ -505,6 +563,21 @@ def test_platform_ops_list(owner_client, api_client):
     assert ops["commit_revision"]["permission"] == "ask" and ops["query_agents"]["permission"] == "allow"
     assert response.json()["pagination"]["total"] == len(ops)
     assert api_client.get("/api/v1/platform-ops").status_code == 401
+    page = owner_client.get("/api/v1/platform-ops", {"limit": 2, "page": 2}).json()
+    assert [op["op"] for op in page["data"]] == list(ops)[2:4] and page["pagination"]["has_prev"] is True
+    assert owner_client.get("/api/v1/platform-ops", {"page": 99}).status_code == 404
+
+
+def test_platform_ops_list_is_rate_limited(owner_client, member_client, project, limit):
+    limit(views.PlatformOpListView, "get", "1/m")
+    first = owner_client.get("/api/v1/platform-ops")
+    assert first.status_code == 200
+    assert (first["X-RateLimit-Limit"], first["X-RateLimit-Remaining"]) == ("1", "0")
+    response = owner_client.get("/api/v1/platform-ops")
+    assert response.status_code == 429 and codes(response) == ["rate_limited"]
+    assert int(response["Retry-After"]) >= 1
+    # the counter is per user
+    assert member_client(WorkspaceRole.VIEWER).get("/api/v1/platform-ops").status_code == 200
 
 
 def test_find_capabilities(owner_client, api_client, limit):
@@ -512,6 +585,13 @@ def test_find_capabilities(owner_client, api_client, limit):
     response = owner_client.post("/api/v1/capabilities/find", {"use_cases": ["triage issues"]}, format="json")
     assert response.status_code == 200
     assert response.json()["data"][0]["matches"][0]["slug"] == "triager"
+    assert response.json()["data"][0]["matches"][0]["kind"] == "agent_type"
+    # a registered agent class that no agent type uses yet is found too, marked as such
+    body = owner_client.post("/api/v1/capabilities/find", {"use_cases": ["run tests, check coverage"]},
+                             format="json").json()
+    tester = body["data"][0]["matches"][0]
+    assert (tester["kind"], tester["slug"], tester["agent_type_id"], tester["agent_class"]) == (
+        "agent_class", "tester", None, "tester")
     assert owner_client.post("/api/v1/capabilities/find", {"use_cases": []}, format="json").status_code == 400
     assert api_client.post("/api/v1/capabilities/find", {"use_cases": ["x"]}, format="json").status_code == 401
     limit(views.FindCapabilitiesView, "post", "1/m")
@@ -533,7 +613,7 @@ def test_schema_documents_every_build_kit_endpoint():
         ("/api/v1/agent-types/{agent_type_id}/playground/runs", "post",
          {"201", "400", "401", "403", "404", "409", "413", "429", "503"}),
         ("/api/v1/agent-templates/resolve", "post", {"200", "400", "401", "429"}),
-        ("/api/v1/platform-ops", "get", {"200", "401", "429"}),
+        ("/api/v1/platform-ops", "get", {"200", "401", "404", "429"}),
         ("/api/v1/capabilities/find", "post", {"200", "400", "401", "429"}),
     ]:
         assert set(paths[path][method]["responses"]) == statuses, (path, method)
@@ -549,7 +629,8 @@ def test_run_query_count_does_not_grow_with_the_kit(owner_client, project, agent
                                                                    "build_kit": build_kit}, format="json")
         assert response.status_code == 201
         counts[build_kit] = len(queries)
-    assert counts[True] == counts[False] == 10, counts
+    # 10 for the run and its spawn, 1 for the PlaygroundRun row, 2 for the savepoint around spawn + row
+    assert counts[True] == counts[False] == 13, counts
 
 
 def test_huge_version_numbers_are_404_not_500(owner_client, agent_type, commit, template):
@@ -575,3 +656,72 @@ def test_resolve_refuses_deeply_nested_input(owner_client):
         node = node["a"]
     response = owner_client.post(RESOLVE, {"template": deep}, format="json")
     assert response.status_code == 400 and fields(response) == ["template"]
+
+
+# --- JSON documents PostgreSQL cannot store are 400, never 500 --------------------------------
+
+NUL_EMBED = {"tools": [{"@ag.embed": {"@ag.references": {"workflow": {"slug": "a\u0000b"}}}}]}
+
+
+def test_resolve_refuses_a_nul_in_an_embed_slug(owner_client):
+    response = owner_client.post(RESOLVE, {"template": NUL_EMBED}, format="json")
+    assert response.status_code == 400, response.content
+    assert codes(response) == ["nul_character"] and fields(response) == ["template"]
+
+
+def test_resolve_refuses_a_nul_in_a_reference(owner_client):
+    response = owner_client.post(RESOLVE, {"reference": {"slug": "__sx__build_kit", "version": "1\u0000"}},
+                                 format="json")
+    assert response.status_code == 400, response.content
+    assert codes(response) == ["nul_character"] and fields(response) == ["reference"]
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [({"model": "a\u0000b"}, "nul_character"), ({"a\u0000": 1}, "nul_character")],
+)
+def test_run_refuses_a_config_postgres_cannot_store(owner_client, project, agent_type, template, value, code):
+    response = owner_client.post(runs_url(agent_type.pk),
+                                 {"project_id": str(project.pk), "template": template, "config": value}, format="json")
+    assert response.status_code == 400, response.content
+    assert codes(response) == [code] and fields(response) == ["config"]
+    assert not AgentInstance.objects.exists()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_run_service_refuses_nan_and_infinity_in_config(project, agent_type, template, value):
+    """The JSON parser already refuses NaN; callers of the service (the admin) are checked too."""
+    from syndarix.exceptions import InvalidInput
+
+    with pytest.raises(InvalidInput) as info:
+        services.playground_run(agent_type=agent_type, project=project, template=template, config={"retries": value})
+    assert (info.value.code, info.value.field) == ("invalid_data", "config")
+    assert not AgentInstance.objects.exists()
+
+
+def test_resolve_service_refuses_nan_in_a_template():
+    from syndarix.exceptions import InvalidInput
+
+    with pytest.raises(InvalidInput) as info:
+        services.template_resolve(template={"a": float("nan")})
+    assert (info.value.code, info.value.field) == ("invalid_data", "template")
+
+
+def test_run_refuses_a_nul_in_an_embed_slug(owner_client, project, agent_type):
+    template = {"llm": {"model": "m"}, **NUL_EMBED}
+    response = owner_client.post(runs_url(agent_type.pk), {"project_id": str(project.pk), "template": template},
+                                 format="json")
+    assert response.status_code == 400, response.content
+    assert codes(response) == ["nul_character"]
+    assert not AgentInstance.objects.exists()
+
+
+def test_a_replay_is_one_query_after_the_request_checks(owner_client, project, agent_type, commit, template):
+    commit(agent_type, template)
+    body = {"project_id": str(project.pk)}
+    assert owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="q").status_code == 201
+    with CaptureQueriesContext(connection) as queries:
+        response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="q")
+    assert response.json()["replayed"] is True and response.json()["revision"] == 1
+    # token auth, the agent type, the project, then the run with its agent and revision (no validation, no spawn)
+    assert len(queries) == 4, [q["sql"] for q in queries.captured_queries]

@@ -115,6 +115,20 @@ def test_client_tools_are_valid_template_tools(slug):
     assert template_errors({"llm": {"model": "m"}, "tools": [tool]}) == {}
 
 
+def test_client_tools_follow_the_contract():
+    """B5: request_connection renders as ``connect``; request_input is an MCP elicitation
+    (``message`` + ``requestedSchema``, both required) rendered as ``elicitation``."""
+    connection = get_entry("__sx__request_connection").document()
+    assert connection["render"] == {"kind": "connect"}
+    assert connection["input_schema"]["required"] == ["integration"]
+    assert set(connection["input_schema"]["properties"]) == {"integration", "slug", "mode"}
+    assert connection["input_schema"]["properties"]["mode"]["enum"] == ["oauth", "api_key"]
+    request_input = get_entry("__sx__request_input").document()
+    assert request_input["render"] == {"kind": "elicitation"}
+    assert request_input["input_schema"]["required"] == ["message", "requestedSchema"]
+    assert set(request_input["input_schema"]["properties"]) == {"message", "requestedSchema"}
+
+
 def test_build_kit_entry_is_the_overlay():
     from buildkit.overlay import build_overlay
 

@@ -350,6 +350,56 @@ def test_unknown_policy_is_refused():
 
 def test_errors_have_distinct_types_and_codes():
     classes = [InvalidEmbed, EmbedNotFound, EmbedSelectorMiss, CircularEmbed, EmbedDepthExceeded,
-               EmbedLimitExceeded, NonEmbeddableReference]
+               EmbedLimitExceeded, NonEmbeddableReference, embed_module.EmbedNestingExceeded]
     assert len({c.code for c in classes}) == len(classes)
     assert all(issubclass(c, embed_module.EmbedError) and c.status_code == 400 for c in classes)
+
+
+# --- the resolved document stays within the template nesting limit ----------------------------
+
+def nest(value, levels):
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.fixture
+def deep_chain(make_type):
+    """t0 → t1 → ... → t10, each embedding the next 56 levels down: every template is valid on its own,
+    but resolved they would nest some 600 levels deep."""
+    make_type("t10", {"llm": {"model": "m", "extras": nest("leaf", 55)}})
+    for i in range(9, -1, -1):
+        make_type(f"t{i}", {"llm": {"model": "m", "extras": nest(embed(f"t{i + 1}"), 55)}})
+
+
+def test_a_resolution_that_would_nest_too_deep_is_refused_where_it_happens(deep_chain):
+    with pytest.raises(embed_module.EmbedNestingExceeded) as info:
+        resolve_reference("t0")
+    error = info.value
+    assert error.code == "embed_nesting_exceeded" and error.status_code == 400
+    assert error.path.startswith("template.llm.extras.a.a") and error.extra["limit"] == 64
+
+
+def test_the_nesting_limit_follows_the_error_policy(deep_chain):
+    resolution = resolve_reference("t0", error_policy="placeholder")
+    assert "<error:EmbedNestingExceeded>" in str(resolution.value)
+    assert resolution.errors[0]["code"] == "embed_nesting_exceeded"
+
+
+def test_a_deep_chain_through_the_api_is_400_not_500(deep_chain, owner_client):
+    response = owner_client.post("/api/v1/agent-templates/resolve", {"reference": {"slug": "t0"}}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][0]["code"] == "embed_nesting_exceeded"
+
+
+def test_sixty_four_levels_after_resolution_are_allowed(make_type):
+    make_type("leafy", {"llm": {"model": "m", "extras": nest("x", 30)}})  # the document is 32 levels deep
+    document = nest(embed("leafy"), 32)  # the embed object sits at level 33
+    value = resolve_embeds(document).value
+
+    def depth(node):
+        return 1 + max((depth(v) for v in node.values()), default=0) if isinstance(node, dict) else 0
+
+    assert depth(value) == 64
+    with pytest.raises(embed_module.EmbedNestingExceeded):
+        resolve_embeds(nest(embed("leafy"), 33))

@@ -40,7 +40,10 @@ def test_overlay_lists_every_platform_op_then_the_client_tool_embeds():
     assert ops == [op.op for op in PLATFORM_OPS.values() if op.in_build_kit]
     assert {"find_capabilities", "query_agents", "read_context", "write_context", "spawn_agent",
             "commit_revision"} <= set(ops)
-    assert tools[len(ops):] == [embed("__sx__request_connection"), embed("__sx__request_input")]
+    assert tools[len(ops):] == [
+        {"name": "Request connection", **embed("__sx__request_connection")},
+        {"name": "Request input", **embed("__sx__request_input")},
+    ]
 
 
 def test_overlay_platform_tools_carry_the_default_permission():
@@ -51,7 +54,7 @@ def test_overlay_platform_tools_carry_the_default_permission():
 
 def test_overlay_skills_and_sandbox():
     kit = build_overlay()
-    assert kit["skills"] == [embed("__sx__getting_started")]
+    assert kit["skills"] == [{"name": "Getting started", **embed("__sx__getting_started")}]
     assert kit["sandbox"] == {"permissions": {"write_files": "allow", "execute_code": "allow"}}
     assert "__sx__build_kit" not in str(kit)  # never embeds itself
 
@@ -67,8 +70,35 @@ def test_overlay_is_assembled_from_the_catalogs(monkeypatch):
     monkeypatch.setitem(STATIC_CATALOG, extra.slug, extra)
     monkeypatch.setitem(STATIC_CATALOG, hidden.slug, hidden)
     tools = build_overlay()["tools"]
-    assert tools[-1] == embed("__sx__new_tool")
-    assert embed("__sx__hidden") not in tools
+    assert tools[-1] == {"name": "New", **embed("__sx__new_tool")}
+    assert "__sx__hidden" not in str(tools)
+
+
+def test_overlay_embeds_carry_a_display_name_that_resolution_drops():
+    """B3 as merged: a display-only sibling ``name``; B6: the whole embed object is replaced."""
+    from buildkit.embed import resolve_embeds
+    from buildkit.schema import template_errors
+
+    kit = build_overlay()
+    embeds = [t for t in kit["tools"] + kit["skills"] if "@ag.embed" in t]
+    assert embeds and all(isinstance(e["name"], str) and e["name"] for e in embeds)
+    assert template_errors({"llm": {"model": "m"}, "tools": kit["tools"], "skills": kit["skills"]}) == {}
+    resolved = resolve_embeds({"tools": kit["tools"], "skills": kit["skills"]}).value
+    names = [t["name"] for t in resolved["tools"] if t.get("type") == "client"]
+    assert names == ["request_connection", "request_input"]
+    assert resolved["skills"][0]["name"] == "syndarix-getting-started"
+
+
+def test_a_display_name_does_not_change_an_embed_identity():
+    assert tool_identity({"name": "Request input", **embed("__sx__request_input")}) == "workflow:__sx__request_input"
+    user = {"tools": [{"name": "Mine", **embed("__sx__request_input")}]}
+    effective, overrides = merge(user, build_overlay())
+    assert [t.get("name") for t in effective["tools"] if "@ag.embed" in t] == ["Request input", "Request connection"]
+    assert overrides == []  # display names are dropped on resolution: nothing the agent runs changed
+    pinned = {"tools": [{"name": "Mine", **embed("__sx__request_input", version=1)}]}
+    _, overrides = merge(pinned, build_overlay())
+    assert overrides == [{"path": "tools.0.@ag.embed.@ag.references.workflow.version", "user_value": 1,
+                          "kit_value": None}]
 
 
 def test_overlay_is_a_new_object_each_time():
@@ -296,7 +326,9 @@ def test_the_full_kit_on_a_realistic_template():
     assert effective["tools"][0] == template["tools"][0]
     assert effective["tools"][1] == {"type": "platform", "op": "spawn_agent", "permission": "ask"}
     assert len(effective["tools"]) == 2 + (len(PLATFORM_OPS) - 1) + 2
-    assert effective["skills"] == [{"name": "style", "content": "be brief"}, embed("__sx__getting_started")]
+    assert effective["skills"] == [
+        {"name": "style", "content": "be brief"}, {"name": "Getting started", **embed("__sx__getting_started")},
+    ]
     assert effective["sandbox"]["permissions"] == {"write_files": "allow", "execute_code": "allow"}
     assert overrides == [
         {"path": "tools.1.permission", "user_value": "deny", "kit_value": "ask"},

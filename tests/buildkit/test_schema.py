@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from buildkit.schema import SCHEMA_PATH, TEMPLATE_MAX_BYTES, template_errors, template_schema, validate_template
-from syndarix.exceptions import PayloadTooLarge
+from syndarix.exceptions import InvalidInput, PayloadTooLarge
 
 FULL = {
     "instructions": {"agents_md": "# Triage\nLabel new issues."},
@@ -112,9 +112,12 @@ def test_deep_nesting_is_refused_before_the_schema_runs():
     for _ in range(200):
         node["a"] = {}
         node = node["a"]
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(InvalidInput) as info:
         validate_template({"llm": {"model": "m", "extras": deep}})
-    assert info.value.message_dict == {"template": ["Nested deeper than 64 levels."]}
+    assert (info.value.code, info.value.field, info.value.extra) == ("nesting_too_deep", "template", {"max_depth": 64})
+    assert template_errors({"llm": {"model": "m", "extras": deep}}) == {
+        "template": ["The template is nested deeper than 64 levels."]
+    }
 
 
 def test_duplicates_can_be_allowed_for_effective_templates():
@@ -123,6 +126,49 @@ def test_duplicates_can_be_allowed_for_effective_templates():
 
 
 def test_nul_characters_are_refused():
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(InvalidInput) as info:
         validate_template({"llm": {"model": "m"}, "instructions": {"agents_md": "a\x00b"}})
-    assert info.value.message_dict == {"template": ["Text may not contain NUL characters."]}
+    assert (info.value.code, info.value.field) == ("nul_character", "template")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_nan_and_infinity_are_refused(value):
+    with pytest.raises(InvalidInput) as info:
+        validate_template({"llm": {"model": "m", "extras": {"t": value}}})
+    assert (info.value.code, info.value.field) == ("invalid_data", "template")
+    assert list(template_errors({"llm": {"model": "m", "extras": {"t": value}}})) == ["template"]
+
+
+def test_oversized_template_is_one_error_in_template_errors():
+    errors = template_errors({"llm": {"model": "m"}, "instructions": {"agents_md": "x" * (TEMPLATE_MAX_BYTES + 1)}})
+    assert list(errors) == ["template"] and "limit" in errors["template"][0]
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        {"type": "platform", "op": "query_agents"},
+        {"type": "client", "name": "ask", "input_schema": {"type": "object"}},
+        {"type": "code", "name": "run", "runtime": "python", "script": "print(1)", "input_schema": {"type": "object"}},
+        {"type": "reference", "slug": "other"},
+    ],
+)
+def test_every_tool_may_carry_render(tool):
+    """B7: each tool may carry ``render`` (a UI hint, ``{"kind", ...}``) and ``permission``."""
+    template = {"llm": {"model": "m"}, "tools": [{**tool, "render": {"kind": "connect"}, "permission": "ask"}]}
+    assert template_errors(template) == {}
+    bad = {"llm": {"model": "m"}, "tools": [{**tool, "render": {"style": "x"}}]}
+    assert list(template_errors(bad)) == ["template.tools.0.render"]
+
+
+def test_embeds_may_carry_sibling_keys():
+    """B6: siblings of ``@ag.embed`` (a display ``name``) are allowed; resolution drops them."""
+    embed = {"@ag.embed": {"@ag.references": {"workflow": {"slug": "__sx__request_input"}}}}
+    template = {"llm": {"model": "m"}, "tools": [{"name": "Request input", **embed}],
+                "skills": [{"name": "Getting started", "note": "x",
+                            "@ag.embed": {"@ag.references": {"workflow": {"slug": "__sx__getting_started"}}}}]}
+    assert template_errors(template) == {}
+    # the embed body itself stays strict
+    strict = {"llm": {"model": "m"}, "tools": [{"@ag.embed": {"@ag.references": {"workflow": {"slug": "a"}},
+                                                              "other": 1}}]}
+    assert list(template_errors(strict)) == ["template.tools.0.@ag.embed"]

@@ -268,4 +268,65 @@ def test_capabilities_match_words_of_the_use_case():
     assert [m["slug"] for m in results[0]["matches"]] == ["triager"]
     match = results[0]["matches"][0]
     assert match["agent_class"] == "triage-bot" and "triage" in match["matched_terms"]
+    assert match["kind"] == "agent_type"
     assert results[1] == {"use_case": "bake bread", "matches": []}
+
+
+def test_find_capabilities_includes_registered_classes_no_agent_type_names(django_assert_num_queries):
+    """The built-in classes are registered; until an agent type names one as its handler, it is
+    listed on its own, marked ``agent_class``, without an agent type id."""
+    with django_assert_num_queries(1):
+        results = capabilities_find(use_cases=["security review of code changes"], limit=5)
+    match = results[0]["matches"][0]
+    assert match == {
+        "kind": "agent_class", "agent_type_id": None, "slug": "reviewer", "name": "Reviewer",
+        "description": match["description"], "capabilities": ["code_review", "security_review", "style_check"],
+        "agent_class": "reviewer", "score": match["score"], "matched_terms": ["security", "review", "code", "changes"],
+    }
+
+
+def test_a_class_an_agent_type_names_is_found_through_the_type():
+    reviewing = factories.AgentTypeFactory(name="Code reviewing", slug="code-reviewing", handler="reviewer",
+                                           capabilities=["code_review"])
+    matches = capabilities_find(use_cases=["security review of code changes"])[0]["matches"]
+    reviewer = [m for m in matches if m["agent_class"] == "reviewer"]
+    assert [(m["kind"], m["agent_type_id"]) for m in reviewer] == [("agent_type", reviewing.pk)]
+
+
+def test_a_class_behind_an_inactive_type_is_not_offered():
+    factories.AgentTypeFactory(slug="reviewer", handler="reviewer", is_active=False)
+    matches = capabilities_find(use_cases=["security review of code changes"])[0]["matches"]
+    assert "reviewer" not in [m["agent_class"] for m in matches]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_runs_with_one_idempotency_key_spawn_once_and_answer_alike(template):
+    """Runs racing with the same key: one agent, and every caller gets the first run's answer."""
+    project = factories.ProjectFactory()
+    agent_type = factories.AgentTypeFactory()
+    threads_count = 6
+    barrier = threading.Barrier(threads_count)
+    answers: list = []
+    failures: list[BaseException] = []
+
+    def work(n):
+        try:
+            barrier.wait()
+            draft = {**template, "sandbox": {"permissions": {"execute_code": "deny"}}} if n % 2 else template
+            run = services.playground_run(agent_type=agent_type, project=project, template=draft,
+                                          build_kit=bool(n % 3), request_id="same-key")
+            answers.append((run.agent.pk, run.effective, run.overrides, run.build_kit, run.template_source,
+                            run.references_used))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert AgentInstance.objects.filter(project=project).count() == 1
+    assert len(answers) == threads_count and all(answer == answers[0] for answer in answers)

@@ -25,13 +25,17 @@ MICRO_USD = Decimal("0.000001")
 class Command(BaseCommand):
     help = (
         "Agent metrics per project: agents by status, tasks completed, tokens used and cost (USD), "
-        "as a table or as JSON (--json). One aggregate query."
+        "as a table or as JSON (--json). Playground agents are left out unless --include-playground. "
+        "One aggregate query."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--workspace", metavar="SLUG", help="Only this workspace's projects.")
         parser.add_argument("--project", help="Only this project (id, <workspace>/<project>, or slug).")
         parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+        parser.add_argument(
+            "--include-playground", action="store_true", help="Count playground agents too (left out by default)."
+        )
 
     def handle(self, *args, **options) -> None:
         projects = Project.objects.all()
@@ -44,7 +48,7 @@ class Command(BaseCommand):
                 "project_id": str(p.pk), "project": p.name, "project_slug": p.slug, "workspace": p.workspace.slug,
                 **{key: getattr(p, key) for key in _KEYS},
             }
-            for p in project_agent_summary(projects)
+            for p in project_agent_summary(projects, include_playground=options["include_playground"])
         ]
         totals = {key: sum((row[key] for row in rows), Decimal("0") if key == "total_cost_incurred" else 0)
                   for key in _KEYS}
