@@ -61,7 +61,7 @@ class AgentTypeSerializer(serializers.ModelSerializer):
         try:
             candidate.clean()
         except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict) from exc
+            raise serializers.ValidationError(serializers.as_serializer_error(exc)) from exc
         return attrs
 
 

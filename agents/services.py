@@ -30,7 +30,7 @@ from .exceptions import (
     ConcurrencyLimitExceeded,
     InvalidTransition,
 )
-from .models import AgentInstance, AgentTransition, AgentType, AgentTypeRevision
+from .models import AgentInstance, AgentTransition, AgentType, AgentTypeRevision, check_storable_json
 from .signals import agent_spawned, agent_transitioned
 
 #: Fields ``agent_update`` may change (``status`` goes through the guard separately).
@@ -78,12 +78,15 @@ def agent_spawn(
     Raises:
         AgentsDisabled: ``AGENTS_ENABLED`` is false (503).
         InvalidInput: the agent type is inactive (400, field ``agent_type_id``); the revision
-            belongs to another agent type or ``template`` is not a JSON object (400).
+            belongs to another agent type or ``template`` is not a JSON object (400); ``config`` or
+            ``template`` cannot be stored (a NUL character, NaN/Infinity, deeper than 64 levels: 400,
+            see ``agents.models.check_storable_json``).
         django.core.exceptions.ValidationError: ``config`` breaks the schema (400, per field path).
         ConcurrencyLimitExceeded: the workspace already holds its limit of live agents (409).
     """
     ensure_agents_enabled()
     config = {} if config is None else config
+    check_storable_json(config, field="config")
     if agent_type_revision is None:
         agent_type_revision = agent_type.revisions.order_by("-version").first()
     elif agent_type_revision.agent_type_id != agent_type.pk:
@@ -92,6 +95,8 @@ def agent_spawn(
         template = agent_type_revision.template
     if template is not None and not isinstance(template, dict):
         raise InvalidInput("The template must be a JSON object.", field="template")
+    if template is not None:
+        check_storable_json(template, field="template")
     with transaction.atomic():
         # Lock the workspace, then count: concurrent spawns into one workspace serialize here.
         workspace = Workspace.objects.select_for_update().get(pk=project.workspace_id)
@@ -243,11 +248,18 @@ def agent_update(
     happens in one transaction: a refused transition leaves the fields unchanged too.
 
     Raises:
+        InvalidInput: ``short_term_memory`` is not a JSON object, or ``config`` / ``short_term_memory``
+            cannot be stored (a NUL character, NaN/Infinity, deeper than 64 levels) (400).
         django.core.exceptions.ValidationError: ``config`` breaks the schema (400).
         AgentTerminated: fields sent for a terminated agent (409).
         Anything ``agent_transition`` raises.
     """
     fields = {name: data[name] for name in UPDATABLE_FIELDS if name in data}
+    if "short_term_memory" in fields and not isinstance(fields["short_term_memory"], dict):
+        raise InvalidInput("short_term_memory must be a JSON object.", field="short_term_memory")
+    for name in ("config", "short_term_memory"):
+        if name in fields:
+            check_storable_json(fields[name], field=name)
     if "config" in fields:
         agent.agent_type.validate_config(fields["config"])
     target = data.get("status")
@@ -326,14 +338,12 @@ def agent_save_memory(agent: AgentInstance, *, short_term_memory: dict[str, Any]
     Returns the saved instance.
 
     Raises:
-        InvalidInput: ``short_term_memory`` is not a JSON-serializable dict (400).
+        InvalidInput: ``short_term_memory`` is not a JSON object, or not storable JSON (a value JSON
+            cannot hold, a NUL character, NaN/Infinity, deeper than 64 levels) (400).
     """
     if not isinstance(short_term_memory, dict):
         raise InvalidInput("short_term_memory must be a JSON object.", field="short_term_memory")
-    try:
-        json.dumps(short_term_memory)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"short_term_memory is not JSON-serializable: {exc}", field="short_term_memory") from exc
+    check_storable_json(short_term_memory, field="short_term_memory")
     with transaction.atomic():
         locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
         locked.short_term_memory = short_term_memory

@@ -493,6 +493,24 @@ def test_bulk_terminate_confirmed(admin_client, superuser, project, agent_type):
         assert (latest_ledger(agent).reason, latest_ledger(agent).actor) == ("project cancelled", superuser)
 
 
+@pytest.mark.parametrize(
+    ("field", "text", "message"),
+    [
+        ("short_term_memory", '{"k": "a\\u0000b"}', "short_term_memory must not contain NUL characters."),
+        ("short_term_memory", '{"k": 1e400}', "short_term_memory is not valid JSON"),
+        ("config", '{"model": "a\\u0000b"}', "config must not contain NUL characters."),
+    ],
+)
+def test_change_form_refuses_json_postgresql_cannot_store(admin_client, agent, field, text, message):
+    data = form_data(admin_client.get(change_url(agent)).content.decode())
+    data[field] = text
+    response = admin_client.post(change_url(agent), data)
+    assert response.status_code == 200
+    assert any(message in error for error in response.context["adminform"].form.errors[field])
+    agent.refresh_from_db()
+    assert (agent.config, agent.short_term_memory) == ({}, {})
+
+
 # --- Spawn page. ---
 
 
@@ -562,6 +580,34 @@ def test_spawn_input_errors(admin_client, project, agent_type, data, field, mess
     assert response.status_code == 200
     assert any(message in e for e in response.context["adminform"].form.errors[field])
     assert AgentInstance.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [('{"model": "a\\u0000b"}', "config must not contain NUL characters."), ('{"retries": 1e400}', "not valid JSON")],
+)
+def test_spawn_refuses_config_postgresql_cannot_store(admin_client, project, agent_type, config, message):
+    response = spawn(admin_client, project=project.pk, agent_type=agent_type.pk, name="X", config=config)
+    assert response.status_code == 200
+    assert any(message in e for e in response.context["adminform"].form.errors["config"])
+    assert not AgentInstance.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "message"),
+    [
+        ("config_schema", '{"description": "a\\u0000b"}', "config_schema must not contain NUL characters."),
+        ("config_schema", '{"type": "number", "maximum": 1e400}', "config_schema is not valid JSON"),
+        ("capabilities", '["a\\u0000b"]', "capabilities must not contain NUL characters."),
+    ],
+)
+def test_agent_type_form_refuses_json_postgresql_cannot_store(admin_client, field, text, message):
+    data = {"name": "New", "slug": "new", "description": "", "is_active": "on", "handler": "",
+            "capabilities": "[]", "config_schema": "{}", field: text}
+    response = admin_client.post(reverse("admin:agents_agenttype_add"), data)
+    assert response.status_code == 200
+    assert any(message in e for e in response.context["adminform"].form.errors[field])
+    assert not AgentType.objects.filter(slug="new").exists()
 
 
 def test_spawn_refuses_an_inactive_type(admin_client, project):

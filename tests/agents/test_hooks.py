@@ -465,7 +465,7 @@ def test_memory_that_is_not_json_is_recorded_as_a_failure(register, committed):
     agent = agent_in_status(S.IDLE, agent_type=hook_type(Sloppy))
     committed(services.agent_transition, agent, S.WORKING)
     agent = reload(agent)
-    assert agent.last_error.startswith("activate hook failed: InvalidInput: short_term_memory is not JSON-serializable")
+    assert agent.last_error.startswith("activate hook failed: InvalidInput: short_term_memory is not valid JSON")
     assert agent.short_term_memory == {}
 
 

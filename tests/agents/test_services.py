@@ -147,3 +147,78 @@ def test_spawn_replay_survives_the_type_being_deactivated(project, agent_type):
     agent_type.is_active = False
     agent_type.save(update_fields=["is_active"])
     assert services.agent_spawn(project=project, agent_type=agent_type, name="a", request_id="k2").pk == first.pk
+
+
+# --- JSON PostgreSQL cannot store (NUL, NaN/Infinity, deep nesting) is refused before any write. ---
+
+def _nested(levels: int) -> dict:
+    value: dict = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+UNSTORABLE = [
+    ({"model": "a\x00b"}, "nul_character"),
+    ({"a\x00b": 1}, "nul_character"),
+    ({"retries": float("inf")}, "invalid_data"),
+    ({"retries": float("nan")}, "invalid_data"),
+    (_nested(70), "nesting_too_deep"),
+]
+UNSTORABLE_IDS = ["nul-in-string", "nul-in-key", "inf", "nan", "too-deep"]
+
+
+@pytest.mark.parametrize(("value", "code"), UNSTORABLE, ids=UNSTORABLE_IDS)
+def test_spawn_refuses_config_that_cannot_be_stored(project, agent_type, value, code):
+    with pytest.raises(InvalidInput) as info:
+        services.agent_spawn(project=project, agent_type=agent_type, name="a", config=value)
+    assert (info.value.field, info.value.code) == ("config", code)
+    assert not AgentInstance.objects.exists()
+
+
+@pytest.mark.parametrize(("value", "code"), UNSTORABLE, ids=UNSTORABLE_IDS)
+def test_spawn_refuses_a_template_that_cannot_be_stored(project, agent_type, value, code):
+    with pytest.raises(InvalidInput) as info:
+        services.agent_spawn(project=project, agent_type=agent_type, name="a", template=value)
+    assert (info.value.field, info.value.code) == ("template", code)
+    assert not AgentInstance.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["config", "short_term_memory"])
+@pytest.mark.parametrize(("value", "code"), UNSTORABLE, ids=UNSTORABLE_IDS)
+def test_update_refuses_json_that_cannot_be_stored(agent, field, value, code):
+    with pytest.raises(InvalidInput) as info:
+        services.agent_update(agent, data={field: value, "name": "renamed"})
+    assert (info.value.field, info.value.code) == (field, code)
+    unchanged = AgentInstance.objects.get(pk=agent.pk)
+    assert (unchanged.name, unchanged.config, unchanged.short_term_memory) == (agent.name, {}, {})
+
+
+def test_update_refuses_memory_that_is_not_an_object(agent):
+    with pytest.raises(InvalidInput) as info:
+        services.agent_update(agent, data={"short_term_memory": ["a", "list"]})
+    assert info.value.field == "short_term_memory"
+
+
+@pytest.mark.parametrize(("value", "code"), UNSTORABLE, ids=UNSTORABLE_IDS)
+def test_save_memory_refuses_json_that_cannot_be_stored(agent, value, code):
+    with pytest.raises(InvalidInput) as info:
+        services.agent_save_memory(agent, short_term_memory=value)
+    assert (info.value.field, info.value.code) == ("short_term_memory", code)
+    assert AgentInstance.objects.get(pk=agent.pk).short_term_memory == {}
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "code"),
+    [
+        ({"config_schema": {"description": "a\x00b"}}, "config_schema", "nul_character"),
+        ({"config_schema": {"type": "number", "maximum": float("inf")}}, "config_schema", "invalid_data"),
+        ({"capabilities": ["a\x00b"]}, "capabilities", "nul_character"),
+        ({"capabilities": [float("nan")]}, "capabilities", "invalid_data"),
+    ],
+)
+def test_agent_type_clean_refuses_json_that_cannot_be_stored(values, field, code):
+    agent_type = AgentTypeFactory.build(**values)
+    with pytest.raises(ValidationError) as info:
+        agent_type.full_clean()
+    assert [error.code for error in info.value.error_dict[field]] == [code]
