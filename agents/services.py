@@ -8,12 +8,15 @@ row and sends its signal only after commit. Lock order is workspace → project 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from decimal import Decimal
 from functools import partial
 from typing import Any
 
+import jsonpatch
+import jsonpointer
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -29,6 +32,7 @@ from .exceptions import (
     AlreadyTerminated,
     ConcurrencyLimitExceeded,
     InvalidTransition,
+    MemoryConflict,
 )
 from .models import AgentInstance, AgentTransition, AgentType, AgentTypeRevision, check_storable_json
 from .signals import agent_spawned, agent_transitioned
@@ -326,29 +330,76 @@ def agent_record_usage(
 # --- Agent-class registry: hook bookkeeping and syncing agent types. ---
 
 
-def agent_save_memory(agent: AgentInstance, *, short_term_memory: dict[str, Any]) -> AgentInstance:
-    """Replace ``agent.short_term_memory`` (the lifecycle hooks' working state).
+def agent_save_memory(
+    agent: AgentInstance, *, short_term_memory: dict[str, Any], base: dict[str, Any] | None = None
+) -> AgentInstance:
+    """Save ``short_term_memory`` (the lifecycle hooks' working state) on ``agent``.
 
     Locks the row and saves only ``short_term_memory`` and ``updated_at`` (never ``status``), so it
     works whatever the agent's status is now, terminated included (``shutdown`` flushes memory).
 
     Args:
         short_term_memory: a JSON object (dict of JSON-serializable values).
+        base: the memory the caller started from (a hook: the memory it was given). With it, only
+            the caller's own change is applied: the RFC 6902 JSON Patch from ``base`` to
+            ``short_term_memory`` is applied, under the row lock, to the memory as it is now, so keys
+            someone else wrote meanwhile (a PATCH while the hook ran) are kept. Without it the whole
+            memory is replaced.
 
     Returns the saved instance.
 
     Raises:
         InvalidInput: ``short_term_memory`` is not a JSON object, or not storable JSON (a value JSON
             cannot hold, a NUL character, NaN/Infinity, deeper than 64 levels) (400).
+        MemoryConflict: with ``base``, a concurrent write changed or removed a value the change
+            also changes, or added a key it adds with another value (409); nothing is saved.
     """
     if not isinstance(short_term_memory, dict):
         raise InvalidInput("short_term_memory must be a JSON object.", field="short_term_memory")
     check_storable_json(short_term_memory, field="short_term_memory")
     with transaction.atomic():
         locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
-        locked.short_term_memory = short_term_memory
+        if base is None:
+            locked.short_term_memory = short_term_memory
+        else:
+            locked.short_term_memory = rebase_json_change(locked.short_term_memory, base=base, target=short_term_memory)
         locked.save(update_fields=["short_term_memory", "updated_at"])
     return locked
+
+
+def rebase_json_change(current: Any, *, base: Any, target: Any) -> Any:
+    """Apply the change from ``base`` to ``target`` onto ``current`` (a three-way merge of JSON documents).
+
+    The change is ``jsonpatch.make_patch(base, target)``; each operation must still make sense on
+    ``current``: a replaced, removed, moved or copied value must be what it was in ``base``, and an
+    object member the change adds must be absent (or already hold the added value). Array inserts
+    apply at their index. None of the arguments is modified.
+
+    Returns the merged document.
+
+    Raises:
+        MemoryConflict: an operation collides with what changed between ``base`` and ``current``.
+    """
+    doc, shadow = copy.deepcopy(current), copy.deepcopy(base)
+    for operation in jsonpatch.make_patch(base, target).patch:
+        kind = operation["op"]
+        guarded = operation["from"] if kind in ("move", "copy") else operation["path"]
+        try:
+            was = jsonpointer.resolve_pointer(shadow, guarded) if kind != "add" else None
+            if kind != "add" and jsonpointer.resolve_pointer(doc, guarded) != was:
+                raise MemoryConflict(guarded)
+            if kind in ("add", "move", "copy"):
+                pointer = jsonpointer.JsonPointer(operation["path"])
+                parent, key = pointer.to_last(doc)
+                if isinstance(parent, dict) and key in parent:
+                    incoming = operation["value"] if kind == "add" else jsonpointer.resolve_pointer(doc, guarded)
+                    if parent[key] != incoming:
+                        raise MemoryConflict(operation["path"])
+            doc = jsonpatch.apply_patch(doc, [operation], in_place=True)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise MemoryConflict(guarded) from exc
+        shadow = jsonpatch.apply_patch(shadow, [operation], in_place=True)
+    return doc
 
 
 def agent_record_hook_error(agent: AgentInstance, *, hook: str, message: str) -> AgentTransition:

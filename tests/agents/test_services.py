@@ -222,3 +222,53 @@ def test_agent_type_clean_refuses_json_that_cannot_be_stored(values, field, code
     with pytest.raises(ValidationError) as info:
         agent_type.full_clean()
     assert [error.code for error in info.value.error_dict[field]] == [code]
+
+
+# --- Saving a change to memory relative to the memory it started from. ---
+
+
+@pytest.mark.parametrize(
+    ("base", "target", "current", "merged"),
+    [
+        ({}, {"a": 1}, {"b": 2}, {"a": 1, "b": 2}),
+        ({"n": 1}, {"n": 2}, {"n": 1, "other": True}, {"n": 2, "other": True}),
+        ({"gone": 1, "keep": 1}, {"keep": 1}, {"gone": 1, "keep": 1, "new": 1}, {"keep": 1, "new": 1}),
+        ({"log": ["a"]}, {"log": ["a", "b"]}, {"log": ["a"], "x": 1}, {"log": ["a", "b"], "x": 1}),
+        ({"a": {"deep": 1}}, {"a": {"deep": 1, "more": 2}}, {"a": {"deep": 1, "side": 3}},
+         {"a": {"deep": 1, "more": 2, "side": 3}}),
+        ({}, {"same": 1}, {"same": 1}, {"same": 1}),  # both added the same value: no conflict
+        ({"x": 1}, {"x": 1}, {"y": 2}, {"y": 2}),  # no change: the current memory stays as it is
+    ],
+)
+def test_rebase_applies_only_the_change(base, target, current, merged):
+    assert services.rebase_json_change(current, base=base, target=target) == merged
+
+
+@pytest.mark.parametrize(
+    ("base", "target", "current", "path"),
+    [
+        ({"n": 1}, {"n": 2}, {"n": 5}, "/n"),  # both changed the same value
+        ({"n": 1}, {}, {"n": 5}, "/n"),  # removing a value someone changed
+        ({"n": 1}, {"n": 2}, {}, "/n"),  # changing a value someone removed
+        ({}, {"k": "mine"}, {"k": "theirs"}, "/k"),  # both added the key, differently
+        ({"log": ["a"]}, {"log": ["a", "b"]}, {}, "/log/1"),  # appending to a list someone removed
+    ],
+)
+def test_rebase_refuses_a_colliding_change(base, target, current, path):
+    with pytest.raises(services.MemoryConflict) as info:
+        services.rebase_json_change(current, base=base, target=target)
+    assert (info.value.code, info.value.extra["path"]) == ("memory_conflict", path)
+
+
+def test_save_memory_with_a_base_keeps_keys_written_meanwhile(agent):
+    services.agent_update(agent, data={"short_term_memory": {"operator": "note"}})
+    saved = services.agent_save_memory(agent, short_term_memory={"hook": True}, base={})
+    assert saved.short_term_memory == AgentInstance.objects.get(pk=agent.pk).short_term_memory
+    assert saved.short_term_memory == {"operator": "note", "hook": True}
+
+
+def test_save_memory_with_a_colliding_base_saves_nothing(agent):
+    services.agent_update(agent, data={"short_term_memory": {"mode": "operator"}})
+    with pytest.raises(services.MemoryConflict):
+        services.agent_save_memory(agent, short_term_memory={"mode": "hook"}, base={"mode": "start"})
+    assert AgentInstance.objects.get(pk=agent.pk).short_term_memory == {"mode": "operator"}
