@@ -249,7 +249,20 @@ def agent_update(
 
     Only ``UPDATABLE_FIELDS`` are written (anything else in ``data`` is ignored); ``config`` is
     validated against the type's schema; ``status`` goes through ``agent_transition``. All of it
-    happens in one transaction: a refused transition leaves the fields unchanged too.
+    happens in one transaction with the row locked: a refused transition leaves the fields unchanged too.
+
+    Idempotency: ``request_id`` (the ``Idempotency-Key``) is checked first, under the lock: when a
+    ledger row of this agent already carries it, nothing is written and the agent is returned as it
+    is now. A status change stores the key on its ledger row; an update that writes no status change
+    (fields only, or a status equal to the current one) stores it on a ledger note — an
+    ``AgentTransition`` with ``from_status == to_status ==`` the current status and reason
+    ``"updated"`` — so repeating the request never applies the fields again.
+
+    Args:
+        data: field name → new value (``UPDATABLE_FIELDS``), plus an optional target ``status``.
+        request_id: an ``Idempotency-Key`` (unique per agent in the ledger).
+
+    Returns the fresh instance (use it instead of ``agent``).
 
     Raises:
         InvalidInput: ``short_term_memory`` is not a JSON object, or ``config`` / ``short_term_memory``
@@ -268,16 +281,26 @@ def agent_update(
         agent.agent_type.validate_config(fields["config"])
     target = data.get("status")
     with transaction.atomic():
+        locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
+        if request_id and locked.transitions.filter(request_id=request_id).exists():
+            return locked
         if fields:
-            locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
             if locked.status == AgentStatus.TERMINATED:
                 raise AgentTerminated("update")
             for name, value in fields.items():
                 setattr(locked, name, value)
             locked.save(update_fields=[*fields, "updated_at"])
         if target is not None:
-            return agent_transition(agent, target, actor=actor, reason="updated", request_id=request_id)
-    return AgentInstance.objects.get(pk=agent.pk) if fields else agent
+            source = locked.status
+            locked = agent_transition(locked, target, actor=actor, reason="updated", request_id=request_id)
+            if locked.status != source:
+                return locked  # its ledger row carries request_id
+        if request_id and (fields or target is not None):
+            AgentTransition.objects.create(
+                agent=locked, from_status=locked.status, to_status=locked.status, actor=_user(actor),
+                reason="updated", request_id=request_id,
+            )
+    return locked
 
 
 def agent_record_usage(

@@ -66,6 +66,53 @@ def test_transition_replay_with_same_key_acts_once():
     assert AgentTransition.objects.filter(agent=agent, to_status=S.PAUSED).count() == 1
 
 
+def test_update_replay_of_a_field_only_update_applies_nothing(user):
+    agent = agent_in_status(S.IDLE)
+    updated = services.agent_update(agent, actor=user, data={"name": "first"}, request_id="k")
+    assert updated.name == "first"
+    note = AgentTransition.objects.get(agent=agent, request_id="k")
+    assert (note.from_status, note.to_status, note.reason, note.actor) == (S.IDLE, S.IDLE, "updated", user)
+    services.agent_update(agent, data={"name": "changed meanwhile"})
+    replayed = services.agent_update(agent, data={"name": "first"}, request_id="k")
+    assert replayed.name == "changed meanwhile"
+    assert AgentInstance.objects.get(pk=agent.pk).name == "changed meanwhile"
+    assert AgentTransition.objects.filter(agent=agent, request_id="k").count() == 1
+
+
+def test_update_replay_with_a_status_applies_neither_fields_nor_status():
+    agent = agent_in_status(S.IDLE)
+    services.agent_update(agent, data={"name": "first", "status": S.WORKING}, request_id="k")
+    assert AgentTransition.objects.get(agent=agent, request_id="k").to_status == S.WORKING
+    services.agent_pause(agent)
+    services.agent_update(agent, data={"name": "changed meanwhile"})
+    replayed = services.agent_update(agent, data={"name": "first", "status": S.WORKING}, request_id="k")
+    assert (replayed.status, replayed.name) == (S.PAUSED, "changed meanwhile")
+    assert AgentTransition.objects.filter(agent=agent, request_id="k").count() == 1
+
+
+def test_update_to_the_current_status_records_its_key_once():
+    agent = agent_in_status(S.WORKING)
+    services.agent_update(agent, data={"status": S.WORKING, "current_task": "t1"}, request_id="k")
+    note = AgentTransition.objects.get(agent=agent, request_id="k")
+    assert (note.from_status, note.to_status, note.reason) == (S.WORKING, S.WORKING, "updated")
+    services.agent_update(agent, data={"current_task": "t2"})
+    services.agent_update(agent, data={"status": S.WORKING, "current_task": "t1"}, request_id="k")
+    assert AgentInstance.objects.get(pk=agent.pk).current_task == "t2"
+
+
+def test_a_key_used_by_an_update_is_used_up_for_the_lifecycle_verbs_too():
+    agent = agent_in_status(S.IDLE)
+    services.agent_update(agent, data={"name": "x"}, request_id="k")
+    assert services.agent_pause(agent, request_id="k").status == S.IDLE
+
+
+def test_an_update_without_a_key_writes_no_ledger_row():
+    agent = agent_in_status(S.IDLE)
+    before = AgentTransition.objects.filter(agent=agent).count()
+    services.agent_update(agent, data={"name": "x"})
+    assert AgentTransition.objects.filter(agent=agent).count() == before
+
+
 def test_resume_only_leaves_paused():
     with pytest.raises(InvalidTransition):
         services.agent_resume(agent_in_status(S.WORKING))
