@@ -275,16 +275,22 @@ class AgentContextAdmin(admin.ModelAdmin):
         if not self.has_view_or_change_permission(request, context):
             raise PermissionDenied
         current = context.current_version
+        problems: list[str] = []
 
         def number(name: str, default: int) -> int:
-            try:
-                return int(request.GET.get(name, default))
-            except ValueError:
+            """``?<name>=`` as a version number; anything else is reported and replaced by ``default``."""
+            raw = request.GET.get(name, "").strip()
+            if not raw:
                 return default
+            value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else 0
+            if not 1 <= value <= contexts.MAX_VERSION:
+                problems.append(f"“{Truncator(raw).chars(20)}” is not a version number; {name} v{default} is shown.")
+                return default
+            return value
 
         first, second = number("from", max(1, current - 1)), number("to", current)
         page = self._page_context(request, context, f"Compare versions of {context}")
-        page.update(first=first, second=second, current_version=current)
+        page.update(first=first, second=second, current_version=current, problems=problems)
         try:
             page["patch"] = contexts.context_diff(context, first, second)
             page["old"], page["new"] = (contexts.context_read(context, n) for n in (first, second))
