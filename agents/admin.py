@@ -11,6 +11,7 @@ read-only; service errors become admin messages. The transition ledger is read-o
 from __future__ import annotations
 
 import json
+import uuid
 from typing import NamedTuple
 
 from django.contrib import admin, messages
@@ -106,6 +107,15 @@ def perform_transition(
     if action.name == "terminate":
         return services.agent_terminate(agent, actor=actor, reason=reason, termination_reason=termination_reason)
     return services.agent_transition(agent, action.target, actor=actor, reason=reason, only_from=action.sources)
+
+
+def _uuid_or_none(value: str | None) -> str | None:
+    """``value`` when it is a UUID (the spawn page's ``?project=``), else ``None``: a stray value must not
+    reach the project lookup."""
+    try:
+        return str(uuid.UUID(value)) if value else None
+    except ValueError:
+        return None
 
 
 def precise_time(value) -> str:
@@ -433,7 +443,8 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         if request.method == "POST":
             form = AgentSpawnForm(request.POST, admin_site=self.admin_site)
         else:
-            form = AgentSpawnForm(initial={"project": request.GET.get("project")}, admin_site=self.admin_site)
+            form = AgentSpawnForm(initial={"project": _uuid_or_none(request.GET.get("project"))},
+                                  admin_site=self.admin_site)
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             try:

@@ -528,6 +528,20 @@ def test_spawn_page_lists_active_types_and_their_schemas(admin_client, agent_typ
     assert response.context["adminform"].form.initial["project"] == str(project.pk)
 
 
+@pytest.mark.parametrize("value", ["zzz", "123", "", "%00", "00000000-0000-0000-0000-00000000000g"])
+def test_spawn_page_ignores_a_project_parameter_that_is_not_a_uuid(admin_client, project, value):
+    response = admin_client.get(reverse("admin:agents_agentinstance_spawn"), {"project": value})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.initial["project"] is None
+
+
+def test_spawn_page_preselects_a_project_given_by_a_uppercase_uuid(admin_client, project):
+    response = admin_client.get(reverse("admin:agents_agentinstance_spawn"), {"project": str(project.pk).upper()})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.initial["project"] == str(project.pk)
+    assert project.name in response.content.decode()
+
+
 def test_spawn_creates_an_idle_agent_through_the_service(admin_client, superuser, project, agent_type, monkeypatch):
     calls = []
     real = services.agent_spawn
