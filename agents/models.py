@@ -62,6 +62,21 @@ def validate_not_reserved_slug(value: str) -> None:
         )
 
 
+def validate_registered_handler(value: str) -> None:
+    """Refuse a ``handler`` that names no registered agent class; the message lists the registered slugs.
+
+    Raises:
+        ValidationError: code ``unknown_handler`` (400 through forms and serializers).
+    """
+    from .registry import registry
+
+    if value and value not in registry:
+        registered = ", ".join(registry.slugs()) or "none"
+        raise ValidationError(
+            f"No agent class is registered as '{value}'. Registered classes: {registered}.", code="unknown_handler"
+        )
+
+
 class AgentType(TimeStampedModel):
     """The definition (template) of an agent: what it can do and how its instances are configured.
 
@@ -91,13 +106,26 @@ class AgentType(TimeStampedModel):
     def __str__(self) -> str:
         return self.name
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        # ``clean()`` checks a handler only when it is new: a type whose class has gone missing stays editable.
+        instance._stored_handler = instance.__dict__.get("handler")
+        return instance
+
     def clean(self) -> None:
         """Check ``capabilities`` (a list of strings) and ``config_schema`` (a valid JSON Schema), both
-        storable JSON (``check_storable_json``).
+        storable JSON (``check_storable_json``), and a new or changed ``handler`` (a registered class,
+        ``validate_registered_handler``).
 
         Raises ``ValidationError`` keyed by field; the admin form and the API serializer both call this.
         """
         errors: dict[str, list[ValidationError]] = {}
+        if self.handler != getattr(self, "_stored_handler", None):
+            try:
+                validate_registered_handler(self.handler)
+            except ValidationError as exc:
+                errors["handler"] = exc.error_list
         for field in ("capabilities", "config_schema"):
             try:
                 check_storable_json(getattr(self, field), field=field)

@@ -616,12 +616,37 @@ def test_spawn_refuses_config_postgresql_cannot_store(admin_client, project, age
     ],
 )
 def test_agent_type_form_refuses_json_postgresql_cannot_store(admin_client, field, text, message):
-    data = {"name": "New", "slug": "new", "description": "", "is_active": "on", "handler": "",
-            "capabilities": "[]", "config_schema": "{}", field: text}
+    data = _agent_type_form(**{field: text})
     response = admin_client.post(reverse("admin:agents_agenttype_add"), data)
     assert response.status_code == 200
     assert any(message in e for e in response.context["adminform"].form.errors[field])
     assert not AgentType.objects.filter(slug="new").exists()
+
+
+def _agent_type_form(**values) -> dict:
+    return {"name": "New", "slug": "new", "description": "", "is_active": "on", "handler": "",
+            "capabilities": "[]", "config_schema": "{}", **values}
+
+
+def test_agent_type_form_refuses_an_unknown_handler(admin_client):
+    response = admin_client.post(reverse("admin:agents_agenttype_add"), _agent_type_form(handler="no-such-class"))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["handler"] == [
+        "No agent class is registered as 'no-such-class'. Registered classes: builder, reviewer, tester."
+    ]
+    assert not AgentType.objects.filter(slug="new").exists()
+    response = admin_client.post(reverse("admin:agents_agenttype_add"), _agent_type_form(handler="tester"))
+    assert response.status_code == 302
+    assert AgentType.objects.get(slug="new").handler == "tester"
+
+
+def test_agent_type_form_keeps_a_type_whose_class_went_missing_editable(admin_client):
+    orphan = AgentTypeFactory(handler="uninstalled", capabilities=[], config_schema={})
+    url = reverse("admin:agents_agenttype_change", args=[orphan.pk])
+    data = _agent_type_form(name=orphan.name, slug=orphan.slug, handler="uninstalled", description="edited")
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert AgentType.objects.get(pk=orphan.pk).description == "edited"
 
 
 def test_spawn_refuses_an_inactive_type(admin_client, project):
