@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from projects.models import Project, Workspace
+from syndarix.db import save_unique
 from syndarix.exceptions import InvalidInput
 
 from .choices import AgentStatus, TerminationReason
@@ -522,6 +523,51 @@ def agent_types_sync(registry, *, dry_run: bool = False, deactivate_missing: boo
                     row.is_active = False
                     row.save(update_fields=["is_active", "updated_at"])
     return report
+
+
+AGENT_TYPE_SLUG_TAKEN = "agent type with this slug already exists."
+#: ``AgentType`` fields ``agent_type_create`` / ``agent_type_update`` write.
+AGENT_TYPE_FIELDS = ("name", "slug", "description", "capabilities", "config_schema", "handler", "is_active")
+
+
+def agent_type_create(**fields: Any) -> AgentType:
+    """Create an agent type from ``fields`` (keywords among ``AGENT_TYPE_FIELDS``, already validated:
+    ``AgentType.clean``).
+
+    Returns the new ``AgentType``.
+
+    Raises:
+        InvalidInput: the slug is taken, also by a concurrent create (400 ``unique`` on ``slug``).
+        TypeError: a keyword that is not in ``AGENT_TYPE_FIELDS``.
+    """
+    unknown = set(fields) - set(AGENT_TYPE_FIELDS)
+    if unknown:
+        raise TypeError(f"agent_type_create() got unexpected fields: {sorted(unknown)}")
+    return save_unique(
+        lambda: AgentType.objects.create(**fields),
+        taken=lambda: AgentType.objects.filter(slug=fields.get("slug")).exists(),
+        field="slug",
+        message=AGENT_TYPE_SLUG_TAKEN,
+    )
+
+
+def agent_type_update(agent_type: AgentType, *, data: dict[str, Any]) -> AgentType:
+    """Change the ``AGENT_TYPE_FIELDS`` present in ``data`` (already validated) and save them with ``update_fields``.
+
+    Returns ``agent_type``, saved. Raises ``InvalidInput`` (400 ``unique`` on ``slug``) when the new slug
+    is taken, also by a concurrent write.
+    """
+    changed = [name for name in AGENT_TYPE_FIELDS if name in data]
+    for name in changed:
+        setattr(agent_type, name, data[name])
+    if changed:
+        save_unique(
+            lambda: agent_type.save(update_fields=[*changed, "updated_at"]),
+            taken=lambda: AgentType.objects.filter(slug=agent_type.slug).exclude(pk=agent_type.pk).exists(),
+            field="slug",
+            message=AGENT_TYPE_SLUG_TAKEN,
+        )
+    return agent_type
 
 
 def agent_type_commit_revision(

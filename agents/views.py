@@ -92,6 +92,12 @@ class AgentTypeViewSet(RateLimitMixin, viewsets.ModelViewSet):
     lookup_value_converter = "uuid"
     rate_limits = {"list": "60/m", "retrieve": "60/m", "create": "10/m", "partial_update": "30/m", "destroy": "10/m"}
 
+    def perform_create(self, serializer):
+        serializer.instance = services.agent_type_create(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.agent_type_update(serializer.instance, data=serializer.validated_data)
+
 
 @extend_schema_view(
     list=extend_schema(
