@@ -31,6 +31,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 from django_fsm import ConcurrentTransition
 
+from syndarix.admin_site import ReadOnlyAdminMixin
 from syndarix.exceptions import DomainError
 
 from . import selectors, services
@@ -138,7 +139,7 @@ class LatestTransitionsFormSet(BaseInlineFormSet):
         return self._latest
 
 
-class AgentTransitionInline(admin.TabularInline):
+class AgentTransitionInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The agent's transition ledger, newest first, read-only."""
 
     model = AgentTransition
@@ -147,7 +148,6 @@ class AgentTransitionInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ("-created_at",)
     extra = 0
-    can_delete = False
     verbose_name = "transition"
     verbose_name_plural = f"Transition ledger (latest {LEDGER_INLINE_LIMIT}, newest first)"
 
@@ -157,15 +157,6 @@ class AgentTransitionInline(admin.TabularInline):
     @admin.display(description="When")
     def when(self, obj: AgentTransition) -> str:
         return precise_time(obj.created_at)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(AgentType)
@@ -290,7 +281,6 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         url = reverse("admin:projects_issue_changelist") + f"?assigned_agent__id__exact={obj.pk}"
         return format_html('<a href="{}">{}</a>', url, count)
 
-    @admin.display(description="Config schema")
     @admin.display(description="Effective template")
     def effective_template_display(self, obj: AgentInstance):
         """The ``parameters.agent`` document the agent was spawned with (read-only)."""
@@ -302,6 +292,7 @@ class AgentInstanceAdmin(admin.ModelAdmin):
             json.dumps(obj.effective_template, indent=2),
         )
 
+    @admin.display(description="Config schema")
     def agent_type_schema(self, obj: AgentInstance):
         return format_html(
             '<details class="agent-schema"><summary>{} schema</summary><pre class="agent-schema">{}</pre></details>',
@@ -548,7 +539,7 @@ class AgentInstanceAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgentTransition)
-class AgentTransitionAdmin(admin.ModelAdmin):
+class AgentTransitionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The append-only ledger: view only (``?agent=<id>`` lists one agent's transitions)."""
 
     list_display = ("when", "agent", "project", "from_display", "to_status", "actor", "reason", "request_id")
@@ -569,15 +560,6 @@ class AgentTransitionAdmin(admin.ModelAdmin):
     @admin.display(description="Project", ordering="agent__project__name")
     def project(self, obj: AgentTransition) -> str:
         return obj.agent.project.name
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 from . import context_admin  # noqa: E402, F401  (registers the shared-context admin)
