@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 
 from syndarix.db import save_unique
-from syndarix.exceptions import DomainError
+from syndarix.exceptions import DomainError, NotFound
 
 from .models import Project, Workspace
 
@@ -105,14 +105,17 @@ def project_update(project: Project, *, data: dict[str, Any]) -> Project:
 
 
 def workspace_delete(*, workspace: Workspace) -> None:
-    """Delete an empty workspace.
+    """Delete an empty workspace (its memberships go with it).
 
     Raises:
         DomainError: ``workspace_not_empty`` (409) while the workspace still holds projects; delete
             (or move) them first, so no agent is ever removed as a side effect.
+        NotFound: the workspace is already gone (404; a concurrent delete won).
     """
     with transaction.atomic():
-        locked = Workspace.objects.select_for_update().get(pk=workspace.pk)
+        locked = Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
+        if locked is None:
+            raise NotFound("Workspace not found.")
         projects = locked.projects.count()
         if projects:
             raise DomainError(
@@ -132,10 +135,13 @@ def project_delete(*, project: Project) -> None:
     Raises:
         DomainError: ``project_has_live_agents`` (409) while any agent of the project is not
             terminated; terminate them first.
+        NotFound: the project is already gone (404; a concurrent delete won).
     """
     with transaction.atomic():
-        Workspace.objects.select_for_update().get(pk=project.workspace_id)
-        locked = Project.objects.select_for_update().get(pk=project.pk)
+        Workspace.objects.select_for_update().filter(pk=project.workspace_id).first()
+        locked = Project.objects.select_for_update().filter(pk=project.pk).first()
+        if locked is None:
+            raise NotFound("Project not found.")
         live = locked.agents.live().count()
         if live:
             raise DomainError(
