@@ -127,3 +127,21 @@ def test_a_nul_character_in_text_is_400_on_its_field(
     assert Issue.objects.get(pk=issue.pk).title == "Original"
     assert Project.objects.get(pk=project.pk).name == project.name
     assert AgentInstance.objects.get(pk=agent.pk).name == agent.name
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [("post", "", {"name": "x"}), ("patch", "AGENT", {"name": "x"}), ("post", "AGENT/pause", {}),
+     ("post", "AGENT/resume", {}), ("delete", "AGENT", None)],
+)
+def test_a_nul_character_in_the_idempotency_key_is_400(owner_client, project, agent, method, suffix, body):
+    url = agents_url(project) + ("/" + suffix.replace("AGENT", str(agent.pk)) if suffix else "")
+    if method == "post" and not suffix:
+        body = {**body, "agent_type_id": str(agent.agent_type_id)}
+    kwargs = {"format": "json"} if body is not None else {}
+    args = (body,) if body is not None else ()
+    response = getattr(owner_client, method)(url, *args, HTTP_IDEMPOTENCY_KEY="a\x00b", **kwargs)
+    assert response.status_code == 400
+    assert fields(response) == {"Idempotency-Key": "nul_character"}
+    assert AgentInstance.objects.get(pk=agent.pk).status == "idle"
+    assert AgentInstance.objects.count() == 1
