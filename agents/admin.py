@@ -11,6 +11,7 @@ read-only; service errors become admin messages. The transition ledger is read-o
 from __future__ import annotations
 
 import json
+import uuid
 from typing import NamedTuple
 
 from django.contrib import admin, messages
@@ -30,6 +31,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 from django_fsm import ConcurrentTransition
 
+from syndarix.admin_site import ReadOnlyAdminMixin
 from syndarix.exceptions import DomainError
 
 from . import selectors, services
@@ -108,6 +110,15 @@ def perform_transition(
     return services.agent_transition(agent, action.target, actor=actor, reason=reason, only_from=action.sources)
 
 
+def _uuid_or_none(value: str | None) -> str | None:
+    """``value`` when it is a UUID (the spawn page's ``?project=``), else ``None``: a stray value must not
+    reach the project lookup."""
+    try:
+        return str(uuid.UUID(value)) if value else None
+    except ValueError:
+        return None
+
+
 def precise_time(value) -> str:
     """A timestamp to the second (ledger rows of one minute must stay distinguishable)."""
     return date_format(localtime(value), "Y-m-d H:i:s T") if value else "-"
@@ -128,7 +139,7 @@ class LatestTransitionsFormSet(BaseInlineFormSet):
         return self._latest
 
 
-class AgentTransitionInline(admin.TabularInline):
+class AgentTransitionInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The agent's transition ledger, newest first, read-only."""
 
     model = AgentTransition
@@ -137,7 +148,6 @@ class AgentTransitionInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ("-created_at",)
     extra = 0
-    can_delete = False
     verbose_name = "transition"
     verbose_name_plural = f"Transition ledger (latest {LEDGER_INLINE_LIMIT}, newest first)"
 
@@ -147,15 +157,6 @@ class AgentTransitionInline(admin.TabularInline):
     @admin.display(description="When")
     def when(self, obj: AgentTransition) -> str:
         return precise_time(obj.created_at)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(AgentType)
@@ -280,7 +281,6 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         url = reverse("admin:projects_issue_changelist") + f"?assigned_agent__id__exact={obj.pk}"
         return format_html('<a href="{}">{}</a>', url, count)
 
-    @admin.display(description="Config schema")
     @admin.display(description="Effective template")
     def effective_template_display(self, obj: AgentInstance):
         """The ``parameters.agent`` document the agent was spawned with (read-only)."""
@@ -292,6 +292,7 @@ class AgentInstanceAdmin(admin.ModelAdmin):
             json.dumps(obj.effective_template, indent=2),
         )
 
+    @admin.display(description="Config schema")
     def agent_type_schema(self, obj: AgentInstance):
         return format_html(
             '<details class="agent-schema"><summary>{} schema</summary><pre class="agent-schema">{}</pre></details>',
@@ -433,7 +434,8 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         if request.method == "POST":
             form = AgentSpawnForm(request.POST, admin_site=self.admin_site)
         else:
-            form = AgentSpawnForm(initial={"project": request.GET.get("project")}, admin_site=self.admin_site)
+            form = AgentSpawnForm(initial={"project": _uuid_or_none(request.GET.get("project"))},
+                                  admin_site=self.admin_site)
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             try:
@@ -537,7 +539,7 @@ class AgentInstanceAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgentTransition)
-class AgentTransitionAdmin(admin.ModelAdmin):
+class AgentTransitionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The append-only ledger: view only (``?agent=<id>`` lists one agent's transitions)."""
 
     list_display = ("when", "agent", "project", "from_display", "to_status", "actor", "reason", "request_id")
@@ -558,15 +560,6 @@ class AgentTransitionAdmin(admin.ModelAdmin):
     @admin.display(description="Project", ordering="agent__project__name")
     def project(self, obj: AgentTransition) -> str:
         return obj.agent.project.name
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 from . import context_admin  # noqa: E402, F401  (registers the shared-context admin)

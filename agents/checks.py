@@ -2,8 +2,10 @@
 
 ``agents.E001``-``E003``: every module named in ``AGENT_REGISTRY_MODULES`` must import, expose a
 callable ``register_agents(registry)``, and register its classes without error (valid classes, no
-slug another module or a built-in already holds). An error stops ``runserver``, ``migrate`` and
-``check`` at start-up with the module's name.
+slug another module or a built-in already holds). At start-up ``AgentsConfig.ready()`` already
+refuses to go on with a bad module (``agents.registry.load_agent_modules``); this check reports the
+same failures, one error per module, for the setting as it is whenever checks run (``check``,
+``runserver``, ``migrate``, and settings changed at run time).
 """
 
 from __future__ import annotations
@@ -11,14 +13,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, register
 
-from .registry import AgentRegistry
+from .registry import MODULE_ERROR_HINTS, AgentRegistry
 
 _IDS = {"import": "agents.E001", "no_register_agents": "agents.E002", "register_agents": "agents.E003"}
-_HINTS = {
-    "import": "Fix the module or remove it from AGENT_REGISTRY_MODULES (comma-separated dotted paths).",
-    "no_register_agents": "Define register_agents(registry) in the module and call registry.register(cls) there.",
-    "register_agents": "Each class needs a unique slug, a name, a list of capabilities and a valid JSON Schema.",
-}
 
 
 @register("agents")
@@ -27,6 +24,6 @@ def check_agent_registry_modules(app_configs=None, **kwargs) -> list[Error]:
     probe = AgentRegistry()
     failures = probe.populate(settings.AGENT_REGISTRY_MODULES, log=False)
     return [
-        Error(failure.message, hint=_HINTS[failure.reason], obj=failure.module, id=_IDS[failure.reason])
+        Error(failure.message, hint=MODULE_ERROR_HINTS[failure.reason], obj=failure.module, id=_IDS[failure.reason])
         for failure in failures
     ]

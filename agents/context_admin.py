@@ -24,6 +24,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from syndarix.admin_site import ReadOnlyAdminMixin
 from syndarix.exceptions import DomainError
 
 from . import contexts
@@ -72,7 +73,7 @@ def _patch_rows(patch: list[dict[str, Any]]) -> list[dict[str, str]]:
     ]
 
 
-class AgentContextVersionInline(admin.TabularInline):
+class AgentContextVersionInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The newest versions of a context, read-only, newest first."""
 
     model = AgentContextVersion
@@ -83,16 +84,6 @@ class AgentContextVersionInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ("-version",)
     extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("created_by_user", "created_by_agent", "context")
@@ -275,16 +266,22 @@ class AgentContextAdmin(admin.ModelAdmin):
         if not self.has_view_or_change_permission(request, context):
             raise PermissionDenied
         current = context.current_version
+        problems: list[str] = []
 
         def number(name: str, default: int) -> int:
-            try:
-                return int(request.GET.get(name, default))
-            except ValueError:
+            """``?<name>=`` as a version number; anything else is reported and replaced by ``default``."""
+            raw = request.GET.get(name, "").strip()
+            if not raw:
                 return default
+            value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else 0
+            if not 1 <= value <= contexts.MAX_VERSION:
+                problems.append(f"“{Truncator(raw).chars(20)}” is not a version number; {name} v{default} is shown.")
+                return default
+            return value
 
         first, second = number("from", max(1, current - 1)), number("to", current)
         page = self._page_context(request, context, f"Compare versions of {context}")
-        page.update(first=first, second=second, current_version=current)
+        page.update(first=first, second=second, current_version=current, problems=problems)
         try:
             page["patch"] = contexts.context_diff(context, first, second)
             page["old"], page["new"] = (contexts.context_read(context, n) for n in (first, second))
@@ -334,7 +331,7 @@ class AgentContextAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgentContextVersion)
-class AgentContextVersionAdmin(admin.ModelAdmin):
+class AgentContextVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The retained history of every context (read-only)."""
 
     list_display = ("context", "version", "created_at", "author", "restored_from", "pinned", "short_description")
@@ -345,15 +342,6 @@ class AgentContextVersionAdmin(admin.ModelAdmin):
     fields = ("context", "version", "created_at", "author", "change_description", "restored_from", "pinned",
               "version_actions", "pretty_data")
     readonly_fields = fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="by")
     def author(self, obj: AgentContextVersion) -> str:

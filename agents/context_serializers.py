@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from syndarix.api.schema import JsonPatchOperationSerializer
 
-from .contexts import NAME_MAX_LENGTH, WRITE_MODES
+from .contexts import MAX_VERSION, NAME_MAX_LENGTH, WRITE_MODES
 from .models import AgentContext, AgentContextVersion, AgentInstance
 
 JSON_OBJECT_SCHEMA = {"type": "object", "additionalProperties": True}
@@ -102,7 +102,7 @@ class ContextWriteSerializer(serializers.Serializer):
     data = ContextDataField(help_text="The new data (replace) or an RFC 7396 merge patch (merge).")
     mode = serializers.ChoiceField(choices=list(WRITE_MODES), default="replace")
     expected_version = serializers.IntegerField(
-        required=False, allow_null=True, default=None, min_value=0,
+        required=False, allow_null=True, default=None, min_value=0, max_value=MAX_VERSION,
         help_text="Refuse with 409 version_conflict unless the context is still at this version.",
     )
     change_description = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
@@ -111,7 +111,7 @@ class ContextWriteSerializer(serializers.Serializer):
 class ContextRollbackSerializer(serializers.Serializer):
     """``POST /contexts/{id}/rollback``."""
 
-    target_version = serializers.IntegerField(min_value=1)
+    target_version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION)
     change_description = serializers.CharField(required=False, allow_null=True, default=None, max_length=2000)
 
 
@@ -122,11 +122,11 @@ class ContextVersionsQuerySerializer(serializers.Serializer):
 class ContextDiffQuerySerializer(serializers.Serializer):
     """``?from=&to=`` (``from`` is a Python keyword, so the field is added by name)."""
 
-    to = serializers.IntegerField(min_value=1)
+    to = serializers.IntegerField(min_value=1, max_value=MAX_VERSION)
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
-        fields["from"] = serializers.IntegerField(min_value=1)
+        fields["from"] = serializers.IntegerField(min_value=1, max_value=MAX_VERSION)
         return {"from": fields.pop("from"), **fields}
 
 

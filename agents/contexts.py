@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 #: Most levels of nested objects/arrays a context's data may have (the top-level object is 1).
 MAX_DEPTH = 64
+#: Highest version number a context can reach (the column is a 32-bit integer); larger numbers are
+#: refused before any query (SQLite cannot even bind them).
+MAX_VERSION = 2**31 - 1
 #: ``context_write`` modes: replace the data, or apply an RFC 7396 merge patch to it.
 WRITE_MODES = ("replace", "merge")
 NAME_MAX_LENGTH = AgentContext._meta.get_field("name").max_length
@@ -146,6 +149,8 @@ def _missing(context: AgentContext, version: int) -> Exception:
 
 
 def _get_version(context: AgentContext, version: int) -> AgentContextVersion:
+    if not 1 <= version <= MAX_VERSION:
+        raise _missing(context, version)
     found = AgentContextVersion.objects.filter(context=context, version=version).first()
     if found is None:
         raise _missing(context, version)
@@ -387,6 +392,9 @@ def context_diff(context: AgentContext, from_version: int, to_version: int) -> l
 
     Raises ``VersionNotFound`` / ``VersionPruned`` (404) for either version.
     """
+    for number in (from_version, to_version):
+        if not 1 <= number <= MAX_VERSION:
+            raise _missing(context, number)
     rows = {
         row.version: row.data
         for row in AgentContextVersion.objects.filter(context=context, version__in={from_version, to_version})

@@ -50,6 +50,22 @@ class ConcurrencyLimitExceeded(DomainError):
         )
 
 
+class MemoryConflict(DomainError):
+    """A hook's change to ``short_term_memory`` collides with a write made while the hook ran (409).
+
+    ``path`` is the JSON Pointer (RFC 6901) where the two disagree.
+    """
+
+    code = "memory_conflict"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"short_term_memory changed at '{path or '/'}' while the hook ran; the hook's change was not saved.",
+            field="short_term_memory",
+            path=path,
+        )
+
+
 class AgentsDisabled(ServiceUnavailable):
     """``AGENTS_ENABLED`` is false: spawning and transitions are refused (503)."""
 

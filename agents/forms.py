@@ -13,9 +13,10 @@ from django.core.exceptions import ValidationError
 from django.forms.fields import InvalidJSONInput
 
 from projects.models import Project
+from syndarix.exceptions import InvalidInput
 
 from .choices import TerminationReason
-from .models import AgentInstance, AgentType
+from .models import AgentInstance, AgentType, check_storable_json
 
 
 def config_error_messages(error: ValidationError) -> list[str]:
@@ -31,6 +32,18 @@ def config_error_messages(error: ValidationError) -> list[str]:
         path = key.removeprefix("config").lstrip(".")
         out.extend(f"{path}: {message}" if path else message for message in messages)
     return out
+
+
+def storable_json_object(value, *, field: str) -> dict:
+    """``value`` (``None`` → ``{}``) if it is a JSON object PostgreSQL can store, else a form ``ValidationError``."""
+    value = {} if value is None else value
+    if not isinstance(value, dict):
+        raise ValidationError("Must be a JSON object.")
+    try:
+        check_storable_json(value, field=field)
+    except InvalidInput as exc:
+        raise ValidationError(exc.message, code=exc.code) from exc
+    return value
 
 
 class PrettyJSONField(forms.JSONField):
@@ -72,12 +85,7 @@ class AgentSpawnForm(forms.Form):
             field.widget.choices = field.choices
 
     def clean_config(self) -> dict:
-        config = self.cleaned_data.get("config")
-        if config is None:
-            return {}
-        if not isinstance(config, dict):
-            raise ValidationError("Must be a JSON object.")
-        return config
+        return storable_json_object(self.cleaned_data.get("config"), field="config")
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -119,10 +127,7 @@ class AgentInstanceForm(forms.ModelForm):
         }
 
     def clean_config(self) -> dict:
-        config = self.cleaned_data.get("config")
-        config = {} if config is None else config
-        if not isinstance(config, dict):
-            raise ValidationError("Must be a JSON object.")
+        config = storable_json_object(self.cleaned_data.get("config"), field="config")
         try:
             self.instance.agent_type.validate_config(config)
         except ValidationError as exc:
@@ -130,9 +135,5 @@ class AgentInstanceForm(forms.ModelForm):
         return config
 
     def clean_short_term_memory(self) -> dict:
-        memory = self.cleaned_data.get("short_term_memory")
-        memory = {} if memory is None else memory
-        if not isinstance(memory, dict):
-            raise ValidationError("Must be a JSON object.")
-        return memory
+        return storable_json_object(self.cleaned_data.get("short_term_memory"), field="short_term_memory")
 

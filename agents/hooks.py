@@ -17,8 +17,11 @@ anything else (→ WAITING, IDLE → PAUSED, ...)   none
 Types without a handler have no hooks. A hook runs outside any transaction and holds no row lock,
 in a worker thread with a budget of ``AGENT_HOOK_TIMEOUT_SECONDS`` (``async def`` hooks run on
 their own event loop there and are cancelled when the budget runs out; a plain method cannot be
-interrupted, so its late result is discarded). When the hook returns in time, the memory it built
-is saved with ``agents.services.agent_save_memory``. A hook that raises or overruns never undoes the
+interrupted, so its late result is discarded). When the hook returns in time, its change to the
+memory (the difference between the memory it started from and the one it built) is applied to the
+memory as it is then with ``agents.services.agent_save_memory(..., base=...)``, so a PATCH that
+landed while the hook ran is kept; a change that collides with that PATCH is not saved and is
+recorded as a hook error (``memory_conflict``). A hook that raises or overruns never undoes the
 lifecycle change: ``agents.services.agent_record_hook_error`` writes the message to
 ``last_error`` and a note to the ledger, and the caller (API, admin, command) carries on.
 """
@@ -175,8 +178,8 @@ def run_hook(
         if fresh.short_term_memory == before:
             return HookOutcome(hook=hook, handler=handler, status=OK, seconds=seconds)
         try:
-            services.agent_save_memory(fresh, short_term_memory=fresh.short_term_memory)
-        except services.InvalidInput as exc:
+            services.agent_save_memory(fresh, short_term_memory=fresh.short_term_memory, base=before)
+        except (services.InvalidInput, services.MemoryConflict) as exc:
             status, error = FAILED, exc
         else:
             return HookOutcome(hook=hook, handler=handler, status=OK, seconds=seconds, memory_saved=True)

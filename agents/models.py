@@ -22,6 +22,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from projects.models import TimeStampedModel
+from syndarix.exceptions import InvalidInput
+from syndarix.jsondoc import check_json_document
 
 from .choices import AgentStatus, TerminationReason
 
@@ -30,6 +32,21 @@ S = AgentStatus
 
 def _json_path(prefix: str, path) -> str:
     return ".".join([prefix, *(str(p) for p in path)])
+
+
+#: Most levels of nested objects/arrays in an agent's or agent type's JSON fields (the top level is 1).
+JSON_MAX_DEPTH = 64
+
+
+def check_storable_json(value, *, field: str) -> None:
+    """Refuse a JSON field value PostgreSQL's ``jsonb`` cannot store (NUL characters, NaN/Infinity such as
+    ``1e400``), or nested deeper than ``JSON_MAX_DEPTH``.
+
+    Raises:
+        InvalidInput: 400 on ``field``, code ``nul_character``, ``invalid_data`` or ``nesting_too_deep``
+            (``syndarix.jsondoc.check_json_document``).
+    """
+    check_json_document(value, field=field, max_depth=JSON_MAX_DEPTH, what=field)
 
 
 #: Slugs with this prefix name the platform's own reserved workflows (the build kit's static
@@ -42,6 +59,21 @@ def validate_not_reserved_slug(value: str) -> None:
     if isinstance(value, str) and value.startswith(RESERVED_SLUG_PREFIX):
         raise ValidationError(
             f"Slugs starting with '{RESERVED_SLUG_PREFIX}' are reserved for the platform.", code="reserved_slug"
+        )
+
+
+def validate_registered_handler(value: str) -> None:
+    """Refuse a ``handler`` that names no registered agent class; the message lists the registered slugs.
+
+    Raises:
+        ValidationError: code ``unknown_handler`` (400 through forms and serializers).
+    """
+    from .registry import registry
+
+    if value and value not in registry:
+        registered = ", ".join(registry.slugs()) or "none"
+        raise ValidationError(
+            f"No agent class is registered as '{value}'. Registered classes: {registered}.", code="unknown_handler"
         )
 
 
@@ -74,17 +106,41 @@ class AgentType(TimeStampedModel):
     def __str__(self) -> str:
         return self.name
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        # ``clean()`` checks a handler only when it is new: a type whose class has gone missing stays editable.
+        instance._stored_handler = instance.__dict__.get("handler")
+        return instance
+
     def clean(self) -> None:
-        errors: dict[str, list[str]] = {}
-        if not isinstance(self.capabilities, list) or not all(isinstance(c, str) for c in self.capabilities):
-            errors["capabilities"] = ["Must be a list of strings."]
-        if not isinstance(self.config_schema, dict):
-            errors["config_schema"] = ["Must be a JSON object (a JSON Schema)."]
-        else:
+        """Check ``capabilities`` (a list of strings) and ``config_schema`` (a valid JSON Schema), both
+        storable JSON (``check_storable_json``), and a new or changed ``handler`` (a registered class,
+        ``validate_registered_handler``).
+
+        Raises ``ValidationError`` keyed by field; the admin form and the API serializer both call this.
+        """
+        errors: dict[str, list[ValidationError]] = {}
+        if self.handler != getattr(self, "_stored_handler", None):
             try:
-                Draft202012Validator.check_schema(self.config_schema)
-            except SchemaError as exc:
-                errors["config_schema"] = [f"Not a valid JSON Schema: {exc.message}"]
+                validate_registered_handler(self.handler)
+            except ValidationError as exc:
+                errors["handler"] = exc.error_list
+        for field in ("capabilities", "config_schema"):
+            try:
+                check_storable_json(getattr(self, field), field=field)
+            except InvalidInput as exc:
+                errors[field] = [ValidationError(exc.message, code=exc.code)]
+        if not isinstance(self.capabilities, list) or not all(isinstance(c, str) for c in self.capabilities):
+            errors.setdefault("capabilities", [ValidationError("Must be a list of strings.")])
+        if "config_schema" not in errors:
+            if not isinstance(self.config_schema, dict):
+                errors["config_schema"] = [ValidationError("Must be a JSON object (a JSON Schema).")]
+            else:
+                try:
+                    Draft202012Validator.check_schema(self.config_schema)
+                except SchemaError as exc:
+                    errors["config_schema"] = [ValidationError(f"Not a valid JSON Schema: {exc.message}")]
         if errors:
             raise ValidationError(errors)
 

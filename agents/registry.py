@@ -6,9 +6,10 @@ lifecycle hooks ``initialize``, ``activate``, ``deactivate`` and ``shutdown`` (p
 ``async def``). Modules hand their classes to the registry through a module-level
 ``register_agents(registry)`` function; the modules named in the ``AGENT_REGISTRY_MODULES``
 setting are loaded, after the built-ins of ``agents.builtin``, when the app starts
-(``AgentsConfig.ready``). A module that cannot be loaded is reported by the system check
-``agents.E001``-``E003`` (``agents/checks.py``), which stops ``runserver``, ``migrate`` and
-``check``.
+(``AgentsConfig.ready`` → ``load_agent_modules``). A module that cannot be loaded stops every
+process at start-up (runserver, gunicorn, management commands) with ``AgentModulesUnusable``, an
+``ImproperlyConfigured`` naming each module; the system check ``agents.E001``-``E003``
+(``agents/checks.py``) reports the same failures for the setting as it is when checks run.
 
 An ``AgentType`` names its class in ``handler`` (the class slug); ``agents.hooks`` runs the class's
 hooks after each committed lifecycle change of an instance of that type.
@@ -351,6 +352,45 @@ class AgentRegistry:
         """Forget everything, then ``populate(modules)``."""
         self.clear()
         return self.populate(modules)
+
+
+#: What to do about each ``AgentModuleError.reason`` (the system check and the start-up error show it).
+MODULE_ERROR_HINTS = {
+    "import": "Fix the module or remove it from AGENT_REGISTRY_MODULES (comma-separated dotted paths).",
+    "no_register_agents": "Define register_agents(registry) in the module and call registry.register(cls) there.",
+    "register_agents": "Each class needs a unique slug, a name, a list of capabilities and a valid JSON Schema.",
+}
+
+
+class AgentModulesUnusable(AgentRegistryError):
+    """Start-up refused: modules named in ``AGENT_REGISTRY_MODULES`` cannot be used.
+
+    Attributes:
+        failures: the ``AgentModuleError`` of each module, in setting order.
+    """
+
+    def __init__(self, failures: list[AgentModuleError]) -> None:
+        self.failures = failures
+        lines = [f"{len(failures)} module(s) in AGENT_REGISTRY_MODULES cannot be used:"]
+        for failure in failures:
+            lines.append(f"  {failure.module}: {failure.message}")
+            lines.append(f"    hint: {MODULE_ERROR_HINTS[failure.reason]}")
+        super().__init__("\n".join(lines))
+
+
+def load_agent_modules(agent_registry: AgentRegistry, modules: Iterable[str] | None = None) -> None:
+    """Load the built-ins and ``modules`` (default: ``AGENT_REGISTRY_MODULES``) into ``agent_registry``.
+
+    Called by ``AgentsConfig.ready()``, so a bad module stops any process at start-up instead of
+    letting it serve without the module's classes.
+
+    Raises:
+        AgentModulesUnusable: an ``ImproperlyConfigured`` naming every module that failed to load
+            (all modules are tried first), with a hint for each.
+    """
+    failures = agent_registry.populate(modules)
+    if failures:
+        raise AgentModulesUnusable(failures)
 
 
 #: The registry the application uses, populated in ``AgentsConfig.ready()``.

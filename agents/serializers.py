@@ -11,7 +11,7 @@ from rest_framework import serializers
 from syndarix.exceptions import NotFound
 
 from .choices import AgentStatus, TerminationReason
-from .models import AgentInstance, AgentTransition, AgentType
+from .models import AgentInstance, AgentTransition, AgentType, validate_registered_handler
 
 
 class StringListField(serializers.ListField):
@@ -28,7 +28,7 @@ class StringListField(serializers.ListField):
 
 class AgentTypeSerializer(serializers.ModelSerializer):
     """An agent type (template). ``config_schema`` must be a valid JSON Schema (draft 2020-12);
-    ``capabilities`` a list of strings."""
+    ``capabilities`` a list of strings; ``handler`` empty or the slug of a registered agent class."""
 
     capabilities = StringListField(required=False, help_text="Capability names.")
     config_schema = serializers.DictField(required=False, help_text="JSON Schema that instance `config` must satisfy.")
@@ -49,6 +49,15 @@ class AgentTypeSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
 
+    def validate_handler(self, value: str) -> str:
+        """A new or changed handler must name a registered agent class (400 ``unknown_handler``)."""
+        if self.instance is None or value != self.instance.handler:
+            try:
+                validate_registered_handler(value)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.messages, code=exc.code) from exc
+        return value
+
     def validate(self, attrs):
         # The model's clean() is the one definition of a valid type (schema check, capability list).
         candidate = AgentType(
@@ -61,7 +70,7 @@ class AgentTypeSerializer(serializers.ModelSerializer):
         try:
             candidate.clean()
         except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict) from exc
+            raise serializers.ValidationError(serializers.as_serializer_error(exc)) from exc
         return attrs
 
 

@@ -8,18 +8,22 @@ row and sends its signal only after commit. Lock order is workspace → project 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from decimal import Decimal
 from functools import partial
 from typing import Any
 
+import jsonpatch
+import jsonpointer
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from projects.models import Project, Workspace
+from syndarix.db import save_unique
 from syndarix.exceptions import InvalidInput
 
 from .choices import AgentStatus, TerminationReason
@@ -29,8 +33,9 @@ from .exceptions import (
     AlreadyTerminated,
     ConcurrencyLimitExceeded,
     InvalidTransition,
+    MemoryConflict,
 )
-from .models import AgentInstance, AgentTransition, AgentType, AgentTypeRevision
+from .models import AgentInstance, AgentTransition, AgentType, AgentTypeRevision, check_storable_json
 from .signals import agent_spawned, agent_transitioned
 
 #: Fields ``agent_update`` may change (``status`` goes through the guard separately).
@@ -78,12 +83,15 @@ def agent_spawn(
     Raises:
         AgentsDisabled: ``AGENTS_ENABLED`` is false (503).
         InvalidInput: the agent type is inactive (400, field ``agent_type_id``); the revision
-            belongs to another agent type or ``template`` is not a JSON object (400).
+            belongs to another agent type or ``template`` is not a JSON object (400); ``config`` or
+            ``template`` cannot be stored (a NUL character, NaN/Infinity, deeper than 64 levels: 400,
+            see ``agents.models.check_storable_json``).
         django.core.exceptions.ValidationError: ``config`` breaks the schema (400, per field path).
         ConcurrencyLimitExceeded: the workspace already holds its limit of live agents (409).
     """
     ensure_agents_enabled()
     config = {} if config is None else config
+    check_storable_json(config, field="config")
     if agent_type_revision is None:
         agent_type_revision = agent_type.revisions.order_by("-version").first()
     elif agent_type_revision.agent_type_id != agent_type.pk:
@@ -92,6 +100,8 @@ def agent_spawn(
         template = agent_type_revision.template
     if template is not None and not isinstance(template, dict):
         raise InvalidInput("The template must be a JSON object.", field="template")
+    if template is not None:
+        check_storable_json(template, field="template")
     with transaction.atomic():
         # Lock the workspace, then count: concurrent spawns into one workspace serialize here.
         workspace = Workspace.objects.select_for_update().get(pk=project.workspace_id)
@@ -240,28 +250,58 @@ def agent_update(
 
     Only ``UPDATABLE_FIELDS`` are written (anything else in ``data`` is ignored); ``config`` is
     validated against the type's schema; ``status`` goes through ``agent_transition``. All of it
-    happens in one transaction: a refused transition leaves the fields unchanged too.
+    happens in one transaction with the row locked: a refused transition leaves the fields unchanged too.
+
+    Idempotency: ``request_id`` (the ``Idempotency-Key``) is checked first, under the lock: when a
+    ledger row of this agent already carries it, nothing is written and the agent is returned as it
+    is now. A status change stores the key on its ledger row; an update that writes no status change
+    (fields only, or a status equal to the current one) stores it on a ledger note — an
+    ``AgentTransition`` with ``from_status == to_status ==`` the current status and reason
+    ``"updated"`` — so repeating the request never applies the fields again.
+
+    Args:
+        data: field name → new value (``UPDATABLE_FIELDS``), plus an optional target ``status``.
+        request_id: an ``Idempotency-Key`` (unique per agent in the ledger).
+
+    Returns the fresh instance (use it instead of ``agent``).
 
     Raises:
+        InvalidInput: ``short_term_memory`` is not a JSON object, or ``config`` / ``short_term_memory``
+            cannot be stored (a NUL character, NaN/Infinity, deeper than 64 levels) (400).
         django.core.exceptions.ValidationError: ``config`` breaks the schema (400).
         AgentTerminated: fields sent for a terminated agent (409).
         Anything ``agent_transition`` raises.
     """
     fields = {name: data[name] for name in UPDATABLE_FIELDS if name in data}
+    if "short_term_memory" in fields and not isinstance(fields["short_term_memory"], dict):
+        raise InvalidInput("short_term_memory must be a JSON object.", field="short_term_memory")
+    for name in ("config", "short_term_memory"):
+        if name in fields:
+            check_storable_json(fields[name], field=name)
     if "config" in fields:
         agent.agent_type.validate_config(fields["config"])
     target = data.get("status")
     with transaction.atomic():
+        locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
+        if request_id and locked.transitions.filter(request_id=request_id).exists():
+            return locked
         if fields:
-            locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
             if locked.status == AgentStatus.TERMINATED:
                 raise AgentTerminated("update")
             for name, value in fields.items():
                 setattr(locked, name, value)
             locked.save(update_fields=[*fields, "updated_at"])
         if target is not None:
-            return agent_transition(agent, target, actor=actor, reason="updated", request_id=request_id)
-    return AgentInstance.objects.get(pk=agent.pk) if fields else agent
+            source = locked.status
+            locked = agent_transition(locked, target, actor=actor, reason="updated", request_id=request_id)
+            if locked.status != source:
+                return locked  # its ledger row carries request_id
+        if request_id and (fields or target is not None):
+            AgentTransition.objects.create(
+                agent=locked, from_status=locked.status, to_status=locked.status, actor=_user(actor),
+                reason="updated", request_id=request_id,
+            )
+    return locked
 
 
 def agent_record_usage(
@@ -314,31 +354,76 @@ def agent_record_usage(
 # --- Agent-class registry: hook bookkeeping and syncing agent types. ---
 
 
-def agent_save_memory(agent: AgentInstance, *, short_term_memory: dict[str, Any]) -> AgentInstance:
-    """Replace ``agent.short_term_memory`` (the lifecycle hooks' working state).
+def agent_save_memory(
+    agent: AgentInstance, *, short_term_memory: dict[str, Any], base: dict[str, Any] | None = None
+) -> AgentInstance:
+    """Save ``short_term_memory`` (the lifecycle hooks' working state) on ``agent``.
 
     Locks the row and saves only ``short_term_memory`` and ``updated_at`` (never ``status``), so it
     works whatever the agent's status is now, terminated included (``shutdown`` flushes memory).
 
     Args:
         short_term_memory: a JSON object (dict of JSON-serializable values).
+        base: the memory the caller started from (a hook: the memory it was given). With it, only
+            the caller's own change is applied: the RFC 6902 JSON Patch from ``base`` to
+            ``short_term_memory`` is applied, under the row lock, to the memory as it is now, so keys
+            someone else wrote meanwhile (a PATCH while the hook ran) are kept. Without it the whole
+            memory is replaced.
 
     Returns the saved instance.
 
     Raises:
-        InvalidInput: ``short_term_memory`` is not a JSON-serializable dict (400).
+        InvalidInput: ``short_term_memory`` is not a JSON object, or not storable JSON (a value JSON
+            cannot hold, a NUL character, NaN/Infinity, deeper than 64 levels) (400).
+        MemoryConflict: with ``base``, a concurrent write changed or removed a value the change
+            also changes, or added a key it adds with another value (409); nothing is saved.
     """
     if not isinstance(short_term_memory, dict):
         raise InvalidInput("short_term_memory must be a JSON object.", field="short_term_memory")
-    try:
-        json.dumps(short_term_memory)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"short_term_memory is not JSON-serializable: {exc}", field="short_term_memory") from exc
+    check_storable_json(short_term_memory, field="short_term_memory")
     with transaction.atomic():
         locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
-        locked.short_term_memory = short_term_memory
+        if base is None:
+            locked.short_term_memory = short_term_memory
+        else:
+            locked.short_term_memory = rebase_json_change(locked.short_term_memory, base=base, target=short_term_memory)
         locked.save(update_fields=["short_term_memory", "updated_at"])
     return locked
+
+
+def rebase_json_change(current: Any, *, base: Any, target: Any) -> Any:
+    """Apply the change from ``base`` to ``target`` onto ``current`` (a three-way merge of JSON documents).
+
+    The change is ``jsonpatch.make_patch(base, target)``; each operation must still make sense on
+    ``current``: a replaced, removed, moved or copied value must be what it was in ``base``, and an
+    object member the change adds must be absent (or already hold the added value). Array inserts
+    apply at their index. None of the arguments is modified.
+
+    Returns the merged document.
+
+    Raises:
+        MemoryConflict: an operation collides with what changed between ``base`` and ``current``.
+    """
+    doc, shadow = copy.deepcopy(current), copy.deepcopy(base)
+    for operation in jsonpatch.make_patch(base, target).patch:
+        kind = operation["op"]
+        guarded = operation["from"] if kind in ("move", "copy") else operation["path"]
+        try:
+            was = jsonpointer.resolve_pointer(shadow, guarded) if kind != "add" else None
+            if kind != "add" and jsonpointer.resolve_pointer(doc, guarded) != was:
+                raise MemoryConflict(guarded)
+            if kind in ("add", "move", "copy"):
+                pointer = jsonpointer.JsonPointer(operation["path"])
+                parent, key = pointer.to_last(doc)
+                if isinstance(parent, dict) and key in parent:
+                    incoming = operation["value"] if kind == "add" else jsonpointer.resolve_pointer(doc, guarded)
+                    if parent[key] != incoming:
+                        raise MemoryConflict(operation["path"])
+            doc = jsonpatch.apply_patch(doc, [operation], in_place=True)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise MemoryConflict(guarded) from exc
+        shadow = jsonpatch.apply_patch(shadow, [operation], in_place=True)
+    return doc
 
 
 def agent_record_hook_error(agent: AgentInstance, *, hook: str, message: str) -> AgentTransition:
@@ -438,6 +523,51 @@ def agent_types_sync(registry, *, dry_run: bool = False, deactivate_missing: boo
                     row.is_active = False
                     row.save(update_fields=["is_active", "updated_at"])
     return report
+
+
+AGENT_TYPE_SLUG_TAKEN = "agent type with this slug already exists."
+#: ``AgentType`` fields ``agent_type_create`` / ``agent_type_update`` write.
+AGENT_TYPE_FIELDS = ("name", "slug", "description", "capabilities", "config_schema", "handler", "is_active")
+
+
+def agent_type_create(**fields: Any) -> AgentType:
+    """Create an agent type from ``fields`` (keywords among ``AGENT_TYPE_FIELDS``, already validated:
+    ``AgentType.clean``).
+
+    Returns the new ``AgentType``.
+
+    Raises:
+        InvalidInput: the slug is taken, also by a concurrent create (400 ``unique`` on ``slug``).
+        TypeError: a keyword that is not in ``AGENT_TYPE_FIELDS``.
+    """
+    unknown = set(fields) - set(AGENT_TYPE_FIELDS)
+    if unknown:
+        raise TypeError(f"agent_type_create() got unexpected fields: {sorted(unknown)}")
+    return save_unique(
+        lambda: AgentType.objects.create(**fields),
+        taken=lambda: AgentType.objects.filter(slug=fields.get("slug")).exists(),
+        field="slug",
+        message=AGENT_TYPE_SLUG_TAKEN,
+    )
+
+
+def agent_type_update(agent_type: AgentType, *, data: dict[str, Any]) -> AgentType:
+    """Change the ``AGENT_TYPE_FIELDS`` present in ``data`` (already validated) and save them with ``update_fields``.
+
+    Returns ``agent_type``, saved. Raises ``InvalidInput`` (400 ``unique`` on ``slug``) when the new slug
+    is taken, also by a concurrent write.
+    """
+    changed = [name for name in AGENT_TYPE_FIELDS if name in data]
+    for name in changed:
+        setattr(agent_type, name, data[name])
+    if changed:
+        save_unique(
+            lambda: agent_type.save(update_fields=[*changed, "updated_at"]),
+            taken=lambda: AgentType.objects.filter(slug=agent_type.slug).exclude(pk=agent_type.pk).exists(),
+            field="slug",
+            message=AGENT_TYPE_SLUG_TAKEN,
+        )
+    return agent_type
 
 
 def agent_type_commit_revision(

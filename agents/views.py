@@ -62,7 +62,10 @@ _E409 = {"e409": "`invalid_transition` (with `allowed_transitions`), `agent_term
     ),
     create=extend_schema(
         summary="Create an agent type",
-        description="Staff with the `agents.add_agenttype` permission.",
+        description=(
+            "Staff with the `agents.add_agenttype` permission. `handler`, when set, must name a registered agent "
+            "class (else 400 `unknown_handler`, listing them); a taken `slug` is 400 `unique`."
+        ),
         responses={201: AgentTypeSerializer, **error_responses(400, 401, 403, 429)},
     ),
     retrieve=extend_schema(
@@ -70,7 +73,10 @@ _E409 = {"e409": "`invalid_transition` (with `allowed_transitions`), `agent_term
     ),
     partial_update=extend_schema(
         summary="Update an agent type",
-        description="Staff with `agents.change_agenttype`. Deactivate (`is_active: false`) to stop new spawns.",
+        description=(
+            "Staff with `agents.change_agenttype`. Deactivate (`is_active: false`) to stop new spawns. A changed "
+            "`handler` must name a registered agent class (400 `unknown_handler`)."
+        ),
         responses={200: AgentTypeSerializer, **error_responses(400, 401, 403, 404, 429)},
     ),
     destroy=extend_schema(
@@ -91,6 +97,12 @@ class AgentTypeViewSet(RateLimitMixin, viewsets.ModelViewSet):
     lookup_url_kwarg = "agent_type_id"
     lookup_value_converter = "uuid"
     rate_limits = {"list": "60/m", "retrieve": "60/m", "create": "10/m", "partial_update": "30/m", "destroy": "10/m"}
+
+    def perform_create(self, serializer):
+        serializer.instance = services.agent_type_create(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.agent_type_update(serializer.instance, data=serializer.validated_data)
 
 
 @extend_schema_view(

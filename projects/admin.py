@@ -79,6 +79,12 @@ class ProjectAdmin(admin.ModelAdmin):
             agent_count=Count("agents", distinct=True), issue_count=Count("issues", distinct=True)
         )
 
+    def get_readonly_fields(self, request, obj=None):
+        """The workspace is chosen once: moving a project would carry its agents, contexts and issues into
+        another tenant (the API refuses it too)."""
+        readonly = super().get_readonly_fields(request, obj)
+        return ("workspace", *readonly) if obj is not None else readonly
+
     @admin.display(description="Agents", ordering="agent_count")
     def agent_count(self, obj: Project):
         url = reverse("admin:agents_agentinstance_changelist") + f"?project__id__exact={obj.pk}"
@@ -99,6 +105,11 @@ class IssueAdmin(admin.ModelAdmin):
     autocomplete_fields = ("project", "assigned_agent")
     readonly_fields = ("id", "created_at", "updated_at")
     fields = ("project", "title", "body", "status", "assigned_agent", "id", "created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        """An issue stays in its project (as in the API, where the project is the URL's)."""
+        readonly = super().get_readonly_fields(request, obj)
+        return ("project", *readonly) if obj is not None else readonly
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         formfield = super().formfield_for_dbfield(db_field, request, **kwargs)

@@ -1,27 +1,121 @@
-"""Write operations on workspaces and projects whose rules go beyond a plain save.
+"""Write operations on workspaces and projects.
 
-Creating and editing workspaces, projects and issues is plain validated model data (the API's
-serializers save it); deleting is guarded here because it cascades to agents and their ledger.
+Creating and editing workspaces and projects goes through here so that a slug taken by a concurrent
+request is a 400 ``unique`` like any other taken slug (``syndarix.db.save_unique``); deleting is
+guarded because it cascades to agents and their ledger. Issues are plain validated model data (the
+API's serializer saves them).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 
-from syndarix.exceptions import DomainError
+from syndarix.db import save_unique
+from syndarix.exceptions import DomainError, NotFound
 
 from .models import Project, Workspace
 
+WORKSPACE_SLUG_TAKEN = "workspace with this slug already exists."
+PROJECT_SLUG_TAKEN = "This workspace already has a project with this slug."
+
+#: Fields ``workspace_update`` / ``project_update`` change; anything else in ``data`` is ignored.
+WORKSPACE_FIELDS = ("name", "slug", "max_concurrent_agents")
+PROJECT_FIELDS = ("name", "slug", "description")
+
+
+def _apply(instance, data: dict[str, Any], names: tuple[str, ...]) -> list[str]:
+    changed = [name for name in names if name in data]
+    for name in changed:
+        setattr(instance, name, data[name])
+    return changed
+
+
+def workspace_create(*, name: str, slug: str, max_concurrent_agents: int | None = None) -> Workspace:
+    """Create a workspace (tenant).
+
+    Args:
+        max_concurrent_agents: the most live agents at once; ``None`` = ``AGENT_MAX_CONCURRENCY``.
+
+    Returns the new ``Workspace``.
+
+    Raises:
+        InvalidInput: the slug is taken, also by a concurrent create (400 ``unique`` on ``slug``).
+    """
+    return save_unique(
+        lambda: Workspace.objects.create(name=name, slug=slug, max_concurrent_agents=max_concurrent_agents),
+        taken=lambda: Workspace.objects.filter(slug=slug).exists(),
+        field="slug",
+        message=WORKSPACE_SLUG_TAKEN,
+    )
+
+
+def workspace_update(workspace: Workspace, *, data: dict[str, Any]) -> Workspace:
+    """Change ``WORKSPACE_FIELDS`` of ``workspace`` from ``data`` (saved with ``update_fields``).
+
+    Returns ``workspace``, saved. Raises ``InvalidInput`` (400 ``unique`` on ``slug``) when the new slug
+    is taken, also by a concurrent write.
+    """
+    changed = _apply(workspace, data, WORKSPACE_FIELDS)
+    if changed:
+        save_unique(
+            lambda: workspace.save(update_fields=[*changed, "updated_at"]),
+            taken=lambda: Workspace.objects.filter(slug=workspace.slug).exclude(pk=workspace.pk).exists(),
+            field="slug",
+            message=WORKSPACE_SLUG_TAKEN,
+        )
+    return workspace
+
+
+def project_create(*, workspace: Workspace, owner, name: str, slug: str, description: str = "") -> Project:
+    """Create a project in ``workspace`` owned by ``owner`` (a user).
+
+    Returns the new ``Project``.
+
+    Raises:
+        InvalidInput: the workspace already has a project with ``slug``, also one a concurrent create
+            just made (400 ``unique`` on ``slug``).
+    """
+    return save_unique(
+        lambda: Project.objects.create(workspace=workspace, owner=owner, name=name, slug=slug, description=description),
+        taken=lambda: Project.objects.filter(workspace=workspace, slug=slug).exists(),
+        field="slug",
+        message=PROJECT_SLUG_TAKEN,
+    )
+
+
+def project_update(project: Project, *, data: dict[str, Any]) -> Project:
+    """Change ``PROJECT_FIELDS`` of ``project`` from ``data``; the workspace and owner never change here.
+
+    Returns ``project``, saved with ``update_fields``. Raises ``InvalidInput`` (400 ``unique`` on
+    ``slug``) when the new slug is taken in the workspace, also by a concurrent write.
+    """
+    changed = _apply(project, data, PROJECT_FIELDS)
+    if changed:
+        save_unique(
+            lambda: project.save(update_fields=[*changed, "updated_at"]),
+            taken=lambda: Project.objects.filter(workspace_id=project.workspace_id, slug=project.slug)
+            .exclude(pk=project.pk)
+            .exists(),
+            field="slug",
+            message=PROJECT_SLUG_TAKEN,
+        )
+    return project
+
 
 def workspace_delete(*, workspace: Workspace) -> None:
-    """Delete an empty workspace.
+    """Delete an empty workspace (its memberships go with it).
 
     Raises:
         DomainError: ``workspace_not_empty`` (409) while the workspace still holds projects; delete
             (or move) them first, so no agent is ever removed as a side effect.
+        NotFound: the workspace is already gone (404; a concurrent delete won).
     """
     with transaction.atomic():
-        locked = Workspace.objects.select_for_update().get(pk=workspace.pk)
+        locked = Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
+        if locked is None:
+            raise NotFound("Workspace not found.")
         projects = locked.projects.count()
         if projects:
             raise DomainError(
@@ -41,10 +135,13 @@ def project_delete(*, project: Project) -> None:
     Raises:
         DomainError: ``project_has_live_agents`` (409) while any agent of the project is not
             terminated; terminate them first.
+        NotFound: the project is already gone (404; a concurrent delete won).
     """
     with transaction.atomic():
-        Workspace.objects.select_for_update().get(pk=project.workspace_id)
-        locked = Project.objects.select_for_update().get(pk=project.pk)
+        Workspace.objects.select_for_update().filter(pk=project.workspace_id).first()
+        locked = Project.objects.select_for_update().filter(pk=project.pk).first()
+        if locked is None:
+            raise NotFound("Project not found.")
         live = locked.agents.live().count()
         if live:
             raise DomainError(

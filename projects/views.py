@@ -24,7 +24,14 @@ from .serializers import (
     ProjectSerializer,
     WorkspaceSerializer,
 )
-from .services import project_delete, workspace_delete
+from .services import (
+    project_create,
+    project_delete,
+    project_update,
+    workspace_create,
+    workspace_delete,
+    workspace_update,
+)
 
 #: Methods the CRUD viewsets answer (no PUT: partial updates only, as in the agent API).
 CRUD_METHODS = ["get", "post", "patch", "delete", "head", "options"]
@@ -97,6 +104,12 @@ class WorkspaceViewSet(RateLimitMixin, viewsets.ModelViewSet):
     def get_queryset(self):
         return workspace_queryset(self.request.user)
 
+    def perform_create(self, serializer):
+        serializer.instance = workspace_create(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = workspace_update(serializer.instance, data=serializer.validated_data)
+
     def perform_destroy(self, instance):
         workspace_delete(workspace=instance)
 
@@ -148,7 +161,10 @@ class ProjectViewSet(RateLimitMixin, viewsets.ModelViewSet):
         return project_queryset(self.request.user)
 
     def perform_create(self, serializer):
-        serializer.save(owner=self.request.user)
+        serializer.instance = project_create(owner=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = project_update(serializer.instance, data=serializer.validated_data)
 
     def perform_destroy(self, instance):
         project_delete(project=instance)

@@ -1,12 +1,32 @@
 """The Django admin site: staff operate agents here (a thin UI over the services).
 
 The index page adds a per-project summary of agents by status, with total tokens and cost, read by
-``agents.selectors.project_agent_summary`` in one grouped query.
+``agents.selectors.project_agent_summary`` in one grouped query. ``ReadOnlyAdminMixin`` is the one
+definition of a view-only admin (ledgers, version histories, call logs).
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
+
+
+class ReadOnlyAdminMixin:
+    """View-only rows in the admin, for a ``ModelAdmin`` or an inline (put it first in the bases).
+
+    For append-only or service-owned records: staff with the view permission see them; nobody adds,
+    changes or deletes them here (their services do, or nothing does). An inline shows its rows
+    read-only, without an add row or delete boxes.
+    """
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
 
 #: Most projects the index summary lists; the Projects page lists the rest.
 INDEX_SUMMARY_LIMIT = 50

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
@@ -73,9 +75,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     Mapping: DRF/Django validation → 400 (one error per field message); authentication → 401;
     permission → 403; not found → 404; ``DomainError`` → its own status and code; stale FSM writes
-    (``ConcurrentTransition``) → 409 ``conflict``; deleting a row others still refer to (``ProtectedError``) →
-    409 ``protected``; django-ratelimit's ``Ratelimited`` (a 403 by
-    default) and DRF ``Throttled`` → 429 ``rate_limited`` with ``Retry-After`` (seconds).
+    (``ConcurrentTransition``) → 409 ``conflict``; a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``
+    (Django's ``RequestDataTooBig``) → 413 ``payload_too_large``; deleting a row others still refer to
+    (``ProtectedError``) → 409 ``protected``; django-ratelimit's ``Ratelimited`` (a 403 by default) and DRF
+    ``Throttled`` → 429 ``rate_limited`` with ``Retry-After`` (seconds).
     Unknown exceptions return ``None`` so Django logs them and answers 500.
     """
     headers: dict[str, str] = {}
@@ -86,6 +89,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             [{"code": "rate_limited", "message": f"Too many requests; retry in {retry_after} s.", "field": None}]
         )
         return Response(body, status=status.HTTP_429_TOO_MANY_REQUESTS, headers=headers)
+
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        error = {
+            "code": "payload_too_large",
+            "message": f"The request body exceeds the limit of {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE).",
+            "field": None,
+            "max_bytes": limit,
+        }
+        return Response(error_body([error]), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
 
     if isinstance(exc, DomainError):
         set_rollback()

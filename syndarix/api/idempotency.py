@@ -16,11 +16,14 @@ def idempotency_key(request: Request) -> str | None:
     Services store it as ``request_id``; repeating it returns the original result.
 
     Raises:
-        InvalidInput: the key is longer than 200 characters (400, field ``Idempotency-Key``).
+        InvalidInput: the key is longer than 200 characters, or holds a NUL character (which the
+            database cannot store) (400, field ``Idempotency-Key``).
     """
     key = (request.headers.get(HEADER) or "").strip()
     if not key:
         return None
     if len(key) > MAX_LENGTH:
         raise InvalidInput(f"{HEADER} must be at most {MAX_LENGTH} characters.", field=HEADER)
+    if "\x00" in key:
+        raise InvalidInput(f"{HEADER} must not contain NUL characters.", code="nul_character", field=HEADER)
     return key

@@ -493,6 +493,24 @@ def test_bulk_terminate_confirmed(admin_client, superuser, project, agent_type):
         assert (latest_ledger(agent).reason, latest_ledger(agent).actor) == ("project cancelled", superuser)
 
 
+@pytest.mark.parametrize(
+    ("field", "text", "message"),
+    [
+        ("short_term_memory", '{"k": "a\\u0000b"}', "short_term_memory must not contain NUL characters."),
+        ("short_term_memory", '{"k": 1e400}', "short_term_memory is not valid JSON"),
+        ("config", '{"model": "a\\u0000b"}', "config must not contain NUL characters."),
+    ],
+)
+def test_change_form_refuses_json_postgresql_cannot_store(admin_client, agent, field, text, message):
+    data = form_data(admin_client.get(change_url(agent)).content.decode())
+    data[field] = text
+    response = admin_client.post(change_url(agent), data)
+    assert response.status_code == 200
+    assert any(message in error for error in response.context["adminform"].form.errors[field])
+    agent.refresh_from_db()
+    assert (agent.config, agent.short_term_memory) == ({}, {})
+
+
 # --- Spawn page. ---
 
 
@@ -508,6 +526,20 @@ def test_spawn_page_lists_active_types_and_their_schemas(admin_client, agent_typ
     assert agent_type.name in html and "Retired" not in html
     assert "&quot;minimum&quot;: 0" in html  # the schema, as JSON
     assert response.context["adminform"].form.initial["project"] == str(project.pk)
+
+
+@pytest.mark.parametrize("value", ["zzz", "123", "", "%00", "00000000-0000-0000-0000-00000000000g"])
+def test_spawn_page_ignores_a_project_parameter_that_is_not_a_uuid(admin_client, project, value):
+    response = admin_client.get(reverse("admin:agents_agentinstance_spawn"), {"project": value})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.initial["project"] is None
+
+
+def test_spawn_page_preselects_a_project_given_by_a_uppercase_uuid(admin_client, project):
+    response = admin_client.get(reverse("admin:agents_agentinstance_spawn"), {"project": str(project.pk).upper()})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.initial["project"] == str(project.pk)
+    assert project.name in response.content.decode()
 
 
 def test_spawn_creates_an_idle_agent_through_the_service(admin_client, superuser, project, agent_type, monkeypatch):
@@ -562,6 +594,59 @@ def test_spawn_input_errors(admin_client, project, agent_type, data, field, mess
     assert response.status_code == 200
     assert any(message in e for e in response.context["adminform"].form.errors[field])
     assert AgentInstance.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [('{"model": "a\\u0000b"}', "config must not contain NUL characters."), ('{"retries": 1e400}', "not valid JSON")],
+)
+def test_spawn_refuses_config_postgresql_cannot_store(admin_client, project, agent_type, config, message):
+    response = spawn(admin_client, project=project.pk, agent_type=agent_type.pk, name="X", config=config)
+    assert response.status_code == 200
+    assert any(message in e for e in response.context["adminform"].form.errors["config"])
+    assert not AgentInstance.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "message"),
+    [
+        ("config_schema", '{"description": "a\\u0000b"}', "config_schema must not contain NUL characters."),
+        ("config_schema", '{"type": "number", "maximum": 1e400}', "config_schema is not valid JSON"),
+        ("capabilities", '["a\\u0000b"]', "capabilities must not contain NUL characters."),
+    ],
+)
+def test_agent_type_form_refuses_json_postgresql_cannot_store(admin_client, field, text, message):
+    data = _agent_type_form(**{field: text})
+    response = admin_client.post(reverse("admin:agents_agenttype_add"), data)
+    assert response.status_code == 200
+    assert any(message in e for e in response.context["adminform"].form.errors[field])
+    assert not AgentType.objects.filter(slug="new").exists()
+
+
+def _agent_type_form(**values) -> dict:
+    return {"name": "New", "slug": "new", "description": "", "is_active": "on", "handler": "",
+            "capabilities": "[]", "config_schema": "{}", **values}
+
+
+def test_agent_type_form_refuses_an_unknown_handler(admin_client):
+    response = admin_client.post(reverse("admin:agents_agenttype_add"), _agent_type_form(handler="no-such-class"))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["handler"] == [
+        "No agent class is registered as 'no-such-class'. Registered classes: builder, reviewer, tester."
+    ]
+    assert not AgentType.objects.filter(slug="new").exists()
+    response = admin_client.post(reverse("admin:agents_agenttype_add"), _agent_type_form(handler="tester"))
+    assert response.status_code == 302
+    assert AgentType.objects.get(slug="new").handler == "tester"
+
+
+def test_agent_type_form_keeps_a_type_whose_class_went_missing_editable(admin_client):
+    orphan = AgentTypeFactory(handler="uninstalled", capabilities=[], config_schema={})
+    url = reverse("admin:agents_agenttype_change", args=[orphan.pk])
+    data = _agent_type_form(name=orphan.name, slug=orphan.slug, handler="uninstalled", description="edited")
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert AgentType.objects.get(pk=orphan.pk).description == "edited"
 
 
 def test_spawn_refuses_an_inactive_type(admin_client, project):

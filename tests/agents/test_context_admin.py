@@ -105,6 +105,31 @@ def test_diff_page_reports_missing_versions(admin_client, context):
     assert "Version 9 does not exist" in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("query", "shown", "warning"),
+    [
+        ({"from": str(10**30), "to": "3"}, (2, 3), "“1000000000000000000…” is not a version number; from v2 is shown."),
+        ({"from": "1", "to": "-4"}, (1, 3), "“-4” is not a version number; to v3 is shown."),
+        ({"from": "one", "to": "3"}, (2, 3), "“one” is not a version number; from v2 is shown."),
+        ({"from": "0", "to": "3"}, (2, 3), "“0” is not a version number; from v2 is shown."),
+    ],
+)
+def test_diff_page_reports_a_bad_version_number_and_shows_the_default(admin_client, context, query, shown, warning):
+    response = admin_client.get(diff_url(context), query)
+    assert response.status_code == 200
+    assert (response.context["first"], response.context["second"]) == shown
+    assert response.context["problems"] == [warning]
+    assert warning in response.content.decode()
+    assert response.context["patch"] == contexts.context_diff(context, *shown)
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_rollback_to_a_version_beyond_the_column_is_a_message(admin_client, context, method):
+    response = getattr(admin_client, method)(rollback_url(context, 10**30))
+    assert response.status_code == 302 and response["Location"] == change_url(context)
+    assert numbers(context) == [1, 2, 3]
+
+
 def test_rollback_asks_for_confirmation_then_calls_the_service(admin_client, context, superuser):
     response = admin_client.get(rollback_url(context, 1))
     assert response.status_code == 200

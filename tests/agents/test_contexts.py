@@ -130,6 +130,17 @@ def test_reading_a_version_that_never_existed_is_version_not_found(context):
             contexts.context_read(context, number)
 
 
+@pytest.mark.parametrize("number", [0, -1, 2**31, 10**30])
+def test_version_numbers_outside_the_column_are_not_found_without_a_query(context, number,
+                                                                          django_assert_num_queries):
+    with django_assert_num_queries(0), pytest.raises(VersionNotFound):
+        contexts.context_read(context, number)
+    with django_assert_num_queries(0), pytest.raises(VersionNotFound):
+        contexts.context_diff(context, 1, number)
+    with django_assert_num_queries(0), pytest.raises(VersionNotFound):
+        contexts.context_diff(context, number, 1)
+
+
 def test_duplicate_names_conflict_per_project_and_agent(project, agent):
     contexts.context_create(project=project, name="plan")
     with pytest.raises(ContextExists):

@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -465,7 +465,7 @@ def test_memory_that_is_not_json_is_recorded_as_a_failure(register, committed):
     agent = agent_in_status(S.IDLE, agent_type=hook_type(Sloppy))
     committed(services.agent_transition, agent, S.WORKING)
     agent = reload(agent)
-    assert agent.last_error.startswith("activate hook failed: InvalidInput: short_term_memory is not JSON-serializable")
+    assert agent.last_error.startswith("activate hook failed: InvalidInput: short_term_memory is not valid JSON")
     assert agent.short_term_memory == {}
 
 
@@ -509,3 +509,90 @@ def test_hooks_run_after_commit_and_hold_no_row_lock(register):
     agent = reload(agent)
     assert agent.last_error == ""
     assert agent.short_term_memory == {"committed_status": S.WORKING}
+
+
+# --- A hook's memory change is merged into the memory as it is when the hook returns. ---
+
+
+class PausingHook(BaseAgent):
+    """``activate`` changes memory as ``self.change`` says, after waiting until the test lets it go on."""
+
+    slug = "pausing"
+    name = "Pausing"
+    started: threading.Event
+    proceed: threading.Event
+    change = staticmethod(lambda memory: None)
+
+    def activate(self):
+        type(self).started.set()
+        assert type(self).proceed.wait(10), "the test never let the hook go on"
+        type(self).change(self.memory)
+
+
+def _race_a_patch_against_the_hook(register, change, patch: dict, *, initial: dict) -> tuple[AgentInstance, list]:
+    """Start WORKING (so ``activate`` runs) in one thread; while the hook waits, ``agent_update`` the memory
+    to ``patch`` in another thread; then let the hook finish. Returns the agent as saved and thread errors."""
+    hook_cls = type("Pausing", (PausingHook,), {"started": threading.Event(), "proceed": threading.Event(),
+                                                "change": staticmethod(change)})
+    register(hook_cls)
+    agent = AgentFactory(project=ProjectFactory(), agent_type=hook_type(hook_cls))
+    services.agent_update(agent, data={"short_term_memory": initial})
+    barrier, errors = threading.Barrier(2), []
+
+    def transition():
+        services.agent_transition(agent, S.WORKING)  # autocommit: the hook runs as it commits
+
+    def concurrent_patch():
+        assert hook_cls.started.wait(10), "the hook never started"
+        try:
+            services.agent_update(agent, data={"short_term_memory": patch})
+        finally:
+            hook_cls.proceed.set()
+
+    def run(work):
+        try:
+            barrier.wait()
+            work()
+        except BaseException as exc:  # noqa: BLE001 - asserted by the caller
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(work,)) for work in (transition, concurrent_patch)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    return reload(agent), errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_hook_keeps_a_patch_made_while_it_ran(register):
+    def change(memory):
+        memory["activations"] = memory.get("activations", 0) + 1
+        memory.setdefault("log", []).append("activated")
+
+    initial = {"activations": 0, "log": []}
+    patch = {**initial, "operator_note": "keep me"}
+    agent, errors = _race_a_patch_against_the_hook(register, change, patch, initial=initial)
+    assert errors == []
+    assert agent.status == S.WORKING
+    assert agent.short_term_memory == {"activations": 1, "log": ["activated"], "operator_note": "keep me"}
+    assert agent.last_error == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hook_change_that_collides_with_a_concurrent_patch_is_a_hook_error_not_an_overwrite(register):
+    def change(memory):
+        memory["mode"] = "hook"
+
+    agent, errors = _race_a_patch_against_the_hook(register, change, {"mode": "operator"}, initial={"mode": "start"})
+    assert errors == []
+    assert agent.status == S.WORKING
+    assert agent.short_term_memory == {"mode": "operator"}
+    assert agent.last_error == (
+        "activate hook failed: MemoryConflict: short_term_memory changed at '/mode' while the hook ran; "
+        "the hook's change was not saved."
+    )
+    assert [note.reason for note in notes(agent)] == [agent.last_error]

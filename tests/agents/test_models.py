@@ -98,6 +98,37 @@ def test_stale_instance_loses_with_a_conflict():
     assert AgentInstance.objects.get(pk=agent.pk).status == S.TERMINATED
 
 
+#: (transition method, status a stale copy was loaded in, what another writer did meanwhile, where it left the row)
+STALE_WRITERS = [
+    ("start_work", S.IDLE, services.agent_pause, S.PAUSED),
+    ("wait", S.WORKING, lambda agent: services.agent_transition(agent, S.IDLE), S.IDLE),
+    ("finish", S.WORKING, services.agent_pause, S.PAUSED),
+    ("pause", S.IDLE, services.agent_terminate, S.TERMINATED),
+    ("resume", S.PAUSED, services.agent_terminate, S.TERMINATED),
+    ("terminate", S.WORKING, lambda agent: services.agent_transition(agent, S.WAITING), S.WAITING),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "loaded", "other_writer", "after_other"), STALE_WRITERS, ids=[row[0] for row in STALE_WRITERS]
+)
+def test_a_stale_writer_loses_every_transition_with_a_conflict(method, loaded, other_writer, after_other):
+    agent = agent_in_status(loaded)
+    stale = AgentInstance.objects.get(pk=agent.pk)
+    other_writer(agent)
+    ledger_before = AgentTransition.objects.filter(agent=agent).count()
+    transition = getattr(stale, method)
+    spec = transition._django_fsm.get_transition(loaded)
+    transition()  # legal from the status the stale copy still believes in
+    with pytest.raises(ConcurrentTransition), transaction.atomic():
+        stale.save(update_fields=["status", "updated_at", *spec.custom["fields"]])
+    fresh = AgentInstance.objects.get(pk=agent.pk)
+    assert fresh.status == after_other
+    assert AgentTransition.objects.filter(agent=agent).count() == ledger_before
+    if after_other != S.TERMINATED:
+        assert fresh.terminated_at is None
+
+
 def test_terminate_records_reason_and_clears_session():
     agent = agent_in_status(S.WORKING)
     services.agent_update(agent, data={"session_id": "s-1", "current_task": "build"})

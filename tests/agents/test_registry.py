@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from django.apps import apps
 from django.core.checks import run_checks
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
@@ -13,11 +19,13 @@ from agents import builtin
 from agents.models import AgentInstance
 from agents.registry import (
     AgentModuleError,
+    AgentModulesUnusable,
     AgentRegistry,
     BaseAgent,
     DuplicateAgentSlug,
     InvalidAgentClass,
     UnknownAgentClass,
+    load_agent_modules,
     registry,
 )
 from agents.signals import agent_spawned, agent_transitioned
@@ -223,6 +231,58 @@ def test_check_fails_start_up_naming_each_bad_module():
             call_command("check", verbosity=0)
     for module in bad:
         assert module in str(info.value)
+
+
+# --- Start-up: any process refuses to start with a bad module. ---
+
+BAD_MODULES = [f"{MODULES}.broken_import", f"{MODULES}.no_register", f"{MODULES}.duplicate", "missing.agents"]
+
+
+def test_loading_names_every_bad_module_with_a_hint():
+    reg = AgentRegistry()
+    with pytest.raises(AgentModulesUnusable) as info:
+        load_agent_modules(reg, [f"{MODULES}.echo", *BAD_MODULES])
+    assert isinstance(info.value, ImproperlyConfigured)
+    assert [f.module for f in info.value.failures] == BAD_MODULES
+    message = str(info.value)
+    assert message.startswith("4 module(s) in AGENT_REGISTRY_MODULES cannot be used:")
+    for module in BAD_MODULES:
+        assert f"\n  {module}: Agent module '{module}'" in message
+    assert "hint: Fix the module or remove it from AGENT_REGISTRY_MODULES" in message
+    assert "echo" in reg  # the good module still loaded; the process stops anyway
+
+
+def test_loading_good_modules_raises_nothing():
+    reg = AgentRegistry()
+    load_agent_modules(reg, [f"{MODULES}.echo"])
+    assert {"echo", "reviewer", "builder", "tester"} <= set(reg.slugs())
+
+
+def test_the_app_refuses_to_become_ready_with_a_bad_module(monkeypatch):
+    scratch = AgentRegistry()
+    monkeypatch.setattr("agents.registry.registry", scratch)
+    bad = override_settings(AGENT_REGISTRY_MODULES=[f"{MODULES}.broken_import"])
+    with bad, pytest.raises(ImproperlyConfigured, match=f"{MODULES}.broken_import"):
+        apps.get_app_config("agents").ready()
+    assert registry.errors == []  # the application's own registry is untouched
+
+
+def _start(modules: str) -> subprocess.CompletedProcess:
+    """Import the WSGI application (what gunicorn does at start-up) in a fresh process."""
+    root = Path(__file__).resolve().parents[2]
+    environment = {**os.environ, "AGENT_REGISTRY_MODULES": modules, "DJANGO_SETTINGS_MODULE": "syndarix.settings"}
+    return subprocess.run(
+        [sys.executable, "-c", "import syndarix.wsgi"], cwd=root, env=environment, capture_output=True, text=True,
+        timeout=120,
+    )
+
+
+def test_a_wsgi_process_does_not_start_with_a_bad_module():
+    started = _start(f"{MODULES}.echo,{MODULES}.broken_import")
+    assert started.returncode != 0
+    assert "AgentModulesUnusable" in started.stderr
+    assert f"{MODULES}.broken_import: Agent module '{MODULES}.broken_import' cannot be imported" in started.stderr
+    assert _start(f"{MODULES}.echo").returncode == 0
 
 
 # --- The built-ins. ---

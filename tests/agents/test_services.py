@@ -66,6 +66,53 @@ def test_transition_replay_with_same_key_acts_once():
     assert AgentTransition.objects.filter(agent=agent, to_status=S.PAUSED).count() == 1
 
 
+def test_update_replay_of_a_field_only_update_applies_nothing(user):
+    agent = agent_in_status(S.IDLE)
+    updated = services.agent_update(agent, actor=user, data={"name": "first"}, request_id="k")
+    assert updated.name == "first"
+    note = AgentTransition.objects.get(agent=agent, request_id="k")
+    assert (note.from_status, note.to_status, note.reason, note.actor) == (S.IDLE, S.IDLE, "updated", user)
+    services.agent_update(agent, data={"name": "changed meanwhile"})
+    replayed = services.agent_update(agent, data={"name": "first"}, request_id="k")
+    assert replayed.name == "changed meanwhile"
+    assert AgentInstance.objects.get(pk=agent.pk).name == "changed meanwhile"
+    assert AgentTransition.objects.filter(agent=agent, request_id="k").count() == 1
+
+
+def test_update_replay_with_a_status_applies_neither_fields_nor_status():
+    agent = agent_in_status(S.IDLE)
+    services.agent_update(agent, data={"name": "first", "status": S.WORKING}, request_id="k")
+    assert AgentTransition.objects.get(agent=agent, request_id="k").to_status == S.WORKING
+    services.agent_pause(agent)
+    services.agent_update(agent, data={"name": "changed meanwhile"})
+    replayed = services.agent_update(agent, data={"name": "first", "status": S.WORKING}, request_id="k")
+    assert (replayed.status, replayed.name) == (S.PAUSED, "changed meanwhile")
+    assert AgentTransition.objects.filter(agent=agent, request_id="k").count() == 1
+
+
+def test_update_to_the_current_status_records_its_key_once():
+    agent = agent_in_status(S.WORKING)
+    services.agent_update(agent, data={"status": S.WORKING, "current_task": "t1"}, request_id="k")
+    note = AgentTransition.objects.get(agent=agent, request_id="k")
+    assert (note.from_status, note.to_status, note.reason) == (S.WORKING, S.WORKING, "updated")
+    services.agent_update(agent, data={"current_task": "t2"})
+    services.agent_update(agent, data={"status": S.WORKING, "current_task": "t1"}, request_id="k")
+    assert AgentInstance.objects.get(pk=agent.pk).current_task == "t2"
+
+
+def test_a_key_used_by_an_update_is_used_up_for_the_lifecycle_verbs_too():
+    agent = agent_in_status(S.IDLE)
+    services.agent_update(agent, data={"name": "x"}, request_id="k")
+    assert services.agent_pause(agent, request_id="k").status == S.IDLE
+
+
+def test_an_update_without_a_key_writes_no_ledger_row():
+    agent = agent_in_status(S.IDLE)
+    before = AgentTransition.objects.filter(agent=agent).count()
+    services.agent_update(agent, data={"name": "x"})
+    assert AgentTransition.objects.filter(agent=agent).count() == before
+
+
 def test_resume_only_leaves_paused():
     with pytest.raises(InvalidTransition):
         services.agent_resume(agent_in_status(S.WORKING))
@@ -147,3 +194,128 @@ def test_spawn_replay_survives_the_type_being_deactivated(project, agent_type):
     agent_type.is_active = False
     agent_type.save(update_fields=["is_active"])
     assert services.agent_spawn(project=project, agent_type=agent_type, name="a", request_id="k2").pk == first.pk
+
+
+# --- JSON PostgreSQL cannot store (NUL, NaN/Infinity, deep nesting) is refused before any write. ---
+
+def _nested(levels: int) -> dict:
+    value: dict = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+UNSTORABLE = [
+    ({"model": "a\x00b"}, "nul_character"),
+    ({"a\x00b": 1}, "nul_character"),
+    ({"retries": float("inf")}, "invalid_data"),
+    ({"retries": float("nan")}, "invalid_data"),
+    (_nested(70), "nesting_too_deep"),
+]
+UNSTORABLE_IDS = ["nul-in-string", "nul-in-key", "inf", "nan", "too-deep"]
+
+
+@pytest.mark.parametrize(("value", "code"), UNSTORABLE, ids=UNSTORABLE_IDS)
+def test_spawn_refuses_config_that_cannot_be_stored(project, agent_type, value, code):
+    with pytest.raises(InvalidInput) as info:
+        services.agent_spawn(project=project, agent_type=agent_type, name="a", config=value)
+    assert (info.value.field, info.value.code) == ("config", code)
+    assert not AgentInstance.objects.exists()
+
+
+@pytest.mark.parametrize(("value", "code"), UNSTORABLE, ids=UNSTORABLE_IDS)
+def test_spawn_refuses_a_template_that_cannot_be_stored(project, agent_type, value, code):
+    with pytest.raises(InvalidInput) as info:
+        services.agent_spawn(project=project, agent_type=agent_type, name="a", template=value)
+    assert (info.value.field, info.value.code) == ("template", code)
+    assert not AgentInstance.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["config", "short_term_memory"])
+@pytest.mark.parametrize(("value", "code"), UNSTORABLE, ids=UNSTORABLE_IDS)
+def test_update_refuses_json_that_cannot_be_stored(agent, field, value, code):
+    with pytest.raises(InvalidInput) as info:
+        services.agent_update(agent, data={field: value, "name": "renamed"})
+    assert (info.value.field, info.value.code) == (field, code)
+    unchanged = AgentInstance.objects.get(pk=agent.pk)
+    assert (unchanged.name, unchanged.config, unchanged.short_term_memory) == (agent.name, {}, {})
+
+
+def test_update_refuses_memory_that_is_not_an_object(agent):
+    with pytest.raises(InvalidInput) as info:
+        services.agent_update(agent, data={"short_term_memory": ["a", "list"]})
+    assert info.value.field == "short_term_memory"
+
+
+@pytest.mark.parametrize(("value", "code"), UNSTORABLE, ids=UNSTORABLE_IDS)
+def test_save_memory_refuses_json_that_cannot_be_stored(agent, value, code):
+    with pytest.raises(InvalidInput) as info:
+        services.agent_save_memory(agent, short_term_memory=value)
+    assert (info.value.field, info.value.code) == ("short_term_memory", code)
+    assert AgentInstance.objects.get(pk=agent.pk).short_term_memory == {}
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "code"),
+    [
+        ({"config_schema": {"description": "a\x00b"}}, "config_schema", "nul_character"),
+        ({"config_schema": {"type": "number", "maximum": float("inf")}}, "config_schema", "invalid_data"),
+        ({"capabilities": ["a\x00b"]}, "capabilities", "nul_character"),
+        ({"capabilities": [float("nan")]}, "capabilities", "invalid_data"),
+    ],
+)
+def test_agent_type_clean_refuses_json_that_cannot_be_stored(values, field, code):
+    agent_type = AgentTypeFactory.build(**values)
+    with pytest.raises(ValidationError) as info:
+        agent_type.full_clean()
+    assert [error.code for error in info.value.error_dict[field]] == [code]
+
+
+# --- Saving a change to memory relative to the memory it started from. ---
+
+
+@pytest.mark.parametrize(
+    ("base", "target", "current", "merged"),
+    [
+        ({}, {"a": 1}, {"b": 2}, {"a": 1, "b": 2}),
+        ({"n": 1}, {"n": 2}, {"n": 1, "other": True}, {"n": 2, "other": True}),
+        ({"gone": 1, "keep": 1}, {"keep": 1}, {"gone": 1, "keep": 1, "new": 1}, {"keep": 1, "new": 1}),
+        ({"log": ["a"]}, {"log": ["a", "b"]}, {"log": ["a"], "x": 1}, {"log": ["a", "b"], "x": 1}),
+        ({"a": {"deep": 1}}, {"a": {"deep": 1, "more": 2}}, {"a": {"deep": 1, "side": 3}},
+         {"a": {"deep": 1, "more": 2, "side": 3}}),
+        ({}, {"same": 1}, {"same": 1}, {"same": 1}),  # both added the same value: no conflict
+        ({"x": 1}, {"x": 1}, {"y": 2}, {"y": 2}),  # no change: the current memory stays as it is
+    ],
+)
+def test_rebase_applies_only_the_change(base, target, current, merged):
+    assert services.rebase_json_change(current, base=base, target=target) == merged
+
+
+@pytest.mark.parametrize(
+    ("base", "target", "current", "path"),
+    [
+        ({"n": 1}, {"n": 2}, {"n": 5}, "/n"),  # both changed the same value
+        ({"n": 1}, {}, {"n": 5}, "/n"),  # removing a value someone changed
+        ({"n": 1}, {"n": 2}, {}, "/n"),  # changing a value someone removed
+        ({}, {"k": "mine"}, {"k": "theirs"}, "/k"),  # both added the key, differently
+        ({"log": ["a"]}, {"log": ["a", "b"]}, {}, "/log/1"),  # appending to a list someone removed
+    ],
+)
+def test_rebase_refuses_a_colliding_change(base, target, current, path):
+    with pytest.raises(services.MemoryConflict) as info:
+        services.rebase_json_change(current, base=base, target=target)
+    assert (info.value.code, info.value.extra["path"]) == ("memory_conflict", path)
+
+
+def test_save_memory_with_a_base_keeps_keys_written_meanwhile(agent):
+    services.agent_update(agent, data={"short_term_memory": {"operator": "note"}})
+    saved = services.agent_save_memory(agent, short_term_memory={"hook": True}, base={})
+    assert saved.short_term_memory == AgentInstance.objects.get(pk=agent.pk).short_term_memory
+    assert saved.short_term_memory == {"operator": "note", "hook": True}
+
+
+def test_save_memory_with_a_colliding_base_saves_nothing(agent):
+    services.agent_update(agent, data={"short_term_memory": {"mode": "operator"}})
+    with pytest.raises(services.MemoryConflict):
+        services.agent_save_memory(agent, short_term_memory={"mode": "hook"}, base={"mode": "start"})
+    assert AgentInstance.objects.get(pk=agent.pk).short_term_memory == {"mode": "operator"}

@@ -102,6 +102,43 @@ def test_agent_type_validation(superuser_client, body, expected):
     assert not AgentType.objects.filter(name="N").exists()
 
 
+def test_an_unknown_handler_is_400_naming_the_registered_classes(superuser_client):
+    response = superuser_client.post(
+        "/api/v1/agent-types", {"name": "N", "slug": "n", "handler": "no-such-class"}, format="json"
+    )
+    assert response.status_code == 400
+    assert fields(response) == {"handler": "unknown_handler"}
+    assert response.json()["errors"][0]["message"] == (
+        "No agent class is registered as 'no-such-class'. Registered classes: builder, reviewer, tester."
+    )
+    assert not AgentType.objects.filter(slug="n").exists()
+
+
+def test_a_registered_handler_or_none_is_accepted(superuser_client):
+    for slug, handler in (("with-class", "reviewer"), ("without-class", "")):
+        response = superuser_client.post(
+            "/api/v1/agent-types", {"name": slug, "slug": slug, "handler": handler}, format="json"
+        )
+        assert response.status_code == 201, response.json()
+        assert response.json()["handler"] == handler
+
+
+def test_patching_an_unknown_handler_is_400(superuser_client, agent_type):
+    url = f"/api/v1/agent-types/{agent_type.pk}"
+    response = superuser_client.patch(url, {"handler": "no-such-class"}, format="json")
+    assert response.status_code == 400
+    assert fields(response) == {"handler": "unknown_handler"}
+    assert AgentType.objects.get(pk=agent_type.pk).handler == ""
+
+
+def test_a_type_whose_class_went_missing_stays_editable(superuser_client):
+    orphan = factories.AgentTypeFactory(handler="uninstalled")
+    url = f"/api/v1/agent-types/{orphan.pk}"
+    response = superuser_client.patch(url, {"description": "still here", "handler": "uninstalled"}, format="json")
+    assert response.status_code == 200, response.json()
+    assert AgentType.objects.get(pk=orphan.pk).description == "still here"
+
+
 def test_patching_a_bad_schema_onto_an_existing_type_is_400(superuser_client, agent_type):
     response = superuser_client.patch(
         f"/api/v1/agent-types/{agent_type.pk}", {"config_schema": {"type": 12}}, format="json"

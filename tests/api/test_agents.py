@@ -449,6 +449,32 @@ def test_patch_status_replay_writes_one_ledger_row(owner_client, project, agent)
     assert AgentTransition.objects.get(agent=agent, to_status="working").request_id == "k1"
 
 
+def test_a_replayed_field_only_patch_changes_nothing(owner_client, project, agent):
+    url = agents_url(project, agent)
+    first = owner_client.patch(url, {"name": "first", "current_task": "t1"}, format="json", HTTP_IDEMPOTENCY_KEY="k2")
+    assert first.status_code == 200 and first.json()["name"] == "first"
+    assert owner_client.patch(url, {"name": "meanwhile"}, format="json").status_code == 200
+    again = owner_client.patch(url, {"name": "first", "current_task": "t1"}, format="json", HTTP_IDEMPOTENCY_KEY="k2")
+    assert again.status_code == 200
+    assert (again.json()["name"], again.json()["current_task"]) == ("meanwhile", "t1")
+    assert AgentInstance.objects.get(pk=agent.pk).name == "meanwhile"
+    assert ledger(agent) == [("", "idle"), ("idle", "idle")]
+    note = AgentTransition.objects.get(agent=agent, request_id="k2")
+    assert (note.reason, note.actor_id) == ("updated", project.owner_id)
+
+
+def test_a_replayed_patch_with_a_status_changes_nothing(owner_client, project, agent):
+    url = agents_url(project, agent)
+    body = {"status": "working", "name": "first"}
+    assert owner_client.patch(url, body, format="json", HTTP_IDEMPOTENCY_KEY="k3").json()["status"] == "working"
+    assert owner_client.post(agents_url(project, agent, "pause")).json()["status"] == "paused"
+    assert owner_client.patch(url, {"name": "meanwhile"}, format="json").status_code == 200
+    again = owner_client.patch(url, body, format="json", HTTP_IDEMPOTENCY_KEY="k3")
+    assert again.status_code == 200
+    assert (again.json()["status"], again.json()["name"]) == ("paused", "meanwhile")
+    assert ledger(agent) == [("", "idle"), ("idle", "working"), ("working", "paused")]
+
+
 # --- pause, resume -------------------------------------------------------------------------------
 
 

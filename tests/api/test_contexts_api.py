@@ -371,6 +371,37 @@ def test_diff_validation(owner_client, context, query, field):
     assert error(response)["field"] == field
 
 
+HUGE = 10**30  # beyond any integer column (SQLite cannot bind it at all)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [({"from": HUGE, "to": 1}, "from"), ({"from": 1, "to": HUGE}, "to"), ({"from": 1, "to": 2**31}, "to")],
+)
+def test_diff_version_numbers_beyond_the_column_are_400(owner_client, context, query, field):
+    response = owner_client.get(curl(context, "/diff"), query)
+    assert response.status_code == 400
+    assert (error(response)["field"], error(response)["code"]) == (field, "max_value")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "body", "field"),
+    [("/rollback", {"target_version": HUGE}, "target_version"),
+     ("/write", {"data": {}, "expected_version": HUGE}, "expected_version")],
+)
+def test_version_numbers_beyond_the_column_in_a_body_are_400(owner_client, context, suffix, body, field):
+    response = owner_client.post(curl(context, suffix), body, format="json")
+    assert response.status_code == 400
+    assert (error(response)["field"], error(response)["code"]) == (field, "max_value")
+    assert versions_of(context) == [1]
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("get", ""), ("post", "/pin"), ("post", "/unpin")])
+def test_a_version_number_beyond_the_column_in_the_path_is_404(owner_client, context, method, suffix):
+    response = getattr(owner_client, method)(curl(context, f"/versions/{HUGE}{suffix}"))
+    assert (response.status_code, error(response)["code"]) == (404, "version_not_found")
+
+
 def test_diff_unknown_version_is_404(owner_client, context):
     response = owner_client.get(curl(context, "/diff"), {"from": 1, "to": 5})
     assert (response.status_code, error(response)["code"]) == (404, "version_not_found")

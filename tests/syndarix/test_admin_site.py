@@ -1,0 +1,58 @@
+"""The admin site's shared pieces: the read-only admin mixin."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+from django.test import RequestFactory
+from django.urls import reverse
+
+from agents import contexts
+from agents.admin import AgentInstanceAdmin, AgentTransitionAdmin, AgentTransitionInline
+from agents.context_admin import AgentContextVersionAdmin, AgentContextVersionInline
+from agents.models import AgentContextVersion, AgentInstance, AgentTransition
+from syndarix.admin_site import ReadOnlyAdminMixin
+
+pytestmark = pytest.mark.django_db
+
+READ_ONLY = [
+    (AgentTransitionAdmin, AgentTransition, None),
+    (AgentContextVersionAdmin, AgentContextVersion, None),
+    (AgentTransitionInline, AgentInstance, "inline"),
+    (AgentContextVersionInline, AgentContextVersion, "inline"),
+]
+
+
+@pytest.mark.parametrize(("admin_class", "model", "kind"), READ_ONLY)
+def test_read_only_admins_refuse_every_write_even_to_superusers(superuser, admin_class, model, kind):
+    assert issubclass(admin_class, ReadOnlyAdminMixin)
+    request = RequestFactory().get("/")
+    request.user = superuser
+    model_admin = admin_class(model if kind is None else admin_class.model, admin.site)
+    args = (request, None) if kind else (request,)
+    assert model_admin.has_add_permission(*args) is False
+    assert model_admin.has_change_permission(request, None) is False
+    assert model_admin.has_delete_permission(request, None) is False
+    assert model_admin.has_view_permission(request, None) is True
+
+
+def test_read_only_pages_render_without_save_or_delete(client, superuser, agent, project):
+    client.force_login(superuser)
+    context = contexts.context_create(project=project, name="notes", data={"a": 1})
+    version = AgentContextVersion.objects.get(context=context)
+    row = AgentTransition.objects.get(agent=agent)
+    for url in (
+        reverse("admin:agents_agenttransition_change", args=[row.pk]),
+        reverse("admin:agents_agentcontextversion_change", args=[version.pk]),
+    ):
+        html = client.get(url).content.decode()
+        assert 'name="_save"' not in html and "deletelink" not in html
+    html = client.get(reverse("admin:agents_agentinstance_change", args=[agent.pk])).content.decode()
+    assert "spawned" in html  # the ledger inline shows its row ...
+    assert 'name="transitions-0-DELETE"' not in html and 'name="transitions-0-reason"' not in html  # ... read-only
+    assert client.post(reverse("admin:agents_agenttransition_add"), {}).status_code == 403
+
+
+def test_agent_columns_are_labelled_by_what_they_show():
+    assert AgentInstanceAdmin.effective_template_display.short_description == "Effective template"
+    assert AgentInstanceAdmin.agent_type_schema.short_description == "Config schema"
