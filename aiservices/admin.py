@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
+from syndarix.admin_site import ReadOnlyAdminMixin
 from syndarix.api.ratelimit import RateLimited
 from syndarix.exceptions import DomainError
 
@@ -54,7 +55,7 @@ def _can_refine(request) -> bool:
 
 
 @admin.register(AIServiceCall)
-class AIServiceCallAdmin(admin.ModelAdmin):
+class AIServiceCallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every tool call, read-only (calls are records, not editable objects)."""
 
     list_display = ("when", "tool_short", "outcome_badge", "user", "duration", "tokens", "trace", "error")
@@ -100,15 +101,6 @@ class AIServiceCallAdmin(admin.ModelAdmin):
         colour = _OUTCOME_COLOURS.get(obj.outcome, "#555")
         return format_html('<strong style="color:{};white-space:nowrap">{}</strong>', colour, obj.get_outcome_display())
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "can_refine": _can_refine(request)}
         return super().changelist_view(request, extra_context=extra_context)
@@ -120,7 +112,7 @@ def _highlight(text: str) -> str:
 
 
 @admin.register(PromptRefinement)
-class PromptRefinementAdmin(admin.ModelAdmin):
+class PromptRefinementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The "Refine a prompt" page: paste a template and guidelines, compare the refined messages
     with the originals, copy the result. It calls the same service as the API (same permission,
     rate limits and call record)."""
@@ -130,15 +122,6 @@ class PromptRefinementAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None) -> bool:
         return _can_refine(request)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def get_urls(self):
         name = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
