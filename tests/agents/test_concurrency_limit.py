@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 from django.test import override_settings
 
 from agents import services
@@ -14,6 +11,7 @@ from agents.exceptions import ConcurrencyLimitExceeded
 from agents.models import AgentInstance, AgentTransition
 from syndarix.api.exceptions import exception_handler
 from tests.factories import AgentFactory, AgentTypeFactory, ProjectFactory, WorkspaceFactory, agent_in_status
+from tests.threads import run_concurrently
 
 
 @pytest.mark.django_db
@@ -88,30 +86,14 @@ def test_twenty_concurrent_spawns_into_a_workspace_limited_to_five_create_exactl
     workspace = WorkspaceFactory(max_concurrent_agents=limit)
     project = ProjectFactory(workspace=workspace)
     agent_type = AgentTypeFactory()
-    barrier = threading.Barrier(threads_count)
-    created, refused, unexpected = [], [], []
-    lock = threading.Lock()
 
-    def spawn(n: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            agent = services.agent_spawn(project=project, agent_type=agent_type, name=f"racer-{n}")
-            with lock:
-                created.append(agent.pk)
-        except ConcurrencyLimitExceeded as exc:
-            with lock:
-                refused.append(exc.extra)
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            with lock:
-                unexpected.append(exc)
-        finally:
-            connection.close()
+    def spawn(n: int):
+        return services.agent_spawn(project=project, agent_type=agent_type, name=f"racer-{n}")
 
-    threads = [threading.Thread(target=spawn, args=(n,)) for n in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results = run_concurrently(threads_count, spawn)
+    created = [r.pk for r in results if isinstance(r, AgentInstance)]
+    refused = [r.extra for r in results if isinstance(r, ConcurrencyLimitExceeded)]
+    unexpected = [r for r in results if not isinstance(r, AgentInstance | ConcurrencyLimitExceeded)]
 
     assert unexpected == []
     assert len(created) == limit

@@ -3,11 +3,8 @@ immutability, and the version allocator under real concurrency on PostgreSQL."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 from agents import contexts
 from agents.exceptions import (
@@ -23,6 +20,7 @@ from agents.exceptions import (
 from agents.models import AgentContext, AgentContextVersion
 from syndarix.exceptions import InvalidInput, PayloadTooLarge
 from tests import factories
+from tests.threads import run_concurrently
 
 pytestmark = pytest.mark.django_db
 
@@ -499,27 +497,6 @@ def test_write_query_count_does_not_grow_with_history(context, settings, django_
 # --- concurrency (real PostgreSQL transactions, one connection per thread) ---
 
 
-def _run_threads(count: int, target) -> list:
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = target(index)
-        except Exception as exc:  # noqa: BLE001 - the test inspects what each thread got
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results
-
-
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_get_gapless_unique_versions(settings):
     settings.AGENT_CONTEXT_HISTORY_LIMIT = 1000
@@ -529,7 +506,7 @@ def test_concurrent_writers_get_gapless_unique_versions(settings):
     def writer(index: int) -> list[int]:
         return [contexts.context_write(ctx, {"thread": index, "n": n}).version for n in range(20)]
 
-    results = _run_threads(16, writer)
+    results = run_concurrently(16, writer)
     assert not [r for r in results if isinstance(r, Exception)], results
     allocated = sorted(v for r in results for v in r)
     assert allocated == list(range(2, 322))  # 320 writes after the creating version 1
@@ -551,7 +528,7 @@ def test_two_writers_with_the_same_expected_version_exactly_one_wins():
     def writer(index: int):
         return contexts.context_write(ctx, {"winner": index}, expected_version=1)
 
-    results = _run_threads(2, writer)
+    results = run_concurrently(2, writer)
     wins = [r for r in results if isinstance(r, AgentContextVersion)]
     losses = [r for r in results if isinstance(r, VersionConflict)]
     assert (len(wins), len(losses)) == (1, 1), results

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import ast
 import copy
-import threading
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection
 
 from agents import services as agent_services
 from agents.models import AgentInstance, AgentTypeRevision
@@ -20,6 +18,7 @@ from buildkit.overlay import apply_overlay, build_overlay
 from buildkit.selectors import capabilities_find
 from syndarix.exceptions import InvalidInput
 from tests import factories
+from tests.threads import failures, run_concurrently
 
 pytestmark = pytest.mark.django_db
 
@@ -70,25 +69,12 @@ def test_deleting_an_agent_type_takes_its_revisions(commit, template):
 def test_concurrent_commits_get_consecutive_versions(template):
     agent_type = factories.AgentTypeFactory()
     threads_count, per_thread = 8, 5
-    barrier = threading.Barrier(threads_count)
-    failures: list[BaseException] = []
 
     def work(n):
-        try:
-            barrier.wait()
-            for i in range(per_thread):
-                services.template_commit(agent_type=agent_type, template=template, message=f"{n}-{i}")
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            failures.append(exc)
-        finally:
-            connection.close()
+        for i in range(per_thread):
+            services.template_commit(agent_type=agent_type, template=template, message=f"{n}-{i}")
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    assert failures(run_concurrently(threads_count, work)) == []
     versions = sorted(AgentTypeRevision.objects.filter(agent_type=agent_type).values_list("version", flat=True))
     assert versions == list(range(1, threads_count * per_thread + 1))
 
@@ -305,28 +291,14 @@ def test_concurrent_runs_with_one_idempotency_key_spawn_once_and_answer_alike(te
     project = factories.ProjectFactory()
     agent_type = factories.AgentTypeFactory()
     threads_count = 6
-    barrier = threading.Barrier(threads_count)
-    answers: list = []
-    failures: list[BaseException] = []
 
     def work(n):
-        try:
-            barrier.wait()
-            draft = {**template, "sandbox": {"permissions": {"execute_code": "deny"}}} if n % 2 else template
-            run = services.playground_run(agent_type=agent_type, project=project, template=draft,
-                                          build_kit=bool(n % 3), request_id="same-key")
-            answers.append((run.agent.pk, run.effective, run.overrides, run.build_kit, run.template_source,
-                            run.references_used))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            failures.append(exc)
-        finally:
-            connection.close()
+        draft = {**template, "sandbox": {"permissions": {"execute_code": "deny"}}} if n % 2 else template
+        run = services.playground_run(agent_type=agent_type, project=project, template=draft,
+                                      build_kit=bool(n % 3), request_id="same-key")
+        return (run.agent.pk, run.effective, run.overrides, run.build_kit, run.template_source, run.references_used)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert failures == []
+    answers = run_concurrently(threads_count, work)
+    assert failures(answers) == []
     assert AgentInstance.objects.filter(project=project).count() == 1
     assert len(answers) == threads_count and all(answer == answers[0] for answer in answers)
