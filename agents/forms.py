@@ -123,7 +123,7 @@ class AgentInstanceForm(forms.ModelForm):
         field_classes = {"config": PrettyJSONField, "short_term_memory": PrettyJSONField}
         widgets = {
             "config": forms.Textarea(attrs={"rows": 8, "cols": 60}),
-            "short_term_memory": forms.Textarea(attrs={"rows": 4, "cols": 60}),
+            "short_term_memory": forms.Textarea(attrs={"rows": 12, "cols": 60}),
         }
 
     def clean_config(self) -> dict:
