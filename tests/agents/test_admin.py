@@ -698,7 +698,7 @@ def test_index_shows_agent_counts_tokens_and_cost_per_project(admin_client, work
     assert totals["total_instances"] == 7 and totals["total_tokens_used"] == 1_500_000
     html = response.content.decode()
     assert "Agents by project" in html and "1,500,000" in html and "12.2500" in html
-    assert f"?project__id__exact={busy.pk}&amp;status__exact=working\">2<" in html
+    assert f"?project__id__exact={busy.pk}&amp;is_playground__exact=0&amp;status__exact=working\">2<" in html
 
 
 def test_index_summary_is_one_query_for_any_number_of_projects(admin_client, agent_type, django_assert_num_queries):
