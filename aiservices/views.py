@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from syndarix.api.ratelimit import RateLimitMixin
-from syndarix.api.schema import ErrorEnvelopeSerializer
+from syndarix.api.schema import error_responses
 
 from . import services
 from .permissions import CanCallTools
@@ -18,10 +18,6 @@ from .serializers import (
     ToolCallRequestSerializer,
     ToolCallResponseSerializer,
 )
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorEnvelopeSerializer, description=description)
 
 
 class StatusView(RateLimitMixin, APIView):
@@ -40,8 +36,9 @@ class StatusView(RateLimitMixin, APIView):
         ),
         responses={
             200: StatusSerializer,
-            401: _error("Not authenticated."),
-            429: _error("Rate limited (`rate_limited`, `Retry-After`)."),
+            **error_responses(
+                401, 429, e401="Not authenticated.", e429="Rate limited (`rate_limited`, `Retry-After`)."
+            ),
         },
     )
     def get(self, request: Request) -> Response:
@@ -68,14 +65,17 @@ class ToolCallView(APIView):
         request=ToolCallRequestSerializer,
         responses={
             200: ToolCallResponseSerializer,
-            400: _error(
-                "`unknown_tool` (field `name`), `invalid_arguments` (one error per problem with its field), or "
-                "`parse_error` (the body is not JSON, or is nested too deeply)."
+            **error_responses(
+                400, 401, 403, 429, 503,
+                e400=(
+                    "`unknown_tool` (field `name`), `invalid_arguments` (one error per problem with its field), or "
+                    "`parse_error` (the body is not JSON, or is nested too deeply)."
+                ),
+                e401="Not authenticated.",
+                e403="Missing the 'Can edit agent workflows and templates' permission.",
+                e429="Rate limited (`rate_limited`, `Retry-After`: seconds until a call is admitted again).",
+                e503="`ai_services_disabled`: the upstream is not configured.",
             ),
-            401: _error("Not authenticated."),
-            403: _error("Missing the 'Can edit agent workflows and templates' permission."),
-            429: _error("Rate limited (`rate_limited`, `Retry-After`: seconds until a call is admitted again)."),
-            503: _error("`ai_services_disabled`: the upstream is not configured."),
         },
         examples=[
             OpenApiExample(
