@@ -5,14 +5,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Warning, register
 
-from .providers import PROVIDERS
+from .providers import PROVIDERS, get_provider
 
 
 @register()
 def check_provider(app_configs, **kwargs) -> list[Warning]:
     """Warn when ``AI_SERVICES_PROVIDER`` names no known provider (AI services then stay disabled)."""
-    name = str(settings.AI_SERVICES_PROVIDER or "").strip().lower()
-    if name in PROVIDERS:
+    if get_provider() is not None:
         return []
     return [
         Warning(
