@@ -45,9 +45,6 @@ class BaseProvider:
         """Names of required settings that are blank."""
         return [name for name in self.required_settings if not str(getattr(settings, name, "") or "").strip()]
 
-    def is_configured(self) -> bool:
-        return not self.missing_settings()
-
     @property
     def base_url(self) -> str:
         return settings.AI_SERVICES_API_URL.strip().rstrip("/")
