@@ -51,7 +51,7 @@ _OUTCOME_COLOURS = {CallOutcome.OK: "#2e7d32", CallOutcome.TOOL_ERROR: "#c62828"
 
 
 def _can_refine(request) -> bool:
-    return bool(request.user.is_active and request.user.is_staff and services.user_can_call_tools(request.user))
+    return request.user.is_staff and services.user_can_call_tools(request.user)
 
 
 @admin.register(AIServiceCall)
@@ -134,14 +134,15 @@ class PromptRefinementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         result = None
         if request.method == "POST" and form.is_valid():
             result = self._refine(request, form)
+        missing_settings = services.ai_services_missing_settings()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Refine a prompt",
             "form": form,
             "result": result,
-            "enabled": services.ai_services_enabled(),
-            "missing_settings": services.ai_services_missing_settings(),
+            "enabled": not missing_settings,
+            "missing_settings": missing_settings,
             "calls_url": reverse("admin:aiservices_aiservicecall_changelist"),
         }
         return TemplateResponse(request, "admin/aiservices/refine_prompt.html", context)
