@@ -28,6 +28,7 @@ from syndarix.admin_site import ReadOnlyAdminMixin
 from syndarix.exceptions import DomainError
 
 from . import contexts
+from .exceptions import AlreadyCurrentVersion
 from .models import AgentContext, AgentContextVersion
 
 #: Newest versions shown on a context's change page; the version list holds the rest.
@@ -315,7 +316,7 @@ class AgentContextAdmin(admin.ModelAdmin):
         page = self._page_context(request, context, f"Roll back “{context}” to version {version}?")
         try:
             if version == context.current_version:
-                raise DomainError(f"Version {version} is already the current version.")
+                raise AlreadyCurrentVersion(version)
             target = contexts.context_read(context, version)
             page.update(
                 target=target, target_author=author_label(target), target_json=pretty_json(target.data),
