@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from typing import Any, ClassVar
 
 import pytest
 import redis
 import responses
 from django.contrib.auth.models import Group, Permission
-from django.db import connection
 from rest_framework.test import APIClient
 
 from aiservices import services
@@ -21,6 +19,7 @@ from aiservices.tools import NAMESPACE, Tool, ToolResult, registry
 from aiservices.views import StatusView
 from tests.conftest import client_for
 from tests.factories import UserFactory
+from tests.threads import run_concurrently
 
 from .conftest import REFINE, REFINED, TEMPLATE_JSON, agenta_body, answer_agenta, openai_body, refine_args
 
@@ -581,25 +580,11 @@ def test_the_schema_documents_both_endpoints():
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_calls_cannot_exceed_the_burst_limit(tool_user, agenta):
     """Fifteen simultaneous calls by one user, on the real clock: the shared Redis log lets exactly ten through."""
-    barrier = threading.Barrier(15)
-    statuses: list[int] = []
-
     clients = [client_for(tool_user) for _ in range(15)]  # the token exists before the threads start
-
-    def worker(web):
-        try:
-            barrier.wait()
-            statuses.append(call(web).status_code)
-        finally:
-            connection.close()
 
     with responses.RequestsMock(assert_all_requests_are_fired=False) as upstream:
         upstream.add(responses.POST, agenta, json=agenta_body(REFINED), status=200)
-        threads = [threading.Thread(target=worker, args=(web,)) for web in clients]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        statuses = run_concurrently(15, lambda index: call(clients[index]).status_code)
         assert len(upstream.calls) == 10
     assert sorted(statuses) == [200] * 10 + [429] * 5
     assert AIServiceCall.objects.filter(outcome="ok").count() == 10
