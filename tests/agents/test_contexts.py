@@ -20,7 +20,7 @@ from agents.exceptions import (
 from agents.models import AgentContext, AgentContextVersion
 from syndarix.exceptions import InvalidInput, PayloadTooLarge
 from tests import factories
-from tests.threads import run_concurrently
+from tests.threads import failures, run_concurrently
 
 pytestmark = pytest.mark.django_db
 
@@ -507,7 +507,7 @@ def test_concurrent_writers_get_gapless_unique_versions(settings):
         return [contexts.context_write(ctx, {"thread": index, "n": n}).version for n in range(20)]
 
     results = run_concurrently(16, writer)
-    assert not [r for r in results if isinstance(r, Exception)], results
+    assert not failures(results), results
     allocated = sorted(v for r in results for v in r)
     assert allocated == list(range(2, 322))  # 320 writes after the creating version 1
     assert numbers(ctx) == list(range(1, 322))
