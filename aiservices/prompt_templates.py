@@ -115,12 +115,10 @@ def parse_template(text: str, *, field: str) -> tuple[dict[str, Any] | None, lis
         return None, [(field, f"Not valid JSON: {exc}.")]
     if nesting_depth(template) > MAX_NESTING:
         return None, [(field, f"Nested too deeply: at most {MAX_NESTING} levels of objects and lists.")]
-    problems = schema_problems(TEMPLATE_SCHEMA, template, prefix=field)
-    if not problems and isinstance(template, dict):
-        return template, []
     if not isinstance(template, dict):
         return None, [(field, "Must be a JSON object with a 'messages' list.")]
-    return None, problems
+    problems = schema_problems(TEMPLATE_SCHEMA, template, prefix=field)
+    return (None, problems) if problems else (template, [])
 
 
 @dataclass(frozen=True)
