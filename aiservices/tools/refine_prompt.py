@@ -64,7 +64,7 @@ class RefinePromptTool(Tool):
         field = "arguments.prompt_template_json"
         if any(where == field for where, _ in problems):
             return []  # missing, not a string, empty or too long: already reported
-        _, template_problems = parse_template(arguments[field.split(".")[1]], field=field)
+        _, template_problems = parse_template(arguments["prompt_template_json"], field=field)
         return template_problems
 
     def run(self, arguments: dict[str, Any], *, request_id: str) -> ToolResult:
