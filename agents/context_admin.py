@@ -285,9 +285,10 @@ class AgentContextAdmin(admin.ModelAdmin):
         page.update(first=first, second=second, current_version=current, problems=problems)
         try:
             page["patch"] = contexts.context_diff(context, first, second)
-            page["old"], page["new"] = (contexts.context_read(context, n) for n in (first, second))
-            page["old_json"], page["new_json"] = pretty_json(page["old"].data), pretty_json(page["new"].data)
-            page["old_author"], page["new_author"] = author_label(page["old"]), author_label(page["new"])
+            page["sides"] = [
+                {"version": version, "json": pretty_json(version.data), "author": author_label(version)}
+                for version in (contexts.context_read(context, n) for n in (first, second))
+            ]
             page["rows"] = _patch_rows(page["patch"])
         except DomainError as exc:
             page["error"] = exc.message
