@@ -86,9 +86,6 @@ class AgentContextViewSet(RateLimitMixin, ProjectScopedMixin, viewsets.GenericVi
             queryset = AgentContext.objects.all()
         return queryset.filter(project=self.project)
 
-    def get_serializer_class(self):
-        return AgentContextDetailSerializer if self.action == "retrieve" else AgentContextSerializer
-
     def get_object(self) -> AgentContext:
         """The URL's context within the URL's project (404 otherwise); query filters do not apply."""
         context = get_object_or_404(self.get_queryset(), pk=self.kwargs["context_id"])
