@@ -26,7 +26,7 @@ from typing import Any
 import jsonpatch
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, JSONField, Min, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, F, JSONField, Min, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from projects.models import Project
@@ -163,6 +163,13 @@ def _prunable(context: AgentContext, limit: int) -> QuerySet[AgentContextVersion
     return AgentContextVersion.objects.filter(
         context=context, pinned=False, version__lte=context.current_version - limit
     )
+
+
+def contexts_with_prunable_versions(limit: int) -> QuerySet[AgentContext]:
+    """Contexts holding at least one version ``_prunable`` would remove at this ``limit``."""
+    return AgentContext.objects.filter(
+        versions__pinned=False, versions__version__lte=F("current_version") - limit
+    ).distinct()
 
 
 def _append(

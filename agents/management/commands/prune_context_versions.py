@@ -5,10 +5,8 @@ from __future__ import annotations
 import uuid
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import F
 
-from agents.contexts import context_prune, history_limit
-from agents.models import AgentContext
+from agents.contexts import context_prune, contexts_with_prunable_versions, history_limit
 
 
 class Command(BaseCommand):
@@ -28,8 +26,7 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1 (the current version is always kept).")
         keep = history_limit(limit)
         candidates = (
-            AgentContext.objects.filter(versions__pinned=False, versions__version__lte=F("current_version") - keep)
-            .distinct()
+            contexts_with_prunable_versions(keep)
             .select_related("project")
             .order_by("project__name", "name", "pk")
         )
