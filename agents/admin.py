@@ -29,20 +29,16 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.utils.timezone import localtime
 from django.utils.translation import ngettext
-from django_fsm import ConcurrentTransition
 
 from syndarix.admin_site import ReadOnlyAdminMixin
 from syndarix.exceptions import DomainError
 
 from . import selectors, services
 from .choices import LIVE_STATUSES, AgentStatus, TerminationReason
-from .exceptions import describe_error
+from .exceptions import SERVICE_ERRORS, describe_error
 from .forms import AgentInstanceForm, AgentSpawnForm, AgentTerminateForm, config_error_messages
 from .models import AgentInstance, AgentTransition, AgentType
 from .registry_admin import AgentTypeRegistryAdminMixin
-
-#: Errors a service raises for a refused action; the admin shows them as messages, never a 500.
-SERVICE_ERRORS = (DomainError, ValidationError, ConcurrentTransition)
 
 #: Rows of the ledger shown on an agent's change form; the ledger page lists all of them.
 LEDGER_INLINE_LIMIT = 50
