@@ -29,20 +29,16 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.utils.timezone import localtime
 from django.utils.translation import ngettext
-from django_fsm import ConcurrentTransition
 
 from syndarix.admin_site import ReadOnlyAdminMixin
 from syndarix.exceptions import DomainError
 
 from . import selectors, services
 from .choices import LIVE_STATUSES, AgentStatus, TerminationReason
-from .exceptions import describe_error
+from .exceptions import SERVICE_ERRORS, describe_error
 from .forms import AgentInstanceForm, AgentSpawnForm, AgentTerminateForm, config_error_messages
 from .models import AgentInstance, AgentTransition, AgentType
 from .registry_admin import AgentTypeRegistryAdminMixin
-
-#: Errors a service raises for a refused action; the admin shows them as messages, never a 500.
-SERVICE_ERRORS = (DomainError, ValidationError, ConcurrentTransition)
 
 #: Rows of the ledger shown on an agent's change form; the ledger page lists all of them.
 LEDGER_INLINE_LIMIT = 50
@@ -356,6 +352,17 @@ class AgentInstanceAdmin(admin.ModelAdmin):
     def _change_url(self, agent: AgentInstance) -> str:
         return reverse("admin:agents_agentinstance_change", args=[agent.pk])
 
+    def _form_page_context(self, request, form, **extra) -> dict:
+        """Context of an admin page around ``form`` (all its fields in one fieldset), plus ``extra``."""
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "adminform": helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {}),
+            "errors": helpers.AdminErrorList(form, []),
+            "media": self.media + form.media,
+            **extra,
+        }
+
     def _get_agent_or_redirect(self, request, object_id):
         if not super().has_change_permission(request):
             raise PermissionDenied
@@ -414,17 +421,10 @@ class AgentInstanceAdmin(admin.ModelAdmin):
                 self.log_change(request, agent, f"Terminated ({agent.termination_reason}): {reason}")
                 self.message_user(request, f"Agent “{agent}” has been terminated.", messages.SUCCESS)
             return redirect(self._change_url(agent))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"Terminate agent “{agent}”?",
-            "agent": agent,
-            "status_badge": status_badge(agent.status),
-            "adminform": helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {}),
-            "errors": helpers.AdminErrorList(form, []),
-            "change_url": self._change_url(agent),
-            "media": self.media + form.media,
-        }
+        context = self._form_page_context(
+            request, form, title=f"Terminate agent “{agent}”?", agent=agent, status_badge=status_badge(agent.status),
+            change_url=self._change_url(agent),
+        )
         return TemplateResponse(request, "admin/agents/agentinstance/terminate_confirmation.html", context)
 
     def spawn_view(self, request):
@@ -454,19 +454,13 @@ class AgentInstanceAdmin(admin.ModelAdmin):
                     request, f"Agent “{agent}” spawned in {agent.project} (idle).", messages.SUCCESS
                 )
                 return redirect(self._change_url(agent))
-        fieldsets = [(None, {"fields": ["project", "agent_type", "name", "current_task", "config"]})]
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "Spawn agent",
-            "adminform": helpers.AdminForm(form, fieldsets, {}),
-            "errors": helpers.AdminErrorList(form, []),
-            "agent_types": [
+        context = self._form_page_context(
+            request, form, title="Spawn agent",
+            agent_types=[
                 (agent_type, json.dumps(agent_type.config_schema, indent=2))
                 for agent_type in AgentType.objects.filter(is_active=True).order_by("name")
             ],
-            "media": self.media + form.media,
-        }
+        )
         return TemplateResponse(request, "admin/agents/agentinstance/spawn.html", context)
 
     # --- Bulk actions. ---
@@ -523,18 +517,14 @@ class AgentInstanceAdmin(admin.ModelAdmin):
             )
             return None
         agents = list(queryset.order_by("name"))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": ngettext("Terminate %(count)d agent?", "Terminate %(count)d agents?", len(agents))
+        context = self._form_page_context(
+            request, form,
+            title=ngettext("Terminate %(count)d agent?", "Terminate %(count)d agents?", len(agents))
             % {"count": len(agents)},
-            "agents": [(agent, status_badge(agent.status)) for agent in agents],
-            "already_terminated": sum(a.status == AgentStatus.TERMINATED for a in agents),
-            "adminform": helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {}),
-            "errors": helpers.AdminErrorList(form, []),
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "media": self.media + form.media,
-        }
+            agents=[(agent, status_badge(agent.status)) for agent in agents],
+            already_terminated=sum(a.status == AgentStatus.TERMINATED for a in agents),
+            action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
+        )
         return TemplateResponse(request, "admin/agents/agentinstance/terminate_selected_confirmation.html", context)
 
 

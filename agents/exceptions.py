@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
+from django_fsm import ConcurrentTransition
+
 from syndarix.exceptions import DomainError, ServiceUnavailable
 
 
@@ -161,15 +164,17 @@ class ContextNotWritable(DomainError):
         super().__init__(message)
 
 
+#: Errors a service raises for a refused action; the admin and the commands show them with
+#: ``describe_error`` instead of failing.
+SERVICE_ERRORS = (DomainError, ValidationError, ConcurrentTransition)
+
+
 def describe_error(exc: Exception) -> str:
     """One sentence for people (admin messages, command errors) from an error a service raised.
 
     ``InvalidTransition`` adds the allowed targets; a Django ``ValidationError`` lists each
     ``field.path: message``; a stale write (``ConcurrentTransition``) asks to reload.
     """
-    from django.core.exceptions import ValidationError
-    from django_fsm import ConcurrentTransition
-
     if isinstance(exc, InvalidTransition):
         allowed = ", ".join(exc.extra["allowed_transitions"]) or "none"
         return f"{exc.message} Allowed from '{exc.extra['current_status']}': {allowed}."

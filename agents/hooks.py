@@ -41,8 +41,11 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
+from syndarix.exceptions import InvalidInput
+
 from . import services
 from .choices import AgentStatus
+from .exceptions import MemoryConflict
 from .models import AgentInstance, AgentTransition
 from .registry import AgentRegistry, UnknownAgentClass
 from .registry import registry as default_registry
@@ -179,7 +182,7 @@ def run_hook(
             return HookOutcome(hook=hook, handler=handler, status=OK, seconds=seconds)
         try:
             services.agent_save_memory(fresh, short_term_memory=fresh.short_term_memory, base=before)
-        except (services.InvalidInput, services.MemoryConflict) as exc:
+        except (InvalidInput, MemoryConflict) as exc:
             status, error = FAILED, exc
         else:
             return HookOutcome(hook=hook, handler=handler, status=OK, seconds=seconds, memory_saved=True)

@@ -275,7 +275,7 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
     @property
     def allowed_transitions(self) -> list[str]:
         """Status values reachable from the current status, in lifecycle order."""
-        return allowed_targets(self.status)
+        return list(TRANSITIONS[self.status])
 
     def transition_method(self, target: str):
         """Return the bound transition method that moves to ``target`` from the current status.
@@ -294,11 +294,6 @@ def _build_table() -> dict[str, list[str]]:
     for t in AgentInstance._meta.get_field("status").get_all_transitions(AgentInstance):
         table[t.source].add(t.target)
     return {source: [v for v in order if v in targets] for source, targets in table.items()}
-
-
-def allowed_targets(status: str) -> list[str]:
-    """Targets reachable from ``status`` according to the model's transitions."""
-    return list(TRANSITIONS[status])
 
 
 class AgentTransition(models.Model):
@@ -339,6 +334,7 @@ class AgentTransition(models.Model):
         super().save(*args, **kwargs)
 
 
+#: Status → the statuses reachable from it, in lifecycle order (read from the ``@transition`` methods).
 TRANSITIONS: dict[str, list[str]] = _build_table()
 
 

@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics
 from rest_framework.permissions import IsAuthenticated
 
+from syndarix.api.exceptions import error_body
 from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import ErrorEnvelopeSerializer
 
@@ -14,8 +15,7 @@ from .registry_serializers import AgentClassSerializer
 
 
 def _error(code: str, message: str) -> dict:
-    return {"success": False, "errors": [{"code": code, "message": message, "field": None}]}
-
+    return error_body([{"code": code, "message": message, "field": None}])
 
 
 @extend_schema(

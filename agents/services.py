@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from projects.models import Project, Workspace
-from syndarix.db import save_unique
+from syndarix.db import save_unique, update_unique
 from syndarix.exceptions import InvalidInput
 
 from .choices import AgentStatus, TerminationReason
@@ -557,17 +557,14 @@ def agent_type_update(agent_type: AgentType, *, data: dict[str, Any]) -> AgentTy
     Returns ``agent_type``, saved. Raises ``InvalidInput`` (400 ``unique`` on ``slug``) when the new slug
     is taken, also by a concurrent write.
     """
-    changed = [name for name in AGENT_TYPE_FIELDS if name in data]
-    for name in changed:
-        setattr(agent_type, name, data[name])
-    if changed:
-        save_unique(
-            lambda: agent_type.save(update_fields=[*changed, "updated_at"]),
-            taken=lambda: AgentType.objects.filter(slug=agent_type.slug).exclude(pk=agent_type.pk).exists(),
-            field="slug",
-            message=AGENT_TYPE_SLUG_TAKEN,
-        )
-    return agent_type
+    return update_unique(
+        agent_type,
+        data,
+        AGENT_TYPE_FIELDS,
+        taken=lambda: AgentType.objects.filter(slug=agent_type.slug).exclude(pk=agent_type.pk).exists(),
+        field="slug",
+        message=AGENT_TYPE_SLUG_TAKEN,
+    )
 
 
 def agent_type_commit_revision(

@@ -265,12 +265,6 @@ class AgentViewSet(
 
     _FORMS = {"pause": AgentActionSerializer, "resume": AgentActionSerializer, "usage": AgentUsageSerializer}
 
-    def get_serializer_context(self):
-        context = super().get_serializer_context()
-        if not getattr(self, "swagger_fake_view", False):
-            context["project"] = self.project
-        return context
-
     def create(self, request, *args, **kwargs):
         data = self._input(AgentSpawnSerializer)
         agent = services.agent_spawn(

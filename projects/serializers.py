@@ -12,6 +12,7 @@ from agents.models import AgentInstance
 from .choices import WorkspaceRole
 from .models import Issue, Project, Workspace
 from .selectors import workspace_queryset, workspaces_writable_by
+from .services import PROJECT_SLUG_TAKEN
 
 
 class WorkspaceSerializer(serializers.ModelSerializer):
@@ -101,13 +102,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             if self.instance is not None:
                 clash = clash.exclude(pk=self.instance.pk)
             if clash.exists():
-                raise serializers.ValidationError(
-                    {
-                        "slug": [
-                            serializers.ErrorDetail("This workspace already has a project with this slug.", "unique")
-                        ]
-                    }
-                )
+                raise serializers.ValidationError({"slug": [serializers.ErrorDetail(PROJECT_SLUG_TAKEN, "unique")]})
         return attrs
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from syndarix.db import save_unique
+from syndarix.db import save_unique, update_unique
 from syndarix.exceptions import DomainError, NotFound
 
 from .models import Project, Workspace
@@ -23,13 +23,6 @@ PROJECT_SLUG_TAKEN = "This workspace already has a project with this slug."
 #: Fields ``workspace_update`` / ``project_update`` change; anything else in ``data`` is ignored.
 WORKSPACE_FIELDS = ("name", "slug", "max_concurrent_agents")
 PROJECT_FIELDS = ("name", "slug", "description")
-
-
-def _apply(instance, data: dict[str, Any], names: tuple[str, ...]) -> list[str]:
-    changed = [name for name in names if name in data]
-    for name in changed:
-        setattr(instance, name, data[name])
-    return changed
 
 
 def workspace_create(*, name: str, slug: str, max_concurrent_agents: int | None = None) -> Workspace:
@@ -57,15 +50,14 @@ def workspace_update(workspace: Workspace, *, data: dict[str, Any]) -> Workspace
     Returns ``workspace``, saved. Raises ``InvalidInput`` (400 ``unique`` on ``slug``) when the new slug
     is taken, also by a concurrent write.
     """
-    changed = _apply(workspace, data, WORKSPACE_FIELDS)
-    if changed:
-        save_unique(
-            lambda: workspace.save(update_fields=[*changed, "updated_at"]),
-            taken=lambda: Workspace.objects.filter(slug=workspace.slug).exclude(pk=workspace.pk).exists(),
-            field="slug",
-            message=WORKSPACE_SLUG_TAKEN,
-        )
-    return workspace
+    return update_unique(
+        workspace,
+        data,
+        WORKSPACE_FIELDS,
+        taken=lambda: Workspace.objects.filter(slug=workspace.slug).exclude(pk=workspace.pk).exists(),
+        field="slug",
+        message=WORKSPACE_SLUG_TAKEN,
+    )
 
 
 def project_create(*, workspace: Workspace, owner, name: str, slug: str, description: str = "") -> Project:
@@ -91,17 +83,16 @@ def project_update(project: Project, *, data: dict[str, Any]) -> Project:
     Returns ``project``, saved with ``update_fields``. Raises ``InvalidInput`` (400 ``unique`` on
     ``slug``) when the new slug is taken in the workspace, also by a concurrent write.
     """
-    changed = _apply(project, data, PROJECT_FIELDS)
-    if changed:
-        save_unique(
-            lambda: project.save(update_fields=[*changed, "updated_at"]),
-            taken=lambda: Project.objects.filter(workspace_id=project.workspace_id, slug=project.slug)
-            .exclude(pk=project.pk)
-            .exists(),
-            field="slug",
-            message=PROJECT_SLUG_TAKEN,
-        )
-    return project
+    return update_unique(
+        project,
+        data,
+        PROJECT_FIELDS,
+        taken=lambda: Project.objects.filter(workspace_id=project.workspace_id, slug=project.slug)
+        .exclude(pk=project.pk)
+        .exists(),
+        field="slug",
+        message=PROJECT_SLUG_TAKEN,
+    )
 
 
 def workspace_delete(*, workspace: Workspace) -> None:

@@ -208,11 +208,5 @@ class IssueViewSet(RateLimitMixin, ProjectScopedMixin, viewsets.ModelViewSet):
             return Issue.objects.none()
         return issue_queryset(self.project)
 
-    def get_serializer_context(self):
-        context = super().get_serializer_context()
-        if not getattr(self, "swagger_fake_view", False):
-            context["project"] = self.project
-        return context
-
     def perform_create(self, serializer):
         serializer.save(project=self.project)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 
 from syndarix.exceptions import InvalidInput
 
@@ -33,3 +33,26 @@ def save_unique(write: Callable[[], T], *, taken: Callable[[], bool], field: str
         if taken():
             raise InvalidInput(message, code="unique", field=field) from exc
         raise
+
+
+M = TypeVar("M", bound=models.Model)
+
+
+def update_unique(
+    instance: M, data: Mapping[str, Any], names: Iterable[str], *, taken: Callable[[], bool], field: str, message: str
+) -> M:
+    """Set the ``names`` present in ``data`` on ``instance`` and save just those (and ``updated_at``).
+
+    Anything else in ``data`` is ignored; with nothing to change nothing is written. The save goes
+    through ``save_unique`` with ``taken``, ``field`` and ``message``.
+
+    Returns ``instance``.
+    """
+    changed = [name for name in names if name in data]
+    for name in changed:
+        setattr(instance, name, data[name])
+    if changed:
+        save_unique(
+            lambda: instance.save(update_fields=[*changed, "updated_at"]), taken=taken, field=field, message=message
+        )
+    return instance

@@ -18,13 +18,20 @@ from projects.models import Project
 class ProjectScopedMixin:
     """For views nested under ``/projects/{project_id}/``: resolves ``self.project``.
 
-    ``self.project`` is the URL's project if the caller can see it, else ``Http404``.
+    ``self.project`` is the URL's project if the caller can see it, else ``Http404``; serializers
+    find it as ``context["project"]``.
     """
 
     @cached_property
     def project(self) -> Project:
         visible = Project.objects.visible_to(self.request.user).select_related("workspace", "owner")
         return get_object_or_404(visible, pk=self.kwargs["project_id"])
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if not getattr(self, "swagger_fake_view", False):
+            context["project"] = self.project
+        return context
 
 
 class CanWriteProject(BasePermission):

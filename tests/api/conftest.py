@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from types import SimpleNamespace
+
+import django_ratelimit.core
 import pytest
 
 from projects.choices import WorkspaceRole
@@ -48,3 +52,10 @@ def superuser_client(superuser):
 def other_agent(db):
     """An agent in another workspace, out of reach of ``user`` and the members of ``workspace``."""
     return factories.AgentFactory()
+
+
+@pytest.fixture
+def frozen_rate_window(monkeypatch):
+    """Hold django-ratelimit's clock still, so a test never straddles the end of a rate window."""
+    now = time.time()
+    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: now))

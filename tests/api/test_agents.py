@@ -12,6 +12,7 @@ from agents import services
 from agents.choices import AgentStatus as S
 from agents.models import TRANSITIONS, AgentInstance, AgentTransition
 from tests import factories
+from tests.conftest import client_for
 from tests.factories import agent_in_status
 
 from .conftest import agents_url, codes, fields
@@ -653,17 +654,11 @@ def test_another_workspaces_agent_is_404_on_every_route(stranger_client, project
     assert response.status_code == 404, response.json()
     assert codes(response) == ["not_found"]
     stranger_project = factories.ProjectFactory()
-    stranger = client_for_owner(stranger_project)
+    stranger = client_for(stranger_project.owner)
     response = call(stranger, method, agents_url(stranger_project, agent, suffix), body)
     assert response.status_code == 404
     assert ledger(agent) == before
     assert AgentInstance.objects.get(pk=agent.pk).name == agent.name
-
-
-def client_for_owner(project) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {factories.token_for(project.owner)}")
-    return client
 
 
 @pytest.mark.parametrize(("method", "suffix"), [("get", ""), ("post", ""), ("get", "metrics")])

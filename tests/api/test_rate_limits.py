@@ -6,11 +6,8 @@ body): a limit counts every request that got past authentication and permissions
 
 from __future__ import annotations
 
-import time
 import uuid
-from types import SimpleNamespace
 
-import django_ratelimit.core
 import pytest
 
 from agents.views import AgentViewSet
@@ -19,14 +16,7 @@ from tests.conftest import client_for
 
 from .conftest import agents_url, codes
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _frozen_rate_window(monkeypatch):
-    """Hold django-ratelimit's clock still, so a test never straddles the end of a rate window."""
-    now = time.time()
-    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: now))
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_rate_window")]
 
 
 #: The seed's limits (requests per minute), per user.

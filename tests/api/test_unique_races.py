@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
 
 from agents.models import AgentType
 from agents.serializers import AgentTypeSerializer
@@ -17,6 +16,7 @@ from projects.models import Project, Workspace
 from projects.serializers import ProjectSerializer, WorkspaceSerializer
 from tests import factories
 from tests.conftest import client_for
+from tests.threads import run_concurrently
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,21 +32,7 @@ def race(monkeypatch, serializer_class, send, count: int = 2) -> list:
         return attrs
 
     monkeypatch.setattr(serializer_class, "validate", validate_then_wait)
-    responses: list = []
-
-    def work():
-        try:
-            responses.append(send())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(thread.is_alive() for thread in threads)
-    return responses
+    return run_concurrently(count, lambda index: send(), timeout=30)
 
 
 def outcome(responses) -> list[tuple[int, dict | None]]:

@@ -7,10 +7,6 @@ Each test lowers the action's limit to one request a minute (``monkeypatch`` on 
 
 from __future__ import annotations
 
-import time
-from types import SimpleNamespace
-
-import django_ratelimit.core
 import pytest
 
 from agents import contexts
@@ -23,14 +19,7 @@ from tests import factories
 
 from .conftest import codes
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _frozen_rate_window(monkeypatch):
-    """Hold django-ratelimit's clock still, so a test never straddles the end of a rate window."""
-    now = time.time()
-    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: now))
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_rate_window")]
 
 
 def limit_to_one(monkeypatch, viewset, action: str) -> None:

@@ -5,7 +5,6 @@ Time is passed in as ``now`` (epoch seconds) wherever a test pins semantics; not
 
 from __future__ import annotations
 
-import threading
 import zlib
 
 import django_ratelimit.core
@@ -14,6 +13,7 @@ from django.core.cache import cache, caches
 
 from syndarix.api import ratelimit
 from syndarix.api.ratelimit import RateLimited, check_sliding_window
+from tests.threads import run_concurrently
 
 LIMITS = [(10, 10), (30, 60)]
 T0 = 1_800_000_000.0
@@ -164,22 +164,14 @@ def test_limits_must_be_positive(limits):
 
 def test_concurrent_calls_admit_exactly_the_limit():
     """Fifteen threads released together on the real clock against real Redis: exactly ten pass."""
-    barrier = threading.Barrier(15)
-    outcomes: list[bool] = []
-
-    def worker():
-        barrier.wait()
+    def worker(index: int) -> bool:
         try:
             check_sliding_window("concurrent", LIMITS)
-            outcomes.append(True)
         except RateLimited:
-            outcomes.append(False)
+            return False
+        return True
 
-    threads = [threading.Thread(target=worker) for _ in range(15)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = run_concurrently(15, worker)
     assert sorted(outcomes) == [False] * 5 + [True] * 10
 
 

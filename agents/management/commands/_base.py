@@ -11,18 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from django_fsm import ConcurrentTransition
 
-from agents.exceptions import describe_error
+from agents.exceptions import SERVICE_ERRORS, describe_error
 from agents.models import AgentInstance, AgentType
 from projects.models import Project
-from syndarix.exceptions import DomainError
-
-#: Errors a service raises for a refused action.
-SERVICE_ERRORS = (DomainError, ValidationError, ConcurrentTransition)
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:

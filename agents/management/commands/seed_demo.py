@@ -16,14 +16,14 @@ from rest_framework.authtoken.models import Token
 from agents import services
 from agents.choices import AgentStatus as S
 from agents.choices import TerminationReason
-from agents.exceptions import describe_error
+from agents.exceptions import SERVICE_ERRORS, describe_error
 from agents.models import AgentInstance, AgentType
 from agents.registry import registry
 from agents.services import agent_types_sync
 from projects.choices import IssueStatus, WorkspaceRole
 from projects.models import Issue, Project, Workspace, WorkspaceMembership
 
-from ._base import SERVICE_ERRORS, dry_run_atomic
+from ._base import dry_run_atomic
 
 WORKSPACE = {"slug": "demo", "name": "Demo Workspace"}
 USERS = {

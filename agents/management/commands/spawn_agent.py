@@ -3,9 +3,9 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from agents import services
-from agents.exceptions import describe_error
+from agents.exceptions import SERVICE_ERRORS, describe_error
 
-from ._base import SERVICE_ERRORS, dry_run_atomic, get_agent_type, get_project, get_user
+from ._base import dry_run_atomic, get_agent_type, get_project, get_user
 
 
 class Command(BaseCommand):
