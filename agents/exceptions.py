@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django_fsm import ConcurrentTransition
 
-from syndarix.exceptions import DomainError, ServiceUnavailable
+from syndarix.exceptions import STALE_WRITE_MESSAGE, DomainError, ServiceUnavailable
 
 
 class InvalidTransition(DomainError):
@@ -186,5 +186,5 @@ def describe_error(exc: Exception) -> str:
             return "; ".join(f"{field}: {message}" for field, messages in items for message in messages)
         return "; ".join(exc.messages)
     if isinstance(exc, ConcurrentTransition):
-        return "The agent changed state meanwhile; reload and retry."
+        return STALE_WRITE_MESSAGE
     return str(exc)

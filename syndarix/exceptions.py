@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+#: What a stale write (django-fsm's ``ConcurrentTransition``) tells people, in the API and the admin alike.
+STALE_WRITE_MESSAGE = "The agent changed state meanwhile; reload and retry."
+
 
 class DomainError(Exception):
     """A business rule refused an action.

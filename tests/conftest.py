@@ -83,12 +83,11 @@ def api_client() -> APIClient:
 @pytest.fixture
 def owner_client(user) -> APIClient:
     """An API client authenticated by token as the project owner."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {factories.token_for(user)}")
-    return client
+    return client_for(user)
 
 
 def client_for(user) -> APIClient:
+    """An API client authenticated by token as ``user``."""
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {factories.token_for(user)}")
     return client

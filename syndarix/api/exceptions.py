@@ -21,7 +21,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from syndarix.exceptions import DomainError
+from syndarix.exceptions import STALE_WRITE_MESSAGE, DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     if isinstance(exc, ConcurrentTransition):
         set_rollback()
-        error = {"code": "conflict", "message": "The agent changed state meanwhile; reload and retry.", "field": None}
+        error = {"code": "conflict", "message": STALE_WRITE_MESSAGE, "field": None}
         return Response(error_body([error]), status=status.HTTP_409_CONFLICT)
 
     if isinstance(exc, ProtectedError | RestrictedError):
