@@ -26,7 +26,6 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
-from agents.models import AgentTypeRevision
 from projects.models import Project
 from syndarix.exceptions import DomainError
 
@@ -37,7 +36,7 @@ from .overlay import IDENTITIES, OVERRIDE_HINT, apply_overlay, build_overlay, to
 from .permissions import can_commit_templates
 from .platform_ops import get_op
 from .schema import check_document, template_errors
-from .selectors import template_diff
+from .selectors import revision_queryset, template_diff
 
 logger = logging.getLogger(__name__)
 
@@ -314,10 +313,7 @@ class AgentTemplateAdmin(admin.ModelAdmin):
         agent_type = get_object_or_404(AgentTemplate, pk=object_id)
         if not self.has_view_permission(request, agent_type):
             raise PermissionDenied
-        revisions = list(
-            AgentTypeRevision.objects.filter(agent_type=agent_type).select_related("author")
-            .order_by("-version")[: HISTORY_LIMIT + 1]
-        )
+        revisions = list(revision_queryset(agent_type)[: HISTORY_LIMIT + 1])
         latest = revisions[0] if revisions else None
         result = None
         if request.method == "POST":
