@@ -28,9 +28,6 @@ from .selectors import agent_type_latest_revision, spawned_with_key
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE_SOURCE_REVISION = TemplateSource.REVISION
-TEMPLATE_SOURCE_DRAFT = TemplateSource.DRAFT
-
 
 def template_commit(
     *, agent_type: AgentType, template: dict[str, Any], message: str = "", author=None
@@ -213,10 +210,10 @@ def playground_run(
             raise InvalidInput(
                 f"Agent type '{agent_type.slug}' has no committed revision; send a draft template.", field="template"
             )
-        draft, source = revision.template, TEMPLATE_SOURCE_REVISION
+        draft, source = revision.template, TemplateSource.REVISION
     else:
         validate_template(template)
-        draft, source = template, TEMPLATE_SOURCE_DRAFT
+        draft, source = template, TemplateSource.DRAFT
     effective, overrides, resolution = playground_template(draft=draft, build_kit=build_kit)
     with transaction.atomic():
         agent = agent_spawn(
