@@ -20,12 +20,6 @@ TEMPLATE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    """Users are made with a password; the real hasher is slow by design and not under test here."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def embed(slug, version=None, path=None) -> dict:
     """An ``@ag.embed`` object referencing workflow ``slug`` (at ``version``, picking ``path``)."""
     workflow = {"slug": slug}
