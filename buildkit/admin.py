@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 from typing import Any
 
 from django import forms
@@ -32,13 +31,11 @@ from syndarix.exceptions import DomainError
 from . import services
 from .embed import embed_slug
 from .models import AgentTemplate
-from .overlay import IDENTITIES, OVERRIDE_HINT, apply_overlay, build_overlay, tool_identity
+from .overlay import IDENTITIES, OVERRIDE_HINT, apply_overlay, tool_identity
 from .permissions import can_commit_templates
 from .platform_ops import get_op
 from .schema import check_document, template_errors
 from .selectors import revision_queryset, template_diff
-
-logger = logging.getLogger(__name__)
 
 #: The draft a type without revisions starts from.
 STARTER_TEMPLATE = {
@@ -399,11 +396,7 @@ class AgentTemplateAdmin(admin.ModelAdmin):
                 agent_type.validate_config(config)
             except ValidationError as exc:
                 config_errors = exc.message_dict
-        try:
-            overlay = build_overlay()
-        except Exception:
-            logger.exception("Building the playground build-kit overlay failed.")
-            overlay = None
+        overlay = services.playground_overlay()
         overrides: list[dict[str, Any]] = []
         if overlay is not None and isinstance(draft, dict) and build_kit_on:
             _, overrides = apply_overlay(draft, overlay)

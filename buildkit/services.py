@@ -105,13 +105,18 @@ def agent_type_inspect(*, agent_type: AgentType) -> Inspection:
     Building the overlay never fails the read: on any error the inspection is returned without it
     and the error is logged (logger ``buildkit.services``).
     """
-    revision = agent_type_latest_revision(agent_type)
+    return Inspection(
+        agent_type=agent_type, revision=agent_type_latest_revision(agent_type), overlay=playground_overlay()
+    )
+
+
+def playground_overlay() -> dict[str, Any] | None:
+    """The build-kit overlay to show, or ``None`` when building it failed (logged, logger ``buildkit.services``)."""
     try:
-        overlay = build_overlay()
+        return build_overlay()
     except Exception:
-        logger.exception("Building the playground build-kit overlay failed; inspect answers without it.")
-        overlay = None
-    return Inspection(agent_type=agent_type, revision=revision, overlay=overlay)
+        logger.exception("Building the playground build-kit overlay failed; answering without it.")
+        return None
 
 
 class IdempotencyKeyReused(DomainError):
