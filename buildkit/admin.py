@@ -25,6 +25,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
+from agents.forms import ProjectChoiceField
 from projects.models import Project
 from syndarix.exceptions import DomainError
 
@@ -54,7 +55,7 @@ class PlaygroundForm(forms.Form):
 
     draft = forms.CharField(widget=forms.Textarea(attrs={"rows": 26, "spellcheck": "false", "class": "bk-editor"}))
     build_kit = forms.BooleanField(required=False, initial=True)
-    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, empty_label="Choose a project")
+    project = ProjectChoiceField(queryset=Project.objects.none(), required=False, empty_label="Choose a project")
     name = forms.CharField(max_length=200, required=False)
     config = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "bk-editor bk-config"})
@@ -66,7 +67,6 @@ class PlaygroundForm(forms.Form):
         self.fields["project"].queryset = (
             Project.objects.writable_by(user).select_related("workspace").order_by("workspace__name", "name")
         )
-        self.fields["project"].label_from_instance = lambda p: f"{p.workspace.name} / {p.name}"
 
     def clean_draft(self) -> dict[str, Any]:
         return parse_json_object(self.cleaned_data["draft"], field="template", what="The template")
