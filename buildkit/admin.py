@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 from typing import Any
 
 from django import forms
@@ -26,20 +25,18 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
-from agents.models import AgentTypeRevision
+from agents.forms import ProjectChoiceField
 from projects.models import Project
 from syndarix.exceptions import DomainError
 
 from . import services
 from .embed import embed_slug
 from .models import AgentTemplate
-from .overlay import IDENTITIES, OVERRIDE_HINT, apply_overlay, build_overlay, tool_identity
+from .overlay import IDENTITIES, OVERRIDE_HINT, apply_overlay, tool_identity
 from .permissions import can_commit_templates
 from .platform_ops import get_op
 from .schema import check_document, template_errors
-from .selectors import template_diff
-
-logger = logging.getLogger(__name__)
+from .selectors import revision_queryset, template_diff
 
 #: The draft a type without revisions starts from.
 STARTER_TEMPLATE = {
@@ -58,7 +55,7 @@ class PlaygroundForm(forms.Form):
 
     draft = forms.CharField(widget=forms.Textarea(attrs={"rows": 26, "spellcheck": "false", "class": "bk-editor"}))
     build_kit = forms.BooleanField(required=False, initial=True)
-    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, empty_label="Choose a project")
+    project = ProjectChoiceField(queryset=Project.objects.none(), required=False, empty_label="Choose a project")
     name = forms.CharField(max_length=200, required=False)
     config = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "bk-editor bk-config"})
@@ -70,7 +67,6 @@ class PlaygroundForm(forms.Form):
         self.fields["project"].queryset = (
             Project.objects.writable_by(user).select_related("workspace").order_by("workspace__name", "name")
         )
-        self.fields["project"].label_from_instance = lambda p: f"{p.workspace.name} / {p.name}"
 
     def clean_draft(self) -> dict[str, Any]:
         return parse_json_object(self.cleaned_data["draft"], field="template", what="The template")
@@ -314,10 +310,7 @@ class AgentTemplateAdmin(admin.ModelAdmin):
         agent_type = get_object_or_404(AgentTemplate, pk=object_id)
         if not self.has_view_permission(request, agent_type):
             raise PermissionDenied
-        revisions = list(
-            AgentTypeRevision.objects.filter(agent_type=agent_type).select_related("author")
-            .order_by("-version")[: HISTORY_LIMIT + 1]
-        )
+        revisions = list(revision_queryset(agent_type)[: HISTORY_LIMIT + 1])
         latest = revisions[0] if revisions else None
         result = None
         if request.method == "POST":
@@ -403,11 +396,7 @@ class AgentTemplateAdmin(admin.ModelAdmin):
                 agent_type.validate_config(config)
             except ValidationError as exc:
                 config_errors = exc.message_dict
-        try:
-            overlay = build_overlay()
-        except Exception:
-            logger.exception("Building the playground build-kit overlay failed.")
-            overlay = None
+        overlay = services.playground_overlay()
         overrides: list[dict[str, Any]] = []
         if overlay is not None and isinstance(draft, dict) and build_kit_on:
             _, overrides = apply_overlay(draft, overlay)

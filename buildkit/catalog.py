@@ -28,8 +28,6 @@ from django.core.exceptions import ImproperlyConfigured
 from agents.models import RESERVED_SLUG_PREFIX
 from syndarix.exceptions import InvalidInput
 
-STATIC_SLUG_PREFIX = RESERVED_SLUG_PREFIX
-
 KIND_SKILL = "skill"
 KIND_TOOL = "tool"
 KIND_AGENT_CONFIG = "agent_config"
@@ -65,7 +63,7 @@ def normalize_version(value: Any, *, field: str = "version") -> int:
 
 def is_reserved(slug: Any) -> bool:
     """True when ``slug`` is in the reserved ``__sx__`` namespace."""
-    return isinstance(slug, str) and slug.startswith(STATIC_SLUG_PREFIX)
+    return isinstance(slug, str) and slug.startswith(RESERVED_SLUG_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -248,7 +246,7 @@ def validate_catalog(entries) -> dict[str, StaticEntry]:
     index: dict[str, StaticEntry] = {}
     for entry in entries:
         if not is_reserved(entry.slug):
-            raise ImproperlyConfigured(f"Static catalog slug '{entry.slug}' must start with '{STATIC_SLUG_PREFIX}'.")
+            raise ImproperlyConfigured(f"Static catalog slug '{entry.slug}' must start with '{RESERVED_SLUG_PREFIX}'.")
         if entry.slug in index:
             raise ImproperlyConfigured(f"Static catalog slug '{entry.slug}' is declared twice.")
         if entry.kind not in KINDS:

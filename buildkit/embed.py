@@ -40,6 +40,7 @@ from typing import Any
 
 from agents.models import AgentTypeRevision
 from syndarix.exceptions import InvalidInput
+from syndarix.jsondoc import check_json_document
 
 from .catalog import InvalidVersion, get_entry, is_reserved, normalize_version
 
@@ -113,18 +114,6 @@ class NonEmbeddableReference(EmbedError):
 
 class EmbedNestingExceeded(EmbedError):
     code = "embed_nesting_exceeded"
-
-
-def nesting_depth(value: Any, *, limit: int) -> int:
-    """Levels of objects and arrays in ``value`` (a scalar is 0), counted iteratively; stops past ``limit``."""
-    depth, level = 0, [value]
-    while depth <= limit:
-        level = [node for node in level if isinstance(node, dict | list)]
-        if not level:
-            return depth
-        depth += 1
-        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)]
-    return depth
 
 
 @dataclass(frozen=True)
@@ -307,7 +296,6 @@ class _Resolver:
     def __init__(self, *, loader: DocumentLoader, max_depth: int, max_embeds: int, error_policy: str, base_path: str):
         if error_policy not in ERROR_POLICIES:
             raise InvalidInput(f"error_policy must be one of {', '.join(ERROR_POLICIES)}.", field="error_policy")
-        self.max_nesting = MAX_NESTING
         self.loader = loader
         self.max_depth = max_depth
         self.max_embeds = max_embeds
@@ -349,12 +337,13 @@ class _Resolver:
             if selector_path is not None:
                 value = select(value, selector_path, path=path, reference=str(ref))
             # the value takes the embed's place, at nesting level len(parts) + 1
-            room = self.max_nesting - len(parts)
-            if nesting_depth(value, limit=room) > room:
+            try:
+                check_json_document(value, field=path, max_depth=MAX_NESTING - len(parts))
+            except InvalidInput as exc:  # a stored document is otherwise storable: only its depth can fail here
                 raise EmbedNestingExceeded(
-                    f"Replacing this embed would nest the document deeper than {self.max_nesting} levels.",
-                    path=path, reference=str(ref), limit=self.max_nesting,
-                )
+                    f"Replacing this embed would nest the document deeper than {MAX_NESTING} levels.",
+                    path=path, reference=str(ref), limit=MAX_NESTING,
+                ) from exc
         except EmbedError as exc:
             if self.policy == POLICY_EXCEPTION:
                 raise

@@ -28,7 +28,7 @@ from syndarix.exceptions import DomainError
 from syndarix.jsondoc import check_json_document
 
 from .catalog import InvalidVersion, get_entry, is_reserved, normalize_version
-from .embed import EMBED_KEY, MAX_NESTING, REFERENCES_KEY, format_path, iter_embeds
+from .embed import EMBED_KEY, MAX_NESTING, REFERENCES_KEY, embed_slug, format_path, iter_embeds
 from .overlay import IDENTITIES
 from .platform_ops import PLATFORM_OPS
 
@@ -136,11 +136,10 @@ def _content_errors(template: dict[str, Any], *, field: str, check_identities: b
                 add(("tools", index, "input_schema"), f"Not a valid JSON Schema: {problem.message}")
 
     for parts, node in iter_embeds(template):
-        refs = node.get(EMBED_KEY, {}).get(REFERENCES_KEY) if isinstance(node.get(EMBED_KEY), dict) else None
-        workflow = refs.get("workflow") if isinstance(refs, dict) else None
-        slug = workflow.get("slug") if isinstance(workflow, dict) else None
+        slug = embed_slug(node)
         if not is_reserved(slug):
             continue
+        workflow = node[EMBED_KEY][REFERENCES_KEY]["workflow"]  # there, since embed_slug found a slug in it
         entry = get_entry(slug)
         if entry is None:
             add(parts, f"No platform workflow '{slug}'.")

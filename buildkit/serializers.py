@@ -11,7 +11,9 @@ from rest_framework import serializers
 from agents.models import AgentInstance, AgentTypeRevision
 from syndarix.api.schema import JsonPatchOperationSerializer
 
-from .embed import ERROR_POLICIES, MAX_DEPTH, MAX_EMBEDS, POLICY_EXCEPTION
+from .embed import ERROR_POLICIES, MAX_DEPTH, MAX_EMBEDS, POLICY_EXCEPTION, SOURCE_AGENT_TYPE, SOURCE_STATIC
+from .models import TemplateSource
+from .platform_ops import PERMISSIONS
 
 
 class TemplateField(serializers.JSONField):
@@ -166,7 +168,7 @@ class PlaygroundAgentSerializer(serializers.ModelSerializer):
 class ReferenceUsedSerializer(serializers.Serializer):
     slug = serializers.CharField()
     version = serializers.IntegerField()
-    source = serializers.ChoiceField(choices=["static", "agent_type"])
+    source = serializers.ChoiceField(choices=[SOURCE_STATIC, SOURCE_AGENT_TYPE])
 
 
 class EmbedErrorSerializer(serializers.Serializer):
@@ -182,7 +184,7 @@ class PlaygroundRunSerializer(serializers.Serializer):
     effective_template = serializers.JSONField()
     overrides = OverrideSerializer(many=True)
     build_kit = serializers.BooleanField()
-    template_source = serializers.ChoiceField(choices=["draft", "revision"])
+    template_source = serializers.ChoiceField(choices=TemplateSource.values)
     revision = serializers.IntegerField(allow_null=True, help_text="The latest committed version (the draft's base).")
     references_used = ReferenceUsedSerializer(many=True)
     replayed = serializers.BooleanField(
@@ -251,7 +253,7 @@ class PlatformOpSerializer(serializers.Serializer):
     description = serializers.CharField()
     input_schema = serializers.JSONField()
     read_only = serializers.BooleanField()
-    permission = serializers.ChoiceField(choices=["allow", "ask", "deny"], help_text="The default permission.")
+    permission = serializers.ChoiceField(choices=list(PERMISSIONS), help_text="The default permission.")
     method = serializers.CharField()
     route = serializers.CharField()
     in_build_kit = serializers.BooleanField()

@@ -28,9 +28,6 @@ from .selectors import agent_type_latest_revision, spawned_with_key
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE_SOURCE_REVISION = TemplateSource.REVISION
-TEMPLATE_SOURCE_DRAFT = TemplateSource.DRAFT
-
 
 def template_commit(
     *, agent_type: AgentType, template: dict[str, Any], message: str = "", author=None
@@ -108,13 +105,18 @@ def agent_type_inspect(*, agent_type: AgentType) -> Inspection:
     Building the overlay never fails the read: on any error the inspection is returned without it
     and the error is logged (logger ``buildkit.services``).
     """
-    revision = agent_type_latest_revision(agent_type)
+    return Inspection(
+        agent_type=agent_type, revision=agent_type_latest_revision(agent_type), overlay=playground_overlay()
+    )
+
+
+def playground_overlay() -> dict[str, Any] | None:
+    """The build-kit overlay to show, or ``None`` when building it failed (logged, logger ``buildkit.services``)."""
     try:
-        overlay = build_overlay()
+        return build_overlay()
     except Exception:
-        logger.exception("Building the playground build-kit overlay failed; inspect answers without it.")
-        overlay = None
-    return Inspection(agent_type=agent_type, revision=revision, overlay=overlay)
+        logger.exception("Building the playground build-kit overlay failed; answering without it.")
+        return None
 
 
 class IdempotencyKeyReused(DomainError):
@@ -213,10 +215,10 @@ def playground_run(
             raise InvalidInput(
                 f"Agent type '{agent_type.slug}' has no committed revision; send a draft template.", field="template"
             )
-        draft, source = revision.template, TEMPLATE_SOURCE_REVISION
+        draft, source = revision.template, TemplateSource.REVISION
     else:
         validate_template(template)
-        draft, source = template, TEMPLATE_SOURCE_DRAFT
+        draft, source = template, TemplateSource.DRAFT
     effective, overrides, resolution = playground_template(draft=draft, build_kit=build_kit)
     with transaction.atomic():
         agent = agent_spawn(

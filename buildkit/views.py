@@ -13,7 +13,8 @@ Routes (``buildkit/urls.py``, under ``/api/v1/``, no trailing slash):
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
@@ -25,11 +26,10 @@ from projects.models import Project
 from syndarix.api.idempotency import idempotency_key
 from syndarix.api.pagination import EnvelopePagination
 from syndarix.api.ratelimit import RateLimitMixin
-from syndarix.api.schema import IDEMPOTENCY_KEY
+from syndarix.api.schema import IDEMPOTENCY_KEY, error_responses
 from syndarix.exceptions import NotFound
 
 from . import selectors, services
-from .openapi import AGENT_TYPE_ID, COMMIT_EXAMPLE, TEMPLATE_EXAMPLE, errors
 from .permissions import CanCommitTemplates
 from .platform_ops import PLATFORM_OPS
 from .serializers import (
@@ -48,6 +48,33 @@ from .serializers import (
 )
 
 TAG = "build kit"
+
+#: The build kit's own error texts; every other status uses ``syndarix.api.schema.ERROR_DESCRIPTIONS``.
+_ERROR_TEXT = {
+    400: "Invalid input: one error per problem, at its dotted path (`template.tools.2.op`, `config.model`); a "
+    "document PostgreSQL cannot store is `nul_character` / `invalid_data`, one nested too deep `nesting_too_deep`.",
+    413: "`payload_too_large`: the template (or a playground run's config) is over 512 KiB as compact JSON "
+    "(`max_bytes`, `size_bytes`).",
+}
+
+
+def errors(*statuses: int, **descriptions: str) -> dict[int, OpenApiResponse]:
+    """``extend_schema(responses=...)`` entries for the given error statuses, with the build kit's texts
+    (``e409="..."`` overrides one status's text)."""
+    return error_responses(*statuses, defaults=_ERROR_TEXT, **descriptions)
+
+
+AGENT_TYPE_ID = OpenApiParameter(
+    "agent_type_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Agent type id."
+)
+
+TEMPLATE_EXAMPLE = {
+    "instructions": {"agents_md": "You triage new issues and label them."},
+    "llm": {"model": "gpt-4.1-mini", "provider": "openai"},
+    "tools": [{"type": "platform", "op": "query_agents"}],
+    "skills": [],
+    "sandbox": {"kind": "local", "permissions": {"write_files": "deny"}},
+}
 
 
 class AgentTypeMixin:
@@ -90,7 +117,8 @@ class RevisionListCreateView(RateLimitMixin, AgentTypeMixin, generics.ListCreate
         "agent types only.",
         parameters=[AGENT_TYPE_ID],
         request=RevisionCommitSerializer,
-        examples=[COMMIT_EXAMPLE],
+        examples=[OpenApiExample("Commit", request_only=True,
+                                 value={"template": TEMPLATE_EXAMPLE, "message": "Triage agent, first version"})],
         responses={201: AgentTypeRevisionSerializer, **errors(400, 401, 403, 404, 413, 429)},
     )
     def post(self, request, *args, **kwargs):

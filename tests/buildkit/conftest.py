@@ -1,4 +1,4 @@
-"""Fixtures of the build-kit tests: a committing staff user and templates."""
+"""Fixtures of the build-kit tests: a committing staff user, templates and embeds."""
 
 from __future__ import annotations
 
@@ -20,10 +20,15 @@ TEMPLATE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    """Users are made with a password; the real hasher is slow by design and not under test here."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def embed(slug, version=None, path=None) -> dict:
+    """An ``@ag.embed`` object referencing workflow ``slug`` (at ``version``, picking ``path``)."""
+    workflow = {"slug": slug}
+    if version is not None:
+        workflow["version"] = version
+    body = {"@ag.references": {"workflow": workflow}}
+    if path is not None:
+        body["@ag.selector"] = {"path": path}
+    return {"@ag.embed": body}
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from django.urls import reverse
 from agents.models import AgentInstance, AgentTypeRevision
 from buildkit.overlay import OVERRIDE_HINT
 from tests import factories
+from tests.buildkit.conftest import embed
 
 pytestmark = pytest.mark.django_db
 
@@ -338,9 +339,6 @@ def test_run_from_the_prefilled_page_spawns(staff_admin, staff, template):
 
 def test_kit_rows_show_an_embeds_display_name_else_its_slug():
     from buildkit.admin import _kit_rows
-
-    def embed(slug):
-        return {"@ag.embed": {"@ag.references": {"workflow": {"slug": slug}}}}
 
     overlay = {"tools": [{"name": "Ask", **embed("__sx__request_input")}, embed("__sx__request_connection")],
                "skills": [], "sandbox": {"permissions": {}}}

@@ -16,6 +16,7 @@ from buildkit.overlay import build_overlay
 from buildkit.schema import TEMPLATE_MAX_BYTES
 from projects.choices import WorkspaceRole
 from tests import factories
+from tests.buildkit.conftest import embed
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -474,10 +475,6 @@ def test_run_auth_unknown_type_and_rate_limit(api_client, owner_client, project,
 # --- resolve ------------------------------------------------------------------------------------
 
 RESOLVE = "/api/v1/agent-templates/resolve"
-
-
-def embed(slug, **workflow):
-    return {"@ag.embed": {"@ag.references": {"workflow": {"slug": slug, **workflow}}}}
 
 
 def test_resolve_a_template(owner_client):

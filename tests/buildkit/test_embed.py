@@ -22,18 +22,9 @@ from buildkit.embed import (
 )
 from buildkit.overlay import build_overlay
 from tests import factories
+from tests.buildkit.conftest import embed
 
 pytestmark = pytest.mark.django_db
-
-
-def embed(slug, version=None, path=None):
-    workflow = {"slug": slug}
-    if version is not None:
-        workflow["version"] = version
-    body = {"@ag.references": {"workflow": workflow}}
-    if path is not None:
-        body["@ag.selector"] = {"path": path}
-    return {"@ag.embed": body}
 
 
 @pytest.fixture

@@ -17,10 +17,7 @@ from buildkit.overlay import (
     tool_identity,
 )
 from buildkit.platform_ops import PLATFORM_OPS
-
-
-def embed(slug, **extra):
-    return {"@ag.embed": {"@ag.references": {"workflow": {"slug": slug, **extra}}}}
+from tests.buildkit.conftest import embed
 
 
 def merge(template, overlay):
