@@ -54,12 +54,6 @@ REFINED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    """Users made here need no strong hashes; PBKDF2 would dominate the run time of these tests."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def ratelimit_clock(monkeypatch):
     """``ratelimit_clock(user)`` → a clock whose ``now`` (epoch seconds) every rate limit sees.
