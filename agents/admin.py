@@ -139,6 +139,7 @@ class AgentTransitionInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The agent's transition ledger, newest first, read-only."""
 
     model = AgentTransition
+    fk_name = "agent"
     formset = LatestTransitionsFormSet
     fields = ("when", "from_status", "to_status", "actor", "reason", "request_id")
     readonly_fields = fields

@@ -1,7 +1,10 @@
 """The built-in agent classes: ``reviewer``, ``builder`` and ``tester``.
 
-They are registered by default (``AgentRegistry.populate``) and keep their working state in the
-instance's ``short_term_memory``, so their hooks can be watched from the API and the admin:
+They run as the agent loop (``agents.runtime.loop.ToolLoopAgent``) over the template each ships (its
+instructions; read tools ``allow``, write tools ``ask``, ``request_input``), which ``sync_agent_types``
+commits as their type's first revision. They are registered by default (``AgentRegistry.populate``)
+and keep their working state in the instance's ``short_term_memory``, so their hooks can be watched
+from the API and the admin:
 
 - ``initialize`` (spawn): the resolved config (schema defaults + the instance's ``config``), the
   start time, zeroed counters and the class's own workspace (``review`` / ``build`` / ``testing``).
@@ -18,6 +21,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from .registry import AgentRegistry, BaseAgent
+from .runtime.loop import ToolLoopAgent
 
 #: Tasks kept in ``short_term_memory["history"]`` (oldest dropped first).
 HISTORY_LIMIT = 20
@@ -31,8 +35,30 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-class WorkingMemoryAgent(BaseAgent):
-    """Shared hooks of the built-ins; a subclass names its workspace key and fills it.
+def _tool(op: str, permission: str) -> dict[str, str]:
+    return {"type": "platform", "op": op, "permission": permission}
+
+
+#: The client tool every built-in may use to ask its person for input (resolved by the agent loop).
+REQUEST_INPUT_EMBED = {"@ag.embed": {"@ag.references": {"workflow": {"slug": "__sx__request_input"}}}}
+#: Read-only platform tools every built-in may call without asking.
+READ_TOOLS = [_tool(op, "allow") for op in ("query_issues", "query_agents", "list_contexts", "read_context")]
+
+
+def _template(instructions: str, writes: list[str]) -> dict[str, Any]:
+    """A built-in's template: its instructions, the read tools (``allow``), its write tools (``ask``: a person
+    approves each call) and ``request_input``."""
+    return {
+        "instructions": {"agents_md": instructions},
+        "llm": {"model": "gpt-4o-mini", "extras": {"temperature": 0.2}},
+        "tools": [*READ_TOOLS, *(_tool(op, "ask") for op in writes), REQUEST_INPUT_EMBED],
+        "runner": {"permissions": {"default": "allow_reads"}, "max_steps": 20},
+    }
+
+
+class WorkingMemoryAgent(ToolLoopAgent):
+    """Shared hooks of the built-ins; a subclass names its workspace key and fills it. The built-ins run as the
+    agent loop (``ToolLoopAgent``) over their ``template``.
 
     Subclasses set ``workspace_key`` and implement ``prepare(config)`` (the workspace at spawn) and
     ``on_activate(workspace, config)`` (bookkeeping for one activation).
@@ -152,6 +178,16 @@ class ReviewerAgent(WorkingMemoryAgent):
         },
     }
     workspace_key = "review"
+    template = _template(
+        "# Reviewer\n\nYou review the change an issue describes for correctness, security and test coverage.\n"
+        "1. Read the issue and the project's shared contexts (`list_contexts`, `read_context`).\n"
+        "2. Write your findings, each with a severity (blocker, major, minor), to the shared context `review` "
+        "with `write_context` (mode `merge`).\n"
+        "3. Set the issue's status with `update_issue` when the review is done.\n"
+        "Ask the person with `request_input` when something you need is nowhere to be found. Finish with a "
+        "short summary of the findings.",
+        ["write_context", "update_issue"],
+    )
 
     def prepare(self, config: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -188,6 +224,16 @@ class BuilderAgent(WorkingMemoryAgent):
         },
     }
     workspace_key = "build"
+    template = _template(
+        "# Builder\n\nYou plan and carry out the work an issue describes.\n"
+        "1. Read the issue and the project's shared contexts (`list_contexts`, `read_context`).\n"
+        "2. Record your plan and what you changed in the shared context `build` (`write_context`, mode `merge`).\n"
+        "3. Split follow-up work into new issues (`create_issue`) and update the issue you work on "
+        "(`update_issue`).\n"
+        "Every write needs a person's approval. Ask the person with `request_input` when a decision is theirs. "
+        "Finish with a short summary of what you did.",
+        ["write_context", "create_issue", "update_issue", "spawn_agent"],
+    )
 
     def prepare(self, config: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -223,6 +269,14 @@ class TesterAgent(WorkingMemoryAgent):
         },
     }
     workspace_key = "testing"
+    template = _template(
+        "# Tester\n\nYou check the work an issue describes and report what fails.\n"
+        "1. Read the issue and the project's shared contexts (`list_contexts`, `read_context`).\n"
+        "2. Record the test plan and results in the shared context `testing` (`write_context`, mode `merge`).\n"
+        "3. Report each regression as a new issue (`create_issue`) with reproduction steps.\n"
+        "Finish with a short summary: what passed, what failed.",
+        ["write_context", "create_issue"],
+    )
 
     def prepare(self, config: dict[str, Any]) -> dict[str, Any]:
         return {

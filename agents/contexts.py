@@ -238,6 +238,34 @@ def context_create(
     return context
 
 
+def context_get_or_create(
+    *, project: Project, name: str, instance: AgentInstance | None = None, actor=None
+) -> tuple[AgentContext, bool]:
+    """The context named ``name`` of ``project`` (and ``instance``), created empty when missing (seed 003's
+    ``get_or_create_context``).
+
+    Race-safe: two callers creating the same name at once get the same context (the loser of the
+    unique constraint re-reads the winner's row).
+
+    Args:
+        instance: the owning agent, or ``None`` for the project's shared context of that name.
+        actor: the author of version 1 when it is created (a user, an ``AgentInstance`` or ``None``).
+
+    Returns ``(context, created)``.
+
+    Raises: as ``context_create`` (400 for a blank or overlong name, 403/409 for an agent writing
+    outside its project or terminated), never ``ContextExists``.
+    """
+    lookup = {"project": project, "name": name.strip() if isinstance(name, str) else name, "instance": instance}
+    found = AgentContext.objects.filter(**lookup).first()
+    if found is not None:
+        return found, False
+    try:
+        return context_create(project=project, name=name, instance=instance, actor=actor), True
+    except ContextExists:
+        return AgentContext.objects.get(**lookup), False
+
+
 def context_write(
     context: AgentContext,
     data: JsonObject,

@@ -14,8 +14,10 @@ any → TERMINATED                                shutdown
 anything else (→ WAITING, IDLE → PAUSED, ...)   none
 ==============================================  ============
 
-Types without a handler have no hooks. A hook runs outside any transaction and holds no row lock,
-in a worker thread with a budget of ``AGENT_HOOK_TIMEOUT_SECONDS`` (``async def`` hooks run on
+Types without a handler have no hooks. The receivers send the hooks to a Celery worker
+(``agents.tasks.run_hooks``), so a slow hook never delays the request that made the change. There a
+hook runs outside any transaction and holds no row lock, in a thread with a budget of
+``AGENT_HOOK_TIMEOUT_SECONDS`` (``async def`` hooks run on
 their own event loop there and are cancelled when the budget runs out; a plain method cannot be
 interrupted, so its late result is discarded). When the hook returns in time, its change to the
 memory (the difference between the memory it started from and the one it built) is applied to the
@@ -214,13 +216,28 @@ def run_hooks(
     return outcomes
 
 
+def _enqueue(agent: AgentInstance, hooks: tuple[str, ...], transition: AgentTransition | None) -> None:
+    """Send the hooks to a worker (``agents.tasks.run_hooks``); only for a type with a class and a hook to run.
+
+    A broker that cannot be reached is logged, never raised: the lifecycle change has committed already.
+    """
+    if not hooks or not agent.agent_type.handler:
+        return
+    from .tasks import run_hooks as task
+
+    try:
+        task.delay(str(agent.pk), list(hooks), str(transition.pk) if transition is not None else None)
+    except Exception:
+        logger.exception("Agent %s: could not send its %s hook(s) to a worker.", agent.pk, ", ".join(hooks))
+
+
 def on_agent_spawned(sender, *, agent: AgentInstance, **kwargs) -> None:
-    """``agent_spawned`` receiver: the ``initialize`` hook."""
-    run_hooks(agent, hooks_for(None, S.IDLE))
+    """``agent_spawned`` receiver: the ``initialize`` hook, on a worker."""
+    _enqueue(agent, hooks_for(None, S.IDLE), None)
 
 
 def on_agent_transitioned(
     sender, *, agent: AgentInstance, source: str, target: str, transition: AgentTransition | None = None, **kwargs
 ) -> None:
-    """``agent_transitioned`` receiver: the hooks of ``hooks_for(source, target)``."""
-    run_hooks(agent, hooks_for(source, target), transition=transition)
+    """``agent_transitioned`` receiver: the hooks of ``hooks_for(source, target)``, on a worker."""
+    _enqueue(agent, hooks_for(source, target), transition)

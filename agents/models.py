@@ -25,7 +25,15 @@ from projects.models import TimeStampedModel
 from syndarix.exceptions import InvalidInput
 from syndarix.jsondoc import check_json_document
 
-from .choices import AgentStatus, TerminationReason
+from .choices import (
+    RUN_FINISHED_STATUSES,
+    AgentStatus,
+    RunRequestKind,
+    RunRequestStatus,
+    RunStatus,
+    StepKind,
+    TerminationReason,
+)
 
 S = AgentStatus
 
@@ -91,6 +99,13 @@ class AgentType(TimeStampedModel):
     config_schema = models.JSONField(default=dict, blank=True, help_text="JSON Schema for instance config.")
     handler = models.CharField(max_length=100, blank=True, help_text="Slug of a registered agent class.")
     is_active = models.BooleanField(default=True, db_index=True)
+    max_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Default token budget of its agents (tokens; empty: no budget)."
+    )
+    max_cost_usd = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="Default cost budget of its agents (USD; empty: no budget).",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -219,6 +234,13 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
     tasks_completed = models.PositiveIntegerField(default=0)
     tokens_used = models.PositiveBigIntegerField(default=0)
     cost_incurred = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    max_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Token budget (tokens; empty: the agent type's default)."
+    )
+    max_cost_usd = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="Cost budget (USD; empty: the agent type's default).",
+    )
 
     objects = AgentInstanceQuerySet.as_manager()
 
@@ -270,6 +292,28 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
         self.session_id = ""
         self.current_task = ""
 
+    # --- Budgets. ---
+
+    @property
+    def budget(self) -> tuple[int | None, Decimal | None]:
+        """``(max_tokens, max_cost_usd)`` in force: the agent's own values, else its type's (``None``: no limit)."""
+        max_tokens = self.max_tokens if self.max_tokens is not None else self.agent_type.max_tokens
+        max_cost = self.max_cost_usd if self.max_cost_usd is not None else self.agent_type.max_cost_usd
+        return max_tokens, max_cost
+
+    def budget_exceeded(self) -> str:
+        """Why the agent is at or over its budget (``"tokens: 1200 of 1000"``), or ``""`` when it is within it.
+
+        Compares the lifetime counters ``tokens_used`` and ``cost_incurred`` (runs plus manual usage posts)
+        with ``budget``.
+        """
+        max_tokens, max_cost = self.budget
+        if max_tokens is not None and self.tokens_used >= max_tokens:
+            return f"tokens: {self.tokens_used} used of a budget of {max_tokens}"
+        if max_cost is not None and self.cost_incurred >= max_cost:
+            return f"cost: {self.cost_incurred} USD used of a budget of {max_cost} USD"
+        return ""
+
     # --- Reading the table. ---
 
     @property
@@ -300,7 +344,8 @@ class AgentTransition(models.Model):
     """Append-only audit ledger: one row per lifecycle change (and one for the spawn).
 
     ``from_status`` is blank for the spawn row; ``actor`` is ``None`` for the system;
-    ``request_id`` is the client's ``Idempotency-Key`` (unique per agent when present).
+    ``request_id`` is the client's ``Idempotency-Key`` (unique per agent when present). A change made
+    by the runtime or by an agent's tool call names the ``run`` (and the acting agent, ``actor_agent``).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -312,6 +357,14 @@ class AgentTransition(models.Model):
     )
     reason = models.TextField(blank=True)
     request_id = models.CharField(max_length=200, null=True, blank=True)
+    run = models.ForeignKey(
+        "AgentRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The run that made or caused the change (the runtime, or a tool the run called).",
+    )
+    actor_agent = models.ForeignKey(
+        AgentInstance, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The agent that made the change through a platform tool (its run is ``run``).",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -499,3 +552,151 @@ class AgentTypeRevision(models.Model):
     def delete(self, *args, **kwargs):
         """Refuse deleting one revision (they go only with their agent type)."""
         raise ValueError("AgentTypeRevision rows are immutable; they are deleted only with their agent type.")
+
+
+# --- The runtime: runs, their steps, and what they ask people ------------------------------------
+
+
+class AgentRun(models.Model):
+    """One piece of work for one agent, executed on a Celery worker (``agents.runtime``).
+
+    A run has an ``instruction`` and/or an ``issue`` of the agent's project. Status moves
+    ``queued → running → succeeded | failed | cancelled``, with ``running ⇄ waiting`` (a person is asked
+    something, ``AgentRunRequest``) and ``running/waiting → paused`` (the agent was paused or went over
+    budget) on the way; only ``agents.runtime.services`` changes it, with the agent row locked first.
+    At most one run per agent is ``running``, ``waiting`` or ``paused``; the others queue behind it.
+
+    ``checkpoint`` is the state the agent class saved (``RunContext.save_checkpoint``) to continue
+    from after a pause, a wait or a lost worker. Usage: ``tokens_used`` (tokens), ``cost`` (USD),
+    both the sum of the run's steps. ``error_code``/``error_message`` say why it failed or stopped
+    (``budget_exceeded`` on a paused run). ``request_id`` is the ``Idempotency-Key`` that created it
+    (unique per agent); ``task_id`` the Celery task last sent for it; ``worker`` the worker that ran it.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(AgentInstance, on_delete=models.CASCADE, related_name="runs")
+    issue = models.ForeignKey(
+        "projects.Issue", null=True, blank=True, on_delete=models.SET_NULL, related_name="agent_runs"
+    )
+    instruction = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    result = models.JSONField(null=True, blank=True, help_text="What the agent class returned.")
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    checkpoint = models.JSONField(null=True, blank=True, help_text="State to continue from.")
+    steps_completed = models.PositiveIntegerField(default=0)
+    tokens_used = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    attempts = models.PositiveIntegerField(default=0)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    request_id = models.CharField(max_length=200, null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["agent", "status", "created_at"], name="run_agent_status_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "request_id"], condition=models.Q(request_id__isnull=False),
+                name="unique_run_request_id",
+            ),
+            models.UniqueConstraint(
+                fields=["agent"], condition=models.Q(status__in=["running", "waiting", "paused"]),
+                name="one_active_run_per_agent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {str(self.pk)[:8]} of {self.agent_id}"
+
+    @property
+    def is_finished(self) -> bool:
+        """True for ``succeeded``, ``failed`` and ``cancelled``."""
+        return self.status in RUN_FINISHED_STATUSES
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        """``{"code", "message"}``, or ``None`` when the run has no error."""
+        return {"code": self.error_code, "message": self.error_message} if self.error_code else None
+
+
+class AgentRunStep(models.Model):
+    """One recorded step of a run: its trace, what an operator reads when an agent misbehaves.
+
+    ``index`` counts 0, 1, ... per run. ``input`` / ``output`` are JSON, capped in size
+    (``agents.runtime.trace.cap``). Usage of an ``llm_call``: ``prompt_tokens`` and ``completion_tokens``
+    (from the upstream's ``usage``), ``cost`` (USD, from the price table); ``duration_ms`` is wall time.
+    ``error`` is ``{"code", "message"}`` when the step failed, else ``None``.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=StepKind.choices)
+    name = models.CharField(max_length=200, blank=True, help_text="The model called, or the tool.")
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="unique_run_step_index")]
+
+    def __str__(self) -> str:
+        return f"step {self.index} ({self.kind})"
+
+
+class AgentRunRequest(models.Model):
+    """Something a run asks a person, while the run and its agent are ``waiting``.
+
+    ``kind``: ``approval`` (a tool call whose template permission is ``ask``: ``tool_name``,
+    ``arguments``), ``input`` (the ``request_input`` client tool, an MCP elicitation: ``message`` and
+    ``requested_schema``) or ``connection`` (``request_connection``). A person answers once:
+    ``approved``/``denied`` (approvals), ``answered``/``declined`` (input and connections, ``response``
+    holding the content); terminating the agent or cancelling the run makes a pending request ``cancelled``.
+    ``executed_at`` and ``result`` record the approved tool call's execution (it happens once).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="requests")
+    kind = models.CharField(max_length=20, choices=RunRequestKind.choices)
+    status = models.CharField(
+        max_length=20, choices=RunRequestStatus.choices, default=RunRequestStatus.PENDING, db_index=True
+    )
+    tool_name = models.CharField(max_length=200)
+    tool_call_id = models.CharField(max_length=200, blank=True)
+    arguments = models.JSONField(default=dict, blank=True)
+    message = models.TextField(blank=True)
+    requested_schema = models.JSONField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    request_id = models.CharField(max_length=200, null=True, blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    requested_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["requested_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.tool_name} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == RunRequestStatus.PENDING

@@ -39,7 +39,10 @@ from .models import AgentInstance, AgentTransition, AgentType, AgentTypeRevision
 from .signals import agent_spawned, agent_transitioned
 
 #: Fields ``agent_update`` may change (``status`` goes through the guard separately).
-UPDATABLE_FIELDS = ("name", "current_task", "short_term_memory", "long_term_memory_ref", "session_id", "config")
+UPDATABLE_FIELDS = (
+    "name", "current_task", "short_term_memory", "long_term_memory_ref", "session_id", "config", "max_tokens",
+    "max_cost_usd",
+)
 
 
 def _user(actor):
@@ -65,6 +68,8 @@ def agent_spawn(
     request_id: str | None = None,
     agent_type_revision: AgentTypeRevision | None = None,
     template: dict[str, Any] | None = None,
+    actor_agent: AgentInstance | None = None,
+    run=None,
 ) -> AgentInstance:
     """Create an IDLE agent of ``agent_type`` in ``project`` and record the spawn in the ledger.
 
@@ -77,6 +82,7 @@ def agent_spawn(
         template: the effective ``parameters.agent`` document to record as the agent's
             ``effective_template``; default: that revision's template. It is stored exactly as given:
             this service runs the config it receives and never adds to it.
+        actor_agent, run: the agent (and its ``AgentRun``) spawning through a platform tool, for the ledger.
 
     Returns the new (or, on replay, the original) ``AgentInstance``.
 
@@ -136,7 +142,7 @@ def agent_spawn(
         agent.save(force_insert=True)
         AgentTransition.objects.create(
             agent=agent, from_status="", to_status=AgentStatus.IDLE, actor=_user(actor), reason="spawned",
-            request_id=request_id,
+            request_id=request_id, actor_agent=actor_agent, run=run,
         )
         transaction.on_commit(partial(agent_spawned.send, sender=AgentInstance, agent=agent, actor=_user(actor)))
     return agent
@@ -151,6 +157,8 @@ def agent_transition(
     request_id: str | None = None,
     termination_reason: str = TerminationReason.USER,
     only_from: frozenset[str] | None = None,
+    run=None,
+    actor_agent: AgentInstance | None = None,
 ) -> AgentInstance:
     """Move ``agent`` to the ``target`` status through the lifecycle guard.
 
@@ -163,6 +171,8 @@ def agent_transition(
         target: a status wire value (``"paused"``, ...).
         termination_reason: stored when ``target`` is ``terminated`` (a ``TerminationReason``).
         only_from: restrict the sources this call accepts (``agent_resume`` uses ``{paused}``).
+        run: the ``AgentRun`` that makes or causes the change (the runtime, or a tool the run called).
+        actor_agent: the agent acting through a platform tool (``actor`` is then ``None``).
 
     Returns the fresh, locked-and-saved instance (use it instead of ``agent``).
 
@@ -201,7 +211,7 @@ def agent_transition(
         locked.save(update_fields=["status", "last_activity_at", "updated_at", *spec.custom["fields"]])
         ledger = AgentTransition.objects.create(
             agent=locked, from_status=source, to_status=target, actor=_user(actor), reason=reason,
-            request_id=request_id,
+            request_id=request_id, run=run, actor_agent=actor_agent,
         )
         transaction.on_commit(
             partial(
@@ -212,16 +222,24 @@ def agent_transition(
     return locked
 
 
-def agent_pause(agent: AgentInstance, *, actor=None, reason: str = "", request_id: str | None = None) -> AgentInstance:
-    """Pause ``agent`` (IDLE/WORKING/WAITING → PAUSED). Raises as ``agent_transition``."""
-    return agent_transition(agent, AgentStatus.PAUSED, actor=actor, reason=reason, request_id=request_id)
+def agent_pause(
+    agent: AgentInstance, *, actor=None, reason: str = "", request_id: str | None = None, **context: Any
+) -> AgentInstance:
+    """Pause ``agent`` (IDLE/WORKING/WAITING → PAUSED); its running run stops at the next step boundary.
+
+    ``context``: ``run`` / ``actor_agent`` for the ledger. Raises as ``agent_transition``.
+    """
+    return agent_transition(agent, AgentStatus.PAUSED, actor=actor, reason=reason, request_id=request_id, **context)
 
 
-def agent_resume(agent: AgentInstance, *, actor=None, reason: str = "", request_id: str | None = None) -> AgentInstance:
-    """Resume ``agent`` (PAUSED → IDLE); an already-idle agent is a no-op. Raises as ``agent_transition``."""
+def agent_resume(
+    agent: AgentInstance, *, actor=None, reason: str = "", request_id: str | None = None, **context: Any
+) -> AgentInstance:
+    """Resume ``agent`` (PAUSED → IDLE); an already-idle agent is a no-op. A paused run continues from its
+    checkpoint. ``context``: ``run`` / ``actor_agent`` for the ledger. Raises as ``agent_transition``."""
     return agent_transition(
         agent, AgentStatus.IDLE, actor=actor, reason=reason, request_id=request_id,
-        only_from=frozenset({AgentStatus.PAUSED}),
+        only_from=frozenset({AgentStatus.PAUSED}), **context,
     )
 
 
@@ -232,14 +250,16 @@ def agent_terminate(
     reason: str = "",
     termination_reason: str = TerminationReason.USER,
     request_id: str | None = None,
+    **context: Any,
 ) -> AgentInstance:
-    """Terminate ``agent`` for good; ``reason`` is free text for the ledger.
+    """Terminate ``agent`` for good; ``reason`` is free text for the ledger. Its runs that have not
+    finished are cancelled. ``context``: ``run`` / ``actor_agent`` for the ledger.
 
     Raises ``AlreadyTerminated`` (409) when it already is, otherwise as ``agent_transition``.
     """
     return agent_transition(
         agent, AgentStatus.TERMINATED, actor=actor, reason=reason, request_id=request_id,
-        termination_reason=termination_reason,
+        termination_reason=termination_reason, **context,
     )
 
 
@@ -527,7 +547,10 @@ def agent_types_sync(registry, *, dry_run: bool = False, deactivate_missing: boo
 
 AGENT_TYPE_SLUG_TAKEN = "agent type with this slug already exists."
 #: ``AgentType`` fields ``agent_type_create`` / ``agent_type_update`` write.
-AGENT_TYPE_FIELDS = ("name", "slug", "description", "capabilities", "config_schema", "handler", "is_active")
+AGENT_TYPE_FIELDS = (
+    "name", "slug", "description", "capabilities", "config_schema", "handler", "is_active", "max_tokens",
+    "max_cost_usd",
+)
 
 
 def agent_type_create(**fields: Any) -> AgentType:

@@ -93,8 +93,15 @@ class UpstreamResponse:
     headers: requests.structures.CaseInsensitiveDict
 
 
-def post_json(url: str, *, payload: dict[str, Any], headers: dict[str, str], request_id: str) -> UpstreamResponse:
+def post_json(
+    url: str, *, payload: dict[str, Any], headers: dict[str, str], request_id: str, settings_prefix: str = "AI_SERVICES"
+) -> UpstreamResponse:
     """POST ``payload`` as JSON to ``url`` and return the parsed JSON answer.
+
+    ``settings_prefix`` names the settings of the caller's upstream: the timeouts
+    ``<prefix>_CONNECT_TIMEOUT`` / ``<prefix>_READ_TIMEOUT`` (seconds) and, in error messages, the
+    ``<prefix>_API_URL`` / ``<prefix>_API_KEY`` to check (``AI_SERVICES`` for the AI tools,
+    ``AGENT_LLM`` for the agent runtime).
 
     ``request_id`` is sent as ``X-Request-ID`` so the upstream's logs can be correlated. The answer
     is streamed: an announced ``Content-Length`` over ``MAX_RESPONSE_BYTES`` is refused before the
@@ -104,11 +111,11 @@ def post_json(url: str, *, payload: dict[str, Any], headers: dict[str, str], req
     Raises:
         UpstreamTimeout: no connection within the connect timeout, or no data within the read timeout.
         UpstreamUnreachable: the connection failed (after the connect retries) or broke mid-answer.
-        UpstreamHTTPError: the upstream answered a non-2xx status.
+        UpstreamHTTPError: the upstream answered a non-2xx status (``status``, ``retry_after``).
         UpstreamBadResponse: the answer is too large, not JSON, or nested too deeply to decode.
     """
-    connect_timeout = settings.AI_SERVICES_CONNECT_TIMEOUT
-    read_timeout = settings.AI_SERVICES_READ_TIMEOUT
+    connect_timeout = getattr(settings, f"{settings_prefix}_CONNECT_TIMEOUT")
+    read_timeout = getattr(settings, f"{settings_prefix}_READ_TIMEOUT")
     try:
         response = get_session().post(
             url,
@@ -135,12 +142,18 @@ def post_json(url: str, *, payload: dict[str, Any], headers: dict[str, str], req
                 "AI upstream HTTP %s url=%s request_id=%s body=%r",
                 response.status_code, url, request_id, _text(excerpt)[:_LOG_BODY_CHARS],
             )
-            raise UpstreamHTTPError(_status_message(response.status_code))
+            raise UpstreamHTTPError(
+                _status_message(response.status_code, settings_prefix),
+                status=response.status_code,
+                retry_after=_retry_after_seconds(response),
+            )
         if _announced_length(response) > MAX_RESPONSE_BYTES:
             logger.warning("AI upstream answer too large url=%s request_id=%s length=%s", url, request_id,
                            response.headers.get("Content-Length"))
             raise UpstreamBadResponse("The AI service returned an answer that is too large.")
-        content = _read_at_most(response, MAX_RESPONSE_BYTES + 1, url=url, request_id=request_id)
+        content = _read_at_most(
+            response, MAX_RESPONSE_BYTES + 1, url=url, request_id=request_id, read_timeout=read_timeout
+        )
         if len(content) > MAX_RESPONSE_BYTES:
             logger.warning("AI upstream answer too large url=%s request_id=%s (over %s bytes)", url, request_id,
                            MAX_RESPONSE_BYTES)
@@ -167,7 +180,10 @@ def _announced_length(response: requests.Response) -> int:
         return 0
 
 
-def _read_at_most(response: requests.Response, limit: int, *, url: str, request_id: str, quiet: bool = False) -> bytes:
+def _read_at_most(
+    response: requests.Response, limit: int, *, url: str, request_id: str, quiet: bool = False,
+    read_timeout: float | None = None,
+) -> bytes:
     """Read the body of a streamed ``response`` up to ``limit`` decoded bytes (fewer at its end).
 
     Raises ``UpstreamTimeout`` / ``UpstreamUnreachable`` when the body stalls or breaks; with
@@ -187,9 +203,7 @@ def _read_at_most(response: requests.Response, limit: int, *, url: str, request_
             return b"".join(chunks)
         if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
             logger.warning("AI upstream read timeout mid-answer url=%s request_id=%s", url, request_id)
-            raise UpstreamTimeout(
-                f"The AI service did not answer within {settings.AI_SERVICES_READ_TIMEOUT:g} s."
-            ) from exc
+            raise UpstreamTimeout(f"The AI service did not answer within {read_timeout:g} s.") from exc
         logger.warning("AI upstream answer broke off url=%s request_id=%s: %s", url, request_id, exc)
         raise UpstreamUnreachable("Could not reach the AI service.") from exc
     return b"".join(chunks)
@@ -199,13 +213,22 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _status_message(status: int) -> str:
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (the delta-seconds form only), or ``None``."""
+    try:
+        seconds = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _status_message(status: int, prefix: str = "AI_SERVICES") -> str:
     if status in (401, 403):
-        return f"The AI service refused the credentials (HTTP {status}); check AI_SERVICES_API_KEY."
+        return f"The AI service refused the credentials (HTTP {status}); check {prefix}_API_KEY."
     if status == 404:
-        return "The AI service has no such endpoint or deployment (HTTP 404); check AI_SERVICES_API_URL and the app."
+        return f"The AI service has no such endpoint or deployment (HTTP 404); check {prefix}_API_URL and the app."
     if status == 429:
         return "The AI service is rate limiting requests (HTTP 429); try again later."
     if 300 <= status < 400:
-        return f"The AI service answered with a redirect (HTTP {status}); check AI_SERVICES_API_URL."
+        return f"The AI service answered with a redirect (HTTP {status}); check {prefix}_API_URL."
     return f"The AI service failed (HTTP {status})."

@@ -76,7 +76,16 @@ class UpstreamUnreachable(UpstreamError):
 
 
 class UpstreamHTTPError(UpstreamError):
+    """The upstream answered a non-2xx ``status``; ``retry_after`` is its ``Retry-After`` (seconds) or ``None``."""
+
     code = "upstream_http_error"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None, trace_id: str | None = None
+    ) -> None:
+        super().__init__(message, trace_id=trace_id)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class UpstreamBadResponse(UpstreamError):

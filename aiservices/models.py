@@ -1,10 +1,12 @@
-"""The record of every AI tool call, and the permission that gates the tools."""
+"""The record of every AI tool call, the permission that gates the tools, and the LLM price table."""
 
 from __future__ import annotations
 
 import uuid
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from .choices import CallOutcome
@@ -55,3 +57,46 @@ class PromptRefinement(AIServiceCall):
         verbose_name = "Refine a prompt"
         verbose_name_plural = "Refine a prompt"
         default_permissions = ()
+
+
+#: Cost is rounded to this many decimal places of a USD (the cost columns' precision).
+COST_PLACES = Decimal("0.000001")
+
+
+class ModelPrice(models.Model):
+    """The price of one LLM model, per million tokens, in USD (edited in the admin).
+
+    The agent runtime's metered client prices each call with it: ``cost = prompt_tokens ×
+    input_usd_per_mtok / 10⁶ + completion_tokens × output_usd_per_mtok / 10⁶``, rounded to 10⁻⁶ USD.
+    ``model`` is matched exactly as the upstream reports it in its answer (else as it was asked for).
+    """
+
+    model = models.CharField(max_length=200, unique=True)
+    input_usd_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, validators=[MinValueValidator(0)],
+        help_text="USD per million prompt (input) tokens.",
+    )
+    output_usd_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, validators=[MinValueValidator(0)],
+        help_text="USD per million completion (output) tokens.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+        verbose_name = "model price"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(input_usd_per_mtok__gte=0, output_usd_per_mtok__gte=0),
+                name="model_price_not_negative",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.input_usd_per_mtok} / {self.output_usd_per_mtok} USD per Mtok"
+
+    def cost(self, *, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        """USD for one call of ``prompt_tokens`` in and ``completion_tokens`` out, rounded to 10⁻⁶."""
+        total = (prompt_tokens * self.input_usd_per_mtok + completion_tokens * self.output_usd_per_mtok) / 1_000_000
+        return total.quantize(COST_PLACES, rounding=ROUND_HALF_UP)

@@ -5,3 +5,11 @@ class BuildKitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "buildkit"
     verbose_name = "Build kit"
+
+    def ready(self) -> None:
+        """Add the build kit's platform tools (``find_capabilities``, ``commit_revision``) to the tool registry."""
+        from agents.tools.registry import tool_registry
+
+        from .tools import register_buildkit_tools
+
+        register_buildkit_tools(tool_registry)

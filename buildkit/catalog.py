@@ -7,8 +7,8 @@ reserved slug (``agents.models.validate_not_reserved_slug``).
 | slug | kind | embeddable | document |
 |---|---|---|---|
 | ``__sx__getting_started`` | skill | yes | an inline skill: how to author a Syndarix agent (markdown) |
-| ``__sx__request_connection`` | tool | yes | a client tool: ask the person to connect an integration |
-| ``__sx__request_input`` | tool | yes | a client tool: ask the person for structured input |
+| ``__sx__request_connection`` | tool | yes | the client tool ``request_connection`` of the tool registry |
+| ``__sx__request_input`` | tool | yes | the client tool ``request_input`` of the tool registry |
 | ``__sx__build_kit`` | agent_config | no | the playground build-kit overlay (a partial template) |
 
 A version is an integer; ``"v1"``, ``"1"`` and ``1`` name the same version (``normalize_version``).
@@ -26,6 +26,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from agents.models import RESERVED_SLUG_PREFIX
+from agents.tools.client import REQUEST_CONNECTION, REQUEST_INPUT
+from agents.tools.registry import tool_registry
 from syndarix.exceptions import InvalidInput
 
 KIND_SKILL = "skill"
@@ -145,53 +147,14 @@ def _getting_started_v1() -> dict[str, Any]:
     }
 
 
-def _request_connection_v1() -> dict[str, Any]:
-    return {
-        "type": "client",
-        "name": "request_connection",
-        "description": (
-            "Ask the person to connect an integration the agent needs (OAuth or an API key). "
-            "Returns once the connection exists or the person declines."
-        ),
-        "input_schema": {
-            "type": "object",
-            "required": ["integration"],
-            "properties": {
-                "integration": {"type": "string", "description": "The integration to connect, e.g. 'github'."},
-                "slug": {"type": "string", "description": "A name for the connection, unique in the project."},
-                "mode": {"enum": ["oauth", "api_key"], "description": "How the person authenticates."},
-            },
-            "additionalProperties": False,
-        },
-        "render": {"kind": "connect"},
-    }
+def _client_tool(name: str) -> Callable[[], dict[str, Any]]:
+    """A version factory for a client tool of the one tool registry (``agents.tools.client``), as a template
+    entry: the catalog publishes it, it does not declare it again."""
 
+    def document() -> dict[str, Any]:
+        return tool_registry.get(name).template_entry()
 
-def _request_input_v1() -> dict[str, Any]:
-    return {
-        "type": "client",
-        "name": "request_input",
-        "description": (
-            "Ask the person for input the agent cannot find itself, as a small form (an MCP elicitation: "
-            "a message and the requested schema)."
-        ),
-        "input_schema": {
-            "type": "object",
-            "required": ["message", "requestedSchema"],
-            "properties": {
-                "message": {"type": "string", "description": "What you need and why, in one or two sentences."},
-                "requestedSchema": {
-                    "type": "object",
-                    "description": (
-                        "A flat JSON Schema object (MCP elicitation requestedSchema): primitive-typed properties, "
-                        "the fields to ask for."
-                    ),
-                },
-            },
-            "additionalProperties": False,
-        },
-        "render": {"kind": "elicitation"},
-    }
+    return document
 
 
 def _build_kit_v1() -> dict[str, Any]:
@@ -215,7 +178,7 @@ _ENTRIES = (
         name="Request connection",
         description="Client tool: ask the person to connect an integration.",
         embeddable=True,
-        versions={1: _request_connection_v1},
+        versions={1: _client_tool(REQUEST_CONNECTION)},
     ),
     StaticEntry(
         slug="__sx__request_input",
@@ -223,7 +186,7 @@ _ENTRIES = (
         name="Request input",
         description="Client tool: ask the person for structured input.",
         embeddable=True,
-        versions={1: _request_input_v1},
+        versions={1: _client_tool(REQUEST_INPUT)},
     ),
     StaticEntry(
         slug="__sx__build_kit",

@@ -6,7 +6,7 @@ kit-on run; it is never committed and the agents app never reads it.
 
 ``build_overlay()`` assembles it by iterating the catalogs:
 
-- ``tools``: every build-kit platform op of ``platform_ops.PLATFORM_OPS`` as
+- ``tools``: every build-kit platform op of ``platform_ops.platform_ops()`` as
   ``{"type": "platform", "op", "permission"}`` (the op's default permission), then an embed of
   every embeddable client tool of the static catalog;
 - ``skills``: an embed of every embeddable skill of the static catalog;
@@ -37,7 +37,7 @@ from typing import Any
 
 from .catalog import KIND_SKILL, KIND_TOOL, STATIC_CATALOG, StaticEntry
 from .embed import EMBED_KEY, REFERENCES_KEY, embed_slug, is_embed
-from .platform_ops import PLATFORM_OPS
+from .platform_ops import platform_ops
 
 OBJECT_KEYS = ("sandbox", "runner", "harness", "llm", "instructions")
 LIST_KEYS = ("tools", "skills", "mcps")
@@ -61,8 +61,8 @@ def build_overlay() -> dict[str, Any]:
     on every call).
     """
     tools: list[dict[str, Any]] = [
-        {"type": "platform", "op": op.op, "permission": op.default_permission}
-        for op in PLATFORM_OPS.values()
+        {"type": "platform", "op": op.name, "permission": op.default_permission}
+        for op in platform_ops().values()
         if op.in_build_kit
     ]
     tools += [_embed(e) for e in STATIC_CATALOG.values() if e.kind == KIND_TOOL and e.embeddable]

@@ -6,7 +6,7 @@ document must be storable JSON of a sane size (``check_document``: at most ``TEM
 levels and ``TEMPLATE_MAX_BYTES``, no NUL character, no NaN/Infinity). Beyond the JSON Schema it
 checks what the schema cannot know:
 
-- a platform tool's ``op`` is in ``platform_ops.PLATFORM_OPS``;
+- a platform tool's ``op`` names a platform tool of the registry (``platform_ops.get_op``);
 - tool ``input_schema`` values are valid JSON Schemas;
 - no two entries of ``tools`` / ``skills`` / ``mcps`` share an identity (``overlay.IDENTITIES``);
 - an embed of a reserved ``__sx__`` slug names a catalog entry, at an existing version, that may be
@@ -30,7 +30,7 @@ from syndarix.jsondoc import check_json_document
 from .catalog import InvalidVersion, get_entry, is_reserved, normalize_version
 from .embed import EMBED_KEY, MAX_NESTING, REFERENCES_KEY, embed_slug, format_path, iter_embeds
 from .overlay import IDENTITIES
-from .platform_ops import PLATFORM_OPS
+from .platform_ops import get_op, platform_ops
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "agent_template.schema.json"
 
@@ -127,8 +127,9 @@ def _content_errors(template: dict[str, Any], *, field: str, check_identities: b
     for index, tool in enumerate(template.get("tools") or []):
         if not isinstance(tool, dict) or EMBED_KEY in tool:
             continue
-        if tool.get("type") == "platform" and isinstance(tool.get("op"), str) and tool["op"] not in PLATFORM_OPS:
-            add(("tools", index, "op"), f"Unknown platform operation '{tool['op']}'. Known: {', '.join(PLATFORM_OPS)}.")
+        if tool.get("type") == "platform" and isinstance(tool.get("op"), str) and get_op(tool["op"]) is None:
+            known = ", ".join(platform_ops())
+            add(("tools", index, "op"), f"Unknown platform operation '{tool['op']}'. Known: {known}.")
         schema = tool.get("input_schema")
         if isinstance(schema, dict):
             problem = best_match(_meta_validator().iter_errors(schema))

@@ -249,13 +249,16 @@ class ResolveResponseSerializer(serializers.Serializer):
 
 
 class PlatformOpSerializer(serializers.Serializer):
-    op = serializers.CharField()
+    op = serializers.CharField(help_text="The tool's name, as a template names it.")
+    title = serializers.CharField()
     description = serializers.CharField()
     input_schema = serializers.JSONField()
+    output_schema = serializers.JSONField(allow_null=True)
     read_only = serializers.BooleanField()
+    annotations = serializers.JSONField(help_text="MCP tool annotations (readOnlyHint, destructiveHint, ...).")
     permission = serializers.ChoiceField(choices=list(PERMISSIONS), help_text="The default permission.")
-    method = serializers.CharField()
-    route = serializers.CharField()
+    method = serializers.CharField(allow_null=True)
+    route = serializers.CharField(allow_null=True, help_text="The API route that does the same.")
     in_build_kit = serializers.BooleanField()
 
 

@@ -31,7 +31,7 @@ from syndarix.exceptions import NotFound
 
 from . import selectors, services
 from .permissions import CanCommitTemplates
-from .platform_ops import PLATFORM_OPS
+from .platform_ops import op_as_dict, platform_ops
 from .serializers import (
     AgentTypeRevisionSerializer,
     AgentTypeRevisionSummarySerializer,
@@ -296,13 +296,14 @@ class PlatformOpListView(RateLimitMixin, generics.GenericAPIView):
     rate_limits = {"get": "120/m"}
 
     def get_queryset(self) -> list[dict]:
-        return [op.as_dict() for op in PLATFORM_OPS.values()]
+        return [op_as_dict(op) for op in platform_ops().values()]
 
     @extend_schema(
         tags=[TAG],
         summary="List the platform operations",
-        description="The operations a template can use as `{\"type\": \"platform\", \"op\": ...}` tools, with their "
-        "input schema, default permission and the API route each maps to. Paginated (`?page=`, `?limit=` ≤ 100).",
+        description="The platform tools (the one tool registry) a template can use as `{\"type\": \"platform\", "
+        "\"op\": ...}` tools, with their input and output schemas, MCP annotations, default permission and the API "
+        "route that does the same. Paginated (`?page=`, `?limit=` ≤ 100).",
         responses={200: PlatformOpSerializer(many=True), **errors(401, 404, 429)},
     )
     def get(self, request):

@@ -2,8 +2,8 @@
 
 Creating and editing workspaces and projects goes through here so that a slug taken by a concurrent
 request is a 400 ``unique`` like any other taken slug (``syndarix.db.save_unique``); deleting is
-guarded because it cascades to agents and their ledger. Issues are plain validated model data (the
-API's serializer saves them).
+guarded because it cascades to agents and their ledger. Issues are created and changed through
+``issue_create`` / ``issue_update`` (the API and the agents' platform tools call them).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from django.db import transaction
 from syndarix.db import save_unique, update_unique
 from syndarix.exceptions import DomainError, NotFound
 
-from .models import Project, Workspace
+from .choices import IssueStatus
+from .models import Issue, Project, Workspace
 
 WORKSPACE_SLUG_TAKEN = "workspace with this slug already exists."
 PROJECT_SLUG_TAKEN = "This workspace already has a project with this slug."
@@ -141,3 +142,35 @@ def project_delete(*, project: Project) -> None:
                 live_agents=live,
             )
         locked.delete()
+
+
+#: ``Issue`` fields ``issue_create`` / ``issue_update`` write.
+ISSUE_FIELDS = ("title", "body", "status", "assigned_agent")
+
+
+def issue_create(*, project: Project, title: str, body: str = "", status: str = IssueStatus.OPEN,
+                 assigned_agent=None) -> Issue:
+    """Create an issue in ``project``, validated by the model (``full_clean``: title length, status choice,
+    an assignee of the same project).
+
+    Returns the new ``Issue``. Raises ``django.core.exceptions.ValidationError`` keyed by field (400).
+    """
+    issue = Issue(project=project, title=title, body=body, status=status, assigned_agent=assigned_agent)
+    issue.full_clean()
+    issue.save(force_insert=True)
+    return issue
+
+
+def issue_update(issue: Issue, *, data: dict[str, Any]) -> Issue:
+    """Change the ``ISSUE_FIELDS`` present in ``data`` (``assigned_agent`` an agent of the issue's project, or
+    ``None``), validate with ``full_clean`` and save them with ``update_fields``.
+
+    Returns ``issue``, saved. Raises ``django.core.exceptions.ValidationError`` keyed by field (400).
+    """
+    fields = [name for name in ISSUE_FIELDS if name in data]
+    for name in fields:
+        setattr(issue, name, data[name])
+    if fields:
+        issue.full_clean()
+        issue.save(update_fields=[*fields, "updated_at"])
+    return issue

@@ -25,6 +25,8 @@ from .serializers import (
     WorkspaceSerializer,
 )
 from .services import (
+    issue_create,
+    issue_update,
     project_create,
     project_delete,
     project_update,
@@ -209,4 +211,7 @@ class IssueViewSet(RateLimitMixin, ProjectScopedMixin, viewsets.ModelViewSet):
         return issue_queryset(self.project)
 
     def perform_create(self, serializer):
-        serializer.save(project=self.project)
+        serializer.instance = issue_create(project=self.project, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = issue_update(serializer.instance, data=serializer.validated_data)

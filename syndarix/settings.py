@@ -78,6 +78,13 @@ TEMPLATES = [
 _DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 DATABASES = {"default": env.db_url_config(_DATABASE_URL)}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # `make run` serves the web process and a worker on one SQLite file: WAL lets readers go on while
+    # one writer writes, IMMEDIATE transactions take the write lock up front (no upgrade deadlock),
+    # and writers wait up to 20 s for it instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache: shared across processes (Redis in production; the database cache by default). ---
@@ -173,6 +180,58 @@ AGENT_MAX_CONCURRENCY = env.int("AGENT_MAX_CONCURRENCY", default=50)
 AGENT_HOOK_TIMEOUT_SECONDS = env.float("AGENT_HOOK_TIMEOUT_SECONDS", default=10.0)
 AGENT_CONTEXT_HISTORY_LIMIT = env.int("AGENT_CONTEXT_HISTORY_LIMIT", default=100)
 AGENT_CONTEXT_MAX_BYTES = env.int("AGENT_CONTEXT_MAX_BYTES", default=1024 * 1024)
+
+# --- Agent runtime: runs execute on Celery workers (agents/runtime/, agents/tasks.py) ---
+AGENT_HEARTBEAT_SECONDS = env.float("AGENT_HEARTBEAT_SECONDS", default=10.0)
+AGENT_HEARTBEAT_TIMEOUT_SECONDS = env.float("AGENT_HEARTBEAT_TIMEOUT_SECONDS", default=60.0)
+AGENT_RUN_MAX_ATTEMPTS = env.int("AGENT_RUN_MAX_ATTEMPTS", default=3)
+AGENT_RUN_MAX_STEPS = env.int("AGENT_RUN_MAX_STEPS", default=20)
+# The runtime's LLM upstream: an OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, LiteLLM).
+# Without a URL, debug deployments use the offline provider (a scripted stand-in, no LLM); production refuses it.
+AGENT_LLM_API_URL = env.str("AGENT_LLM_API_URL", default="")
+AGENT_LLM_API_KEY = env.str("AGENT_LLM_API_KEY", default="")
+AGENT_LLM_MODEL = env.str("AGENT_LLM_MODEL", default="gpt-4o-mini")
+AGENT_LLM_PROVIDER = env.str("AGENT_LLM_PROVIDER", default="") or (
+    "openai" if AGENT_LLM_API_URL or not DEBUG else "offline"
+)
+if AGENT_LLM_PROVIDER == "offline" and not DEBUG:
+    raise ImproperlyConfigured(
+        "AGENT_LLM_PROVIDER=offline is a stand-in for demos and is refused when DJANGO_DEBUG is false; "
+        "set AGENT_LLM_API_URL to an OpenAI-compatible endpoint."
+    )
+AGENT_LLM_CONNECT_TIMEOUT = env.float("AGENT_LLM_CONNECT_TIMEOUT", default=3.05)
+AGENT_LLM_READ_TIMEOUT = env.float("AGENT_LLM_READ_TIMEOUT", default=120.0)
+AGENT_LLM_MAX_RETRIES = env.int("AGENT_LLM_MAX_RETRIES", default=2)
+AGENT_LLM_RETRY_BACKOFF_SECONDS = env.float("AGENT_LLM_RETRY_BACKOFF_SECONDS", default=0.5)
+
+# --- Celery (the distributed engine): Redis as broker in production; a folder when there is no Redis ---
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
+if CELERY_BROKER_URL == "filesystem://":
+    # Zero setup (`make run`): messages are files in a git-ignored folder, shared by the web process and the worker.
+    _BROKER_DIR = Path(env.str("CELERY_FILESYSTEM_BROKER_DIR", default=str(BASE_DIR / ".celery")))
+    for _folder in ("queue", "processed", "control"):
+        (_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_DIR / "queue"),
+        "data_folder_out": str(_BROKER_DIR / "queue"),
+        "processed_folder": str(_BROKER_DIR / "processed"),
+        "store_processed": False,
+        "control_folder": str(_BROKER_DIR / "control"),
+    }
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="syndarix")
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+# A message is acknowledged after its task ran, and given back when the worker process dies mid-task,
+# so a crashed worker never loses a run; tasks are written to be delivered more than once.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-runs": {"task": "agents.tasks.reap_stale_runs", "schedule": max(1.0, AGENT_HEARTBEAT_SECONDS)},
+}
 
 # --- AI services (upstream LLM) ---
 AI_SERVICES_PROVIDER = env.str("AI_SERVICES_PROVIDER", default="agenta")

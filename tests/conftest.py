@@ -8,6 +8,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from projects.choices import WorkspaceRole
+from syndarix.celery import app as celery_app
 
 from . import factories
 
@@ -20,8 +21,13 @@ def pytest_configure(config) -> None:
         problems.append(f"DATABASE_URL must point at PostgreSQL (got {engine}).")
     if "redis" not in backend.lower():
         problems.append(f"REDIS_URL must point at Redis (got {backend}).")
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        problems.append(f"CELERY_BROKER_URL must point at Redis (got {settings.CELERY_BROKER_URL}).")
     if problems:
         pytest.exit("The suite needs PostgreSQL and Redis: " + " ".join(problems) + " Run `make test`.", returncode=2)
+    # Unit tests run Celery tasks in the calling thread (eager); the runtime's integration tests switch this off
+    # and use real worker processes (tests/runtime/conftest.py).
+    celery_app.conf.task_always_eager = True
     # Factories set real passwords; the production hasher (PBKDF2, a million rounds) would dominate the run.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from rest_framework import serializers
 
 from agents.models import AgentType
+from agents.tools.registry import Tool, ToolRegistry, tool_registry
 from buildkit.catalog import (
     STATIC_CATALOG,
     InvalidVersion,
@@ -20,73 +21,92 @@ from buildkit.catalog import (
     normalize_version,
     validate_catalog,
 )
-from buildkit.platform_ops import PLATFORM_OPS, PlatformOp, get_op, validate_ops
+from buildkit.platform_ops import get_op, platform_ops
 from buildkit.schema import template_errors
 from tests import factories
 
-# --- platform ops ---------------------------------------------------------------------------------
+# --- platform ops: the platform tools of the one registry ---------------------------------------------
 
 
 def test_catalog_declares_the_required_ops():
     assert {"find_capabilities", "query_agents", "read_context", "write_context", "spawn_agent",
-            "commit_revision"} <= set(PLATFORM_OPS)
+            "commit_revision", "pause_agent", "resume_agent", "terminate_agent", "create_issue",
+            "update_issue"} <= set(platform_ops())
 
 
-@pytest.mark.parametrize("op", list(PLATFORM_OPS.values()), ids=list(PLATFORM_OPS))
+def test_the_catalog_is_the_registry_not_a_second_list():
+    assert list(platform_ops().values()) == tool_registry.platform_tools()
+    assert all(get_op(name) is tool_registry.get(name) for name in platform_ops())
+    assert get_op("request_input") is None  # a client tool, not an op
+
+
+@pytest.mark.parametrize("op", list(platform_ops().values()), ids=list(platform_ops()))
 def test_each_op_is_complete(op):
     Draft202012Validator.check_schema(op.input_schema)
-    assert op.description and op.route.startswith("/api/v1/")
+    Draft202012Validator.check_schema(op.output_schema)
+    assert op.description and op.title and op.route[1].startswith("/api/v1/")
     assert op.default_permission == ("allow" if op.read_only else "ask")
-    assert set(op.route_params) <= set(op.input_schema["required"])
-    assert get_op(op.op) is op
+    assert op.annotations["readOnlyHint"] is op.read_only
 
 
 def test_reads_allow_and_writes_ask():
-    assert {o.op for o in PLATFORM_OPS.values() if o.read_only} == {"find_capabilities", "query_agents",
-                                                                      "read_context"}
-    assert {o.op: o.default_permission for o in PLATFORM_OPS.values() if not o.read_only} == {
-        "write_context": "ask", "spawn_agent": "ask", "commit_revision": "ask"}
+    ops = platform_ops().values()
+    assert {o.name for o in ops if o.read_only} == {"find_capabilities", "query_agents", "read_context",
+                                                      "list_contexts", "query_issues"}
+    assert {o.name for o in ops if o.destructive} == {"terminate_agent"}
+    assert {o.default_permission for o in ops if not o.read_only} == {"ask"}
 
 
-def test_every_op_route_exists_or_is_served_by_the_agents_api():
-    """The build kit's own routes resolve; the others are the agents and contexts APIs."""
-    from django.urls import Resolver404, resolve
-
-    own = {"find_capabilities", "commit_revision"}
-    for op in PLATFORM_OPS.values():
-        path = op.route.replace("{project_id}", "7f9c6a52-3f57-4a6b-9a55-1c1f0f3e2a10").replace(
-            "{agent_type_id}", "7f9c6a52-3f57-4a6b-9a55-1c1f0f3e2a10")
-        if op.op in own:
-            resolve(path)
-        else:
-            try:
-                resolve(path.replace("{context_id}", "7f9c6a52-3f57-4a6b-9a55-1c1f0f3e2a10"))
-            except Resolver404:
-                assert op.route.startswith("/api/v1/projects/{project_id}/")
+def test_the_build_kit_offers_the_authoring_ops():
+    assert [o.name for o in platform_ops().values() if o.in_build_kit] == [
+        "query_agents", "read_context", "write_context", "spawn_agent", "find_capabilities", "commit_revision"]
 
 
-def _op(**changes):
-    base = PlatformOp(op="ok_op", description="d", input_schema={"type": "object"}, read_only=True, method="GET",
-                      route="/api/v1/things")
+def test_every_op_route_exists():
+    from django.urls import resolve
+
+    some_id = "7f9c6a52-3f57-4a6b-9a55-1c1f0f3e2a10"
+    for op in platform_ops().values():
+        path = op.route[1]
+        for placeholder in ("project_id", "agent_type_id", "context_id", "agent_id", "issue_id"):
+            path = path.replace("{" + placeholder + "}", some_id)
+        resolve(path)
+
+
+def _nothing(call):
+    return {}
+
+
+def _tool(**changes):
+    base = Tool(name="ok_tool", title="OK", description="d", input_schema={"type": "object"},
+                handler=_nothing, read_only=True, route=("GET", "/api/v1/things"))
     return dataclasses.replace(base, **changes)
 
 
 @pytest.mark.parametrize(
-    ("ops", "message"),
+    ("tool", "message"),
     [
-        ([_op(), _op()], "declared twice"),
-        ([_op(op="Bad-Name")], "name must match"),
-        ([_op(description=" ")], "no description"),
-        ([_op(method="FETCH")], "unknown method"),
-        ([_op(route="/elsewhere")], "/api/v1/"),
-        ([_op(input_schema={"type": "nonsense"})], "invalid input schema"),
-        ([_op(input_schema={"type": "array"})], "must describe an object"),
-        ([_op(route="/api/v1/things/{thing_id}")], "not required inputs"),
+        (_tool(name="Bad-Name"), "name must match"),
+        (_tool(description=" "), "needs a title and a description"),
+        (_tool(handler=None), "needs a handler"),
+        (_tool(route=("FETCH", "/api/v1/things")), "known method"),
+        (_tool(route=("GET", "/elsewhere")), "/api/v1/"),
+        (_tool(input_schema={"type": "nonsense"}), "invalid input schema"),
+        (_tool(input_schema={"type": "array"}), "must describe an object"),
+        (_tool(output_schema={"type": "array"}), "must describe an object"),
     ],
 )
-def test_ops_catalog_is_validated(ops, message):
+def test_tools_are_validated(tool, message):
     with pytest.raises(ImproperlyConfigured, match=message):
-        validate_ops(ops)
+        ToolRegistry().register(tool)
+
+
+def test_a_name_is_declared_once():
+    registry = ToolRegistry()
+    registry.register(_tool())
+    registry.register(_tool())  # the same declaration again is a no-op
+    with pytest.raises(ImproperlyConfigured, match="declared twice"):
+        registry.register(_tool(description="another"))
 
 
 # --- static catalog ---------------------------------------------------------------------------------

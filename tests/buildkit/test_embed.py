@@ -197,7 +197,7 @@ def test_build_kit_cannot_be_embedded():
 
 def test_build_kit_can_be_fetched_by_reference():
     result = resolve_reference("__sx__build_kit")
-    assert [t.get("op") for t in result.value["tools"][:2]] == ["find_capabilities", "query_agents"]
+    assert [t.get("op") for t in result.value["tools"][:2]] == ["query_agents", "read_context"]
     assert result.value["skills"][0]["name"] == "syndarix-getting-started"
     assert result.references_used[0] == {"slug": "__sx__build_kit", "version": 1, "source": "static"}
 

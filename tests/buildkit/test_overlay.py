@@ -16,7 +16,7 @@ from buildkit.overlay import (
     skill_identity,
     tool_identity,
 )
-from buildkit.platform_ops import PLATFORM_OPS
+from buildkit.platform_ops import platform_ops
 from tests.buildkit.conftest import embed
 
 
@@ -34,7 +34,7 @@ def merge(template, overlay):
 def test_overlay_lists_every_platform_op_then_the_client_tool_embeds():
     tools = build_overlay()["tools"]
     ops = [t["op"] for t in tools if t.get("type") == "platform"]
-    assert ops == [op.op for op in PLATFORM_OPS.values() if op.in_build_kit]
+    assert ops == [op.name for op in platform_ops().values() if op.in_build_kit]
     assert {"find_capabilities", "query_agents", "read_context", "write_context", "spawn_agent",
             "commit_revision"} <= set(ops)
     assert tools[len(ops):] == [
@@ -322,7 +322,8 @@ def test_the_full_kit_on_a_realistic_template():
     effective, overrides = merge(template, build_overlay())
     assert effective["tools"][0] == template["tools"][0]
     assert effective["tools"][1] == {"type": "platform", "op": "spawn_agent", "permission": "ask"}
-    assert len(effective["tools"]) == 2 + (len(PLATFORM_OPS) - 1) + 2
+    kit_ops = [op for op in platform_ops().values() if op.in_build_kit]
+    assert len(effective["tools"]) == 2 + (len(kit_ops) - 1) + 2
     assert effective["skills"] == [
         {"name": "style", "content": "be brief"}, {"name": "Getting started", **embed("__sx__getting_started")},
     ]

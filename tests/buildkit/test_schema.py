@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from buildkit.platform_ops import platform_ops
 from buildkit.schema import SCHEMA_PATH, TEMPLATE_MAX_BYTES, template_errors, template_schema, validate_template
 from syndarix.exceptions import InvalidInput, PayloadTooLarge
 
@@ -58,8 +59,8 @@ def test_the_smallest_template_is_an_llm_model():
         ({"llm": {"model": "m"}, "tools": [{"type": "platform", "op": "query_agents", "permission": "maybe"}]},
          {"template.tools.0.permission": ["'maybe' is not one of ['allow', 'ask', 'deny']"]}),
         ({"llm": {"model": "m"}, "tools": [{"type": "platform", "op": "launch_rockets"}]},
-         {"template.tools.0.op": ["Unknown platform operation 'launch_rockets'. Known: find_capabilities, "
-                                  "query_agents, read_context, write_context, spawn_agent, commit_revision."]}),
+         {"template.tools.0.op": [
+             f"Unknown platform operation 'launch_rockets'. Known: {', '.join(platform_ops())}."]}),
         ({"llm": {"model": "m"}, "tools": [{"type": "client", "name": "x", "input_schema": {"type": 5}}]},
          {"template.tools.0.input_schema": ["Not a valid JSON Schema: 5 is not valid under any of the given schemas"]}),
         ({"llm": {"model": "m"}, "sandbox": {"permissions": {"write_files": "yes"}}},

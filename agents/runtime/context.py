@@ -1,0 +1,246 @@
+"""What an agent class's ``run(ctx)`` works with: the ``RunContext`` and its metered LLM client.
+
+Every LLM call a run makes goes through ``ctx.llm.chat`` (``MeteredLLM``): it stops the run when a
+stop was requested (so no upstream call is made after a pause, a termination or a cancel commits),
+calls the provider (``aiservices.llm``), records an ``llm_call`` step with the upstream's token usage
+and the cost from the price table (``aiservices.ModelPrice``; an unknown model costs 0 and logs a
+warning), adds both to the run and the agent with atomic ``F()`` increments, and pauses the agent
+(ledger reason ``budget``) when the call took it to or over its budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from aiservices.exceptions import UpstreamError, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
+from aiservices.llm import ChatCompletion, ChatRequest, get_chat_provider
+from aiservices.models import ModelPrice
+
+from .. import contexts
+from .. import services as agent_services
+from ..choices import AgentStatus, RunStatus, StepKind
+from ..models import AgentInstance, AgentRun
+from ..tools.registry import ToolCall
+from .exceptions import RunFailure, RunInterrupted
+from .trace import step_record
+
+logger = logging.getLogger(__name__)
+
+
+def upstream_failure(exc: UpstreamError) -> RunFailure:
+    """The run error for an LLM upstream failure: ``upstream_timeout``; ``upstream_unavailable`` (unreachable,
+    or 429/5xx after the retries); ``upstream_error`` (another HTTP status, or an answer that is not a valid
+    chat completion)."""
+    if isinstance(exc, UpstreamTimeout):
+        code = "upstream_timeout"
+    elif isinstance(exc, UpstreamUnreachable) or (
+        isinstance(exc, UpstreamHTTPError) and exc.status is not None and (exc.status == 429 or exc.status >= 500)
+    ):
+        code = "upstream_unavailable"
+    else:
+        code = "upstream_error"
+    return RunFailure(code, exc.message)
+
+
+def price(model: str) -> ModelPrice | None:
+    """The price table's row for ``model``, or ``None`` (logged: such calls cost 0)."""
+    row = ModelPrice.objects.filter(model=model).first()
+    if row is None:
+        logger.warning("No price for model '%s' (aiservices.ModelPrice): its calls are recorded at cost 0.", model)
+    return row
+
+
+class MeteredLLM:
+    """``ctx.llm``: the one way a run calls the LLM (see the module docstring)."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self._ctx = ctx
+        self._recorded = 0  # messages already shown in an earlier step's input
+
+    @property
+    def default_model(self) -> str:
+        """The agent's ``config["model"]``, else the template's ``llm.model``, else ``AGENT_LLM_MODEL``."""
+        config_model = self._ctx.agent.config.get("model") if isinstance(self._ctx.agent.config, dict) else None
+        template_model = (self._ctx.template.get("llm") or {}).get("model") if self._ctx.template else None
+        return config_model or template_model or settings.AGENT_LLM_MODEL
+
+    def chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
+             model: str | None = None, **params: Any) -> ChatCompletion:
+        """Ask the model for the next message and meter the call.
+
+        Args:
+            messages: the conversation in the OpenAI Chat Completions format.
+            tools: OpenAI ``tools`` entries (``Tool.openai_function()``), or ``None``.
+            model: default ``default_model``.
+            params: more request keys (``temperature``, ``max_tokens``, ...).
+
+        Returns the ``aiservices.llm.ChatCompletion``.
+
+        Raises:
+            RunInterrupted: a stop was requested before the call (nothing is sent).
+            RunFailure: the upstream failed (``upstream_unavailable``, ``upstream_timeout``,
+                ``upstream_error``); the failed call is recorded as a step with its error.
+        """
+        self._ctx.stop_if_requested()
+        request = ChatRequest(model=model or self.default_model, messages=messages, tools=tools or [], params=params)
+        shown = {
+            "model": request.model, "messages": messages[self._recorded:], "message_count": len(messages),
+            "tools": [t["function"]["name"] for t in request.tools if t.get("type") == "function"],
+            **({"params": params} if params else {}),
+        }
+        started = time.monotonic()
+        try:
+            provider = get_chat_provider()
+            shown["provider"] = provider.name
+            completion = provider.complete(request, request_id=f"{self._ctx.run.pk}-{self._ctx.run.steps_completed}")
+        except UpstreamError as exc:
+            failure = upstream_failure(exc)
+            self._ctx.record_step(
+                StepKind.LLM_CALL, name=request.model, input=shown, duration_ms=_ms(started),
+                error={"code": failure.code, "message": failure.message},
+            )
+            raise failure from exc
+        self._recorded = len(messages)
+        row = price(completion.model) or (price(request.model) if request.model != completion.model else None)
+        cost = row.cost(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens) if (
+            row) else Decimal("0")
+        output = {"message": completion.message, "finish_reason": completion.finish_reason, "model": completion.model,
+                  "attempts": completion.attempts, "usage_reported": completion.usage_reported}
+        self._ctx.record_step(
+            StepKind.LLM_CALL, name=completion.model, input=shown, output=output, duration_ms=_ms(started),
+            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens, cost=cost,
+        )
+        self._ctx.enforce_budget()
+        return completion
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+class RunContext:
+    """What ``BaseAgent.run(ctx)`` gets. One per execution of a run on a worker.
+
+    Attributes:
+        run: the ``AgentRun`` (``run.instruction``, ``run.issue``).
+        agent: the ``AgentInstance`` (``agent_type`` and ``project`` loaded).
+        instruction: the run's instruction (text, may be empty).
+        issue: the run's ``projects.Issue``, or ``None``.
+        config: the agent's ``config``.
+        template: the agent's effective template (``parameters.agent``), or the class's own, or ``{}``.
+        llm: the metered LLM client (``MeteredLLM``).
+        tool_call: the ``ToolCall`` platform tools run with (the agent's authority, this run).
+    """
+
+    def __init__(self, run: AgentRun, agent: AgentInstance, *, template: dict[str, Any] | None = None) -> None:
+        self.run = run
+        self.agent = agent
+        self.instruction = run.instruction
+        self.issue = run.issue
+        self.config = agent.config if isinstance(agent.config, dict) else {}
+        self.template = template or {}
+        self.llm = MeteredLLM(self)
+        self.tool_call = ToolCall(agent=agent, run=run)
+        self._checkpoint = run.checkpoint
+        #: True once ``should_stop()`` has answered True (the class is expected to return promptly).
+        self.stop_seen = False
+
+    # --- Checkpoints ---
+
+    @property
+    def checkpoint(self) -> Any:
+        """The state the run saved last (``save_checkpoint``), or ``None`` on its first start."""
+        return self._checkpoint
+
+    def save_checkpoint(self, state: Any) -> None:
+        """Save ``state`` (JSON) as the point the run continues from after a pause, a wait or a lost worker."""
+        AgentRun.objects.filter(pk=self.run.pk).update(checkpoint=state, updated_at=timezone.now())
+        self._checkpoint = state
+
+    # --- Step boundaries ---
+
+    def stop_reason(self) -> str | None:
+        """Why the run must stop now (``RunInterrupted.PAUSED`` / ``CANCELLED``), or ``None``; stamps the heartbeat.
+
+        One read: the run is no longer ``running`` (cancelled, reaped), or its agent is no longer ``working``
+        (paused, over budget, terminated; or paused and resumed already: the run is parked and continues).
+        """
+        now = timezone.now()
+        AgentInstance.objects.filter(pk=self.agent.pk).update(last_heartbeat_at=now)
+        row = AgentRun.objects.filter(pk=self.run.pk).values_list("status", "agent__status").first()
+        if row is None or row[0] != RunStatus.RUNNING or row[1] == AgentStatus.TERMINATED:
+            return RunInterrupted.CANCELLED
+        if row[1] != AgentStatus.WORKING:
+            return RunInterrupted.PAUSED
+        return None
+
+    def should_stop(self) -> bool:
+        """True when the run must stop (long loops ask at each step): return promptly; the runtime parks or
+        cancels the run and ignores what ``run`` returns."""
+        stop = self.stop_reason() is not None
+        self.stop_seen = self.stop_seen or stop
+        return stop
+
+    def stop_if_requested(self) -> None:
+        """Raise ``RunInterrupted`` when the run must stop (``ctx.llm.chat`` calls this before every call)."""
+        reason = self.stop_reason()
+        if reason is not None:
+            raise RunInterrupted(reason)
+
+    # --- The trace ---
+
+    def record_step(self, kind: str, *, name: str = "", input: Any = None, output: Any = None,
+                    error: dict[str, Any] | None = None, duration_ms: int = 0, prompt_tokens: int = 0,
+                    completion_tokens: int = 0, cost: Decimal = Decimal("0")):
+        """Append a step to the run's trace (and its usage to the run and the agent); see ``trace.step_record``.
+
+        ``kind`` is a ``StepKind`` (``message`` for a note of the agent's own). Returns the ``AgentRunStep``.
+        """
+        step = step_record(
+            self.run.pk, kind=kind, name=name, input=input, output=output, error=error, duration_ms=duration_ms,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost, agent_id=self.agent.pk,
+        )
+        self.run.steps_completed = step.index + 1
+        return step
+
+    def enforce_budget(self) -> None:
+        """Pause the agent (ledger reason ``budget: ...``) when it is at or over its budget; the run then stops
+        at its next step boundary as ``paused`` with ``budget_exceeded``."""
+        agent = AgentInstance.objects.select_related("agent_type").get(pk=self.agent.pk)
+        exceeded = agent.budget_exceeded()
+        if exceeded and agent.status == AgentStatus.WORKING:
+            with transaction.atomic():
+                agent_services.agent_transition(
+                    agent, AgentStatus.PAUSED, reason=f"run {self.run.pk}: budget: {exceeded}", run=self.run,
+                )
+
+    # --- Shared contexts of the project, with the agent as the writer ---
+
+    def read_context(self, name: str) -> dict[str, Any] | None:
+        """The current data of the project's shared context ``name``, or ``None`` when there is none."""
+        found = self.agent.project.contexts.filter(instance__isnull=True, name=name).first()
+        return contexts.context_read(found).data if found is not None else None
+
+    def write_context(self, name: str, data: dict[str, Any], *, mode: str = "replace",
+                      change_description: str = "") -> int:
+        """Write ``data`` to the project's shared context ``name`` (created when missing), as this agent.
+
+        ``mode``: ``replace`` or ``merge`` (RFC 7396). Returns the new version number. Raises as
+        ``agents.contexts.context_write``.
+        """
+        context, _ = contexts.context_get_or_create(project=self.agent.project, name=name, actor=self.agent)
+        version = contexts.context_write(
+            context, data, actor=self.agent, mode=mode, change_description=change_description or f"run {self.run.pk}"
+        )
+        return version.version
+
+    def fail(self, code: str, message: str) -> None:
+        """End the run as ``failed`` with ``code`` and ``message`` (raises ``RunFailure``)."""
+        raise RunFailure(code, message)

@@ -1,0 +1,584 @@
+"""Runs: every change of a run's status, and dispatching runs to the workers.
+
+One function per action. Each locks the agent row, then the run (then a request), checks where both
+stand, changes them together and moves the agent through the lifecycle guard
+(``agents.services.agent_transition``, ledger rows naming the run). Celery messages are sent only
+after the transaction commits (``transaction.on_commit(..., robust=True)``: a broker outage never
+fails the request; the run stays ``queued`` and the reaper sends it again).
+
+One run at a time per agent: a run starts only while its agent is ``idle`` and no other run of it is
+``running``, ``waiting`` or ``paused`` (a partial unique index backs this), the oldest first. Every
+time an agent becomes ``idle`` (a run ended, the agent was resumed) its next run is dispatched: a
+``paused`` run continues first, then the oldest ``queued`` one.
+
+Worker side (``agents.runtime.executor``): ``run_claim`` → the agent class runs → ``run_complete`` /
+``run_fail`` / ``run_park`` (paused) / ``run_wait`` (a person is asked). People: ``run_create``,
+``run_cancel``, ``run_request_decide`` (approvals), ``run_request_answer`` (input, connections).
+Housekeeping: ``runs_reap_stale`` (a periodic job) and the receivers of lifecycle changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from jsonschema import Draft202012Validator
+
+from projects import services as project_services
+from projects.models import Issue
+from syndarix.exceptions import InvalidInput
+
+from .. import services as agent_services
+from ..choices import (
+    RUN_ACTIVE_STATUSES,
+    RUN_FINISHED_STATUSES,
+    AgentStatus,
+    RunRequestKind,
+    RunRequestStatus,
+    RunStatus,
+    StepKind,
+)
+from ..exceptions import AgentTerminated
+from ..models import AgentInstance, AgentRun, AgentRunRequest
+from .exceptions import NoPendingRequest, RequestAlreadyDecided, RunFinished
+from .trace import step_record
+
+logger = logging.getLogger(__name__)
+
+S = AgentStatus
+R = RunStatus
+Q_ = RunRequestStatus
+
+#: Longest ``instruction`` a run accepts (characters).
+INSTRUCTION_MAX_LENGTH = 100_000
+
+
+def _lock_agent(agent_id) -> AgentInstance:
+    return AgentInstance.objects.select_for_update().select_related("agent_type", "project").get(pk=agent_id)
+
+
+def _lock_run(run_id) -> AgentRun:
+    return AgentRun.objects.select_for_update().get(pk=run_id)
+
+
+def _save(run: AgentRun, *fields: str) -> None:
+    run.save(update_fields=[*fields, "updated_at"])
+
+
+def _transition(agent: AgentInstance, target: str, run: AgentRun, reason: str, actor=None) -> AgentInstance:
+    """Move ``agent`` through the lifecycle guard for ``run``; the ledger row names the run."""
+    return agent_services.agent_transition(agent, target, actor=actor, reason=f"run {run.pk}: {reason}", run=run)
+
+
+# --- Dispatch ------------------------------------------------------------------------------------------
+
+
+def _send(run_id: str, task_id: str) -> None:
+    from ..tasks import execute_run  # the task module imports this one
+
+    execute_run.apply_async(args=[run_id], task_id=task_id)
+
+
+def _dispatch(run: AgentRun) -> None:
+    """Record a new task id on ``run`` and send its task after the transaction commits."""
+    run.task_id = str(uuid.uuid4())
+    _save(run, "task_id")
+    transaction.on_commit(partial(_send, str(run.pk), run.task_id), robust=True)
+
+
+def _dispatch_next_locked(agent: AgentInstance) -> AgentRun | None:
+    """With ``agent`` locked and ``idle``: dispatch its paused run, else its oldest queued run."""
+    if agent.status != S.IDLE:
+        return None
+    active = agent.runs.filter(status__in=RUN_ACTIVE_STATUSES).first()
+    if active is not None:
+        if active.status != R.PAUSED:
+            return None
+        run = active
+    else:
+        run = agent.runs.filter(status=R.QUEUED).order_by("created_at", "pk").first()
+    if run is not None:
+        _dispatch(_lock_run(run.pk))
+    return run
+
+
+def run_dispatch_next(agent_id) -> AgentRun | None:
+    """Start the agent's next run if the agent is ``idle`` and free: its paused run first, else its oldest
+    queued run. Returns the run dispatched, or ``None``."""
+    with transaction.atomic():
+        try:
+            agent = _lock_agent(agent_id)
+        except AgentInstance.DoesNotExist:
+            return None
+        return _dispatch_next_locked(agent)
+
+
+# --- People: create, cancel, answer -----------------------------------------------------------------------
+
+
+def run_create(
+    *,
+    agent: AgentInstance,
+    instruction: str = "",
+    issue: Issue | None = None,
+    actor=None,
+    request_id: str | None = None,
+) -> tuple[AgentRun, bool]:
+    """Queue a run for ``agent``; it starts when the agent is ``idle`` and its earlier runs are done.
+
+    With ``issue`` (an issue of the agent's project) the agent becomes the issue's assignee.
+
+    Args:
+        instruction: what to do (text, at most ``INSTRUCTION_MAX_LENGTH`` characters).
+        actor: the requesting user (``requested_by``).
+        request_id: an ``Idempotency-Key``; repeating it for the agent returns the first run.
+
+    Returns ``(run, created)``; ``created`` is false on a replay.
+
+    Raises:
+        AgentsDisabled: ``AGENTS_ENABLED`` is false (503).
+        InvalidInput: neither an instruction nor an issue, a NUL character, an overlong
+            instruction, or an issue of another project (400).
+        NotRunnable: the agent has no runnable class and no template (400).
+        AgentTerminated: the agent is terminated (409 ``agent_terminated``).
+    """
+    from .executor import agent_runner
+
+    agent_services.ensure_agents_enabled()
+    if not isinstance(instruction, str) or "\x00" in instruction:
+        raise InvalidInput("instruction must be text without NUL characters.", field="instruction")
+    if len(instruction) > INSTRUCTION_MAX_LENGTH:
+        raise InvalidInput(f"instruction is longer than {INSTRUCTION_MAX_LENGTH} characters.", field="instruction")
+    if not instruction.strip() and issue is None:
+        raise InvalidInput("Send an instruction, an issue_id, or both.", field="instruction")
+    if issue is not None and issue.project_id != agent.project_id:
+        raise InvalidInput("The issue belongs to another project.", field="issue_id", code="does_not_exist")
+    with transaction.atomic():
+        locked = _lock_agent(agent.pk)
+        if request_id:
+            replay = locked.runs.filter(request_id=request_id).first()
+            if replay is not None:
+                return replay, False
+        if locked.status == S.TERMINATED:
+            raise AgentTerminated("run")
+        agent_runner(locked)
+        run = AgentRun.objects.create(
+            agent=locked, issue=issue, instruction=instruction, requested_by=agent_services._user(actor),
+            request_id=request_id,
+        )
+        if issue is not None and issue.assigned_agent_id != locked.pk:
+            project_services.issue_update(issue, data={"assigned_agent": locked})
+        _dispatch_next_locked(locked)
+    return run, True
+
+
+def _cancel_locked(agent: AgentInstance, run: AgentRun, *, message: str, actor=None) -> AgentRun:
+    """Cancel ``run`` (agent and run locked): its pending requests too; a waiting agent goes back to idle,
+    a working one too (its worker stops at the next step boundary and changes nothing more)."""
+    previous = run.status
+    run.status = R.CANCELLED
+    run.finished_at = timezone.now()
+    run.error_code, run.error_message = "cancelled", message
+    _save(run, "status", "finished_at", "error_code", "error_message")
+    run.requests.filter(status=Q_.PENDING).update(status=Q_.CANCELLED, decided_at=timezone.now())
+    if previous in (R.RUNNING, R.WAITING) and agent.status in (S.WORKING, S.WAITING):
+        _transition(agent, S.IDLE, run, "cancelled", actor=actor)
+    if run.task_id:
+        transaction.on_commit(partial(_revoke, run.task_id), robust=True)
+    return run
+
+
+def _revoke(task_id: str) -> None:
+    from syndarix.celery import app
+
+    app.control.revoke(task_id)
+
+
+def run_cancel(run: AgentRun, *, actor=None) -> AgentRun:
+    """Cancel ``run``: a queued, paused or waiting run at once; a running one stops at its next step boundary
+    (no upstream call is made after this commits, though one already in flight completes and is metered)
+    and its agent goes back to ``idle``. Its Celery task is revoked and its pending requests cancelled.
+    Cancelling a cancelled run changes nothing.
+
+    Returns the run. Raises ``RunFinished`` (409 ``run_finished``) for a run that succeeded or failed.
+    """
+    with transaction.atomic():
+        agent = _lock_agent(run.agent_id)
+        locked = _lock_run(run.pk)
+        if locked.status == R.CANCELLED:
+            return locked
+        if locked.status in RUN_FINISHED_STATUSES:
+            raise RunFinished(locked.status)
+        who = getattr(actor, "username", None) or "the system"
+        return _cancel_locked(agent, locked, message=f"Cancelled by {who}.", actor=actor)
+
+
+def _continue_if_answered(run: AgentRun) -> None:
+    """A waiting run whose requests are all answered continues on a worker."""
+    if run.status == R.WAITING and not run.requests.filter(status=Q_.PENDING).exists():
+        _dispatch(run)
+
+
+def run_request_decide(
+    request: AgentRunRequest, *, decision: str, reason: str = "", actor=None, request_id: str | None = None
+) -> AgentRunRequest:
+    """Approve or deny a pending approval; the run continues on a worker (``waiting → working``): an
+    approved tool call is executed there once, a denied one answered to the model with the refusal.
+
+    Args:
+        decision: ``approve`` or ``deny``.
+        request_id: an ``Idempotency-Key``; repeating it returns the request as it is.
+
+    Returns the decided request.
+
+    Raises:
+        InvalidInput: an unknown decision (400).
+        RequestAlreadyDecided: it was decided (or cancelled) before (409 ``already_decided``).
+    """
+    if decision not in ("approve", "deny"):
+        raise InvalidInput("decision must be 'approve' or 'deny'.", field="decision")
+    with transaction.atomic():
+        _lock_agent(request.run.agent_id)
+        run = _lock_run(request.run_id)
+        locked = AgentRunRequest.objects.select_for_update().get(pk=request.pk)
+        if request_id and locked.request_id == request_id:
+            return locked
+        if not locked.is_pending:
+            raise RequestAlreadyDecided(locked.status)
+        locked.status = Q_.APPROVED if decision == "approve" else Q_.DENIED
+        locked.reason, locked.decided_by, locked.decided_at = reason, agent_services._user(actor), timezone.now()
+        locked.request_id = request_id
+        locked.save(update_fields=["status", "reason", "decided_by", "decided_at", "request_id"])
+        step_record(
+            run.pk, kind=StepKind.APPROVAL, name=locked.tool_name, input={"arguments": locked.arguments},
+            output={"decision": locked.status, "reason": reason, "by": getattr(locked.decided_by, "username", None)},
+        )
+        _continue_if_answered(run)
+    return locked
+
+
+def run_request_answer(
+    run: AgentRun, *, content: dict[str, Any] | None = None, action: str = "accept", actor=None,
+    request_id: str | None = None,
+) -> AgentRunRequest:
+    """Answer the run's pending input (``request_input``) or connection (``request_connection``) request; the
+    run continues with the answer as the tool result.
+
+    Args:
+        content: the answer, validated against the request's ``requested_schema`` (input) or
+            ``agents.tools.client.CONNECTION_OUTCOME_SCHEMA`` (connections); required when ``action`` is
+            ``accept``.
+        action: ``accept``, ``decline`` or ``cancel`` (MCP elicitation actions).
+        request_id: an ``Idempotency-Key``; repeating it returns the answered request.
+
+    Returns the answered request.
+
+    Raises:
+        InvalidInput: an unknown action, or content that breaks the schema (400, one error per field
+            ``content.<path>``; ``django.core.exceptions.ValidationError``).
+        NoPendingRequest: the run waits for no input (409 ``no_pending_input``).
+    """
+    from django.core.exceptions import ValidationError
+
+    from ..tools.client import CONNECTION_OUTCOME_SCHEMA
+
+    if action not in ("accept", "decline", "cancel"):
+        raise InvalidInput("action must be 'accept', 'decline' or 'cancel'.", field="action")
+    with transaction.atomic():
+        _lock_agent(run.agent_id)
+        locked_run = _lock_run(run.pk)
+        kinds = (RunRequestKind.INPUT, RunRequestKind.CONNECTION)
+        if request_id:
+            replay = locked_run.requests.filter(kind__in=kinds, request_id=request_id).first()
+            if replay is not None:
+                return replay
+        pending = locked_run.requests.select_for_update().filter(kind__in=kinds, status=Q_.PENDING).first()
+        if pending is None:
+            raise NoPendingRequest()
+        if action == "accept":
+            if not isinstance(content, dict):
+                raise InvalidInput("content must be a JSON object.", field="content")
+            schema = pending.requested_schema if pending.kind == RunRequestKind.INPUT else CONNECTION_OUTCOME_SCHEMA
+            errors: dict[str, list[str]] = {}
+            for error in Draft202012Validator(schema or {"type": "object"}).iter_errors(content):
+                path = ".".join(["content", *(str(p) for p in error.absolute_path)])
+                errors.setdefault(path, []).append(error.message)
+            if errors:
+                raise ValidationError(errors)
+        pending.status = Q_.ANSWERED if action == "accept" else Q_.DECLINED
+        pending.response = {"action": action, **({"content": content} if action == "accept" else {})}
+        pending.decided_by, pending.decided_at = agent_services._user(actor), timezone.now()
+        pending.request_id = request_id
+        pending.save(update_fields=["status", "response", "decided_by", "decided_at", "request_id"])
+        step_record(
+            locked_run.pk, kind=StepKind.INPUT, name=pending.tool_name,
+            input={"message": pending.message, "requestedSchema": pending.requested_schema},
+            output={**pending.response, "by": getattr(pending.decided_by, "username", None)},
+        )
+        _continue_if_answered(locked_run)
+    return pending
+
+
+# --- Worker side ---------------------------------------------------------------------------------------
+
+
+def run_claim(run_id, *, worker: str = "") -> AgentRun | None:
+    """Take ``run_id`` for execution on this worker, or return ``None`` when it is not this worker's to run.
+
+    Startable: a ``queued`` run that is its agent's oldest, while the agent is ``idle`` and has no other
+    active run (a new attempt: ``attempts`` + 1); a ``paused`` run of an ``idle`` agent (resume); a
+    ``waiting`` run of a ``waiting`` agent whose requests are all answered (continue). The agent moves to
+    ``working`` (ledger row naming the run), its heartbeat is stamped, the run becomes ``running``.
+    An agent at or over its budget is paused instead (reason ``budget``), the run ``paused`` with
+    ``budget_exceeded``. Safe to call for a message delivered twice: only one claim succeeds.
+    """
+    agent_id = AgentRun.objects.filter(pk=run_id).values_list("agent_id", flat=True).first()
+    if agent_id is None:
+        return None
+    with transaction.atomic():
+        agent = _lock_agent(agent_id)
+        run = _lock_run(run_id)
+        attempt = 0
+        if run.status == R.QUEUED:
+            if agent.status != S.IDLE or agent.runs.filter(status__in=RUN_ACTIVE_STATUSES).exists():
+                return None
+            if agent.runs.filter(status=R.QUEUED, created_at__lt=run.created_at).exists():
+                _dispatch_next_locked(agent)  # the older run goes first
+                return None
+            attempt = run.attempts + 1
+            verb = "started" if attempt == 1 else f"started again (attempt {attempt})"
+        elif run.status == R.PAUSED and agent.status == S.IDLE:
+            verb = "resumed"
+        elif run.status == R.WAITING and agent.status == S.WAITING and not run.requests.filter(
+                status=Q_.PENDING).exists():
+            verb = "continued"
+        else:
+            return None
+        exceeded = agent.budget_exceeded()
+        if exceeded:
+            if agent.status != S.PAUSED:
+                _transition(agent, S.PAUSED, run, f"budget: {exceeded}")
+            run.status, run.error_code, run.error_message = R.PAUSED, "budget_exceeded", exceeded
+            _save(run, "status", "error_code", "error_message")
+            return None
+        run.attempts = attempt or run.attempts
+        _transition(agent, S.WORKING, run, verb)
+        now = timezone.now()
+        task = run.instruction.strip().splitlines()[0][:200] if run.instruction.strip() else ""
+        AgentInstance.objects.filter(pk=agent.pk).update(
+            last_heartbeat_at=now, current_task=task or (run.issue.title if run.issue_id else ""),
+        )
+        run.status, run.worker, run.error_code, run.error_message = R.RUNNING, worker[:200], "", ""
+        run.started_at = run.started_at or now
+        _save(run, "status", "worker", "error_code", "error_message", "started_at", "attempts")
+    return run
+
+
+def _lock_running(run: AgentRun) -> tuple[AgentInstance, AgentRun] | tuple[None, None]:
+    """Lock the run's agent and the run; ``(agent, run)`` when the run is still ``running``, else
+    ``(None, None)``: it was cancelled or reaped meanwhile, and the worker changes nothing."""
+    agent = _lock_agent(run.agent_id)
+    locked = _lock_run(run.pk)
+    return (agent, locked) if locked.status == R.RUNNING else (None, None)
+
+
+def run_complete(run: AgentRun, result: Any) -> AgentRun:
+    """End ``run`` as ``succeeded`` with ``result`` (JSON); the agent goes back to ``idle`` with one more
+    ``tasks_completed`` (a run its agent was paused or terminated around keeps the agent's status)."""
+    with transaction.atomic():
+        agent, locked = _lock_running(run)
+        if locked is None:
+            return AgentRun.objects.get(pk=run.pk)
+        locked.status, locked.result, locked.finished_at = R.SUCCEEDED, result, timezone.now()
+        _save(locked, "status", "result", "finished_at")
+        AgentInstance.objects.filter(pk=agent.pk).update(tasks_completed=F("tasks_completed") + 1)
+        if agent.status == S.WORKING:
+            _transition(agent, S.IDLE, locked, "succeeded")
+    return locked
+
+
+def run_fail(run: AgentRun, *, code: str, message: str) -> AgentRun:
+    """End ``run`` as ``failed`` with ``code`` and ``message``; the agent records ``last_error`` and goes back
+    to ``idle``."""
+    with transaction.atomic():
+        agent, locked = _lock_running(run)
+        if locked is None:
+            return AgentRun.objects.get(pk=run.pk)
+        locked.status, locked.finished_at = R.FAILED, timezone.now()
+        locked.error_code, locked.error_message = code, message[:10_000]
+        _save(locked, "status", "finished_at", "error_code", "error_message")
+        AgentInstance.objects.filter(pk=agent.pk).update(last_error=f"run {run.pk} failed: {code}: {message}"[:10_000])
+        if agent.status == S.WORKING:
+            _transition(agent, S.IDLE, locked, f"failed ({code})")
+    return locked
+
+
+def run_park(run: AgentRun) -> AgentRun:
+    """Stop ``run`` at a step boundary because its agent was paused (or went over budget): the run becomes
+    ``paused`` (``budget_exceeded`` when over budget) and continues from its checkpoint when the agent is
+    resumed. An agent that was resumed before the worker noticed gets the run dispatched again."""
+    with transaction.atomic():
+        agent, locked = _lock_running(run)
+        if locked is None:
+            return AgentRun.objects.get(pk=run.pk)
+        exceeded = agent.budget_exceeded()
+        if agent.status == S.TERMINATED:
+            return _cancel_locked(agent, locked, message="The agent was terminated.")
+        if agent.status in (S.WORKING, S.WAITING):
+            _transition(agent, S.PAUSED, locked, f"budget: {exceeded}" if exceeded else "paused")
+        locked.status = R.PAUSED
+        locked.error_code, locked.error_message = ("budget_exceeded", exceeded) if exceeded else ("", "")
+        _save(locked, "status", "error_code", "error_message")
+        if agent.status == S.IDLE:
+            _dispatch_next_locked(agent)
+    return locked
+
+
+def run_wait(run: AgentRun, *, kind: str, tool_name: str, tool_call_id: str = "", arguments: Any = None,
+             message: str = "", requested_schema: dict | None = None,
+             existing: AgentRunRequest | None = None) -> AgentRunRequest | None:
+    """Put ``run`` in ``waiting`` with a pending request to a person (``existing``, one still pending from before a
+    pause, else a new one); the agent goes ``working → waiting`` and the worker is freed (the run continues
+    from its checkpoint once the request is answered).
+
+    Returns the request, or ``None`` when the run is no longer running (cancelled meanwhile). An agent
+    paused meanwhile gets the run ``paused`` with the request still pending.
+    """
+    with transaction.atomic():
+        agent, locked = _lock_running(run)
+        if locked is None:
+            return None
+        request = existing or AgentRunRequest.objects.create(
+            run=locked, kind=kind, tool_name=tool_name, tool_call_id=tool_call_id, arguments=arguments or {},
+            message=message, requested_schema=requested_schema,
+        )
+        if agent.status == S.WORKING:
+            _transition(agent, S.WAITING, locked, f"waiting for {RunRequestKind(kind).label.lower()} ({tool_name})")
+            locked.status = R.WAITING
+        else:
+            locked.status = R.PAUSED
+        _save(locked, "status")
+        if agent.status == S.IDLE:
+            _dispatch_next_locked(agent)
+    return request
+
+
+# --- Housekeeping: lifecycle receivers and the reaper ----------------------------------------------------
+
+
+def on_agent_transitioned(sender, *, agent: AgentInstance, source: str, target: str, **kwargs) -> None:
+    """After a committed lifecycle change: ``idle`` → dispatch the next run; ``paused`` from ``waiting`` →
+    the waiting run is ``paused``; ``terminated`` → every unfinished run is ``cancelled``."""
+    if target == S.IDLE:
+        run_dispatch_next(agent.pk)
+    elif target == S.PAUSED and source == S.WAITING:
+        with transaction.atomic():
+            _lock_agent(agent.pk)
+            for run in AgentRun.objects.select_for_update().filter(agent_id=agent.pk, status=R.WAITING):
+                run.status = R.PAUSED
+                _save(run, "status")
+    elif target == S.TERMINATED:
+        runs_cancel_for_terminated(agent.pk)
+
+
+def runs_cancel_for_terminated(agent_id) -> int:
+    """Cancel every unfinished run of a terminated agent; returns how many."""
+    with transaction.atomic():
+        agent = _lock_agent(agent_id)
+        if agent.status != S.TERMINATED:
+            return 0
+        runs = list(agent.runs.select_for_update().exclude(status__in=RUN_FINISHED_STATUSES).order_by("created_at"))
+        for run in runs:
+            _cancel_locked(agent, run, message="The agent was terminated.")
+    return len(runs)
+
+
+@dataclass
+class ReapReport:
+    """What one pass of ``runs_reap_stale`` did: run ids per outcome."""
+
+    requeued: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    dispatched: list[str] = field(default_factory=list)
+
+
+def runs_reap_stale(*, now=None) -> ReapReport:
+    """The periodic job (``celery beat``): recover runs whose worker is gone, and runs nobody started.
+
+    - A ``running`` run whose agent's ``last_heartbeat_at`` is older than ``AGENT_HEARTBEAT_TIMEOUT_SECONDS``
+      lost its worker: while ``attempts < AGENT_RUN_MAX_ATTEMPTS`` it is queued again (it continues from
+      its checkpoint) and its agent goes back to ``idle``; then it fails with ``heartbeat_lost`` (the agent
+      ``idle`` with ``last_error``). A run of an agent paused meanwhile becomes ``paused``.
+    - Unfinished runs of terminated agents are cancelled.
+    - Idle agents with a queued or paused run, and waiting runs whose requests are all answered, are
+      dispatched again (a message lost by the broker never strands a run).
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.AGENT_HEARTBEAT_TIMEOUT_SECONDS)
+    report = ReapReport()
+    stale = AgentRun.objects.filter(status=R.RUNNING).filter(
+        Q(agent__last_heartbeat_at__lt=cutoff) | Q(agent__last_heartbeat_at__isnull=True, updated_at__lt=cutoff)
+    )
+    for run_id in stale.values_list("pk", flat=True):
+        _reap(run_id, cutoff, report)
+    for agent_id in set(
+        AgentRun.objects.filter(agent__status=S.TERMINATED).exclude(status__in=RUN_FINISHED_STATUSES)
+        .values_list("agent_id", flat=True)
+    ):
+        report.cancelled += [str(agent_id)] * runs_cancel_for_terminated(agent_id)
+    idle_with_work = AgentRun.objects.filter(agent__status=S.IDLE, status__in=(R.QUEUED, R.PAUSED))
+    for agent_id in set(idle_with_work.values_list("agent_id", flat=True)):
+        run = run_dispatch_next(agent_id)
+        if run is not None:
+            report.dispatched.append(str(run.pk))
+    answered = AgentRun.objects.filter(status=R.WAITING, agent__status=S.WAITING).exclude(
+        requests__status=Q_.PENDING
+    )
+    for run_id in answered.values_list("pk", flat=True):
+        with transaction.atomic():
+            run = _lock_run(run_id)
+            _continue_if_answered(run)
+            report.dispatched.append(str(run_id))
+    return report
+
+
+def _reap(run_id, cutoff, report: ReapReport) -> None:
+    with transaction.atomic():
+        agent_id = AgentRun.objects.filter(pk=run_id).values_list("agent_id", flat=True).first()
+        agent = _lock_agent(agent_id)
+        run = _lock_run(run_id)
+        heartbeat = agent.last_heartbeat_at
+        if run.status != R.RUNNING or (heartbeat is not None and heartbeat >= cutoff):
+            return
+        lost = f"heartbeat lost (worker {run.worker or 'unknown'})"
+        if agent.status == S.TERMINATED:
+            _cancel_locked(agent, run, message="The agent was terminated.")
+            report.cancelled.append(str(run_id))
+        elif run.attempts < settings.AGENT_RUN_MAX_ATTEMPTS:
+            run.status = R.PAUSED if agent.status == S.PAUSED else R.QUEUED
+            run.error_message = f"{lost}; attempt {run.attempts} of {settings.AGENT_RUN_MAX_ATTEMPTS}"
+            _save(run, "status", "error_message")
+            (report.paused if run.status == R.PAUSED else report.requeued).append(str(run_id))
+            if agent.status == S.WORKING:
+                _transition(agent, S.IDLE, run, f"{lost}; queued again")
+        else:
+            run.status, run.finished_at = R.FAILED, timezone.now()
+            run.error_code = "heartbeat_lost"
+            run.error_message = f"{lost} after {run.attempts} attempt(s)"
+            _save(run, "status", "finished_at", "error_code", "error_message")
+            AgentInstance.objects.filter(pk=agent.pk).update(
+                last_error=f"run {run.pk} failed: heartbeat_lost: {run.error_message}"
+            )
+            report.failed.append(str(run_id))
+            if agent.status in (S.WORKING, S.WAITING):
+                _transition(agent, S.IDLE, run, "failed (heartbeat_lost)")

@@ -1,0 +1,78 @@
+"""A run's trace: its steps, each recorded with its usage, and the size cap on what a step stores."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ..models import AgentInstance, AgentRun, AgentRunStep
+
+#: Largest serialized ``input`` / ``output`` a step stores (bytes); a larger value is stored as a preview.
+STEP_VALUE_MAX_BYTES = 32 * 1024
+#: Characters of a too-large value kept in its preview.
+PREVIEW_CHARS = 4000
+
+
+def cap(value: Any, *, max_bytes: int = STEP_VALUE_MAX_BYTES) -> Any:
+    """``value`` when its JSON serialization fits ``max_bytes``, else ``{"truncated": true, "size_bytes",
+    "preview"}`` with the first ``PREVIEW_CHARS`` characters of that serialization."""
+    if value is None:
+        return None
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    size = len(text.encode("utf-8"))
+    if size <= max_bytes:
+        return json.loads(text)
+    return {"truncated": True, "size_bytes": size, "preview": text[:PREVIEW_CHARS]}
+
+
+def step_record(
+    run_id,
+    *,
+    kind: str,
+    name: str = "",
+    input: Any = None,
+    output: Any = None,
+    error: dict[str, Any] | None = None,
+    duration_ms: int = 0,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    cost: Decimal = Decimal("0"),
+    agent_id=None,
+) -> AgentRunStep:
+    """Append one step to run ``run_id`` and add its usage to the run and (with ``agent_id``) the agent.
+
+    The step's ``index`` is the run's ``steps_completed``, read with the run row locked, so steps are
+    numbered 0, 1, ... without gaps whoever writes them (the worker, or a person's decision). Usage
+    goes to ``AgentRun.tokens_used``/``cost`` and ``AgentInstance.tokens_used``/``cost_incurred`` with
+    atomic ``F()`` increments in the same transaction; ``input`` and ``output`` are ``cap``-ped.
+
+    Args:
+        kind: a ``StepKind`` value.
+        prompt_tokens, completion_tokens: tokens of an LLM call; ``cost``: USD.
+        agent_id: the agent whose counters the usage adds to (``None``: the run only, no usage).
+
+    Returns the new ``AgentRunStep``.
+    """
+    tokens = prompt_tokens + completion_tokens
+    with transaction.atomic():
+        index = AgentRun.objects.select_for_update().values_list("steps_completed", flat=True).get(pk=run_id)
+        step = AgentRunStep.objects.create(
+            run_id=run_id, index=index, kind=kind, name=name[:200], input=cap(input), output=cap(output),
+            error=error, duration_ms=max(0, int(duration_ms)), prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens, cost=cost,
+        )
+        AgentRun.objects.filter(pk=run_id).update(
+            steps_completed=F("steps_completed") + 1, tokens_used=F("tokens_used") + tokens, cost=F("cost") + cost,
+            updated_at=timezone.now(),
+        )
+        if agent_id is not None:
+            now = timezone.now()
+            usage = {"tokens_used": F("tokens_used") + tokens, "cost_incurred": F("cost_incurred") + cost} if (
+                tokens or cost) else {}
+            AgentInstance.objects.filter(pk=agent_id).update(last_heartbeat_at=now, last_activity_at=now, **usage)
+    return step

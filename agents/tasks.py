@@ -1,0 +1,45 @@
+"""Celery tasks of the agents app (thin: the work is in ``agents.runtime`` and ``agents.hooks``).
+
+Every task may be delivered more than once (late acknowledgement, a worker lost mid-task, the reaper
+sending again): each re-reads the database under row locks and does nothing when there is nothing to do.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="agents.tasks.execute_run", bind=True, ignore_result=True)
+def execute_run(self, run_id: str) -> str:
+    """Execute one run (``agents.runtime.executor.execute_run``); returns its outcome for the worker's log."""
+    from .runtime.executor import execute_run as execute
+
+    return execute(run_id, worker=self.request.hostname or "")
+
+
+@shared_task(name="agents.tasks.run_hooks", ignore_result=True)
+def run_hooks(agent_id: str, hooks: list[str], transition_id: str | None = None) -> list[str]:
+    """Run an agent class's lifecycle ``hooks`` for a committed lifecycle change (``agents.hooks.run_hooks``).
+
+    Returns each hook's outcome (``"<hook>: ok"``...).
+    """
+    from . import hooks as lifecycle
+    from .models import AgentInstance, AgentTransition
+
+    agent = AgentInstance.objects.select_related("agent_type").filter(pk=agent_id).first()
+    if agent is None:
+        return []
+    transition = AgentTransition.objects.filter(pk=transition_id).first() if transition_id else None
+    return [f"{o.hook}: {o.status}" for o in lifecycle.run_hooks(agent, hooks, transition=transition)]
+
+
+@shared_task(name="agents.tasks.reap_stale_runs", ignore_result=True)
+def reap_stale_runs() -> dict[str, int]:
+    """The periodic job (``celery beat``, every ``AGENT_HEARTBEAT_SECONDS``): ``runtime.services.runs_reap_stale``.
+
+    Returns the number of runs per outcome.
+    """
+    from .runtime.services import runs_reap_stale
+
+    report = runs_reap_stale()
+    return {key: len(value) for key, value in vars(report).items()}

@@ -1,0 +1,5 @@
+"""The platform's tools (one registry): see ``agents.tools.registry``."""
+
+from .registry import KIND_CLIENT, KIND_PLATFORM, Tool, ToolCall, ToolError, ToolResult, call_tool, tool_registry
+
+__all__ = ["KIND_CLIENT", "KIND_PLATFORM", "Tool", "ToolCall", "ToolError", "ToolResult", "call_tool", "tool_registry"]

@@ -1,0 +1,295 @@
+"""The one registry of the platform's tools: what an agent (and, through the MCP server, any AI client)
+may call on Syndarix.
+
+Each ``Tool`` is declared once, in code, with its name, description, input and output JSON Schemas,
+MCP annotations (``readOnlyHint``, ``destructiveHint``, ``idempotentHint``; MCP spec, "Tool
+annotations"), its default permission and the function that runs it through the services. Platform
+tools of the agents and projects apps are declared in ``agents.tools.platform``; the client tools
+the runtime answers by asking a person (``request_input``, ``request_connection``) in
+``agents.tools.client``; apps above agents add their own (the build kit adds ``find_capabilities``
+and ``commit_revision`` in ``BuildkitConfig.ready``), so the agents app never imports them. The
+build kit's ops catalog and playground overlay, the agent loop and the MCP server all read this
+registry.
+
+A tool runs with an agent's authority (``ToolCall``): only inside the agent's workspace, where any
+other workspace's id reads as "not found", under the same validation, lifecycle guard and limits as
+the API; ledger rows it writes name the agent and its run. ``call_tool`` turns every refusal into an
+error result (``ToolResult.is_error``) the model can act on: it never raises for bad input.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.http import Http404
+from django_fsm import ConcurrentTransition
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from syndarix.exceptions import STALE_WRITE_MESSAGE, DomainError
+
+if TYPE_CHECKING:
+    from agents.models import AgentInstance, AgentRun
+    from projects.models import Project
+
+PERMISSIONS = ("allow", "ask", "deny")
+KIND_PLATFORM = "platform"
+KIND_CLIENT = "client"
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+
+
+class ToolError(DomainError):
+    """A tool refused or failed; becomes an error result with ``code`` and ``message``."""
+
+    code = "tool_error"
+    status_code = 400
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """Who calls a tool: the ``agent`` whose authority it runs with, and its ``run`` (``None`` outside a run).
+
+    Attributes:
+        agent: the acting ``AgentInstance`` (with ``project`` and ``project.workspace`` loaded).
+        run: the ``AgentRun`` the call belongs to, or ``None``.
+    """
+
+    agent: AgentInstance
+    run: AgentRun | None = None
+
+    @property
+    def project(self) -> Project:
+        """The agent's own project (the default project of tools that take ``project_id``)."""
+        return self.agent.project
+
+    @property
+    def workspace_id(self):
+        return self.agent.project.workspace_id
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool call came to, in the shape of an MCP ``CallToolResult``.
+
+    ``structured`` is the JSON result (``structuredContent``), or ``{"error": {"code", "message", ...}}``
+    when ``is_error``. ``text()`` is the JSON text the model reads (``content[0].text``).
+    """
+
+    structured: dict[str, Any]
+    is_error: bool = False
+
+    def text(self) -> str:
+        return json.dumps(self.structured, ensure_ascii=False, default=str)
+
+    def as_mcp(self) -> dict[str, Any]:
+        """``{"content": [{"type": "text", "text"}], "structuredContent", "isError"}`` (MCP ``tools/call``)."""
+        return {"content": [{"type": "text", "text": self.text()}], "structuredContent": self.structured,
+                "isError": self.is_error}
+
+    @classmethod
+    def error(cls, code: str, message: str, **extra: Any) -> ToolResult:
+        return cls({"error": {"code": code, "message": message, **extra}}, is_error=True)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool of the platform.
+
+    Attributes:
+        name: the model-visible name (``^[a-z][a-z0-9_]{0,63}$``); a template names it as
+            ``{"type": "platform", "op": name}`` (client tools: ``{"type": "client", "name": name}``).
+        title, description: for people and for the model.
+        input_schema: JSON Schema (draft 2020-12) of the arguments, an object schema.
+        output_schema: JSON Schema of the structured result, or ``None``.
+        handler: ``handler(call: ToolCall, **arguments) -> dict`` for platform tools (``None`` for client
+            tools, which the runtime answers by asking a person).
+        read_only, destructive, idempotent: MCP hints; reads default to permission ``allow``, the
+            rest to ``ask``.
+        kind: ``platform`` (runs here) or ``client`` (carried out on the person's side).
+        route: ``(method, path)`` of the API endpoint that does the same, for people reading the catalog.
+        in_build_kit: whether the playground build kit offers it.
+        render: for client tools, how the person's side shows it (``{"kind": "elicitation"}``).
+    """
+
+    name: str
+    title: str
+    description: str
+    input_schema: dict[str, Any] = field(repr=False)
+    handler: Callable[..., dict[str, Any]] | None = field(default=None, repr=False)
+    output_schema: dict[str, Any] | None = field(default=None, repr=False)
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
+    kind: str = KIND_PLATFORM
+    route: tuple[str, str] | None = None
+    in_build_kit: bool = False
+    render: dict[str, Any] | None = None
+
+    @property
+    def default_permission(self) -> str:
+        """``allow`` for read-only tools, ``ask`` for the rest."""
+        return "allow" if self.read_only else "ask"
+
+    @property
+    def annotations(self) -> dict[str, Any]:
+        """MCP ``ToolAnnotations``."""
+        return {
+            "title": self.title, "readOnlyHint": self.read_only, "destructiveHint": self.destructive,
+            "idempotentHint": self.idempotent, "openWorldHint": False,
+        }
+
+    def openai_function(self) -> dict[str, Any]:
+        """The OpenAI ``tools`` entry: ``{"type": "function", "function": {"name", "description", "parameters"}}``."""
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description, "parameters": self.input_schema}}
+
+    def template_entry(self) -> dict[str, Any]:
+        """The tool as a template names it: ``{"type": "platform", "op"}``, or a client tool's whole
+        definition (``type``, ``name``, ``description``, ``input_schema``, ``render``)."""
+        if self.kind == KIND_PLATFORM:
+            return {"type": KIND_PLATFORM, "op": self.name}
+        entry = {"type": KIND_CLIENT, "name": self.name, "description": self.description,
+                 "input_schema": copy.deepcopy(self.input_schema)}
+        if self.render is not None:
+            entry["render"] = dict(self.render)
+        return entry
+
+    def mcp_definition(self) -> dict[str, Any]:
+        """The MCP ``Tool``: ``name``, ``title``, ``description``, ``inputSchema``, ``outputSchema``, ``annotations``."""
+        definition = {"name": self.name, "title": self.title, "description": self.description,
+                      "inputSchema": self.input_schema, "annotations": self.annotations}
+        if self.output_schema is not None:
+            definition["outputSchema"] = self.output_schema
+        return definition
+
+    def validate_arguments(self, arguments: Any) -> list[tuple[str, str]]:
+        """Problems of ``arguments`` against ``input_schema``: ``[(path, message)]``, empty when valid."""
+        if not isinstance(arguments, dict):
+            return [("arguments", "The arguments must be a JSON object.")]
+        validator = Draft202012Validator(self.input_schema)
+        return [
+            (".".join(["arguments", *(str(p) for p in error.absolute_path)]), error.message)
+            for error in sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
+        ]
+
+
+def validate_tool(tool: Tool) -> None:
+    """Check one declaration.
+
+    Raises:
+        ImproperlyConfigured: a malformed name, no description, an unknown kind, an invalid (or
+            non-object) input or output schema, a platform tool without a handler, or a route that is not
+            a known method and an ``/api/v1/`` path.
+    """
+    where = f"Tool '{tool.name}'"
+    if not _NAME_RE.match(tool.name):
+        raise ImproperlyConfigured(f"{where}: the name must match {_NAME_RE.pattern}.")
+    if not tool.description.strip() or not tool.title.strip():
+        raise ImproperlyConfigured(f"{where} needs a title and a description.")
+    if tool.kind not in (KIND_PLATFORM, KIND_CLIENT):
+        raise ImproperlyConfigured(f"{where}: unknown kind '{tool.kind}'.")
+    if tool.kind == KIND_PLATFORM and tool.handler is None:
+        raise ImproperlyConfigured(f"{where}: a platform tool needs a handler.")
+    for label, schema in (("input", tool.input_schema), ("output", tool.output_schema)):
+        if schema is None and label == "output":
+            continue
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            raise ImproperlyConfigured(f"{where}: invalid {label} schema: {exc.message}") from exc
+        if schema.get("type") != "object":
+            raise ImproperlyConfigured(f"{where}: the {label} schema must describe an object.")
+    if tool.route is not None and (tool.route[0] not in _METHODS or not tool.route[1].startswith("/api/v1/")):
+        raise ImproperlyConfigured(f"{where}: the route must be a known method and an /api/v1/ path.")
+
+
+class ToolRegistry:
+    """Tools by name, in registration order. Thread-safe; the application's is ``tool_registry``."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._lock = threading.RLock()
+
+    def register(self, tool: Tool) -> Tool:
+        """Add ``tool`` (validated); registering the same declaration again is a no-op.
+
+        Raises:
+            ImproperlyConfigured: the declaration is invalid, or another tool has the name.
+        """
+        validate_tool(tool)
+        with self._lock:
+            existing = self._tools.get(tool.name)
+            if existing is not None and existing != tool:
+                raise ImproperlyConfigured(f"Tool '{tool.name}' is declared twice.")
+            self._tools[tool.name] = tool
+        return tool
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._tools.pop(name, None)
+
+    def get(self, name: str) -> Tool | None:
+        """The tool named ``name``, or ``None``."""
+        return self._tools.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(list(self._tools.values()))
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def platform_tools(self) -> list[Tool]:
+        """The platform tools, in registration order."""
+        return [tool for tool in self if tool.kind == KIND_PLATFORM]
+
+    def client_tools(self) -> list[Tool]:
+        """The client tools, in registration order."""
+        return [tool for tool in self if tool.kind == KIND_CLIENT]
+
+
+#: The registry the application uses (filled when the apps are ready).
+tool_registry = ToolRegistry()
+
+
+def call_tool(tool: Tool, call: ToolCall, arguments: Any) -> ToolResult:
+    """Run a platform ``tool`` for ``call`` with ``arguments`` and return its result; never raises for the
+    tool's sake.
+
+    The arguments are checked against ``input_schema`` first (``invalid_arguments``, one message per
+    path). The handler runs in its own savepoint, so a refusal leaves nothing half-written. Domain
+    errors keep their code (``not_found``, ``invalid_transition``, ``version_conflict``, ...); Django
+    validation errors become ``invalid_arguments``; a stale write ``conflict``.
+    """
+    if tool.kind != KIND_PLATFORM:
+        return ToolResult.error("not_callable", f"'{tool.name}' is a client tool; a person answers it.")
+    problems = tool.validate_arguments(arguments)
+    if problems:
+        text = "; ".join(f"{path}: {message}" for path, message in problems)
+        return ToolResult.error("invalid_arguments", f"Invalid arguments. {text}",
+                                problems=[{"field": p, "message": m} for p, m in problems])
+    try:
+        with transaction.atomic():
+            return ToolResult(tool.handler(call, **arguments))
+    except DomainError as exc:
+        return ToolResult.error(exc.code, exc.message, **({"field": exc.field} if exc.field else {}))
+    except DjangoValidationError as exc:
+        messages = exc.message_dict if hasattr(exc, "error_dict") else {"arguments": exc.messages}
+        text = "; ".join(f"{path}: {m}" for path, ms in messages.items() for m in ms)
+        return ToolResult.error("invalid_arguments", text)
+    except (ObjectDoesNotExist, Http404):
+        return ToolResult.error("not_found", "Not found.")
+    except ConcurrentTransition:
+        return ToolResult.error("conflict", STALE_WRITE_MESSAGE)

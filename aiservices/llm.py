@@ -1,0 +1,295 @@
+"""The chat-completions client the agent runtime calls (and meters, in ``agents.runtime.metering``).
+
+Providers, chosen by ``AGENT_LLM_PROVIDER``:
+
+- ``openai``: any OpenAI-compatible Chat Completions endpoint (OpenAI, vLLM, Ollama, a LiteLLM
+  proxy...): ``POST {AGENT_LLM_API_URL}/chat/completions`` through the same HTTP client and error
+  mapping as the AI tools (``aiservices.client.post_json``), with the ``AGENT_LLM_*`` timeouts.
+  A 429 or 5xx answer and a failed connection are retried up to ``AGENT_LLM_MAX_RETRIES`` times with
+  exponential backoff (``AGENT_LLM_RETRY_BACKOFF_SECONDS`` × 2ⁿ, or the upstream's ``Retry-After``,
+  at most ``MAX_BACKOFF_SECONDS``); other failures are not retried.
+- ``offline``: **the offline provider**, a scripted stand-in used when no upstream is configured in
+  a debug deployment (``make run``). It calls no model: it calls each offered read tool once, then
+  ``write_context`` once when offered, then answers with a summary. Its model is named ``offline``
+  and every answer says so. The settings refuse it when ``DJANGO_DEBUG`` is false.
+
+Wire format (the OpenAI Chat Completions API): a request carries ``model``, ``messages`` (``{"role",
+"content"}``, assistant messages with ``tool_calls``, ``tool`` messages with ``tool_call_id``) and
+``tools`` (``{"type": "function", "function": {"name", "description", "parameters"}}``); the answer's
+``choices[0].message`` is the assistant message and ``usage`` holds ``prompt_tokens`` and
+``completion_tokens``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from . import client
+from .exceptions import UpstreamBadResponse, UpstreamError, UpstreamHTTPError, UpstreamUnreachable
+
+logger = logging.getLogger(__name__)
+
+#: The longest wait between two attempts (seconds), whatever ``Retry-After`` asks.
+MAX_BACKOFF_SECONDS = 20.0
+
+OFFLINE = "offline"
+OPENAI = "openai"
+
+
+@dataclass(frozen=True)
+class ChatCompletion:
+    """One answer of the model.
+
+    Attributes:
+        message: the assistant message as the API returned it: ``{"role": "assistant", "content":
+            str | None, "tool_calls"?: [{"id", "type": "function", "function": {"name", "arguments"
+            (a JSON string)}}]}``.
+        model: the model that answered (the upstream's ``model``, else the one asked for).
+        prompt_tokens, completion_tokens: tokens from the upstream's ``usage`` (0 when it reported none).
+        finish_reason: ``stop``, ``tool_calls``, ``length``... or ``None``.
+        provider: ``openai`` or ``offline``.
+        attempts: HTTP attempts it took (retries included).
+    """
+
+    message: dict[str, Any]
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    provider: str = OPENAI
+    attempts: int = 1
+    usage_reported: bool = True
+
+    @property
+    def content(self) -> str:
+        """The text of the answer (``""`` when it only calls tools)."""
+        return self.message.get("content") or ""
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The tool calls the model asked for, in order (empty when it answered)."""
+        return list(self.message.get("tool_calls") or [])
+
+
+@dataclass
+class ChatRequest:
+    """What to ask: ``messages`` and ``tools`` in the wire format; ``params`` are extra body keys
+    (``temperature``, ``max_tokens``, ...)."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        body = {**self.params, "model": self.model, "messages": self.messages}
+        if self.tools:
+            body["tools"] = self.tools
+        return body
+
+
+class ChatProvider:
+    """A way to get chat completions."""
+
+    name: str = ""
+
+    def complete(self, request: ChatRequest, *, request_id: str) -> ChatCompletion:
+        """Ask for one completion.
+
+        Raises ``UpstreamError`` subclasses: ``UpstreamTimeout``, ``UpstreamUnreachable``,
+        ``UpstreamHTTPError`` (with ``status``), ``UpstreamBadResponse``.
+        """
+        raise NotImplementedError
+
+
+class OpenAIChatProvider(ChatProvider):
+    """``POST {AGENT_LLM_API_URL}/chat/completions``, ``Authorization: Bearer`` when a key is set."""
+
+    name = OPENAI
+
+    def complete(self, request: ChatRequest, *, request_id: str) -> ChatCompletion:
+        base = settings.AGENT_LLM_API_URL.strip().rstrip("/")
+        if not base:
+            raise UpstreamUnreachable("No LLM upstream is configured: set AGENT_LLM_API_URL.")
+        headers = {}
+        if settings.AGENT_LLM_API_KEY.strip():
+            headers["Authorization"] = f"Bearer {settings.AGENT_LLM_API_KEY.strip()}"
+        retries = max(0, settings.AGENT_LLM_MAX_RETRIES)
+        for attempt in range(retries + 1):
+            try:
+                answer = client.post_json(
+                    f"{base}/chat/completions", payload=request.body(), headers=headers, request_id=request_id,
+                    settings_prefix="AGENT_LLM",
+                ).body
+            except (UpstreamHTTPError, UpstreamUnreachable) as exc:
+                if attempt == retries or not _retryable(exc):
+                    raise
+                delay = _backoff(attempt, getattr(exc, "retry_after", None))
+                logger.warning("LLM call %s failed (%s); retry %d of %d in %.2f s", request_id, exc.message,
+                               attempt + 1, retries, delay)
+                time.sleep(delay)
+                continue
+            return parse_completion(answer, asked_model=request.model, attempts=attempt + 1)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _retryable(exc: UpstreamError) -> bool:
+    """Worth another attempt: the connection failed, the upstream rate-limits (429) or failed (5xx)."""
+    if isinstance(exc, UpstreamHTTPError):
+        return exc.status == 429 or (exc.status is not None and exc.status >= 500)
+    return isinstance(exc, UpstreamUnreachable)
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    base = settings.AGENT_LLM_RETRY_BACKOFF_SECONDS * (2**attempt)
+    return min(MAX_BACKOFF_SECONDS, retry_after if retry_after is not None else base)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def parse_completion(answer: Any, *, asked_model: str, attempts: int = 1, provider: str = OPENAI) -> ChatCompletion:
+    """Check an OpenAI Chat Completions answer and return its ``ChatCompletion``.
+
+    Raises:
+        UpstreamBadResponse: no ``choices``, a message that is not an assistant message, ``content``
+            that is not text, or ``tool_calls`` that are not ``[{"id", "function": {"name", "arguments"}}]``.
+    """
+    if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list) or not answer["choices"]:
+        raise UpstreamBadResponse("The LLM returned an unexpected response format (no choices).")
+    choice = answer["choices"][0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise UpstreamBadResponse("The LLM returned an unexpected response format (no message).")
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise UpstreamBadResponse("The LLM returned an unexpected response format (content is not text).")
+    tool_calls = message.get("tool_calls") or []
+    if not isinstance(tool_calls, list) or not all(_is_tool_call(call) for call in tool_calls):
+        raise UpstreamBadResponse("The LLM returned an unexpected response format (malformed tool_calls).")
+    if not content and not tool_calls:
+        if message.get("refusal"):
+            return ChatCompletion(
+                message={"role": "assistant", "content": str(message["refusal"])}, model=asked_model,
+                finish_reason="refusal", provider=provider, attempts=attempts,
+            )
+        raise UpstreamBadResponse("The LLM returned an empty answer (no content and no tool calls).")
+    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    clean = {"role": "assistant", "content": content}
+    if tool_calls:
+        clean["tool_calls"] = [
+            {"id": call["id"], "type": "function",
+             "function": {"name": call["function"]["name"], "arguments": call["function"].get("arguments") or "{}"}}
+            for call in tool_calls
+        ]
+    model = answer.get("model") if isinstance(answer.get("model"), str) and answer.get("model") else asked_model
+    return ChatCompletion(
+        message=clean, model=model, prompt_tokens=prompt or 0, completion_tokens=completion or 0,
+        finish_reason=choice.get("finish_reason"), provider=provider, attempts=attempts,
+        usage_reported=prompt is not None and completion is not None,
+    )
+
+
+def _is_tool_call(call: Any) -> bool:
+    if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+        return False
+    function = call.get("function")
+    return (
+        isinstance(function, dict)
+        and isinstance(function.get("name"), str)
+        and bool(function["name"])
+        and isinstance(function.get("arguments", "{}"), str | type(None))
+    )
+
+
+# --- The offline provider ------------------------------------------------------------------------------
+
+#: Read tools the offline provider calls on its first turn, when offered (in this order).
+OFFLINE_READS = ("query_agents", "query_issues", "read_context")
+#: The shared context the offline provider reads and writes.
+OFFLINE_CONTEXT = "notes"
+
+
+class OfflineChatProvider(ChatProvider):
+    """The offline provider: a scripted stand-in for an LLM, for demos without an upstream.
+
+    Turn by turn, from the conversation so far: (1) call every offered read tool of ``OFFLINE_READS``
+    it has not called (``read_context`` on the shared context ``notes``); (2) call ``write_context``
+    once, when offered, merging a note about this run into ``notes``; (3) answer, naming itself the
+    offline provider and counting the tool results it saw. Usage is estimated at 4 characters per
+    token, so metering, budgets and the price table work as with a real model.
+    """
+
+    name = OFFLINE
+
+    def complete(self, request: ChatRequest, *, request_id: str) -> ChatCompletion:
+        offered = {tool["function"]["name"] for tool in request.tools if tool.get("type") == "function"}
+        called = {
+            call["function"]["name"]
+            for message in request.messages if message.get("role") == "assistant"
+            for call in message.get("tool_calls") or []
+        }
+        instruction = next(
+            (m.get("content") or "" for m in reversed(request.messages) if m.get("role") == "user"), ""
+        )
+        reads = [name for name in OFFLINE_READS if name in offered and name not in called]
+        if reads:
+            calls = [self._call(name, {"name": OFFLINE_CONTEXT} if name == "read_context" else {}) for name in reads]
+            message = {"role": "assistant", "content": None, "tool_calls": calls}
+        elif "write_context" in offered and "write_context" not in called:
+            note = {"instruction": instruction[:500], "at": datetime.now(UTC).isoformat(timespec="seconds")}
+            arguments = {
+                "name": OFFLINE_CONTEXT, "mode": "merge", "data": {"last_run": note},
+                "change_description": "Note written by the offline provider",
+            }
+            message = {"role": "assistant", "content": None, "tool_calls": [self._call("write_context", arguments)]}
+        else:
+            results = [m for m in request.messages if m.get("role") == "tool"]
+            failed = sum(1 for m in results if '"error"' in (m.get("content") or ""))
+            text = (
+                "[offline provider: no LLM is configured, this answer is scripted] "
+                f"Done with: {instruction[:200] or 'the task'}. "
+                f"I called {len(results)} tool(s); {failed} returned an error."
+            )
+            message = {"role": "assistant", "content": text}
+        prompt_chars = len(json.dumps(request.messages)) + len(json.dumps(request.tools))
+        return ChatCompletion(
+            message=message, model=OFFLINE, provider=OFFLINE,
+            prompt_tokens=math.ceil(prompt_chars / 4), completion_tokens=math.ceil(len(json.dumps(message)) / 4),
+            finish_reason="tool_calls" if message.get("tool_calls") else "stop",
+        )
+
+    @staticmethod
+    def _call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)}}
+
+
+PROVIDERS: dict[str, type[ChatProvider]] = {OPENAI: OpenAIChatProvider, OFFLINE: OfflineChatProvider}
+
+
+def get_chat_provider() -> ChatProvider:
+    """The provider ``AGENT_LLM_PROVIDER`` names.
+
+    Raises:
+        UpstreamUnreachable: an unknown provider name, or ``offline`` with ``DJANGO_DEBUG`` false (the
+            settings refuse that at start-up too).
+    """
+    name = str(settings.AGENT_LLM_PROVIDER or "").strip().lower()
+    if name == OFFLINE and not settings.DEBUG:
+        raise UpstreamUnreachable("The offline provider is refused when DJANGO_DEBUG is false; set AGENT_LLM_API_URL.")
+    provider = PROVIDERS.get(name)
+    if provider is None:
+        raise UpstreamUnreachable(f"Unknown AGENT_LLM_PROVIDER '{name}' (use openai or offline).")
+    return provider()
