@@ -165,7 +165,7 @@ class Tool:
         return entry
 
     def mcp_definition(self) -> dict[str, Any]:
-        """The MCP ``Tool``: ``name``, ``title``, ``description``, ``inputSchema``, ``outputSchema``, ``annotations``."""
+        """The MCP ``Tool``: ``name``, ``title``, ``description``, ``inputSchema``, ``outputSchema``, annotations."""
         definition = {"name": self.name, "title": self.title, "description": self.description,
                       "inputSchema": self.input_schema, "annotations": self.annotations}
         if self.output_schema is not None:
