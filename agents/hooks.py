@@ -15,8 +15,8 @@ anything else (→ WAITING, IDLE → PAUSED, ...)   none
 ==============================================  ============
 
 Types without a handler have no hooks. The receivers send the hooks to a Celery worker
-(``agents.tasks.run_hooks``), so a slow hook never delays the request that made the change. There a
-hook runs outside any transaction and holds no row lock, in a thread with a budget of
+(``agents.tasks.run_hooks`` → ``run_pending_hooks``), so a slow hook never delays the request that
+made the change; one agent's hooks run one at a time, in ledger order. There a hook runs outside any transaction and holds no row lock, in a thread with a budget of
 ``AGENT_HOOK_TIMEOUT_SECONDS`` (``async def`` hooks run on
 their own event loop there and are cancelled when the budget runs out; a plain method cannot be
 interrupted, so its late result is discarded). When the hook returns in time, its change to the
@@ -41,7 +41,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connections
+from django.db.models import F
 
 from syndarix.exceptions import InvalidInput
 
@@ -216,28 +218,73 @@ def run_hooks(
     return outcomes
 
 
-def _enqueue(agent: AgentInstance, hooks: tuple[str, ...], transition: AgentTransition | None) -> None:
-    """Send the hooks to a worker (``agents.tasks.run_hooks``); only for a type with a class and a hook to run.
+# --- On a worker, in ledger order ---------------------------------------------------------------------
 
-    A broker that cannot be reached is logged, never raised: the lifecycle change has committed already.
+
+def pending_transitions(agent: AgentInstance):
+    """The agent's lifecycle changes whose hooks have not run yet (after ``hooks_ran_until``), oldest first;
+    ledger notes (``from_status == to_status``) are not lifecycle changes."""
+    rows = agent.transitions.exclude(from_status=F("to_status")).order_by("created_at", "id")
+    return rows if agent.hooks_ran_until is None else rows.filter(created_at__gt=agent.hooks_ran_until)
+
+
+def _lock_key(agent_id) -> str:
+    return f"agents:hooks:{agent_id}"
+
+
+def run_pending_hooks(agent_id) -> list[HookOutcome]:
+    """Run the hooks of every lifecycle change of the agent not handled yet, one change at a time, in ledger order.
+
+    Hooks of one agent never run at the same time or out of order, whatever the number of workers: the
+    ledger is the queue (``hooks_ran_until`` the position in it), and whoever holds the agent's lock in the
+    shared cache drains it (``cache.add``, leased for the hooks' time budget). A worker that finds the lock
+    taken leaves the work to the holder, which looks again after letting go, so no change is missed.
+    Returns the outcomes of the hooks this call ran.
     """
-    if not hooks or not agent.agent_type.handler:
+    outcomes: list[HookOutcome] = []
+    lease = int(max(_budget() or 0, 10)) * 2 + 30
+    while True:
+        if not cache.add(_lock_key(agent_id), "1", timeout=lease):
+            return outcomes
+        try:
+            while True:
+                agent = AgentInstance.objects.select_related("agent_type").filter(pk=agent_id).first()
+                transition = pending_transitions(agent).first() if agent is not None else None
+                if transition is None:
+                    break
+                hooks = hooks_for(transition.from_status or None, transition.to_status)
+                outcomes += run_hooks(agent, hooks, transition=transition if transition.from_status else None)
+                AgentInstance.objects.filter(pk=agent_id).update(hooks_ran_until=transition.created_at)
+                cache.touch(_lock_key(agent_id), lease)
+        finally:
+            cache.delete(_lock_key(agent_id))
+        agent = AgentInstance.objects.filter(pk=agent_id).first()
+        if agent is None or not pending_transitions(agent).exists():
+            return outcomes
+
+
+def enqueue_hooks(agent: AgentInstance) -> None:
+    """Send the agent's pending hooks to a worker (``agents.tasks.run_hooks``), for a type with an agent class.
+
+    A broker that cannot be reached is logged, never raised: the lifecycle change has committed already,
+    and the next change (or the reaper) sends the hooks again.
+    """
+    if not agent.agent_type.handler:
         return
     from .tasks import run_hooks as task
 
     try:
-        task.delay(str(agent.pk), list(hooks), str(transition.pk) if transition is not None else None)
+        task.delay(str(agent.pk))
     except Exception:
-        logger.exception("Agent %s: could not send its %s hook(s) to a worker.", agent.pk, ", ".join(hooks))
+        logger.exception("Agent %s: could not send its hooks to a worker.", agent.pk)
 
 
 def on_agent_spawned(sender, *, agent: AgentInstance, **kwargs) -> None:
     """``agent_spawned`` receiver: the ``initialize`` hook, on a worker."""
-    _enqueue(agent, hooks_for(None, S.IDLE), None)
+    enqueue_hooks(agent)
 
 
-def on_agent_transitioned(
-    sender, *, agent: AgentInstance, source: str, target: str, transition: AgentTransition | None = None, **kwargs
-) -> None:
+def on_agent_transitioned(sender, *, agent: AgentInstance, source: str, target: str, **kwargs) -> None:
     """``agent_transitioned`` receiver: the hooks of ``hooks_for(source, target)``, on a worker."""
-    _enqueue(agent, hooks_for(source, target), transition)
+    if hooks_for(source, target):
+        enqueue_hooks(agent)

@@ -237,6 +237,10 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
     max_tokens = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Token budget (tokens; empty: the agent type's default)."
     )
+    hooks_ran_until = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="The ledger row (its time) up to which the agent class's hooks have run.",
+    )
     max_cost_usd = models.DecimalField(
         max_digits=14, decimal_places=6, null=True, blank=True,
         help_text="Cost budget (USD; empty: the agent type's default).",

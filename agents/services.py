@@ -19,7 +19,7 @@ import jsonpatch
 import jsonpointer
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from projects.models import Project, Workspace
@@ -477,6 +477,8 @@ class AgentTypeSyncReport:
     updated: list[str] = dataclasses.field(default_factory=list)
     unchanged: list[str] = dataclasses.field(default_factory=list)
     deactivated: list[str] = dataclasses.field(default_factory=list)
+    #: Types given their class's ``template`` as their first revision.
+    templates_committed: list[str] = dataclasses.field(default_factory=list)
     dry_run: bool = False
 
     def counts(self) -> dict[str, int]:
@@ -499,27 +501,40 @@ def agent_types_sync(registry, *, dry_run: bool = False, deactivate_missing: boo
     ``capabilities`` and ``config_schema``, and ``handler = slug``; a missing one is created
     active. ``is_active`` of existing types is left alone. With ``deactivate_missing``, active types
     whose ``handler`` names a class that is not registered are deactivated (types without a
-    handler are never touched). Rows are locked in primary-key order; with ``dry_run`` nothing is
-    written and the report says what would change.
+    handler are never touched). A class that ships a ``template`` (the built-ins do) gets it committed
+    as its type's first revision when the type has none (``templates_committed``); later revisions
+    are the type's own. Rows are locked in primary-key order; with ``dry_run`` nothing is written
+    and the report says what would change.
 
     Returns an ``AgentTypeSyncReport``; running it twice in a row reports everything unchanged.
     """
     report = AgentTypeSyncReport(dry_run=dry_run)
     definitions = {d["slug"]: json.loads(json.dumps(d)) for d in registry.definitions()}
+    templates = {cls.slug: getattr(cls, "template", None) for cls in registry.classes()}
     with transaction.atomic():
         existing = {
             row.slug: row
-            for row in AgentType.objects.select_for_update().filter(slug__in=definitions).order_by("pk")
+            for row in AgentType.objects.select_for_update()
+            .filter(slug__in=definitions)
+            .annotate(has_revision=Exists(AgentTypeRevision.objects.filter(agent_type=OuterRef("pk"))))
+            .order_by("pk")
         }
         for slug, definition in definitions.items():
             wanted = {name: definition[name] for name in SYNCED_FIELDS if name != "handler"}
             wanted["handler"] = slug
             row = existing.get(slug)
+            template = templates.get(slug)
+            if template and (row is None or not row.has_revision):
+                report.templates_committed.append(slug)
             if row is None:
                 report.created.append(slug)
                 if not dry_run:
-                    AgentType.objects.create(slug=slug, is_active=True, **wanted)
+                    row = AgentType.objects.create(slug=slug, is_active=True, **wanted)
+                    if template:
+                        agent_type_commit_revision(row, template=template, message=f"Template of agent class '{slug}'")
                 continue
+            if template and not row.has_revision and not dry_run:
+                agent_type_commit_revision(row, template=template, message=f"Template of agent class '{slug}'")
             changed = [name for name, value in wanted.items() if getattr(row, name) != value]
             if not changed:
                 report.unchanged.append(slug)

@@ -18,19 +18,14 @@ def execute_run(self, run_id: str) -> str:
 
 
 @shared_task(name="agents.tasks.run_hooks", ignore_result=True)
-def run_hooks(agent_id: str, hooks: list[str], transition_id: str | None = None) -> list[str]:
-    """Run an agent class's lifecycle ``hooks`` for a committed lifecycle change (``agents.hooks.run_hooks``).
+def run_hooks(agent_id: str) -> list[str]:
+    """Run the agent's pending lifecycle hooks in ledger order (``agents.hooks.run_pending_hooks``).
 
     Returns each hook's outcome (``"<hook>: ok"``...).
     """
-    from . import hooks as lifecycle
-    from .models import AgentInstance, AgentTransition
+    from .hooks import run_pending_hooks
 
-    agent = AgentInstance.objects.select_related("agent_type").filter(pk=agent_id).first()
-    if agent is None:
-        return []
-    transition = AgentTransition.objects.filter(pk=transition_id).first() if transition_id else None
-    return [f"{o.hook}: {o.status}" for o in lifecycle.run_hooks(agent, hooks, transition=transition)]
+    return [f"{o.hook}: {o.status}" for o in run_pending_hooks(agent_id)]
 
 
 @shared_task(name="agents.tasks.reap_stale_runs", ignore_result=True)

@@ -217,6 +217,7 @@ if CELERY_BROKER_URL == "filesystem://":
         "processed_folder": str(_BROKER_DIR / "processed"),
         "store_processed": False,
         "control_folder": str(_BROKER_DIR / "control"),
+        "polling_interval": 0.1,
     }
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="syndarix")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)

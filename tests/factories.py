@@ -99,10 +99,17 @@ PATHS = {
 
 
 def agent_in_status(status: str, **kwargs) -> AgentInstance:
-    """Spawn an agent and move it to ``status`` through real transitions."""
+    """Spawn an agent and move it to ``status`` through real transitions.
+
+    The set-up counts as done for its agent class's hooks (``hooks_ran_until`` is its newest ledger row), so
+    a test sees only the hooks of the changes it makes.
+    """
     agent = AgentFactory(**kwargs)
     for step in PATHS[AgentStatus(status)]:
         agent = services.agent_transition(agent, step)
+    newest = agent.transitions.order_by("-created_at").values_list("created_at", flat=True).first()
+    AgentInstance.objects.filter(pk=agent.pk).update(hooks_ran_until=newest)
+    agent.hooks_ran_until = newest
     return agent
 
 

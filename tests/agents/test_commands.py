@@ -15,6 +15,7 @@ from rest_framework.authtoken.models import Token
 
 from agents.choices import AgentStatus as S
 from agents.models import AgentInstance, AgentTransition, AgentType
+from agents.registry import registry
 from projects.models import Issue, Project, Workspace, WorkspaceMembership
 from tests.factories import AgentFactory, AgentTypeFactory, ProjectFactory, UserFactory, agent_in_status
 
@@ -376,5 +377,7 @@ def test_seed_demo_templates_are_valid_and_builtin_agents_ran_their_hooks(tmp_pa
         assert template_errors(agent_type.revisions.get(version=1).template) == {}
     reviewer = AgentInstance.objects.get(name="Pull-request reviewer")
     assert reviewer.agent_type.handler == "reviewer"
-    assert reviewer.agent_type_revision is None  # built-in types have no committed template yet
+    # sync_agent_types committed the class's template as the built-in type's first revision
+    assert reviewer.agent_type_revision.version == 1
+    assert reviewer.effective_template == registry.get("reviewer").template
     assert reviewer.short_term_memory, "the reviewer's hooks should have filled its memory"
