@@ -18,8 +18,8 @@ Types without a handler have no hooks. The receivers send the hooks to a Celery 
 (``agents.tasks.run_hooks`` → ``run_pending_hooks``), so a slow hook never delays the request that
 made the change; one agent's hooks run one at a time, in ledger order. There a hook runs outside
 any transaction and holds no row lock, in a thread with a budget of ``AGENT_HOOK_TIMEOUT_SECONDS``
-(``async def`` hooks run on their own event loop there and are cancelled when the budget runs out; a plain method cannot be
-interrupted, so its late result is discarded). When the hook returns in time, its change to the
+(``async def`` hooks run on their own event loop there and are cancelled when the budget runs out;
+a plain method cannot be interrupted, so its late result is discarded). When the hook returns in time, its change to the
 memory (the difference between the memory it started from and the one it built) is applied to the
 memory as it is then with ``agents.services.agent_save_memory(..., base=...)``, so a PATCH that
 landed while the hook ran is kept; a change that collides with that PATCH is not saved and is
