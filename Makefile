@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/1)
 # The broker gets a Redis database of its own: the tests clear the cache's database between tests.
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
 
-.PHONY: install run test lint bench clean
+.PHONY: install run worker test lint bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +16,21 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 install: $(BIN)/.installed
 
+# The web server and a Celery worker (with the periodic jobs, --beat), sharing SQLite and, without REDIS_URL,
+# a folder broker in .celery/; stopping `make run` stops both.
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py createcachetable
 	$(BIN)/python manage.py seed_demo
+	mkdir -p .celery
+	$(BIN)/celery -A syndarix worker --beat --schedule=.celery/beat-schedule --concurrency=2 --loglevel=INFO \
+		--logfile=.celery/worker.log & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	echo "Worker started (log: .celery/worker.log)"; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+worker: install
+	$(BIN)/celery -A syndarix worker --beat --schedule=.celery/beat-schedule --loglevel=INFO
 
 test: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
@@ -33,4 +43,4 @@ bench: install
 	for script in benchmarks/bench_*.py; do echo "== $$script"; DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) db.sqlite3 .pytest_cache .ruff_cache
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm .celery .pytest_cache .ruff_cache

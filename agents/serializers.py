@@ -44,10 +44,16 @@ class AgentTypeSerializer(serializers.ModelSerializer):
             "config_schema",
             "handler",
             "is_active",
+            "max_tokens",
+            "max_cost_usd",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {
+            "max_tokens": {"min_value": 0, "help_text": "Default token budget of its agents (null: none)."},
+            "max_cost_usd": {"min_value": Decimal("0"), "help_text": "Default cost budget in USD (null: none)."},
+        }
 
     def validate_handler(self, value: str) -> str:
         """A new or changed handler must name a registered agent class (400 ``unknown_handler``)."""
@@ -127,6 +133,8 @@ class AgentInstanceSerializer(serializers.ModelSerializer):
             "tasks_completed",
             "tokens_used",
             "cost_incurred",
+            "max_tokens",
+            "max_cost_usd",
             "assigned_issues_count",
             "created_at",
             "updated_at",
@@ -167,6 +175,14 @@ class AgentUpdateSerializer(serializers.Serializer):
     long_term_memory_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
     session_id = serializers.CharField(max_length=200, required=False, allow_blank=True)
     config = serializers.DictField(required=False, help_text="Validated against the type's schema.")
+    max_tokens = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=10**15,
+        help_text="Token budget (null: the agent type's default).",
+    )
+    max_cost_usd = serializers.DecimalField(
+        max_digits=14, decimal_places=6, min_value=Decimal("0"), required=False, allow_null=True,
+        help_text="Cost budget in USD (null: the agent type's default).",
+    )
     status = serializers.ChoiceField(choices=AgentStatus.choices, required=False, help_text="Target status.")
 
 
@@ -209,9 +225,13 @@ class AgentMetricsSerializer(serializers.Serializer):
 
 
 class AgentTransitionSerializer(serializers.ModelSerializer):
-    """One ledger row. ``from_status`` is blank for the spawn; ``actor_id`` is null for the system."""
+    """One ledger row. ``from_status`` is blank for the spawn; ``actor_id`` is null for the system; ``run_id`` names
+    the run that made the change (the runtime, or a tool the run called) and ``actor_agent_id`` the agent acting
+    through a platform tool."""
 
     agent_id = serializers.UUIDField(read_only=True)
+    run_id = serializers.UUIDField(read_only=True, allow_null=True)
+    actor_agent_id = serializers.UUIDField(read_only=True, allow_null=True)
     actor_id = serializers.IntegerField(read_only=True, allow_null=True)
     actor_username = serializers.CharField(source="actor.get_username", read_only=True, allow_null=True)
 
@@ -226,6 +246,8 @@ class AgentTransitionSerializer(serializers.ModelSerializer):
             "actor_username",
             "reason",
             "request_id",
+            "run_id",
+            "actor_agent_id",
             "created_at",
         ]
         read_only_fields = fields

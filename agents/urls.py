@@ -1,4 +1,4 @@
-"""Routes under `/api/v1/` (no trailing slash): agent-types, agent-classes, agents and contexts of projects.
+"""Routes under `/api/v1/` (no trailing slash): agent-types, agent-classes, agents, their runs and contexts.
 
 The router lists the project-level `agents/metrics` route before `agents/{agent_id}` routes, and
 `{agent_id}` only matches a UUID, so "metrics" is never read as an agent id.
@@ -9,10 +9,12 @@ from rest_framework.routers import SimpleRouter
 
 from . import views
 from .registry_views import AgentClassListView
+from .runtime.views import AgentRunViewSet
 
 router = SimpleRouter(trailing_slash=False, use_regex_path=False)
 router.register("agent-types", views.AgentTypeViewSet, basename="agent-type")
 router.register("projects/<uuid:project_id>/agents", views.AgentViewSet, basename="agent")
+router.register("projects/<uuid:project_id>/agents/<uuid:agent_id>/runs", AgentRunViewSet, basename="agent-run")
 
 urlpatterns = [
     path("agent-classes", AgentClassListView.as_view(), name="agent-class-list"),

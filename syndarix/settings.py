@@ -162,6 +162,10 @@ SPECTACULAR_SETTINGS = {
         "TerminationReasonEnum": "agents.choices.TerminationReason",
         "IssueStatusEnum": "projects.choices.IssueStatus",
         "WorkspaceRoleEnum": "projects.choices.WorkspaceRole",
+        "RunStatusEnum": "agents.choices.RunStatus",
+        "RunRequestStatusEnum": "agents.choices.RunRequestStatus",
+        "RunRequestKindEnum": "agents.choices.RunRequestKind",
+        "StepKindEnum": "agents.choices.StepKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -31,7 +31,7 @@ def test_any_authenticated_user_reads_agent_types(stranger_client, agent_type):
     assert response.json()["pagination"]["total"] == 2
     assert set(response.json()["data"][0]) == {
         "id", "name", "slug", "description", "capabilities", "config_schema", "handler", "is_active", "created_at",
-        "updated_at",
+        "updated_at", "max_tokens", "max_cost_usd",
     }  # fmt: skip
     active = stranger_client.get("/api/v1/agent-types", {"is_active": "true"}).json()["data"]
     assert [t["id"] for t in active] == [str(agent_type.pk)]

@@ -25,7 +25,7 @@ REPRESENTATION = {
     "session_id", "config", "is_playground", "last_activity_at", "last_heartbeat_at", "last_error",
     "terminated_at", "termination_reason", "tasks_completed", "tokens_used", "cost_incurred",
     "assigned_issues_count", "created_at", "updated_at", "agent_type_revision_id", "agent_type_revision_version",
-    "effective_template",
+    "effective_template", "max_tokens", "max_cost_usd",
 }  # fmt: skip
 
 #: (method, suffix, body) of every route that names one agent.
@@ -365,6 +365,17 @@ def test_patch_changes_editable_fields(owner_client, project, agent):
     assert ledger(agent) == [("", "idle")]  # no status change, no ledger row
 
 
+def test_patch_sets_and_clears_the_budget(owner_client, project, agent):
+    response = owner_client.patch(agents_url(project, agent), {"max_tokens": 5000, "max_cost_usd": "1.5"},
+                                  format="json")
+    assert response.status_code == 200, response.json()
+    assert (response.json()["max_tokens"], response.json()["max_cost_usd"]) == (5000, "1.500000")
+    agent.refresh_from_db()
+    assert agent.budget == (5000, Decimal("1.5"))
+    cleared = owner_client.patch(agents_url(project, agent), {"max_tokens": None}, format="json").json()
+    assert cleared["max_tokens"] is None and cleared["max_cost_usd"] == "1.500000"
+
+
 def test_read_only_fields_sent_in_patch_stay_unchanged(owner_client, project, agent):
     services.agent_record_usage(agent, tokens=10, cost="0.1", tasks_completed=1)
     before = owner_client.get(agents_url(project, agent)).json()
@@ -425,6 +436,9 @@ def test_patch_illegal_status_is_409_and_changes_nothing(owner_client, project, 
         ({"short_term_memory": "text"}, "short_term_memory"),
         ({"name": ""}, "name"),
         ({"session_id": "s" * 201}, "session_id"),
+        ({"max_tokens": -1}, "max_tokens"),
+        ({"max_cost_usd": "-0.5"}, "max_cost_usd"),
+        ({"max_cost_usd": "lots"}, "max_cost_usd"),
     ],
 )
 def test_patch_rejects_bad_input(owner_client, project, agent, body, field):

@@ -19,7 +19,9 @@ from agents.choices import TerminationReason
 from agents.exceptions import SERVICE_ERRORS, describe_error
 from agents.models import AgentInstance, AgentType
 from agents.registry import registry
+from agents.runtime.services import run_create
 from agents.services import agent_types_sync
+from aiservices.models import ModelPrice
 from projects.choices import IssueStatus, WorkspaceRole
 from projects.models import Issue, Project, Workspace, WorkspaceMembership
 
@@ -174,6 +176,18 @@ FINAL_STEPS = {
 #: USD per 1,000 tokens, per model (demo prices).
 PRICE_PER_1K = {"gpt-4o": Decimal("0.0100"), "gpt-4o-mini": Decimal("0.0006"), "claude-sonnet": Decimal("0.0090")}
 
+#: USD per million tokens (prompt, completion), per model; the offline provider is free.
+MODEL_PRICES = {
+    "gpt-4o": (Decimal("2.50"), Decimal("10.00")),
+    "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
+    "claude-sonnet": (Decimal("3.00"), Decimal("15.00")),
+    "offline": (Decimal("0"), Decimal("0")),
+}
+
+#: The run queued for the demo: (project slug, agent name) and what it is asked to do.
+DEMO_RUN_AGENT = ("storefront", "Release builder")
+DEMO_RUN_INSTRUCTION = "Prepare the release notes for the storefront relaunch and record them in the notes context."
+
 ISSUES = [
     ("storefront", "Validate shipping addresses in checkout", IssueStatus.IN_PROGRESS, "Checkout engineer"),
     ("storefront", "Stories and acceptance criteria for gift cards", IssueStatus.IN_PROGRESS, "Backlog curator"),
@@ -192,7 +206,7 @@ ISSUES = [
 SINGULAR = {
     "users": "user", "workspaces": "workspace", "memberships": "membership", "projects": "project",
     "agent types": "agent type", "template revisions": "template revision", "agents": "agent", "issues": "issue",
-    "API tokens": "API token",
+    "API tokens": "API token", "model prices": "model price", "runs": "run",
 }
 
 
@@ -212,7 +226,8 @@ class Command(BaseCommand):
         "user (passwords from SYNDARIX_DEMO_ADMIN_PASSWORD / SYNDARIX_DEMO_OPERATOR_PASSWORD, else "
         "generated and kept in .demo-credentials), the operator's API token, four agent types with a first "
         "committed template plus the built-in agent classes' types, fifteen agents in every status with usage, "
-        "and issues assigned to them. Idempotent: a second run creates nothing and prints the credentials again."
+        "issues assigned to them, the LLM price table and one queued run of the 'Release builder'. Idempotent: a "
+        "second run creates nothing and prints the credentials again."
     )
 
     def add_arguments(self, parser) -> None:
@@ -237,6 +252,8 @@ class Command(BaseCommand):
                 agent_types = self.seed_agent_types(report, actor=users["admin"])
                 agents = self.seed_agents(report, projects, agent_types, actor=users["admin"])
                 self.seed_issues(report, projects, agents)
+                self.seed_prices(report)
+                self.seed_runs(report, agents, actor=users["admin"])
                 token, created = Token.objects.get_or_create(user=users["operator"])
                 if created:
                     self.created(report, "API tokens", "of operator")
@@ -378,6 +395,27 @@ class Command(BaseCommand):
             )
             if created:
                 self.created(report, "issues", title)
+
+    def seed_prices(self, report: Report) -> None:
+        """The LLM price table (USD per million tokens): the demo models, and the offline provider at 0."""
+        for model, (input_price, output_price) in MODEL_PRICES.items():
+            _, created = ModelPrice.objects.get_or_create(
+                model=model, defaults={"input_usd_per_mtok": input_price, "output_usd_per_mtok": output_price}
+            )
+            if created:
+                self.created(report, "model prices", model)
+
+    def seed_runs(self, report: Report, agents, *, actor) -> None:
+        """Queue the demo run once: the builder's tool loop reaches a write that waits for approval in the admin."""
+        builder = agents[DEMO_RUN_AGENT]
+        if builder.runs.exists() or builder.status == S.TERMINATED:
+            return
+        run, _ = run_create(agent=builder, instruction=DEMO_RUN_INSTRUCTION, actor=actor)
+        self.created(report, "runs", f"{builder.name}: {run.pk}")
+        report.notes.append(
+            f"A run of '{builder.name}' is queued; the worker started by `make run` executes it and it waits for "
+            "your approval under Agents › Agent runs (or on the admin index, 'Waiting for you')."
+        )
 
     # --- Output. ---
 
