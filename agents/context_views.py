@@ -14,7 +14,7 @@ from rest_framework import status, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from syndarix.api.permissions import CanWriteProject, ProjectScopedMixin
+from projects.permissions import CanWriteProject, ProjectScopedMixin
 from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import error_responses
 

@@ -296,6 +296,11 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
         self.session_id = ""
         self.current_task = ""
 
+    @property
+    def is_terminated(self) -> bool:
+        """True once the agent is terminated (for good)."""
+        return self.status == S.TERMINATED
+
     # --- Budgets. ---
 
     @property

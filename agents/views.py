@@ -16,8 +16,9 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from projects.permissions import CanWriteProject, ProjectScopedMixin
 from syndarix.api.idempotency import idempotency_key
-from syndarix.api.permissions import CanWriteProject, IsStaffWithModelPermission, ProjectScopedMixin
+from syndarix.api.permissions import IsStaffWithModelPermission
 from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import IDEMPOTENCY_KEY, MessageSerializer, error_responses
 

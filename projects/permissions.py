@@ -1,10 +1,20 @@
-"""Object-level access rules for workspaces and projects (the tenancy rules are in design.md §4)."""
+"""Access rules for workspaces and projects (the tenancy rules are in design.md §4).
+
+Superusers see everything; a project's owner and its workspace's members see the project;
+workspace viewers only read. Views nested under ``/projects/{project_id}/`` (the apps' issues,
+agents, runs, contexts) resolve their project with ``ProjectScopedMixin`` and guard writes with
+``CanWriteProject``.
+"""
 
 from __future__ import annotations
 
+from functools import cached_property
+
+from django.shortcuts import get_object_or_404
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from .choices import WorkspaceRole
+from .models import Project
 
 
 class WorkspacePermission(BasePermission):
@@ -36,3 +46,32 @@ class ProjectPermission(BasePermission):
 
     def has_object_permission(self, request, view, obj) -> bool:
         return request.method in SAFE_METHODS or obj.can_write(request.user)
+
+
+class ProjectScopedMixin:
+    """For views nested under ``/projects/{project_id}/``: resolves ``self.project``.
+
+    ``self.project`` is the URL's project if the caller can see it, else ``Http404``; serializers
+    find it as ``context["project"]``.
+    """
+
+    @cached_property
+    def project(self) -> Project:
+        visible = Project.objects.visible_to(self.request.user).select_related("workspace", "owner")
+        return get_object_or_404(visible, pk=self.kwargs["project_id"])
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if not getattr(self, "swagger_fake_view", False):
+            context["project"] = self.project
+        return context
+
+
+class CanWriteProject(BasePermission):
+    """Safe methods for anyone who can see the project; writes for owner, admin or operator."""
+
+    message = "Your role in this workspace is read-only."
+
+    def has_permission(self, request, view) -> bool:
+        project = view.project  # 404 first: an unseen project is never 403
+        return request.method in SAFE_METHODS or project.can_write(request.user)

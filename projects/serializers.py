@@ -6,9 +6,6 @@ from django.contrib.auth import authenticate
 from django.utils.text import slugify
 from rest_framework import exceptions, serializers
 
-from agents.choices import AgentStatus
-from agents.models import AgentInstance
-
 from .choices import WorkspaceRole
 from .models import Issue, Project, Workspace
 from .selectors import workspace_queryset, workspaces_writable_by
@@ -106,13 +103,17 @@ class ProjectSerializer(serializers.ModelSerializer):
         return attrs
 
 
+#: The agent model issues are assigned to, reached through the relation (tenancy imports no other app).
+AssignedAgent = Issue._meta.get_field("assigned_agent").related_model
+
+
 class IssueSerializer(serializers.ModelSerializer):
     """An issue in the URL's project; ``assigned_agent_id`` must be a live agent of the same project."""
 
     project_id = serializers.UUIDField(read_only=True)
     assigned_agent_id = serializers.PrimaryKeyRelatedField(
         source="assigned_agent",
-        queryset=AgentInstance.objects.all(),
+        queryset=AssignedAgent.objects.all(),
         allow_null=True,
         required=False,
         error_messages={"does_not_exist": "Issues can only be assigned to an agent of the same project."},
@@ -140,11 +141,11 @@ class IssueSerializer(serializers.ModelSerializer):
         project = self.context.get("project")
         if project is not None:
             # Another project's agent reads exactly like a missing one.
-            fields["assigned_agent_id"].queryset = AgentInstance.objects.filter(project=project)
+            fields["assigned_agent_id"].queryset = AssignedAgent.objects.filter(project=project)
         return fields
 
-    def validate_assigned_agent_id(self, agent: AgentInstance | None) -> AgentInstance | None:
-        if agent is not None and agent.status == AgentStatus.TERMINATED:
+    def validate_assigned_agent_id(self, agent):
+        if agent is not None and agent.is_terminated:
             raise serializers.ValidationError("A terminated agent cannot be assigned.", code="agent_terminated")
         return agent
 

@@ -9,13 +9,12 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from syndarix.api.permissions import CanWriteProject, ProjectScopedMixin
 from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import error_responses
 
 from .filtersets import IssueFilterSet, ProjectFilterSet, WorkspaceFilterSet
 from .models import Issue
-from .permissions import ProjectPermission, WorkspacePermission
+from .permissions import CanWriteProject, ProjectPermission, ProjectScopedMixin, WorkspacePermission
 from .selectors import issue_queryset, project_queryset, workspace_queryset
 from .serializers import (
     AuthCredentialsSerializer,
