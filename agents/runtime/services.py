@@ -23,7 +23,6 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -81,6 +80,16 @@ def _transition(agent: AgentInstance, target: str, run: AgentRun, reason: str, a
 # --- Dispatch ------------------------------------------------------------------------------------------
 
 
+def _after_commit(func, *args) -> None:
+    """Call ``func(*args)`` once the transaction commits; a failure is logged, never raised (a broker outage must
+    not fail the request whose transaction already committed)."""
+
+    def callback() -> None:
+        func(*args)
+
+    transaction.on_commit(callback, robust=True)
+
+
 def _send(run_id: str, task_id: str) -> None:
     from ..tasks import execute_run  # the task module imports this one
 
@@ -91,7 +100,7 @@ def _dispatch(run: AgentRun) -> None:
     """Record a new task id on ``run`` and send its task after the transaction commits."""
     run.task_id = str(uuid.uuid4())
     _save(run, "task_id")
-    transaction.on_commit(partial(_send, str(run.pk), run.task_id), robust=True)
+    _after_commit(_send, str(run.pk), run.task_id)
 
 
 def _dispatch_next_locked(agent: AgentInstance) -> AgentRun | None:
@@ -192,7 +201,7 @@ def _cancel_locked(agent: AgentInstance, run: AgentRun, *, message: str, actor=N
     if previous in (R.RUNNING, R.WAITING) and agent.status in (S.WORKING, S.WAITING):
         _transition(agent, S.IDLE, run, "cancelled", actor=actor)
     if run.task_id:
-        transaction.on_commit(partial(_revoke, run.task_id), robust=True)
+        _after_commit(_revoke, run.task_id)
     return run
 
 
@@ -369,7 +378,8 @@ def run_claim(run_id, *, worker: str = "") -> AgentRun | None:
             run.status, run.error_code, run.error_message = R.PAUSED, "budget_exceeded", exceeded
             _save(run, "status", "error_code", "error_message")
             return None
-        run.attempts = attempt or run.attempts
+        # A run parked before it ever started (its agent was over budget) starts its first attempt when resumed.
+        run.attempts = attempt or max(run.attempts, 1)
         _transition(agent, S.WORKING, run, verb)
         now = timezone.now()
         task = run.instruction.strip().splitlines()[0][:200] if run.instruction.strip() else ""
@@ -383,11 +393,13 @@ def run_claim(run_id, *, worker: str = "") -> AgentRun | None:
 
 
 def _lock_running(run: AgentRun) -> tuple[AgentInstance, AgentRun] | tuple[None, None]:
-    """Lock the run's agent and the run; ``(agent, run)`` when the run is still ``running``, else
-    ``(None, None)``: it was cancelled or reaped meanwhile, and the worker changes nothing."""
+    """Lock the run's agent and the run; ``(agent, run)`` when the run is still ``running`` under the task that
+    claimed it (``run.task_id``), else ``(None, None)``: it was cancelled or reaped meanwhile, or reaped and taken
+    over by another worker (a new task id), and this worker changes nothing."""
     agent = _lock_agent(run.agent_id)
     locked = _lock_run(run.pk)
-    return (agent, locked) if locked.status == R.RUNNING else (None, None)
+    mine = locked.status == R.RUNNING and locked.task_id == run.task_id
+    return (agent, locked) if mine else (None, None)
 
 
 def run_complete(run: AgentRun, result: Any) -> AgentRun:
