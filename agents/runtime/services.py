@@ -347,10 +347,14 @@ def run_claim(run_id, *, worker: str = "") -> AgentRun | None:
     ``waiting`` run of a ``waiting`` agent whose requests are all answered (continue). The agent moves to
     ``working`` (ledger row naming the run), its heartbeat is stamped, the run becomes ``running``.
     An agent at or over its budget is paused instead (reason ``budget``), the run ``paused`` with
-    ``budget_exceeded``. Safe to call for a message delivered twice: only one claim succeeds.
+    ``budget_exceeded``. Safe to call for a message delivered twice: only one claim succeeds. Nothing starts
+    while ``AGENTS_ENABLED`` is false.
     """
     agent_id = AgentRun.objects.filter(pk=run_id).values_list("agent_id", flat=True).first()
     if agent_id is None:
+        return None
+    if not settings.AGENTS_ENABLED:
+        logger.info("Run %s stays as it is: agents are disabled (AGENTS_ENABLED=false).", run_id)
         return None
     with transaction.atomic():
         agent = _lock_agent(agent_id)

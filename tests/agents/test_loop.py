@@ -414,3 +414,11 @@ def test_the_context_helper_is_race_safe(project):
 
     results = run_concurrently(6, lambda i: contexts.context_get_or_create(project=project, name="shared")[0].pk)
     assert failures(results) == [] and len(set(results)) == 1
+
+
+@override_settings(AGENTS_ENABLED=False)
+def test_nothing_starts_while_agents_are_disabled(project, user):
+    with override_settings(AGENTS_ENABLED=True):
+        agent = loop_agent(project, user, [READ])
+        run = start(agent)
+    assert runtime.run_claim(run.pk) is None and AgentRun.objects.get(pk=run.pk).status == RunStatus.QUEUED
