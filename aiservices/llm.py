@@ -280,15 +280,12 @@ PROVIDERS: dict[str, type[ChatProvider]] = {OPENAI: OpenAIChatProvider, OFFLINE:
 
 
 def get_chat_provider() -> ChatProvider:
-    """The provider ``AGENT_LLM_PROVIDER`` names.
+    """The provider ``AGENT_LLM_PROVIDER`` names (the settings refuse ``offline`` when ``DJANGO_DEBUG`` is false).
 
     Raises:
-        UpstreamUnreachable: an unknown provider name, or ``offline`` with ``DJANGO_DEBUG`` false (the
-            settings refuse that at start-up too).
+        UpstreamUnreachable: an unknown provider name.
     """
     name = str(settings.AGENT_LLM_PROVIDER or "").strip().lower()
-    if name == OFFLINE and not settings.DEBUG:
-        raise UpstreamUnreachable("The offline provider is refused when DJANGO_DEBUG is false; set AGENT_LLM_API_URL.")
     provider = PROVIDERS.get(name)
     if provider is None:
         raise UpstreamUnreachable(f"Unknown AGENT_LLM_PROVIDER '{name}' (use openai or offline).")

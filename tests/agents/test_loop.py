@@ -422,3 +422,27 @@ def test_nothing_starts_while_agents_are_disabled(project, user):
         agent = loop_agent(project, user, [READ])
         run = start(agent)
     assert runtime.run_claim(run.pk) is None and AgentRun.objects.get(pk=run.pk).status == RunStatus.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_start_a_run_once(project, user, monkeypatch):
+    from tests.threads import failures, run_concurrently
+
+    monkeypatch.setattr(runtime, "_send", lambda run_id, task_id: None)  # the threads below are the workers
+    agent = loop_agent(project, user, [READ])
+    run = start(agent)
+    results = run_concurrently(8, lambda i: runtime.run_claim(run.pk, worker=f"w{i}"))
+    assert failures(results) == []
+    claimed = [r for r in results if r is not None]
+    assert len(claimed) == 1 and AgentRun.objects.get(pk=run.pk).attempts == 1
+    assert reload(agent).transitions.filter(to_status=AgentStatus.WORKING).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creates_with_one_idempotency_key_queue_one_run(project, user, monkeypatch):
+    from tests.threads import failures, run_concurrently
+
+    monkeypatch.setattr(runtime, "_send", lambda run_id, task_id: None)
+    agent = loop_agent(project, user, [READ])
+    results = run_concurrently(8, lambda i: runtime.run_create(agent=agent, instruction=f"x{i}", request_id="k")[0].pk)
+    assert failures(results) == [] and len(set(results)) == 1 and AgentRun.objects.count() == 1
