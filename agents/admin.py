@@ -4,8 +4,12 @@ Staff spawn agents on a "Spawn agent" page (``agent_spawn``), move them with one
 transition available now (the model's django-fsm transitions, each performed by its service:
 ``agent_pause``, ``agent_resume``, ``agent_terminate`` after a confirmation page, and
 ``agent_transition`` for start work / wait / finish), apply pause / resume / terminate to a
-selection, and edit the fields ``agent_update`` allows. ``status`` and the usage counters are
-read-only; service errors become admin messages. The transition ledger is read-only.
+selection, and edit the fields ``agent_update`` allows (budgets included). ``status`` and the usage
+counters are read-only; service errors become admin messages. The transition ledger is read-only.
+
+An agent's page lists its latest runs and has a "Run…" page that queues a run
+(``agents.runtime.services.run_create``); the runs admin itself is ``agents.runtime.admin``. The admin
+index shows the agents by project (``project_summary_section``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ from .exceptions import SERVICE_ERRORS, describe_error
 from .forms import AgentInstanceForm, AgentSpawnForm, AgentTerminateForm, config_error_messages
 from .models import AgentInstance, AgentTransition, AgentType
 from .registry_admin import AgentTypeRegistryAdminMixin
+from .runtime import services as runtime_services
+from .runtime.admin import OFFLINE_NOTE, AgentRunInline, offline_provider, short_id
+from .runtime.forms import RunCreateForm
 
 #: Rows of the ledger shown on an agent's change form; the ledger page lists all of them.
 LEDGER_INLINE_LIMIT = 50
@@ -167,6 +174,13 @@ class AgentTypeAdmin(AgentTypeRegistryAdminMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "is_active", "handler")}),
         ("Capabilities and configuration", {"fields": ("capabilities", "config_schema")}),
+        (
+            "Budget",
+            {
+                "fields": ("max_tokens", "max_cost_usd"),
+                "description": "Defaults for its agents; an agent over its budget is paused at its next step.",
+            },
+        ),
         ("Record", {"fields": ("id", "created_at", "updated_at")}),
     )
 
@@ -197,13 +211,13 @@ class AgentInstanceAdmin(admin.ModelAdmin):
     search_fields = ("name", "current_task", "session_id", "project__name", "agent_type__name")
     date_hierarchy = "created_at"
     actions = ("pause_selected", "resume_selected", "terminate_selected")
-    inlines = (AgentTransitionInline,)
+    inlines = (AgentRunInline, AgentTransitionInline)
     editable_fields = AgentInstanceForm._meta.fields
     readonly_fields = (
         "status_display", "project", "agent_type", "agent_type_schema", "tasks_completed", "tokens_display",
         "cost_display", "assigned_issues", "last_activity_at", "last_heartbeat_at", "last_error", "terminated_at",
         "termination_reason", "is_playground", "id", "created_at", "updated_at", "agent_type_revision",
-        "effective_template_display",
+        "effective_template_display", "budget_display",
     )
     fieldsets = (
         (None, {"fields": ("name", "status_display", "project", "agent_type", "current_task")}),
@@ -211,6 +225,7 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         ("Template", {"fields": ("agent_type_revision", "effective_template_display")}),
         ("Memory and session", {"fields": ("short_term_memory", "long_term_memory_ref", "session_id")}),
         ("Usage", {"fields": ("tasks_completed", "tokens_display", "cost_display", "assigned_issues")}),
+        ("Budget", {"fields": ("max_tokens", "max_cost_usd", "budget_display")}),
         (
             "Activity",
             {
@@ -278,6 +293,19 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         url = reverse("admin:projects_issue_changelist") + f"?assigned_agent__id__exact={obj.pk}"
         return format_html('<a href="{}">{}</a>', url, count)
 
+    @admin.display(description="Budget in force")
+    def budget_display(self, obj: AgentInstance) -> str:
+        """The budget the runtime applies (the agent's own values, else its type's), and whether it is spent."""
+        max_tokens, max_cost = obj.budget
+        parts = [
+            f"{max_tokens:,} tokens" if max_tokens is not None else "no token limit",
+            f"{max_cost} USD" if max_cost is not None else "no cost limit",
+        ]
+        inherited = obj.max_tokens is None and obj.max_cost_usd is None and (max_tokens, max_cost) != (None, None)
+        text = ", ".join(parts) + (" (the agent type's defaults)" if inherited else "")
+        exceeded = obj.budget_exceeded()
+        return f"{text}. Exceeded: {exceeded}." if exceeded else f"{text}."
+
     @admin.display(description="Effective template")
     def effective_template_display(self, obj: AgentInstance):
         """The ``parameters.agent`` document the agent was spawned with (read-only)."""
@@ -324,13 +352,17 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         if obj is not None and change:
             context["lifecycle"] = self.lifecycle_context(request, obj)
             context["ledger_url"] = reverse("admin:agents_agenttransition_changelist") + f"?agent={obj.pk}"
+            if request.user.has_perm("agents.view_agentrun"):
+                context["runs_url"] = reverse("admin:agents_agentrun_changelist") + f"?agent__id__exact={obj.pk}"
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def lifecycle_context(self, request, obj: AgentInstance) -> dict:
         """Status and the transitions available now (buttons), for the change form template."""
         available = {t.name for t in obj.get_available_status_transitions()}
         can_act = super().has_change_permission(request, obj)
+        can_run = obj.status != AgentStatus.TERMINATED and request.user.has_perm("agents.add_agentrun")
         return {
+            "run_url": reverse("admin:agents_agentinstance_run", args=[obj.pk]) if can_run else "",
             "status": obj.status,
             "badge": status_badge(obj.status),
             "actions": [a for name, a in LIFECYCLE_ACTIONS.items() if name in available] if can_act else [],
@@ -347,6 +379,7 @@ class AgentInstanceAdmin(admin.ModelAdmin):
             path("spawn/", wrap(self.spawn_view), name="{}_{}_spawn".format(*info)),
             path("<path:object_id>/transition/", wrap(self.transition_view), name="{}_{}_transition".format(*info)),
             path("<path:object_id>/terminate/", wrap(self.terminate_view), name="{}_{}_terminate".format(*info)),
+            path("<path:object_id>/run/", wrap(self.run_view), name="{}_{}_run".format(*info)),
             *super().get_urls(),
         ]
 
@@ -427,6 +460,45 @@ class AgentInstanceAdmin(admin.ModelAdmin):
             change_url=self._change_url(agent),
         )
         return TemplateResponse(request, "admin/agents/agentinstance/terminate_confirmation.html", context)
+
+    def run_view(self, request, object_id):
+        """The "Run…" page: an instruction and/or an issue of the agent's project, then ``run_create`` with the
+        staff user as the actor, and on to the new run's page. Refusals (not runnable, terminated, invalid
+        input) are shown on the form."""
+        agent = self.get_object(request, unquote(object_id))
+        if agent is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, agent) or not request.user.has_perm("agents.add_agentrun"):
+            raise PermissionDenied
+        form = RunCreateForm(request.POST if request.method == "POST" else None, agent=agent)
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            try:
+                run, created = runtime_services.run_create(
+                    agent=agent, instruction=data["instruction"], issue=data["issue"], actor=request.user,
+                    request_id=data["request_id"],
+                )
+            except ValidationError as exc:
+                form.add_error(None, describe_error(exc))
+            except DomainError as exc:
+                field = {"issue_id": "issue"}.get(exc.field or "", exc.field)
+                form.add_error(field if field in ("instruction", "issue") else None, exc.message)
+            else:
+                if created:
+                    self.log_change(request, agent, f"Run {short_id(run.pk)} queued")
+                    self.message_user(
+                        request, f"Run {short_id(run.pk)} of “{agent}” queued; it starts when the agent is idle.",
+                        messages.SUCCESS,
+                    )
+                else:
+                    self.message_user(request, f"Run {short_id(run.pk)} was already queued by this form.",
+                                      messages.INFO)
+                return redirect("admin:agents_agentrun_change", run.pk)
+        context = self._form_page_context(
+            request, form, title=f"Run agent “{agent}”", agent=agent, status_badge=status_badge(agent.status),
+            change_url=self._change_url(agent), offline_note=OFFLINE_NOTE if offline_provider() else "",
+        )
+        return TemplateResponse(request, "admin/agents/agentinstance/run.html", context)
 
     def spawn_view(self, request):
         """The Spawn agent page: validates the form (config against the type's schema), then ``agent_spawn``."""
@@ -551,6 +623,39 @@ class AgentTransitionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Project", ordering="agent__project__name")
     def project(self, obj: AgentTransition) -> str:
         return obj.agent.project.name
+
+
+# --- The admin index: agents by project -------------------------------------------------------------------
+
+#: Most projects the index summary lists; the Projects page lists the rest.
+INDEX_SUMMARY_LIMIT = 50
+
+_SUMMARY_KEYS = (
+    "idle_instances", "active_instances", "waiting_instances", "paused_instances", "terminated_instances",
+    "total_instances", "total_tasks_completed", "total_tokens_used", "total_cost_incurred",
+)
+
+
+def project_summary_section(request) -> dict | None:
+    """The index's "Agents by project" section for staff who may view agents (``None`` for the others):
+    ``project_summary`` (rows of ``selectors.project_agent_summary``, one grouped query),
+    ``project_summary_truncated`` and ``project_summary_totals``."""
+    if not request.user.has_perm("agents.view_agentinstance"):
+        return None
+    rows = list(selectors.project_agent_summary()[: INDEX_SUMMARY_LIMIT + 1])
+    truncated = len(rows) > INDEX_SUMMARY_LIMIT
+    rows = rows[:INDEX_SUMMARY_LIMIT]
+    return {
+        "project_summary": rows,
+        "project_summary_truncated": truncated,
+        "project_summary_totals": {key: sum(getattr(row, key) for row in rows) for key in _SUMMARY_KEYS},
+    }
+
+
+admin.site.register_index_section(
+    "agents.project_summary", template="admin/agents/index_project_summary.html", context=project_summary_section,
+    order=20, css=("agents/admin.css",),
+)
 
 
 from . import context_admin  # noqa: E402, F401  (registers the shared-context admin)

@@ -115,11 +115,15 @@ class AgentTerminateForm(forms.Form):
 
 class AgentInstanceForm(forms.ModelForm):
     """The agent change form: the fields ``agent_update`` may change, with ``config`` checked
-    against the agent type's schema before anything is saved."""
+    against the agent type's schema before anything is saved. ``max_tokens`` / ``max_cost_usd`` are the
+    agent's budget (tokens, USD; empty: the agent type's default)."""
 
     class Meta:
         model = AgentInstance
-        fields = ("name", "current_task", "config", "short_term_memory", "long_term_memory_ref", "session_id")
+        fields = (
+            "name", "current_task", "config", "short_term_memory", "long_term_memory_ref", "session_id", "max_tokens",
+            "max_cost_usd",
+        )
         field_classes = {"config": PrettyJSONField, "short_term_memory": PrettyJSONField}
         widgets = {
             "config": forms.Textarea(attrs={"rows": 8, "cols": 60}),
@@ -133,6 +137,12 @@ class AgentInstanceForm(forms.ModelForm):
         except ValidationError as exc:
             raise ValidationError(config_error_messages(exc)) from exc
         return config
+
+    def clean_max_cost_usd(self):
+        value = self.cleaned_data.get("max_cost_usd")
+        if value is not None and value < 0:
+            raise ValidationError("Must be zero or more.")
+        return value
 
     def clean_short_term_memory(self) -> dict:
         return storable_json_object(self.cleaned_data.get("short_term_memory"), field="short_term_memory")

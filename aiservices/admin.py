@@ -1,4 +1,4 @@
-"""Admin: the read-only record of AI tool calls and the "Refine a prompt" page."""
+"""Admin: the read-only record of AI tool calls, the "Refine a prompt" page, and the LLM price table."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from . import services
 from .choices import CallOutcome
 from .exceptions import InvalidArguments
 from .forms import RefinePromptForm
-from .models import AIServiceCall, PromptRefinement
+from .models import AIServiceCall, ModelPrice, PromptRefinement
 from .prompt_templates import VARIABLE, refined_template
 from .tools import NAMESPACE, registry
 from .tools.refine_prompt import RefinePromptTool
@@ -189,3 +189,17 @@ class PromptRefinementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "trace_id": tool_result.trace_id,
             "tokens": tool_result.tokens,
         }
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    """The price table the agent runtime's metered LLM client reads: USD per million tokens, per model.
+
+    ``model`` is matched exactly as the upstream names it in its answer; a model without a row costs 0.
+    """
+
+    list_display = ("model", "input_usd_per_mtok", "output_usd_per_mtok", "updated_at")
+    search_fields = ("model",)
+    ordering = ("model",)
+    readonly_fields = ("created_at", "updated_at")
+    fields = ("model", "input_usd_per_mtok", "output_usd_per_mtok", "created_at", "updated_at")

@@ -1,13 +1,20 @@
 """The Django admin site: staff operate agents here (a thin UI over the services).
 
-The index page adds a per-project summary of agents by status, with total tokens and cost, read by
-``agents.selectors.project_agent_summary`` in one grouped query. ``ReadOnlyAdminMixin`` is the one
-definition of a view-only admin (ledgers, version histories, call logs).
+The index page is assembled from *sections* that apps contribute from their own ``admin.py``
+(``SyndarixAdminSite.register_index_section``): this package imports no app. A section is a template
+included on the index and a callable that gives its context for the request (or ``None`` to stay
+hidden from that user). ``ReadOnlyAdminMixin`` is the one definition of a view-only admin (ledgers,
+version histories, call logs).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 
 class ReadOnlyAdminMixin:
@@ -28,8 +35,28 @@ class ReadOnlyAdminMixin:
         return False
 
 
-#: Most projects the index summary lists; the Projects page lists the rest.
-INDEX_SUMMARY_LIMIT = 50
+#: What a section contributes to the index for one request: context keys, or ``None`` to stay hidden.
+SectionContext = Callable[[HttpRequest], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class IndexSection:
+    """One block of the admin index, contributed by an app.
+
+    Attributes:
+        name: unique key of the section (registering the same name again replaces it).
+        template: the template included on the index; it sees the index context plus the section's keys.
+        context: ``context(request)`` returns the section's context keys, or ``None`` when the user may not
+            see it (the template is then not included).
+        order: sections are shown by ascending ``order``, then by name.
+        css: stylesheet paths (static files) the section needs.
+    """
+
+    name: str
+    template: str
+    context: SectionContext
+    order: int = 100
+    css: tuple[str, ...] = ()
 
 
 class SyndarixAdminSite(admin.AdminSite):
@@ -38,24 +65,36 @@ class SyndarixAdminSite(admin.AdminSite):
     index_title = "Agent operations"
     index_template = "admin/syndarix_index.html"
 
-    def index(self, request, extra_context=None):
-        """The admin index with ``project_summary`` (rows), ``project_summary_totals`` and
-        ``project_summary_truncated`` in the context, for staff who may view agents."""
-        context = {}
-        if request.user.has_perm("agents.view_agentinstance"):
-            from agents.selectors import project_agent_summary
+    def __init__(self, name: str = "admin") -> None:
+        super().__init__(name)
+        self._index_sections: dict[str, IndexSection] = {}
 
-            rows = list(project_agent_summary()[: INDEX_SUMMARY_LIMIT + 1])
-            truncated = len(rows) > INDEX_SUMMARY_LIMIT
-            rows = rows[:INDEX_SUMMARY_LIMIT]
-            keys = (
-                "idle_instances", "active_instances", "waiting_instances", "paused_instances",
-                "terminated_instances", "total_instances", "total_tasks_completed", "total_tokens_used",
-                "total_cost_incurred",
-            )
-            context = {
-                "project_summary": rows,
-                "project_summary_truncated": truncated,
-                "project_summary_totals": {key: sum(getattr(row, key) for row in rows) for key in keys},
-            }
+    def register_index_section(
+        self, name: str, *, template: str, context: SectionContext, order: int = 100, css: tuple[str, ...] = ()
+    ) -> IndexSection:
+        """Add a section to the index (an app calls this from its ``admin.py``); returns it.
+
+        ``context(request)`` runs on every index request; keep it to a fixed number of queries.
+        """
+        section = IndexSection(name=name, template=template, context=context, order=order, css=tuple(css))
+        self._index_sections[name] = section
+        return section
+
+    def index_sections(self) -> list[IndexSection]:
+        """The registered sections in display order."""
+        return sorted(self._index_sections.values(), key=lambda s: (s.order, s.name))
+
+    def index(self, request, extra_context=None):
+        """The admin index with each section visible to the user: its keys are merged into the context and
+        ``index_sections`` lists the ``IndexSection`` objects to include (and ``index_css`` their stylesheets)."""
+        context: dict[str, Any] = {}
+        shown: list[IndexSection] = []
+        for section in self.index_sections():
+            values = section.context(request)
+            if values is None:
+                continue
+            context.update(values)
+            shown.append(section)
+        css = list(dict.fromkeys(path for section in shown for path in section.css))
+        context.update(index_sections=shown, index_css=css)
         return super().index(request, extra_context={**context, **(extra_context or {})})

@@ -1,8 +1,12 @@
-"""The admin site's shared pieces: the read-only admin mixin."""
+"""The admin site's shared pieces: the read-only admin mixin and the index sections apps contribute."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 from django.contrib import admin
 from django.test import RequestFactory
 from django.urls import reverse
@@ -11,7 +15,7 @@ from agents import contexts
 from agents.admin import AgentInstanceAdmin, AgentTransitionAdmin, AgentTransitionInline
 from agents.context_admin import AgentContextVersionAdmin, AgentContextVersionInline
 from agents.models import AgentContextVersion, AgentInstance, AgentTransition
-from syndarix.admin_site import ReadOnlyAdminMixin
+from syndarix.admin_site import ReadOnlyAdminMixin, SyndarixAdminSite
 
 pytestmark = pytest.mark.django_db
 
@@ -56,3 +60,43 @@ def test_read_only_pages_render_without_save_or_delete(client, superuser, agent,
 def test_agent_columns_are_labelled_by_what_they_show():
     assert AgentInstanceAdmin.effective_template_display.short_description == "Effective template"
     assert AgentInstanceAdmin.agent_type_schema.short_description == "Config schema"
+
+
+# --- Index sections. ---
+
+APPS = {"projects", "agents", "aiservices", "buildkit"}
+
+
+def test_the_admin_site_imports_no_app():
+    """``syndarix/`` is plumbing: what the index shows comes from the apps' own ``register_index_section`` calls."""
+    path = Path(settings.BASE_DIR) / "syndarix" / "admin_site.py"
+    imported = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            imported.append(node.module or "")
+    assert [name for name in imported if name.split(".")[0] in APPS] == []
+
+
+def test_apps_contribute_their_index_sections():
+    names = [section.name for section in admin.site.index_sections()]
+    assert names[:2] == ["agents.runtime", "agents.project_summary"]
+
+
+def test_index_sections_are_ordered_and_hidden_when_they_return_none(rf, superuser):
+    site = SyndarixAdminSite(name="sections_test")
+    site.register_index_section("b", template="admin/agents/index_runtime.html", context=lambda r: {"b": 1},
+                                order=2, css=("x.css",))
+    site.register_index_section("a", template="admin/agents/index_runtime.html", context=lambda r: {"a": 1},
+                                order=1, css=("x.css",))
+    site.register_index_section("hidden", template="nope.html", context=lambda r: None, order=0)
+    site.register_index_section("b", template="admin/agents/index_runtime.html", context=lambda r: {"b": 2},
+                                order=2)  # the same name again replaces the section
+    assert [s.name for s in site.index_sections()] == ["hidden", "a", "b"]
+    request = rf.get("/admin/")
+    request.user = superuser
+    response = site.index(request)
+    assert [s.name for s in response.context_data["index_sections"]] == ["a", "b"]
+    assert response.context_data["a"] == 1 and response.context_data["b"] == 2
+    assert response.context_data["index_css"] == ["x.css"]

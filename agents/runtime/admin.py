@@ -1,0 +1,559 @@
+"""Django admin for the runtime: runs, their traces, and what they ask people. A thin UI over
+``agents.runtime.services`` and ``agents.runtime.selectors``.
+
+- The runs list (read-only: nobody adds or edits a run by hand) with a "Cancel selected runs" action
+  (``run_cancel`` per run).
+- A run's page: its summary, a Cancel button, its pending requests (Approve / Deny an approval with
+  ``run_request_decide``; answer or decline an input or connection request with ``run_request_answer``)
+  and its full step trace.
+- ``AgentRunInline``: an agent's latest runs on the agent's page (``agents.admin``).
+- The index section "Runs": run counts by status, the requests waiting for a person and the agents
+  whose worker stopped beating (``agents.runtime.selectors``).
+
+Permissions: viewing needs ``agents.view_agentrun``; cancelling and answering need
+``agents.change_agentrun``; queueing a run (the agent page's "Run…") needs ``agents.add_agentrun``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.timesince import timesince
+from django.utils.translation import ngettext
+
+from aiservices.llm import OFFLINE
+from syndarix.admin_site import ReadOnlyAdminMixin
+from syndarix.exceptions import DomainError
+
+from ..choices import RUN_FINISHED_STATUSES, RunRequestKind, RunRequestStatus, RunStatus
+from ..exceptions import SERVICE_ERRORS, describe_error
+from ..models import AgentRun, AgentRunRequest
+from . import selectors, services
+from .forms import RunAnswerForm, RunDecisionForm
+
+#: Runs shown on an agent's page; the runs list shows all of them.
+RUNS_INLINE_LIMIT = 20
+#: Most steps a run's page shows (a run stops after ``AGENT_RUN_MAX_STEPS`` LLM calls, so this is rarely reached).
+TRACE_PAGE_LIMIT = 500
+#: Rows of each list of the index section.
+DASHBOARD_LIMIT = 20
+#: Characters of a request's arguments (or message) shown on the index.
+SUMMARY_CHARS = 120
+
+#: Run states the index counts, in this order.
+DASHBOARD_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED)
+
+OFFLINE_NOTE = "Offline provider: no LLM is configured, answers are scripted (set AGENT_LLM_API_URL)"
+
+
+def offline_provider() -> bool:
+    """True when runs talk to the offline provider (``AGENT_LLM_PROVIDER=offline``): no LLM is configured."""
+    return settings.AGENT_LLM_PROVIDER == OFFLINE
+
+
+def run_status_badge(status: str, *, short: bool = False):
+    """A run's status as a coloured badge; ``short`` shows the bare status ("Waiting") with the label as its title."""
+    label = RunStatus(status).label
+    return format_html(
+        '<span class="run-status run-status-{}" title="{}">{}</span>', status, label,
+        status.capitalize() if short else label,
+    )
+
+
+def short_id(run_id) -> str:
+    """The first 8 hex digits of a run's id (how runs are named in lists and messages)."""
+    return str(run_id)[:8]
+
+
+def when(value) -> str:
+    """A timestamp to the second, or ``-``."""
+    return date_format(timezone.localtime(value), "Y-m-d H:i:s T") if value else "-"
+
+
+def stacked_time(value):
+    """A timestamp as day over time (``Nov 28`` / ``07:21:04``: narrow list columns; the year only when it is not
+    this year), with the full timestamp as its title; ``-`` for ``None``."""
+    if value is None:
+        return "-"
+    moment = timezone.localtime(value)
+    day = date_format(moment, "M j" if moment.year == timezone.localtime().year else "M j, Y")
+    return format_html(
+        '<span class="run-time" title="{}">{}<br><small>{}</small></span>', when(value), day,
+        moment.strftime("%H:%M:%S"),
+    )
+
+
+def ago(value) -> str:
+    """``"3 minutes ago"``, ``"just now"`` under a minute, ``"never"`` for ``None``."""
+    if value is None:
+        return "never"
+    text = timesince(value, depth=1)
+    return "just now" if text.startswith("0\xa0") else f"{text} ago"
+
+
+def pretty_json(value: Any) -> str:
+    """``value`` as indented JSON (for ``<pre>``; the template escapes it)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+
+
+def request_summary(request: AgentRunRequest, *, chars: int = SUMMARY_CHARS) -> str:
+    """One line about what a request asks: the approval's arguments (compact JSON), else its message."""
+    if request.kind == RunRequestKind.APPROVAL or not request.message:
+        text = json.dumps(request.arguments, ensure_ascii=False, separators=(", ", ": "), default=str)
+    else:
+        text = request.message
+    return Truncator(text).chars(chars)
+
+
+def can_operate_runs(request) -> bool:
+    """May the user cancel runs and answer their requests (``agents.change_agentrun``)?"""
+    return request.user.has_perm("agents.change_agentrun")
+
+
+@admin.register(AgentRun)
+class AgentRunAdmin(admin.ModelAdmin):
+    """Runs, read-only; cancelling and answering go through the run's page and the bulk action."""
+
+    list_display = (
+        "run_id", "agent_link", "project", "status_display", "steps", "tokens", "cost_display", "attempts", "created",
+        "finished",
+    )
+    list_display_links = ("run_id",)
+    list_select_related = ("agent__project__workspace",)
+    list_filter = ("status", "agent__project__workspace", "agent__project")
+    search_fields = ("agent__name", "instruction")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    actions = ("cancel_selected",)
+
+    class Media:
+        css = {"all": ("agents/admin.css",)}
+
+    def get_queryset(self, request):
+        queryset = selectors.run_queryset()
+        ordering = self.get_ordering(request)
+        return queryset.order_by(*ordering) if ordering else queryset
+
+    # --- Permissions: nobody adds, edits or deletes runs here. ---
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_operate_permission(self, request) -> bool:
+        """Cancel runs and answer their requests (the permission of the bulk action too)."""
+        return can_operate_runs(request)
+
+    # --- Columns. ---
+
+    @admin.display(description="Run", ordering="created_at")
+    def run_id(self, obj: AgentRun):
+        return format_html('<span class="run-id" title="{}">{}</span>', obj.pk, short_id(obj.pk))
+
+    @admin.display(description="Steps", ordering="steps_completed")
+    def steps(self, obj: AgentRun) -> int:
+        return obj.steps_completed
+
+    @admin.display(description="Agent", ordering="agent__name")
+    def agent_link(self, obj: AgentRun):
+        url = reverse("admin:agents_agentinstance_change", args=[obj.agent_id])
+        return format_html('<a href="{}">{}</a>', url, obj.agent.name)
+
+    @admin.display(description="Project", ordering="agent__project__name")
+    def project(self, obj: AgentRun) -> str:
+        return obj.agent.project.name
+
+    @admin.display(description="Status", ordering="status")
+    def status_display(self, obj: AgentRun):
+        pending = getattr(obj, "pending_requests", None)
+        if not pending:
+            return run_status_badge(obj.status, short=True)
+        first = pending[0]
+        return format_html(
+            '{}<br><span class="run-pending">{}: {}</span>', run_status_badge(obj.status, short=True),
+            RunRequestKind(first.kind).label.split(" ")[0].lower(), first.tool_name,
+        )
+
+    @admin.display(description="Tokens", ordering="tokens_used")
+    def tokens(self, obj: AgentRun) -> str:
+        return f"{obj.tokens_used:,}"
+
+    @admin.display(description="Cost (USD)", ordering="cost")
+    def cost_display(self, obj: AgentRun) -> str:
+        return f"{obj.cost:,.4f}"
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: AgentRun):
+        return stacked_time(obj.created_at)
+
+    @admin.display(description="Finished", ordering="finished_at")
+    def finished(self, obj: AgentRun):
+        return stacked_time(obj.finished_at)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "offline_note": OFFLINE_NOTE if offline_provider() else ""}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    # --- The bulk action. ---
+
+    @admin.action(description="Cancel selected runs", permissions=["operate"])
+    def cancel_selected(self, request, queryset) -> None:
+        """``run_cancel`` for each selected run (in primary-key order); reports "N runs cancelled", the runs
+        that were cancelled already, and each failure."""
+        cancelled, already, failed = [], [], []
+        for run in queryset.order_by("pk"):
+            if run.status == RunStatus.CANCELLED:
+                already.append(run)
+                continue
+            try:
+                result = services.run_cancel(run, actor=request.user)
+            except SERVICE_ERRORS as exc:
+                failed.append((run, describe_error(exc)))
+                continue
+            cancelled.append(result)
+            self.log_change(request, result, "Cancelled (bulk action)")
+        if cancelled:
+            text = ngettext("%(count)d run cancelled.", "%(count)d runs cancelled.", len(cancelled))
+            self.message_user(request, text % {"count": len(cancelled)}, messages.SUCCESS)
+        if already:
+            text = ngettext("%(count)d run was already cancelled: %(ids)s.",
+                            "%(count)d runs were already cancelled: %(ids)s.", len(already))
+            ids = ", ".join(short_id(run.pk) for run in already)
+            self.message_user(request, text % {"count": len(already), "ids": ids}, messages.INFO)
+        for run, error in failed:
+            self.message_user(
+                request, f"Could not cancel run {short_id(run.pk)} of “{run.agent.name}”: {error}", messages.ERROR
+            )
+
+    # --- The run's page and its buttons. ---
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/cancel/", wrap(self.cancel_view), name="{}_{}_cancel".format(*info)),
+            path(
+                "<path:object_id>/requests/<uuid:request_pk>/decide/", wrap(self.decide_view),
+                name="{}_{}_decide".format(*info),
+            ),
+            path("<path:object_id>/answer/", wrap(self.answer_view), name="{}_{}_answer".format(*info)),
+            *super().get_urls(),
+        ]
+
+    def run_url(self, run: AgentRun) -> str:
+        return reverse("admin:agents_agentrun_change", args=[run.pk], current_app=self.admin_site.name)
+
+    def _get_run(self, request, object_id, *, operate: bool):
+        """``(run, None)``, or ``(None, redirect)`` when it does not exist; 403 without the permission."""
+        run = self.get_object(request, unquote(object_id))
+        if run is None:
+            return None, self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, run) or (operate and not self.has_operate_permission(request)):
+            raise PermissionDenied
+        return run, None
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The run's page (read-only; its buttons post to their own views)."""
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        run, response = self._get_run(request, object_id, operate=False)
+        return response or self.render_run_page(request, run)
+
+    def render_run_page(self, request, run: AgentRun, *, answer_form: RunAnswerForm | None = None, status=200):
+        """The run's summary, pending requests (with their forms), request history and trace."""
+        can_operate = self.has_operate_permission(request)
+        requests = list(run.requests.select_related("decided_by").order_by("requested_at"))
+        pending = [r for r in requests if r.is_pending]
+        answerable = next((r for r in pending if r.kind != RunRequestKind.APPROVAL), None)
+        pending_rows = []
+        for req in pending:
+            row = {
+                "request": req, "kind": RunRequestKind(req.kind).label, "arguments": pretty_json(req.arguments),
+                "age": ago(req.requested_at),
+            }
+            if req.kind == RunRequestKind.APPROVAL:
+                row["decide_url"] = reverse("admin:agents_agentrun_decide", args=[run.pk, req.pk])
+                row["form"] = RunDecisionForm(auto_id=f"id_{req.pk.hex[:8]}_%s")
+            elif req is answerable:
+                schema = req.requested_schema if req.kind == RunRequestKind.INPUT else _connection_schema()
+                row["schema"] = pretty_json(schema or {"type": "object"})
+                row["answer_url"] = reverse("admin:agents_agentrun_answer", args=[run.pk])
+                row["form"] = answer_form or RunAnswerForm()
+            pending_rows.append(row)
+        steps = list(run.steps.order_by("index")[:TRACE_PAGE_LIMIT])
+        for step in steps:
+            step.input_json = None if step.input is None else pretty_json(step.input)
+            step.output_json = None if step.output is None else pretty_json(step.output)
+        issue_url = reverse("admin:projects_issue_change", args=[run.issue_id]) if run.issue_id else ""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Run {short_id(run.pk)} of “{run.agent.name}”",
+            "original": run,
+            "run": run,
+            "status_badge": run_status_badge(run.status),
+            "agent_url": reverse("admin:agents_agentinstance_change", args=[run.agent_id]),
+            "issue_url": issue_url,
+            "result_json": None if run.result is None else pretty_json(run.result),
+            "checkpoint_json": None if run.checkpoint is None else pretty_json(run.checkpoint),
+            "can_operate": can_operate,
+            "cancel_url": reverse("admin:agents_agentrun_cancel", args=[run.pk])
+            if can_operate and run.status not in RUN_FINISHED_STATUSES else "",
+            "pending_rows": pending_rows,
+            "past_requests": [r for r in requests if not r.is_pending],
+            "steps": steps,
+            "steps_truncated": run.steps_completed > len(steps),
+            "offline_note": OFFLINE_NOTE if offline_provider() else "",
+            "history_url": reverse("admin:agents_agentrun_history", args=[run.pk]),
+            "runs_url": reverse("admin:agents_agentrun_changelist") + f"?agent__id__exact={run.agent_id}",
+            "media": self.media + RunAnswerForm().media,
+        }
+        return TemplateResponse(request, "admin/agents/agentrun/run_page.html", context, status=status)
+
+    def cancel_view(self, request, object_id):
+        """POST: ``run_cancel``, then back to the run's page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        run, response = self._get_run(request, object_id, operate=True)
+        if response:
+            return response
+        before = run.status
+        try:
+            run = services.run_cancel(run, actor=request.user)
+        except SERVICE_ERRORS as exc:
+            self.message_user(request, f"Could not cancel run {short_id(run.pk)}: {describe_error(exc)}",
+                              messages.ERROR)
+        else:
+            if before == RunStatus.CANCELLED:
+                self.message_user(request, f"Run {short_id(run.pk)} was already cancelled.", messages.INFO)
+            else:
+                self.log_change(request, run, f"Cancelled ({before} → {run.status})")
+                self.message_user(request, f"Run {short_id(run.pk)} cancelled.", messages.SUCCESS)
+        return redirect(self.run_url(run))
+
+    def decide_view(self, request, object_id, request_pk):
+        """POST ``decision`` (``approve``/``deny``) and ``reason``: ``run_request_decide``, then back to the run."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        run, response = self._get_run(request, object_id, operate=True)
+        if response:
+            return response
+        pending = run.requests.filter(pk=request_pk, kind=RunRequestKind.APPROVAL).first()
+        form = RunDecisionForm(request.POST)
+        if pending is None:
+            self.message_user(request, "This run has no such approval request.", messages.ERROR)
+        elif not form.is_valid():
+            errors = "; ".join(str(m) for messages_ in form.errors.values() for m in messages_)
+            self.message_user(request, f"Could not decide: {errors}", messages.ERROR)
+        else:
+            decision = form.cleaned_data["decision"]
+            verb = "approve" if decision == "approve" else "deny"
+            try:
+                decided = services.run_request_decide(
+                    pending, decision=decision, reason=form.cleaned_data["reason"], actor=request.user
+                )
+            except SERVICE_ERRORS as exc:
+                self.message_user(request, f"Could not {verb} “{pending.tool_name}”: {describe_error(exc)}",
+                                  messages.ERROR)
+            else:
+                self.log_change(request, run, f"{decided.get_status_display()} {decided.tool_name}")
+                self.message_user(
+                    request, f"{decided.get_status_display()}: “{decided.tool_name}”. The run continues on a worker.",
+                    messages.SUCCESS,
+                )
+        return redirect(self.run_url(run))
+
+    def answer_view(self, request, object_id):
+        """POST ``action`` (``accept``/``decline``) and ``content`` (JSON): ``run_request_answer``. Content the
+        request's schema refuses shows the run's page again with each error on the form."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        run, response = self._get_run(request, object_id, operate=True)
+        if response:
+            return response
+        form = RunAnswerForm(request.POST)
+        if form.is_valid():
+            action = form.cleaned_data["action"]
+            try:
+                answered = services.run_request_answer(
+                    run, content=form.cleaned_data["content"], action=action, actor=request.user
+                )
+            except ValidationError as exc:
+                form.add_error("content", _content_errors(exc))
+            except DomainError as exc:
+                if exc.field in ("content", "action"):
+                    form.add_error(exc.field, exc.message)
+                else:
+                    self.message_user(request, f"Could not answer: {exc.message}", messages.ERROR)
+                    return redirect(self.run_url(run))
+            else:
+                self.log_change(request, run, f"{answered.get_status_display()} {answered.tool_name}")
+                self.message_user(
+                    request, f"{answered.get_status_display()}: “{answered.tool_name}”. The run continues on a worker.",
+                    messages.SUCCESS,
+                )
+                return redirect(self.run_url(run))
+        if not run.requests.filter(status=RunRequestStatus.PENDING).exclude(kind=RunRequestKind.APPROVAL).exists():
+            self.message_user(request, "The run is not waiting for input.", messages.ERROR)
+            return redirect(self.run_url(run))
+        return self.render_run_page(request, run, answer_form=form)
+
+
+def _connection_schema() -> dict:
+    from ..tools.client import CONNECTION_OUTCOME_SCHEMA
+
+    return CONNECTION_OUTCOME_SCHEMA
+
+
+def _content_errors(error: ValidationError) -> list[str]:
+    """The messages of ``run_request_answer``'s schema errors (keyed ``content.<path>``), each prefixed by its
+    path inside the content (``name: 'name' is a required property``)."""
+    if not hasattr(error, "error_dict"):
+        return list(error.messages)
+    out = []
+    for key, messages_ in error.message_dict.items():
+        where = key.removeprefix("content").lstrip(".")
+        out.extend(f"{where}: {message}" if where else message for message in messages_)
+    return out
+
+
+# --- An agent's latest runs, on the agent's page ------------------------------------------------------------
+
+
+class LatestRunsFormSet(BaseInlineFormSet):
+    """The newest ``RUNS_INLINE_LIMIT`` runs only: an agent's runs grow without bound."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_latest"):
+            self._latest = list(super().get_queryset()[:RUNS_INLINE_LIMIT])
+        return self._latest
+
+
+class AgentRunInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """The agent's latest runs, newest first, each linking to its page."""
+
+    model = AgentRun
+    fk_name = "agent"
+    formset = LatestRunsFormSet
+    fields = ("run_link", "status_display", "task", "steps_completed", "tokens", "cost_display", "created",
+              "finished")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+    extra = 0
+    verbose_name = "run"
+    verbose_name_plural = f"Runs (latest {RUNS_INLINE_LIMIT}, newest first)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("issue")
+
+    @admin.display(description="Run")
+    def run_link(self, obj: AgentRun):
+        url = reverse("admin:agents_agentrun_change", args=[obj.pk])
+        return format_html('<a href="{}" class="run-id">{}</a>', url, short_id(obj.pk))
+
+    @admin.display(description="Status")
+    def status_display(self, obj: AgentRun):
+        return run_status_badge(obj.status)
+
+    @admin.display(description="Task")
+    def task(self, obj: AgentRun) -> str:
+        lines = obj.instruction.strip().splitlines()
+        text = lines[0] if lines else (obj.issue.title if obj.issue_id else "")
+        return Truncator(text).chars(80)
+
+    @admin.display(description="Tokens")
+    def tokens(self, obj: AgentRun) -> str:
+        return f"{obj.tokens_used:,}"
+
+    @admin.display(description="Cost (USD)")
+    def cost_display(self, obj: AgentRun) -> str:
+        return f"{obj.cost:,.4f}"
+
+    @admin.display(description="Created")
+    def created(self, obj: AgentRun) -> str:
+        return when(obj.created_at)
+
+    @admin.display(description="Finished")
+    def finished(self, obj: AgentRun) -> str:
+        return when(obj.finished_at)
+
+
+# --- The index section ---------------------------------------------------------------------------------------
+
+
+def runtime_index_section(request) -> dict[str, Any] | None:
+    """The index's "Runs" section for staff who may view runs (``None`` for the others): run counts by status,
+    the requests waiting for a person (oldest first) and the agents whose heartbeat is stale, in a fixed number
+    of queries (``agents.runtime.selectors``)."""
+    if not request.user.has_perm("agents.view_agentrun"):
+        return None
+    run_counts = selectors.run_counts()
+    runs_url = reverse("admin:agents_agentrun_changelist")
+    counts = [
+        {"status": status, "badge": run_status_badge(status), "count": run_counts[status],
+         "url": f"{runs_url}?status__exact={status}"}
+        for status in DASHBOARD_STATUSES
+    ]
+    waiting = [
+        {
+            "request": req,
+            "kind": RunRequestKind(req.kind).label,
+            "summary": request_summary(req),
+            "age": ago(req.requested_at),
+            "run_url": reverse("admin:agents_agentrun_change", args=[req.run_id]),
+            "agent_url": reverse("admin:agents_agentinstance_change", args=[req.run.agent_id]),
+        }
+        for req in selectors.pending_requests()[:DASHBOARD_LIMIT]
+    ]
+    stale_agents = list(selectors.stale_heartbeats()[:DASHBOARD_LIMIT])
+    running = dict(
+        AgentRun.objects.filter(agent__in=[a.pk for a in stale_agents], status=RunStatus.RUNNING)
+        .values_list("agent_id", "pk")
+    ) if stale_agents else {}
+    stale = [
+        {
+            "agent": agent,
+            "heartbeat": ago(agent.last_heartbeat_at),
+            "heartbeat_at": when(agent.last_heartbeat_at),
+            "agent_url": reverse("admin:agents_agentinstance_change", args=[agent.pk]),
+            "run_url": reverse("admin:agents_agentrun_change", args=[running[agent.pk]]) if agent.pk in running else "",
+            "run_id": short_id(running[agent.pk]) if agent.pk in running else "",
+        }
+        for agent in stale_agents
+    ]
+    return {
+        "runtime": {
+            "counts": counts,
+            "waiting": waiting,
+            "waiting_truncated": len(waiting) >= DASHBOARD_LIMIT,
+            "stale": stale,
+            "heartbeat_timeout": settings.AGENT_HEARTBEAT_TIMEOUT_SECONDS,
+            "runs_url": runs_url,
+            "offline_note": OFFLINE_NOTE if offline_provider() else "",
+        }
+    }
+
+
+admin.site.register_index_section(
+    "agents.runtime", template="admin/agents/index_runtime.html", context=runtime_index_section, order=10,
+    css=("agents/admin.css",),
+)
