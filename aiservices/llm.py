@@ -259,7 +259,7 @@ class OfflineChatProvider(ChatProvider):
             failed = sum(1 for m in results if '"error"' in (m.get("content") or ""))
             text = (
                 "[offline provider: no LLM is configured, this answer is scripted] "
-                f"Done with: {instruction[:200] or 'the task'}. "
+                f"Done with: {instruction[:200].rstrip('. ') or 'the task'}. "
                 f"I called {len(results)} tool(s); {failed} returned an error."
             )
             message = {"role": "assistant", "content": text}

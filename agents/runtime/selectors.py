@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from ..choices import AgentStatus, RunRequestStatus, RunStatus
+from ..choices import RunRequestStatus, RunStatus
 from ..models import AgentInstance, AgentRun, AgentRunRequest
 
 #: Most steps a run's detail carries (``GET .../runs/{id}``); ``.../runs/{id}/steps`` pages through all.
@@ -58,14 +57,3 @@ def run_counts() -> dict[str, int]:
     """Runs by status, over all runs (one aggregate query): ``{"queued": n, "running": n, ...}``."""
     row = AgentRun.objects.aggregate(**{s: Count("pk", filter=Q(status=s)) for s in RunStatus.values})
     return {status: row[status] for status in RunStatus.values}
-
-
-def dashboard(*, limit: int = 20) -> dict[str, Any]:
-    """What the admin index shows about the runtime: run counts by status, the requests waiting for a person
-    and the agents whose worker stopped beating (the newest ``limit`` of each)."""
-    return {
-        "run_counts": run_counts(),
-        "waiting_for_you": list(pending_requests()[:limit]),
-        "stale_heartbeats": list(stale_heartbeats()[:limit]),
-        "working_agents": AgentInstance.objects.filter(status=AgentStatus.WORKING).count(),
-    }
