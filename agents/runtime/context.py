@@ -160,8 +160,13 @@ class RunContext:
         return self._checkpoint
 
     def save_checkpoint(self, state: Any) -> None:
-        """Save ``state`` (JSON) as the point the run continues from after a pause, a wait or a lost worker."""
-        AgentRun.objects.filter(pk=self.run.pk).update(checkpoint=state, updated_at=timezone.now())
+        """Save ``state`` (JSON) as the point the run continues from after a pause, a wait or a lost worker.
+
+        Nothing is written once the run was taken over by another worker (reaped: its task id changed).
+        """
+        AgentRun.objects.filter(pk=self.run.pk, task_id=self.run.task_id).update(
+            checkpoint=state, updated_at=timezone.now()
+        )
         self._checkpoint = state
 
     # --- Step boundaries ---
@@ -169,13 +174,16 @@ class RunContext:
     def stop_reason(self) -> str | None:
         """Why the run must stop now (``RunInterrupted.PAUSED`` / ``CANCELLED``), or ``None``; stamps the heartbeat.
 
-        One read: the run is no longer ``running`` (cancelled, reaped), or its agent is no longer ``working``
-        (paused, over budget, terminated; or paused and resumed already: the run is parked and continues).
+        One read: the run is no longer ``running`` (cancelled, reaped) or no longer this task's (reaped while this
+        worker was unresponsive, and taken over by another: its task id changed), or its agent is no longer
+        ``working`` (paused, over budget, terminated; or paused and resumed already: the run is parked and
+        continues).
         """
         now = timezone.now()
         AgentInstance.objects.filter(pk=self.agent.pk).update(last_heartbeat_at=now)
-        row = AgentRun.objects.filter(pk=self.run.pk).values_list("status", "agent__status").first()
-        if row is None or row[0] != RunStatus.RUNNING or row[1] == AgentStatus.TERMINATED:
+        row = AgentRun.objects.filter(pk=self.run.pk).values_list("status", "agent__status", "task_id").first()
+        if (row is None or row[0] != RunStatus.RUNNING or row[2] != self.run.task_id
+                or row[1] == AgentStatus.TERMINATED):
             return RunInterrupted.CANCELLED
         if row[1] != AgentStatus.WORKING:
             return RunInterrupted.PAUSED

@@ -43,7 +43,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from ..choices import RunRequestKind, RunRequestStatus, StepKind
-from ..models import RESERVED_SLUG_PREFIX, AgentRunRequest
+from ..models import RESERVED_SLUG_PREFIX, AgentInstance, AgentRunRequest
 from ..registry import BaseAgent
 from ..tools.client import REQUEST_CONNECTION, REQUEST_INPUT
 from ..tools.registry import KIND_CLIENT, PERMISSIONS, Tool, ToolResult, call_tool, tool_registry
@@ -217,6 +217,9 @@ class ToolLoop:
         call = state["pending"][0]
         started = time.monotonic()
         with transaction.atomic():
+            # The agent row first, as the services that decide or answer a request lock it (agent, run, request),
+            # so a person deciding while this call runs waits for it instead of deadlocking with it.
+            AgentInstance.objects.select_for_update().filter(pk=self.ctx.agent.pk).values_list("pk").first()
             name, arguments, result, permission = self._outcome(call)
             if isinstance(result, Wait):
                 wait = result

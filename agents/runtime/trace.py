@@ -60,6 +60,13 @@ def step_record(
     """
     tokens = prompt_tokens + completion_tokens
     with transaction.atomic():
+        if agent_id is not None:
+            # The agent row first, then the run: the order every runtime service locks them in (a claim, a cancel,
+            # the reaper), so recording a step never deadlocks with one of them.
+            now = timezone.now()
+            usage = {"tokens_used": F("tokens_used") + tokens, "cost_incurred": F("cost_incurred") + cost} if (
+                tokens or cost) else {}
+            AgentInstance.objects.filter(pk=agent_id).update(last_heartbeat_at=now, last_activity_at=now, **usage)
         index = AgentRun.objects.select_for_update().values_list("steps_completed", flat=True).get(pk=run_id)
         step = AgentRunStep.objects.create(
             run_id=run_id, index=index, kind=kind, name=name[:200], input=cap(input), output=cap(output),
@@ -70,9 +77,4 @@ def step_record(
             steps_completed=F("steps_completed") + 1, tokens_used=F("tokens_used") + tokens, cost=F("cost") + cost,
             updated_at=timezone.now(),
         )
-        if agent_id is not None:
-            now = timezone.now()
-            usage = {"tokens_used": F("tokens_used") + tokens, "cost_incurred": F("cost_incurred") + cost} if (
-                tokens or cost) else {}
-            AgentInstance.objects.filter(pk=agent_id).update(last_heartbeat_at=now, last_activity_at=now, **usage)
     return step
