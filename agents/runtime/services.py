@@ -103,17 +103,20 @@ def _dispatch(run: AgentRun) -> None:
     _after_commit(_send, str(run.pk), run.task_id)
 
 
-def _dispatch_next_locked(agent: AgentInstance) -> AgentRun | None:
-    """With ``agent`` locked and ``idle``: dispatch its paused run, else its oldest queued run."""
+def _next_run(agent: AgentInstance) -> AgentRun | None:
+    """With ``agent`` locked: the run to start now — none unless the agent is ``idle``; its paused run, else its
+    oldest queued run."""
     if agent.status != S.IDLE:
         return None
     active = agent.runs.filter(status__in=RUN_ACTIVE_STATUSES).first()
     if active is not None:
-        if active.status != R.PAUSED:
-            return None
-        run = active
-    else:
-        run = agent.runs.filter(status=R.QUEUED).order_by("created_at", "pk").first()
+        return active if active.status == R.PAUSED else None
+    return agent.runs.filter(status=R.QUEUED).order_by("created_at", "pk").first()
+
+
+def _dispatch_next_locked(agent: AgentInstance) -> AgentRun | None:
+    """With ``agent`` locked: dispatch ``_next_run``; returns it (or ``None``)."""
+    run = _next_run(agent)
     if run is not None:
         _dispatch(_lock_run(run.pk))
     return run
@@ -185,7 +188,8 @@ def run_create(
         )
         if issue is not None and issue.assigned_agent_id != locked.pk:
             project_services.issue_update(issue, data={"assigned_agent": locked})
-        _dispatch_next_locked(locked)
+        if _next_run(locked) == run:  # else it waits its turn: the run ahead of it was sent already
+            _dispatch(run)
     return run, True
 
 
@@ -547,12 +551,14 @@ def runs_reap_stale(*, now=None) -> ReapReport:
     )
     for run_id in stale.values_list("pk", flat=True):
         _reap(run_id, cutoff, report)
+    reaped = set(report.requeued)  # their agents' return to idle sent them already
     for agent_id in set(
         AgentRun.objects.filter(agent__status=S.TERMINATED).exclude(status__in=RUN_FINISHED_STATUSES)
         .values_list("agent_id", flat=True)
     ):
         report.cancelled += [str(agent_id)] * runs_cancel_for_terminated(agent_id)
-    idle_with_work = AgentRun.objects.filter(agent__status=S.IDLE, status__in=(R.QUEUED, R.PAUSED))
+    idle_with_work = AgentRun.objects.filter(agent__status=S.IDLE, status__in=(R.QUEUED, R.PAUSED)).exclude(
+        pk__in=reaped)
     for agent_id in set(idle_with_work.values_list("agent_id", flat=True)):
         run = run_dispatch_next(agent_id)
         if run is not None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.http import Http404
 from django_fsm import ConcurrentTransition
 from jsonschema import Draft202012Validator
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from projects.models import Project
 
 PERMISSIONS = ("allow", "ask", "deny")
+#: PostgreSQL errors a tool call may simply try again after: deadlock_detected, serialization_failure.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 KIND_PLATFORM = "platform"
 KIND_CLIENT = "client"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -293,3 +295,10 @@ def call_tool(tool: Tool, call: ToolCall, arguments: Any) -> ToolResult:
         return ToolResult.error("not_found", "Not found.")
     except ConcurrentTransition:
         return ToolResult.error("conflict", STALE_WRITE_MESSAGE)
+    except OperationalError as exc:
+        # Two agents steering each other at the same moment can deadlock; the database picks one of them, whose
+        # savepoint is rolled back (and its row locks released). The model may try again; any other failure of
+        # the database is not the model's to handle.
+        if getattr(exc.__cause__, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+            raise
+        return ToolResult.error("conflict", "The platform was busy with a conflicting change; try again.")

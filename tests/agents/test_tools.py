@@ -159,3 +159,30 @@ def test_the_build_kit_tools_are_registered_by_the_build_kit(caller, agent_type)
     assert committed.structured["version"] == 1
     invalid = call("commit_revision", caller, agent_type=agent_type.slug, template={"nope": 1})
     assert invalid.structured["error"]["code"] == "invalid_arguments"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_agents_pausing_each_other_at_once_never_fail_a_run(project, agent_type):
+    """Each holds its own row (as the loop does) and locks the other's: the database breaks the deadlock, and the
+    call it picked answers ``conflict`` (try again) instead of raising."""
+    import threading
+
+    from django.db import transaction
+
+    from agents.models import AgentInstance
+    from tests.threads import failures, run_concurrently
+
+    one, two = (services.agent_spawn(project=project, agent_type=agent_type, name=n) for n in ("one", "two"))
+    both_locked = threading.Barrier(2)
+
+    def steer(index):
+        me, other = (one, two) if index == 0 else (two, one)
+        with transaction.atomic():
+            AgentInstance.objects.select_for_update().filter(pk=me.pk).first()
+            both_locked.wait(timeout=10)
+            return call("pause_agent", me, agent_id=str(other.pk))
+
+    results = run_concurrently(2, steer)
+    assert failures(results) == []
+    codes = sorted("ok" if not r.is_error else r.structured["error"]["code"] for r in results)
+    assert codes == ["conflict", "ok"]
