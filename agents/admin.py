@@ -23,7 +23,6 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -34,7 +33,7 @@ from django.utils.timesince import timesince
 from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
-from syndarix.admin_site import ReadOnlyAdminMixin
+from syndarix.admin_site import LatestRowsFormSet, ReadOnlyAdminMixin
 from syndarix.exceptions import DomainError
 
 from . import selectors, services
@@ -133,13 +132,10 @@ def status_badge(status: str):
     )
 
 
-class LatestTransitionsFormSet(BaseInlineFormSet):
+class LatestTransitionsFormSet(LatestRowsFormSet):
     """The newest ``LEDGER_INLINE_LIMIT`` ledger rows only: an agent's ledger grows without bound."""
 
-    def get_queryset(self):
-        if not hasattr(self, "_latest"):
-            self._latest = list(super().get_queryset()[:LEDGER_INLINE_LIMIT])
-        return self._latest
+    limit = LEDGER_INLINE_LIMIT
 
 
 class AgentTransitionInline(ReadOnlyAdminMixin, admin.TabularInline):

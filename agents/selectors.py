@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +12,15 @@ from django.db.models.functions import Coalesce
 from projects.models import Project
 
 from .choices import AgentStatus
-from .models import AgentInstance
+from .models import AgentInstance, AgentType
+
+
+def agent_type_by_id_or_slug(value: str) -> AgentType | None:
+    """The agent type whose id (a UUID) or slug is ``value``, or ``None``."""
+    try:
+        return AgentType.objects.filter(pk=uuid.UUID(str(value))).first()
+    except ValueError:
+        return AgentType.objects.filter(slug=value).first()
 
 
 def agent_queryset() -> QuerySet[AgentInstance]:

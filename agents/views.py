@@ -21,6 +21,7 @@ from syndarix.api.idempotency import idempotency_key
 from syndarix.api.permissions import IsStaffWithModelPermission
 from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import IDEMPOTENCY_KEY, MessageSerializer, error_responses
+from syndarix.api.views import ValidatedInputMixin
 
 from . import services
 from .filtersets import AgentInstanceFilterSet, AgentTypeFilterSet
@@ -206,7 +207,8 @@ class AgentTypeViewSet(RateLimitMixin, viewsets.ModelViewSet):
 )
 @extend_schema(tags=["agents"])
 class AgentViewSet(
-    RateLimitMixin, ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    RateLimitMixin, ProjectScopedMixin, ValidatedInputMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
 ):
     """The agents of one project. Anyone who can see the project reads; its owner, the workspace's admins and
     operators, and superusers write (viewers get 403)."""
@@ -243,13 +245,6 @@ class AgentViewSet(
         self.check_object_permissions(self.request, agent)
         return agent
 
-    def _input(self, serializer_class, data=None) -> dict:
-        serializer = serializer_class(
-            data=self.request.data if data is None else data, context=self.get_serializer_context()
-        )
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
     def _present(self, agent: AgentInstance, status_code: int = status.HTTP_200_OK) -> Response:
         """Re-read ``agent`` with its joins and annotations and answer with its representation."""
         agent = self.get_queryset().get(pk=agent.pk)
@@ -267,7 +262,7 @@ class AgentViewSet(
     _FORMS = {"pause": AgentActionSerializer, "resume": AgentActionSerializer, "usage": AgentUsageSerializer}
 
     def create(self, request, *args, **kwargs):
-        data = self._input(AgentSpawnSerializer)
+        data = self.validated_input(AgentSpawnSerializer)
         agent = services.agent_spawn(
             project=self.project,
             agent_type=data["agent_type_id"],
@@ -281,13 +276,13 @@ class AgentViewSet(
 
     def partial_update(self, request, *args, **kwargs):
         agent = self.get_object()
-        data = self._input(AgentUpdateSerializer)
+        data = self.validated_input(AgentUpdateSerializer)
         agent = services.agent_update(agent, actor=request.user, data=data, request_id=idempotency_key(request))
         return self._present(agent)
 
     def destroy(self, request, *args, **kwargs):
         agent = self.get_object()
-        data = self._input(AgentTerminateSerializer, request.data or request.query_params)
+        data = self.validated_input(AgentTerminateSerializer, request.data or request.query_params)
         agent = services.agent_terminate(
             agent,
             actor=request.user,
@@ -301,7 +296,7 @@ class AgentViewSet(
     @action(detail=True, methods=["post"])
     def pause(self, request, *args, **kwargs):
         agent = self.get_object()
-        data = self._input(AgentActionSerializer)
+        data = self.validated_input(AgentActionSerializer)
         agent = services.agent_pause(
             agent, actor=request.user, reason=data["reason"], request_id=idempotency_key(request)
         )
@@ -310,7 +305,7 @@ class AgentViewSet(
     @action(detail=True, methods=["post"])
     def resume(self, request, *args, **kwargs):
         agent = self.get_object()
-        data = self._input(AgentActionSerializer)
+        data = self.validated_input(AgentActionSerializer)
         agent = services.agent_resume(
             agent, actor=request.user, reason=data["reason"], request_id=idempotency_key(request)
         )
@@ -333,7 +328,7 @@ class AgentViewSet(
     @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
     def usage(self, request, *args, **kwargs):
         agent = self.get_object()
-        data = self._input(AgentUsageSerializer)
+        data = self.validated_input(AgentUsageSerializer)
         agent = services.agent_record_usage(
             agent, tokens=data["tokens"], cost=data["cost"], tasks_completed=data["tasks_completed"]
         )

@@ -5,12 +5,9 @@ the build kit. Both run through the build kit's services, with the calling agent
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from django.db.models import Q
-
-from agents.models import AgentType
+from agents.selectors import agent_type_by_id_or_slug
 from agents.tools.registry import Tool, ToolCall, ToolRegistry
 from syndarix.exceptions import NotFound
 
@@ -31,11 +28,7 @@ def find_capabilities(call: ToolCall, *, use_cases: list[str], limit: int = 5) -
 
 
 def commit_revision(call: ToolCall, *, agent_type: str, template: dict, message: str = "") -> dict[str, Any]:
-    try:
-        lookup = Q(pk=uuid.UUID(agent_type))
-    except ValueError:
-        lookup = Q(slug=agent_type)
-    found = AgentType.objects.filter(lookup).first()
+    found = agent_type_by_id_or_slug(agent_type)
     if found is None:
         raise NotFound("Agent type not found.", field="agent_type")
     revision = template_commit(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
 
@@ -33,6 +34,18 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class LatestRowsFormSet(BaseInlineFormSet):
+    """An inline showing only its first ``limit`` rows in its ordering (set ``limit`` on a subclass): for child
+    rows that grow without bound, such as a ledger or a run history."""
+
+    limit = 50
+
+    def get_queryset(self):
+        if not hasattr(self, "_latest"):
+            self._latest = list(super().get_queryset()[: self.limit])
+        return self._latest
 
 
 #: What a section contributes to the index for one request: context keys, or ``None`` to stay hidden.

@@ -23,7 +23,6 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -36,7 +35,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import ngettext
 
 from aiservices.llm import OFFLINE
-from syndarix.admin_site import ReadOnlyAdminMixin
+from syndarix.admin_site import LatestRowsFormSet, ReadOnlyAdminMixin
 from syndarix.exceptions import DomainError
 
 from ..choices import RUN_FINISHED_STATUSES, RunRequestKind, RunRequestStatus, RunStatus
@@ -439,13 +438,10 @@ def _content_errors(error: ValidationError) -> list[str]:
 # --- An agent's latest runs, on the agent's page ------------------------------------------------------------
 
 
-class LatestRunsFormSet(BaseInlineFormSet):
+class LatestRunsFormSet(LatestRowsFormSet):
     """The newest ``RUNS_INLINE_LIMIT`` runs only: an agent's runs grow without bound."""
 
-    def get_queryset(self):
-        if not hasattr(self, "_latest"):
-            self._latest = list(super().get_queryset()[:RUNS_INLINE_LIMIT])
-        return self._latest
+    limit = RUNS_INLINE_LIMIT
 
 
 class AgentRunInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -21,6 +21,7 @@ from projects.permissions import CanWriteProject, ProjectScopedMixin
 from syndarix.api.idempotency import idempotency_key
 from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import IDEMPOTENCY_KEY, error_responses
+from syndarix.api.views import ValidatedInputMixin
 
 from ..choices import RunRequestKind
 from ..models import AgentInstance, AgentRun, AgentRunRequest
@@ -114,7 +115,8 @@ APPROVAL_ID = OpenApiParameter("approval_id", str, OpenApiParameter.PATH, descri
     ),
 )
 class AgentRunViewSet(
-    RateLimitMixin, ProjectScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    RateLimitMixin, ProjectScopedMixin, ValidatedInputMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
 ):
     """The runs of one agent."""
 
@@ -144,17 +146,12 @@ class AgentRunViewSet(
     def get_serializer_class(self):
         return AgentRunDetailSerializer if self.action == "retrieve" else AgentRunSerializer
 
-    def _input(self, serializer_class) -> dict:
-        serializer = serializer_class(data=self.request.data, context=self.get_serializer_context())
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
     def _present(self, run: AgentRun, status_code: int = status.HTTP_200_OK) -> Response:
         run = self.get_queryset().get(pk=run.pk)
         return Response(AgentRunSerializer(run, context=self.get_serializer_context()).data, status=status_code)
 
     def create(self, request, *args, **kwargs):
-        data = self._input(RunCreateSerializer)
+        data = self.validated_input(RunCreateSerializer)
         run, _ = services.run_create(
             agent=self.agent, instruction=data["instruction"], issue=data["issue_id"], actor=request.user,
             request_id=idempotency_key(request),
@@ -177,7 +174,7 @@ class AgentRunViewSet(
     def decide(self, request, *args, **kwargs):
         run = self.get_object()
         approval = get_object_or_404(AgentRunRequest, pk=kwargs["approval_id"], run=run, kind=RunRequestKind.APPROVAL)
-        data = self._input(ApprovalDecisionSerializer)
+        data = self.validated_input(ApprovalDecisionSerializer)
         approval = services.run_request_decide(
             approval, decision=data["decision"], reason=data["reason"], actor=request.user,
             request_id=idempotency_key(request),
@@ -187,7 +184,7 @@ class AgentRunViewSet(
     @action(detail=True, methods=["post"], url_path="input", filter_backends=[], pagination_class=None)
     def answer(self, request, *args, **kwargs):
         run = self.get_object()
-        data = self._input(RunInputSerializer)
+        data = self.validated_input(RunInputSerializer)
         answered = services.run_request_answer(
             run, content=data["content"], action=data["action"], actor=request.user,
             request_id=idempotency_key(request),

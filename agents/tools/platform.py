@@ -11,17 +11,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Q
-
 from projects import services as project_services
 from projects.choices import IssueStatus
 from projects.models import Issue, Project
+from syndarix.api.filters import IdOrSlugFilter
 from syndarix.exceptions import NotFound
 
 from .. import contexts, services
 from ..choices import AgentStatus, TerminationReason
 from ..exceptions import ContextNotFound
-from ..models import AgentContext, AgentInstance, AgentType
+from ..models import AgentContext, AgentInstance
+from ..selectors import agent_type_by_id_or_slug
 from .registry import Tool, ToolCall, ToolRegistry
 
 _UUID = {"type": "string", "format": "uuid"}
@@ -131,10 +131,7 @@ def query_agents(call: ToolCall, *, project_id: str | None = None, status: list[
     if status:
         queryset = queryset.filter(status__in=status)
     if agent_type:
-        try:
-            queryset = queryset.filter(agent_type_id=uuid.UUID(agent_type))
-        except ValueError:
-            queryset = queryset.filter(agent_type__slug=agent_type)
+        queryset = IdOrSlugFilter(field_name="agent_type").filter(queryset, agent_type)
     if q:
         queryset = queryset.filter(name__icontains=q)
     rows = list(queryset.order_by("-created_at")[: limit + 1])
@@ -143,11 +140,7 @@ def query_agents(call: ToolCall, *, project_id: str | None = None, status: list[
 
 def spawn_agent(call: ToolCall, *, agent_type: str, name: str, project_id: str | None = None,
                 config: dict | None = None, current_task: str = "") -> dict[str, Any]:
-    try:
-        lookup = Q(pk=uuid.UUID(agent_type))
-    except ValueError:
-        lookup = Q(slug=agent_type)
-    found = AgentType.objects.filter(lookup).first()
+    found = agent_type_by_id_or_slug(agent_type)
     if found is None:
         raise NotFound("Agent type not found.", field="agent_type")
     agent = services.agent_spawn(

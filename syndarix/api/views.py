@@ -1,5 +1,5 @@
-"""API-wide views: the `/api/v1/` root, and JSON 404/500 handlers for `/api/` paths (Django's HTML pages
-elsewhere)."""
+"""API-wide views: the `/api/v1/` root, JSON 404/500 handlers for `/api/` paths (Django's HTML pages
+elsewhere), and the mixin of views that validate an action's own input."""
 
 from __future__ import annotations
 
@@ -13,6 +13,18 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from .exceptions import error_body
+
+
+class ValidatedInputMixin:
+    """For views whose actions read a body with a serializer of their own (not the response's)."""
+
+    def validated_input(self, serializer_class, data=None) -> dict:
+        """``serializer_class(data=request.data or data)`` validated (400 through the exception handler)."""
+        serializer = serializer_class(
+            data=self.request.data if data is None else data, context=self.get_serializer_context()
+        )
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
 
 
 def not_found(request, exception=None):
