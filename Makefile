@@ -16,25 +16,31 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 install: $(BIN)/.installed
 
-# The web server and a Celery worker (with the periodic jobs, --beat), sharing SQLite and, without REDIS_URL,
-# a folder broker in .celery/; stopping `make run` stops both.
+# A Celery worker for development: threads (quick to start and stop), with the periodic jobs (--beat).
+DEV_WORKER = $(BIN)/celery -A syndarix worker --beat --schedule=.celery/beat-schedule --pool=threads --concurrency=4
+
+# The web server and a worker beside it, sharing SQLite and, without REDIS_URL, a folder broker in .celery/.
+# Ctrl-C stops both: the worker gets 10 s to finish what it runs, then it is stopped (a run it held continues
+# from its checkpoint at the next start).
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py createcachetable
 	$(BIN)/python manage.py seed_demo
 	mkdir -p .celery
-	$(BIN)/celery -A syndarix worker --beat --schedule=.celery/beat-schedule --concurrency=2 --loglevel=INFO \
-		--logfile=.celery/worker.log & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	setsid $(DEV_WORKER) --loglevel=INFO --logfile=.celery/worker.log & worker=$$!; \
+	stop() { kill -TERM $$worker 2>/dev/null; for _ in $$(seq 50); do kill -0 $$worker 2>/dev/null || return 0; \
+		sleep 0.2; done; kill -KILL -- -$$worker 2>/dev/null; }; \
+	trap stop EXIT; trap 'exit 130' INT TERM; \
 	echo "Worker started (log: .celery/worker.log)"; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 worker: install
-	$(BIN)/celery -A syndarix worker --beat --schedule=.celery/beat-schedule --loglevel=INFO
+	mkdir -p .celery
+	$(DEV_WORKER) --loglevel=INFO
 
 test: install
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
-		DJANGO_DEBUG=true $(BIN)/pytest $(PYTEST_ARGS)
+	DJANGO_ENV_FILE= DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_DEBUG=true $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

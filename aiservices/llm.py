@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -219,16 +220,26 @@ def _is_tool_call(call: Any) -> bool:
 OFFLINE_READS = ("query_agents", "query_issues", "read_context")
 #: The shared context the offline provider reads and writes.
 OFFLINE_CONTEXT = "notes"
+#: An instruction that says this makes the offline provider ask the person for input first.
+ASK = re.compile(r"\bask\b", re.IGNORECASE)
+#: What it asks for (an MCP elicitation ``requestedSchema``).
+OFFLINE_QUESTION = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "description": "Your answer, in a sentence."}},
+    "required": ["answer"],
+}
 
 
 class OfflineChatProvider(ChatProvider):
     """The offline provider: a scripted stand-in for an LLM, for demos without an upstream.
 
-    Turn by turn, from the conversation so far: (1) call every offered read tool of ``OFFLINE_READS``
-    it has not called (``read_context`` on the shared context ``notes``); (2) call ``write_context``
-    once, when offered, merging a note about this run into ``notes``; (3) answer, naming itself the
-    offline provider and counting the tool results it saw. Usage is estimated at 4 characters per
-    token, so metering, budgets and the price table work as with a real model.
+    Turn by turn, from the conversation so far: (0) when the instruction says "ask" and ``request_input``
+    is offered, ask the person once for an ``answer`` (an MCP elicitation); (1) call every offered read
+    tool of ``OFFLINE_READS`` it has not called (``read_context`` on the shared context ``notes``);
+    (2) call ``write_context`` once, when offered, merging a note about this run into ``notes``;
+    (3) answer, naming itself the offline provider and counting the tool results it saw. Usage is
+    estimated at 4 characters per token, so metering, budgets and the price table work as with a real
+    model.
     """
 
     name = OFFLINE
@@ -244,11 +255,16 @@ class OfflineChatProvider(ChatProvider):
             (m.get("content") or "" for m in reversed(request.messages) if m.get("role") == "user"), ""
         )
         reads = [name for name in OFFLINE_READS if name in offered and name not in called]
-        if reads:
+        if "request_input" in offered and "request_input" not in called and ASK.search(instruction):
+            arguments = {"message": "What should the note say?", "requestedSchema": OFFLINE_QUESTION}
+            message = {"role": "assistant", "content": None, "tool_calls": [self._call("request_input", arguments)]}
+        elif reads:
             calls = [self._call(name, {"name": OFFLINE_CONTEXT} if name == "read_context" else {}) for name in reads]
             message = {"role": "assistant", "content": None, "tool_calls": calls}
         elif "write_context" in offered and "write_context" not in called:
             note = {"instruction": instruction[:500], "at": datetime.now(UTC).isoformat(timespec="seconds")}
+            answered = [_json(m.get("content")).get("content") for m in request.messages if m.get("role") == "tool"]
+            note.update(next((a for a in answered if isinstance(a, dict)), {}))
             arguments = {
                 "name": OFFLINE_CONTEXT, "mode": "merge", "data": {"last_run": note},
                 "change_description": "Note written by the offline provider",
@@ -274,6 +290,14 @@ class OfflineChatProvider(ChatProvider):
     def _call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         return {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
                 "function": {"name": name, "arguments": json.dumps(arguments)}}
+
+
+def _json(text: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 PROVIDERS: dict[str, type[ChatProvider]] = {OPENAI: OpenAIChatProvider, OFFLINE: OfflineChatProvider}

@@ -5,6 +5,7 @@ production sets `DJANGO_DEBUG=false`, `DJANGO_SECRET_KEY`, `DATABASE_URL` (Postg
 `REDIS_URL`.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -13,7 +14,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# `.env` beside manage.py, unless DJANGO_ENV_FILE names another file (empty: none; `make test` reads none, so a
+# developer's `.env` never changes what the suite sees). Variables already in the environment win.
+_ENV_FILE = os.environ.get("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))
+if _ENV_FILE:
+    environ.Env.read_env(_ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 _DEV_SECRET = "django-insecure-dev-only-secret-key-change-me"
@@ -209,8 +214,8 @@ AGENT_LLM_MAX_RETRIES = env.int("AGENT_LLM_MAX_RETRIES", default=2)
 AGENT_LLM_RETRY_BACKOFF_SECONDS = env.float("AGENT_LLM_RETRY_BACKOFF_SECONDS", default=0.5)
 
 # --- Celery (the distributed engine): Redis as broker in production; a folder when there is no Redis ---
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
-if CELERY_BROKER_URL == "filesystem://":
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://localhost/"
+if CELERY_BROKER_URL.startswith("filesystem://"):
     # Zero setup (`make run`): messages are files in a git-ignored folder, shared by the web process and the worker.
     _BROKER_DIR = Path(env.str("CELERY_FILESYSTEM_BROKER_DIR", default=str(BASE_DIR / ".celery")))
     for _folder in ("queue", "processed", "control"):

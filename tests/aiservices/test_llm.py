@@ -193,3 +193,21 @@ def test_the_settings_refuse_offline_when_debug_is_off():
         cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode != 0 and "AGENT_LLM_PROVIDER=offline" in result.stderr
+
+
+def test_the_offline_provider_asks_first_when_told_to_and_writes_the_answer():
+    tools = [*TOOLS, {"type": "function", "function": {"name": "request_input", "description": "",
+                                                        "parameters": {}}}]
+    offline = llm.OfflineChatProvider()
+    messages = [{"role": "user", "content": "Ask me what to write"}]
+    first = offline.complete(llm.ChatRequest(model="x", messages=messages, tools=tools), request_id="r")
+    question = json.loads(first.tool_calls[0]["function"]["arguments"])
+    assert first.tool_calls[0]["function"]["name"] == "request_input"
+    assert question["requestedSchema"]["required"] == ["answer"]
+    messages += [first.message, {"role": "tool", "tool_call_id": first.tool_calls[0]["id"],
+                                 "content": json.dumps({"action": "accept", "content": {"answer": "Ship 2.0"}})}]
+    reads = offline.complete(llm.ChatRequest(model="x", messages=messages, tools=tools), request_id="r")
+    messages += [reads.message] + [{"role": "tool", "tool_call_id": c["id"], "content": "{}"} for c in reads.tool_calls]
+    write = offline.complete(llm.ChatRequest(model="x", messages=messages, tools=tools), request_id="r")
+    note = json.loads(write.tool_calls[0]["function"]["arguments"])["data"]["last_run"]
+    assert note["answer"] == "Ship 2.0"

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
-from agents import services
+from agents import contexts, services
 from agents.choices import AgentStatus as S
 from agents.choices import TerminationReason
 from agents.exceptions import SERVICE_ERRORS, describe_error
@@ -188,6 +188,12 @@ MODEL_PRICES = {
 DEMO_RUN_AGENT = ("storefront", "Release builder")
 DEMO_RUN_INSTRUCTION = "Prepare the release notes for the storefront relaunch and record them in the notes context."
 
+#: The first version of the storefront's shared ``notes`` context.
+DEMO_NOTES = {
+    "release": "2.0", "theme": "Storefront relaunch: new checkout, faster search, a cleaner catalog.",
+    "open_questions": ["Which payment providers ship with 2.0?"],
+}
+
 ISSUES = [
     ("storefront", "Validate shipping addresses in checkout", IssueStatus.IN_PROGRESS, "Checkout engineer"),
     ("storefront", "Stories and acceptance criteria for gift cards", IssueStatus.IN_PROGRESS, "Backlog curator"),
@@ -206,7 +212,7 @@ ISSUES = [
 SINGULAR = {
     "users": "user", "workspaces": "workspace", "memberships": "membership", "projects": "project",
     "agent types": "agent type", "template revisions": "template revision", "agents": "agent", "issues": "issue",
-    "API tokens": "API token", "model prices": "model price", "runs": "run",
+    "API tokens": "API token", "model prices": "model price", "runs": "run", "contexts": "context",
 }
 
 
@@ -253,6 +259,7 @@ class Command(BaseCommand):
                 agents = self.seed_agents(report, projects, agent_types, actor=users["admin"])
                 self.seed_issues(report, projects, agents)
                 self.seed_prices(report)
+                self.seed_contexts(report, projects, actor=users["admin"])
                 self.seed_runs(report, agents, actor=users["admin"])
                 token, created = Token.objects.get_or_create(user=users["operator"])
                 if created:
@@ -404,6 +411,14 @@ class Command(BaseCommand):
             )
             if created:
                 self.created(report, "model prices", model)
+
+    def seed_contexts(self, report: Report, projects, *, actor) -> None:
+        """The storefront's shared ``notes`` context, which the demo run reads and writes."""
+        project = projects[DEMO_RUN_AGENT[0]]
+        if not project.contexts.filter(name="notes", instance__isnull=True).exists():
+            contexts.context_create(project=project, name="notes", data=DEMO_NOTES, actor=actor,
+                                    change_description="Seeded by the demo")
+            self.created(report, "contexts", "notes")
 
     def seed_runs(self, report: Report, agents, *, actor) -> None:
         """Queue the demo run once: the builder's tool loop reaches a write that waits for approval in the admin."""
