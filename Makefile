@@ -16,27 +16,29 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 install: $(BIN)/.installed
 
-# A Celery worker for development: threads (quick to start and stop), with the periodic jobs (--beat).
-DEV_WORKER = $(BIN)/celery -A syndarix worker --beat --schedule=.celery/beat-schedule --pool=threads --concurrency=4
+# Development workers: a Celery worker on threads (quick to start and to stop) and the periodic jobs (beat).
+DEV_WORKER = $(BIN)/celery -A syndarix worker --pool=threads --concurrency=4 --loglevel=INFO
+DEV_BEAT = $(BIN)/celery -A syndarix beat --schedule=.celery/beat-schedule --loglevel=INFO
 
-# The web server and a worker beside it, sharing SQLite and, without REDIS_URL, a folder broker in .celery/.
-# Ctrl-C stops both: the worker gets 10 s to finish what it runs, then it is stopped (a run it held continues
-# from its checkpoint at the next start).
+# The web server, and a worker and beat beside it in a process group of their own, sharing SQLite and, without
+# REDIS_URL, a folder broker in .celery/. Ctrl-C stops them all: the worker gets 10 s to finish what it runs,
+# then it is stopped (a run it held continues from its checkpoint at the next start).
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py createcachetable
 	$(BIN)/python manage.py seed_demo
 	mkdir -p .celery
-	setsid $(DEV_WORKER) --loglevel=INFO --logfile=.celery/worker.log & worker=$$!; \
-	stop() { kill -TERM $$worker 2>/dev/null; for _ in $$(seq 50); do kill -0 $$worker 2>/dev/null || return 0; \
-		sleep 0.2; done; kill -KILL -- -$$worker 2>/dev/null; }; \
+	setsid sh -c '$(DEV_WORKER) --logfile=.celery/worker.log & $(DEV_BEAT) --logfile=.celery/beat.log & wait' \
+		>/dev/null 2>&1 & workers=$$!; \
+	stop() { kill -TERM -$$workers 2>/dev/null; for _ in $$(seq 50); do \
+		kill -0 -$$workers 2>/dev/null || return 0; sleep 0.2; done; kill -KILL -$$workers 2>/dev/null; }; \
 	trap stop EXIT; trap 'exit 130' INT TERM; \
-	echo "Worker started (log: .celery/worker.log)"; \
+	echo "Worker and beat started (logs: .celery/worker.log, .celery/beat.log)"; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 worker: install
 	mkdir -p .celery
-	$(DEV_WORKER) --loglevel=INFO
+	$(DEV_BEAT) & beat=$$!; trap 'kill $$beat 2>/dev/null' EXIT; $(DEV_WORKER)
 
 test: install
 	DJANGO_ENV_FILE= DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
