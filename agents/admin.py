@@ -27,13 +27,11 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timesince import timesince
-from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
-from syndarix.admin_site import LatestRowsFormSet, ReadOnlyAdminMixin
+from syndarix.admin_site import LatestRowsFormSet, ReadOnlyAdminMixin, precise_time
 from syndarix.exceptions import DomainError
 
 from . import selectors, services
@@ -119,11 +117,6 @@ def _uuid_or_none(value: str | None) -> str | None:
         return str(uuid.UUID(value)) if value else None
     except ValueError:
         return None
-
-
-def precise_time(value) -> str:
-    """A timestamp to the second (ledger rows of one minute must stay distinguishable)."""
-    return date_format(localtime(value), "Y-m-d H:i:s T") if value else "-"
 
 
 def status_badge(status: str):

@@ -16,6 +16,8 @@ from typing import Any
 from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 
 
 class ReadOnlyAdminMixin:
@@ -34,6 +36,12 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+def precise_time(value) -> str:
+    """A timestamp to the second, in the current time zone (rows of one minute must stay distinguishable); ``-``
+    for ``None``."""
+    return date_format(localtime(value), "Y-m-d H:i:s T") if value else "-"
 
 
 class LatestRowsFormSet(BaseInlineFormSet):

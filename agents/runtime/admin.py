@@ -35,7 +35,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import ngettext
 
 from aiservices.llm import OFFLINE
-from syndarix.admin_site import LatestRowsFormSet, ReadOnlyAdminMixin
+from syndarix.admin_site import LatestRowsFormSet, ReadOnlyAdminMixin, precise_time
 from syndarix.exceptions import DomainError
 
 from ..choices import RUN_FINISHED_STATUSES, RunRequestKind, RunRequestStatus, RunStatus
@@ -78,11 +78,6 @@ def short_id(run_id) -> str:
     return str(run_id)[:8]
 
 
-def when(value) -> str:
-    """A timestamp to the second, or ``-``."""
-    return date_format(timezone.localtime(value), "Y-m-d H:i:s T") if value else "-"
-
-
 def stacked_time(value):
     """A timestamp as day over time (``Nov 28`` / ``07:21:04``: narrow list columns; the year only when it is not
     this year), with the full timestamp as its title; ``-`` for ``None``."""
@@ -91,7 +86,7 @@ def stacked_time(value):
     moment = timezone.localtime(value)
     day = date_format(moment, "M j" if moment.year == timezone.localtime().year else "M j, Y")
     return format_html(
-        '<span class="run-time" title="{}">{}<br><small>{}</small></span>', when(value), day,
+        '<span class="run-time" title="{}">{}<br><small>{}</small></span>', precise_time(value), day,
         moment.strftime("%H:%M:%S"),
     )
 
@@ -486,11 +481,11 @@ class AgentRunInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     @admin.display(description="Created")
     def created(self, obj: AgentRun) -> str:
-        return when(obj.created_at)
+        return precise_time(obj.created_at)
 
     @admin.display(description="Finished")
     def finished(self, obj: AgentRun) -> str:
-        return when(obj.finished_at)
+        return precise_time(obj.finished_at)
 
 
 # --- The index section ---------------------------------------------------------------------------------------
@@ -529,7 +524,7 @@ def runtime_index_section(request) -> dict[str, Any] | None:
         {
             "agent": agent,
             "heartbeat": ago(agent.last_heartbeat_at),
-            "heartbeat_at": when(agent.last_heartbeat_at),
+            "heartbeat_at": precise_time(agent.last_heartbeat_at),
             "agent_url": reverse("admin:agents_agentinstance_change", args=[agent.pk]),
             "run_url": reverse("admin:agents_agentrun_change", args=[running[agent.pk]]) if agent.pk in running else "",
             "run_id": short_id(running[agent.pk]) if agent.pk in running else "",

@@ -201,7 +201,9 @@ def _cancel_locked(agent: AgentInstance, run: AgentRun, *, message: str, actor=N
     run.finished_at = timezone.now()
     run.error_code, run.error_message = "cancelled", message
     _save(run, "status", "finished_at", "error_code", "error_message")
-    run.requests.filter(status=Q_.PENDING).update(status=Q_.CANCELLED, decided_at=timezone.now())
+    for request in run.requests.filter(status=Q_.PENDING):
+        request.status, request.decided_at = Q_.CANCELLED, timezone.now()
+        request.save(update_fields=["status", "decided_at"])
     if previous in (R.RUNNING, R.WAITING) and agent.status in (S.WORKING, S.WAITING):
         _transition(agent, S.IDLE, run, "cancelled", actor=actor)
     if run.task_id:
