@@ -119,7 +119,7 @@ def can_operate_runs(request) -> bool:
 
 
 @admin.register(AgentRun)
-class AgentRunAdmin(admin.ModelAdmin):
+class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Runs, read-only; cancelling and answering go through the run's page and the bulk action."""
 
     list_display = (
@@ -142,16 +142,7 @@ class AgentRunAdmin(admin.ModelAdmin):
         ordering = self.get_ordering(request)
         return queryset.order_by(*ordering) if ordering else queryset
 
-    # --- Permissions: nobody adds, edits or deletes runs here. ---
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    # --- Permissions: nobody adds, edits or deletes runs here (ReadOnlyAdminMixin); people operate them. ---
 
     def has_operate_permission(self, request) -> bool:
         """Cancel runs and answer their requests (the permission of the bulk action too)."""
