@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from aiservices.exceptions import UpstreamError, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
@@ -224,10 +223,9 @@ class RunContext:
         agent = AgentInstance.objects.select_related("agent_type").get(pk=self.agent.pk)
         exceeded = agent.budget_exceeded()
         if exceeded and agent.status == AgentStatus.WORKING:
-            with transaction.atomic():
-                agent_services.agent_transition(
-                    agent, AgentStatus.PAUSED, reason=f"run {self.run.pk}: budget: {exceeded}", run=self.run,
-                )
+            agent_services.agent_transition(
+                agent, AgentStatus.PAUSED, reason=f"run {self.run.pk}: budget: {exceeded}", run=self.run,
+            )
 
     # --- Shared contexts of the project, with the agent as the writer ---
 
