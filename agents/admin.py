@@ -647,4 +647,4 @@ admin.site.register_index_section(
 )
 
 
-from . import context_admin  # noqa: E402, F401  (registers the shared-context admin)
+from .contexts import admin as contexts_admin  # noqa: E402, F401  (registers the shared-context admin)

@@ -409,7 +409,7 @@ class AgentContext(TimeStampedModel):
     ``instance`` is ``None`` for a context shared by every agent of the project, or one agent of the
     same project for that agent's own context; ``name`` is unique per (project, instance).
     ``current_version`` is the number of the newest ``AgentContextVersion`` (its data is the
-    context's current data). It only changes through ``agents.contexts`` (``context_write``,
+    context's current data). It only changes through ``agents.contexts.services`` (``context_write``,
     ``context_rollback``), which lock this row to allocate the next number.
     """
 
@@ -465,7 +465,7 @@ class AgentContextVersion(models.Model):
     ``restored_from`` is the version number a rollback copied, else ``None``. Exactly one of
     ``created_by_user`` / ``created_by_agent`` names the writer (both ``None``: the system, or a
     deleted writer). Nothing but ``pinned`` changes after the insert; retention deletes old
-    unpinned versions (``agents.contexts.context_prune``).
+    unpinned versions (``agents.contexts.services.context_prune``).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

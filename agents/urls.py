@@ -19,5 +19,5 @@ router.register("projects/<uuid:project_id>/agents/<uuid:agent_id>/runs", AgentR
 urlpatterns = [
     path("agent-classes", AgentClassListView.as_view(), name="agent-class-list"),
     *router.urls,
-    path("", include("agents.context_urls")),
+    path("", include("agents.contexts.urls")),
 ]

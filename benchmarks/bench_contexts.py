@@ -68,7 +68,7 @@ def run(samples: int) -> None:
     from django.contrib.auth import get_user_model
     from rest_framework.test import APIClient
 
-    from agents import contexts
+    from agents.contexts import services as contexts
     from agents.models import AgentContext
     from projects.models import Project, Workspace
 

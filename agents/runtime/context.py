@@ -22,9 +22,9 @@ from aiservices.exceptions import UpstreamError, UpstreamHTTPError, UpstreamTime
 from aiservices.llm import ChatCompletion, ChatRequest, get_chat_provider
 from aiservices.models import ModelPrice
 
-from .. import contexts
 from .. import services as agent_services
 from ..choices import AgentStatus, RunStatus, StepKind
+from ..contexts import services as contexts
 from ..models import AgentInstance, AgentRun
 from ..tools.registry import ToolCall
 from .exceptions import RunFailure, RunInterrupted
@@ -239,7 +239,7 @@ class RunContext:
         """Write ``data`` to the project's shared context ``name`` (created when missing), as this agent.
 
         ``mode``: ``replace`` or ``merge`` (RFC 7396). Returns the new version number. Raises as
-        ``agents.contexts.context_write``.
+        ``agents.contexts.services.context_write``.
         """
         context, _ = contexts.context_get_or_create(project=self.agent.project, name=name, actor=self.agent)
         version = contexts.context_write(

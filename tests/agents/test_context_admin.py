@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from agents import contexts
+from agents.contexts import services as contexts
 from agents.models import AgentContext, AgentContextVersion
 from tests import factories
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from agents import contexts
+from agents.contexts import services as contexts
 from agents.exceptions import (
     AgentTerminated,
     AlreadyCurrentVersion,

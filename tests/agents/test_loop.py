@@ -17,8 +17,9 @@ from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
 
-from agents import contexts, services
+from agents import services
 from agents.choices import AgentStatus, RunRequestStatus, RunStatus
+from agents.contexts import services as contexts
 from agents.models import AgentContext, AgentInstance, AgentRun
 from agents.runtime import executor
 from agents.runtime import services as runtime

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents import contexts, services
+from agents import services
 from agents.choices import AgentStatus
+from agents.contexts import services as contexts
 from agents.models import AgentContext, AgentTransition
 from agents.tools import ToolCall, call_tool, tool_registry
 from projects.models import Issue

@@ -9,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from agents import contexts
-from agents.context_views import AgentContextViewSet
+from agents.contexts import services as contexts
+from agents.contexts.views import AgentContextViewSet
 from agents.models import AgentContext, AgentContextVersion
 from projects.choices import WorkspaceRole
 from tests import factories

@@ -11,7 +11,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents import contexts, services
+from agents import services
+from agents.contexts import services as contexts
 from agents.models import AgentTransition
 from projects.choices import WorkspaceRole
 from tests import factories

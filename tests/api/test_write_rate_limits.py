@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents import contexts
-from agents.context_views import AgentContextViewSet
+from agents.contexts import services as contexts
+from agents.contexts.views import AgentContextViewSet
 from agents.models import AgentContext, AgentContextVersion, AgentType
 from agents.views import AgentTypeViewSet
 from projects.models import Issue, Project, Workspace

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents import contexts
+from agents.contexts import services as contexts
 from agents.models import AgentContext, AgentInstance, AgentTransition
 from projects import services
 from projects.models import Issue, Project, Workspace, WorkspaceMembership

@@ -12,8 +12,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
-from agents import contexts, services
+from agents import services
 from agents.choices import AgentStatus, RunRequestKind, RunRequestStatus, RunStatus, StepKind
+from agents.contexts import services as contexts
 from agents.models import AgentContext, AgentContextVersion, AgentRunRequest
 from agents.runtime import services as runtime
 from agents.runtime.exceptions import RequestAlreadyDecided

@@ -11,9 +11,9 @@ from django.contrib import admin
 from django.test import RequestFactory
 from django.urls import reverse
 
-from agents import contexts
 from agents.admin import AgentInstanceAdmin, AgentTransitionAdmin, AgentTransitionInline
-from agents.context_admin import AgentContextVersionAdmin, AgentContextVersionInline
+from agents.contexts import services as contexts
+from agents.contexts.admin import AgentContextVersionAdmin, AgentContextVersionInline
 from agents.models import AgentContextVersion, AgentInstance, AgentTransition
 from syndarix.admin_site import ReadOnlyAdminMixin, SyndarixAdminSite
 

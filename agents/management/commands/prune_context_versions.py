@@ -6,7 +6,7 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
-from agents.contexts import context_prune, contexts_with_prunable_versions, history_limit
+from agents.contexts.services import context_prune, contexts_with_prunable_versions, history_limit
 
 
 class Command(BaseCommand):

@@ -13,9 +13,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
-from agents import contexts, services
+from agents import services
 from agents.choices import AgentStatus as S
 from agents.choices import TerminationReason
+from agents.contexts import services as contexts
 from agents.exceptions import SERVICE_ERRORS, describe_error
 from agents.models import AgentInstance, AgentType
 from agents.registry import registry

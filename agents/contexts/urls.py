@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .context_views import AgentContextViewSet as V
+from .views import AgentContextViewSet as V
 
 BASE = "projects/<uuid:project_id>/contexts"
 ONE = f"{BASE}/<uuid:context_id>"

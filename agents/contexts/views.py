@@ -1,6 +1,6 @@
-"""The shared-context API: ``/api/v1/projects/{project_id}/contexts`` (routes in ``context_urls``).
+"""The shared-context API: ``/api/v1/projects/{project_id}/contexts`` (routes in ``agents.contexts.urls``).
 
-Thin: each method validates its input with a serializer, calls one function of ``agents.contexts``
+Thin: each method validates its input with a serializer, calls one function of ``agents.contexts.services``
 and serializes the result. Everything is scoped to a project the caller can see (else 404); only
 the owner, workspace admins and operators write (viewers get 403).
 """
@@ -18,9 +18,10 @@ from projects.permissions import CanWriteProject, ProjectScopedMixin
 from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import error_responses
 
-from . import contexts
-from .context_filtersets import AgentContextFilterSet
-from .context_serializers import (
+from ..models import AgentContext
+from . import services as contexts
+from .filtersets import AgentContextFilterSet
+from .serializers import (
     AgentContextCreateSerializer,
     AgentContextDetailSerializer,
     AgentContextSerializer,
@@ -32,7 +33,6 @@ from .context_serializers import (
     ContextVersionsQuerySerializer,
     ContextWriteSerializer,
 )
-from .models import AgentContext
 
 _ERROR_TEXT = {
     400: "Invalid input (per-field errors; `nul_character`, `nesting_too_deep`, `invalid_data` for data).",

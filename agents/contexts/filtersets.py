@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import django_filters
 
-from .models import AgentContext
+from ..models import AgentContext
 
 
 class AgentContextFilterSet(django_filters.FilterSet):

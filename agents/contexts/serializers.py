@@ -1,7 +1,7 @@
 """Serializers of the shared-context API (``/api/v1/projects/{project_id}/contexts``).
 
 Request serializers only shape and type the input; the limits (JSON object, size, NUL, depth) and
-every business rule live in ``agents.contexts`` so the API, the admin and the agents share them.
+every business rule live in ``agents.contexts.services`` so the API, the admin and the agents share them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from rest_framework import serializers
 
 from syndarix.api.schema import JsonPatchOperationSerializer
 
-from .contexts import MAX_VERSION, NAME_MAX_LENGTH, WRITE_MODES
-from .models import AgentContext, AgentContextVersion, AgentInstance
+from ..models import AgentContext, AgentContextVersion, AgentInstance
+from .services import MAX_VERSION, NAME_MAX_LENGTH, WRITE_MODES
 
 JSON_OBJECT_SCHEMA = {"type": "object", "additionalProperties": True}
 

@@ -1,4 +1,4 @@
-"""Admin for versioned shared contexts: a thin UI over ``agents.contexts``.
+"""Admin for versioned shared contexts: a thin UI over ``agents.contexts.services``.
 
 - Contexts: created through ``context_create``, deleted through ``context_delete``; the change page
   is read-only and lists the newest versions (read-only inline, newest first) with a diff link and
@@ -27,9 +27,9 @@ from django.utils.text import Truncator
 from syndarix.admin_site import ReadOnlyAdminMixin
 from syndarix.exceptions import DomainError
 
-from . import contexts
-from .exceptions import AlreadyCurrentVersion
-from .models import AgentContext, AgentContextVersion
+from ..exceptions import AlreadyCurrentVersion
+from ..models import AgentContext, AgentContextVersion
+from . import services as contexts
 
 #: Newest versions shown on a context's change page; the version list holds the rest.
 INLINE_VERSIONS = 50

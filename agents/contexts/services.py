@@ -33,8 +33,8 @@ from projects.models import Project
 from syndarix.exceptions import InvalidInput
 from syndarix.jsondoc import check_json_document
 
-from .choices import AgentStatus
-from .exceptions import (
+from ..choices import AgentStatus
+from ..exceptions import (
     AgentTerminated,
     AlreadyCurrentVersion,
     ContextExists,
@@ -44,7 +44,7 @@ from .exceptions import (
     VersionNotFound,
     VersionPruned,
 )
-from .models import AgentContext, AgentContextVersion, AgentInstance
+from ..models import AgentContext, AgentContextVersion, AgentInstance
 
 logger = logging.getLogger(__name__)
 
