@@ -39,7 +39,7 @@ from .choices import LIVE_STATUSES, AgentStatus, TerminationReason
 from .exceptions import SERVICE_ERRORS, describe_error
 from .forms import AgentInstanceForm, AgentSpawnForm, AgentTerminateForm, config_error_messages
 from .models import AgentInstance, AgentTransition, AgentType
-from .registry_admin import AgentTypeRegistryAdminMixin
+from .registry.admin import AgentTypeRegistryAdminMixin
 from .runtime import services as runtime_services
 from .runtime.admin import OFFLINE_NOTE, AgentRunInline, offline_provider, short_id
 from .runtime.forms import RunCreateForm

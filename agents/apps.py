@@ -14,9 +14,10 @@ class AgentsConfig(AppConfig):
         Raises ``agents.registry.AgentModulesUnusable`` (``ImproperlyConfigured``) naming each module
         that cannot be loaded, so no process (runserver, gunicorn, a command) starts without it.
         """
-        from . import checks, hooks  # noqa: F401 - importing checks registers the system check
+        from . import checks  # noqa: F401 - importing checks registers the system check
         from . import registry as agent_registry
         from .models import AgentInstance
+        from .registry import hooks
         from .runtime import services as runtime
         from .signals import agent_spawned, agent_transitioned
         from .tools.client import register_client_tools

@@ -34,6 +34,7 @@ from .choices import (
     StepKind,
     TerminationReason,
 )
+from .registry import registry
 
 S = AgentStatus
 
@@ -76,8 +77,6 @@ def validate_registered_handler(value: str) -> None:
     Raises:
         ValidationError: code ``unknown_handler`` (400 through forms and serializers).
     """
-    from .registry import registry
-
     if value and value not in registry:
         registered = ", ".join(registry.slugs()) or "none"
         raise ValidationError(

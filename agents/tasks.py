@@ -1,4 +1,4 @@
-"""Celery tasks of the agents app (thin: the work is in ``agents.runtime`` and ``agents.hooks``).
+"""Celery tasks of the agents app (thin: the work is in ``agents.runtime`` and ``agents.registry.hooks``).
 
 Every task may be delivered more than once (late acknowledgement, a worker lost mid-task, the reaper
 sending again): each re-reads the database under row locks and does nothing when there is nothing to do.
@@ -19,11 +19,11 @@ def execute_run(self, run_id: str) -> str:
 
 @shared_task(name="agents.tasks.run_hooks", ignore_result=True)
 def run_hooks(agent_id: str) -> list[str]:
-    """Run the agent's pending lifecycle hooks in ledger order (``agents.hooks.run_pending_hooks``).
+    """Run the agent's pending lifecycle hooks in ledger order (``agents.registry.hooks.run_pending_hooks``).
 
     Returns each hook's outcome (``"<hook>: ok"``...).
     """
-    from .hooks import run_pending_hooks
+    from .registry.hooks import run_pending_hooks
 
     return [f"{o.hook}: {o.status}" for o in run_pending_hooks(agent_id)]
 

@@ -8,7 +8,7 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from . import views
-from .registry_views import AgentClassListView
+from .registry.views import AgentClassListView
 from .runtime.views import AgentRunViewSet
 
 router = SimpleRouter(trailing_slash=False, use_regex_path=False)

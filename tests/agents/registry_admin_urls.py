@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import path
 
 from agents.models import AgentType
-from agents.registry_admin import AgentTypeRegistryAdminMixin
+from agents.registry.admin import AgentTypeRegistryAdminMixin
 
 site = admin.AdminSite(name="registry_test_admin")
 

@@ -11,11 +11,11 @@ from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from agents import builtin, services
+from agents import services
 from agents.choices import AgentStatus as S
-from agents.hooks import hooks_for
 from agents.models import TRANSITIONS, AgentInstance, AgentTransition
-from agents.registry import BaseAgent, registry
+from agents.registry import BaseAgent, builtin, registry
+from agents.registry.hooks import hooks_for
 from tests.factories import AgentFactory, AgentTypeFactory, ProjectFactory, agent_in_status
 
 pytestmark = pytest.mark.django_db

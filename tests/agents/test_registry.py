@@ -15,7 +15,6 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from agents import builtin
 from agents.models import AgentInstance
 from agents.registry import (
     AgentModuleError,
@@ -25,6 +24,7 @@ from agents.registry import (
     DuplicateAgentSlug,
     InvalidAgentClass,
     UnknownAgentClass,
+    builtin,
     load_agent_modules,
     registry,
 )

@@ -10,7 +10,7 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from agents.models import AgentType
-from agents.registry_admin import AgentTypeRegistryAdminMixin, ClassRegisteredFilter
+from agents.registry.admin import AgentTypeRegistryAdminMixin, ClassRegisteredFilter
 from tests.factories import AgentTypeFactory, UserFactory
 
 from .registry_admin_urls import ThrowawayAgentTypeAdmin, site

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from agents import builtin
 from agents.models import AgentType
-from agents.registry import BaseAgent, registry
-from agents.registry_views import AgentClassListView
+from agents.registry import BaseAgent, builtin, registry
+from agents.registry.views import AgentClassListView
 from agents.services import agent_types_sync
 from tests.factories import AgentTypeFactory
 

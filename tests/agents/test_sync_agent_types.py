@@ -7,9 +7,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from agents import builtin
 from agents.models import AgentType
-from agents.registry import AgentRegistry, BaseAgent, registry
+from agents.registry import AgentRegistry, BaseAgent, builtin, registry
 from agents.services import agent_types_sync
 from tests.factories import AgentTypeFactory
 

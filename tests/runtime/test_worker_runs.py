@@ -536,7 +536,7 @@ def test_a_short_loop_asking_should_stop_finishes(project):
 
 
 def test_the_hooks_of_a_built_in_agent_run_on_a_worker(project):
-    from agents.builtin import BuilderAgent
+    from agents.registry.builtin import BuilderAgent
 
     builder = AgentTypeFactory(handler="builder", config_schema=BuilderAgent.config_schema)
 

@@ -5,13 +5,13 @@ An agent class subclasses ``BaseAgent``, describes itself with class attributes 
 lifecycle hooks ``initialize``, ``activate``, ``deactivate`` and ``shutdown`` (plain methods or
 ``async def``). Modules hand their classes to the registry through a module-level
 ``register_agents(registry)`` function; the modules named in the ``AGENT_REGISTRY_MODULES``
-setting are loaded, after the built-ins of ``agents.builtin``, when the app starts
+setting are loaded, after the built-ins of ``agents.registry.builtin``, when the app starts
 (``AgentsConfig.ready`` → ``load_agent_modules``). A module that cannot be loaded stops every
 process at start-up (runserver, gunicorn, management commands) with ``AgentModulesUnusable``, an
 ``ImproperlyConfigured`` naming each module; the system check ``agents.E001``-``E003``
 (``agents/checks.py``) reports the same failures for the setting as it is when checks run.
 
-An ``AgentType`` names its class in ``handler`` (the class slug); ``agents.hooks`` runs the class's
+An ``AgentType`` names its class in ``handler`` (the class slug); ``agents.registry.hooks`` runs the class's
 hooks after each committed lifecycle change of an instance of that type.
 """
 
@@ -33,12 +33,12 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 if TYPE_CHECKING:
-    from .models import AgentInstance, AgentTransition
+    from ..models import AgentInstance, AgentTransition
 
 logger = logging.getLogger(__name__)
 
 #: The module that ships the built-in agent classes; it is always loaded first.
-BUILTIN_MODULE = "agents.builtin"
+BUILTIN_MODULE = "agents.registry.builtin"
 
 #: The lifecycle hooks an agent class may implement, in lifecycle order.
 HOOKS = ("initialize", "activate", "deactivate", "shutdown")
@@ -93,7 +93,7 @@ class BaseAgent:
     each time a hook runs. A hook reads
     ``self.agent`` / ``self.config`` / ``self.resolved_config`` and does its work on ``self.memory``
     (the instance's ``short_term_memory``); the hook runner saves the memory after a hook returns
-    within its time budget (``agents.hooks``). Hooks may be plain methods or ``async def``; they run
+    within its time budget (``agents.registry.hooks``). Hooks may be plain methods or ``async def``; they run
     outside any transaction, and a hook that raises or overruns is recorded on the instance
     (``last_error`` and a ledger note) without undoing the lifecycle change.
     """
@@ -395,21 +395,3 @@ def load_agent_modules(agent_registry: AgentRegistry, modules: Iterable[str] | N
 
 #: The registry the application uses, populated in ``AgentsConfig.ready()``.
 registry = AgentRegistry()
-
-
-def agent_class_list(*, agent_registry: AgentRegistry | None = None) -> list[dict[str, Any]]:
-    """Definitions of the registered classes, each with ``agent_type_id`` (one query).
-
-    ``agent_type_id`` is the primary key (UUID) of the ``AgentType`` that ``sync_agent_types``
-    keeps for the class (``slug == handler ==`` the class slug), or ``None`` before the first sync.
-    Sorted by slug.
-    """
-    from django.db.models import F
-
-    from .models import AgentType
-
-    definitions = (registry if agent_registry is None else agent_registry).definitions()
-    synced = dict(
-        AgentType.objects.filter(slug__in=[d["slug"] for d in definitions], handler=F("slug")).values_list("slug", "pk")
-    )
-    return [{**definition, "agent_type_id": synced.get(definition["slug"])} for definition in definitions]

@@ -47,12 +47,12 @@ from django.db.models import F
 
 from syndarix.exceptions import InvalidInput
 
-from . import services
-from .choices import AgentStatus
-from .exceptions import MemoryConflict
-from .models import AgentInstance, AgentTransition
-from .registry import AgentRegistry, UnknownAgentClass
-from .registry import registry as default_registry
+from .. import services
+from ..choices import AgentStatus
+from ..exceptions import MemoryConflict
+from ..models import AgentInstance, AgentTransition
+from .base import AgentRegistry, UnknownAgentClass
+from .base import registry as default_registry
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ def enqueue_hooks(agent: AgentInstance) -> None:
     """
     if not agent.agent_type.handler:
         return
-    from .tasks import run_hooks as task
+    from ..tasks import run_hooks as task
 
     try:
         task.delay(str(agent.pk))

@@ -10,8 +10,8 @@ from syndarix.api.exceptions import error_body
 from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import ErrorEnvelopeSerializer
 
-from .registry import agent_class_list
-from .registry_serializers import AgentClassSerializer
+from .selectors import agent_class_list
+from .serializers import AgentClassSerializer
 
 
 def _error(code: str, message: str) -> dict:

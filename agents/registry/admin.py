@@ -22,9 +22,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
-from .registry import AgentRegistry
-from .registry import registry as default_registry
-from .services import agent_types_sync
+from ..services import agent_types_sync
+from .base import AgentRegistry
+from .base import registry as default_registry
 
 
 class ClassRegisteredFilter(admin.SimpleListFilter):

@@ -20,8 +20,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from .registry import AgentRegistry, BaseAgent
-from .runtime.loop import ToolLoopAgent
+from ..runtime.loop import ToolLoopAgent
+from .base import AgentRegistry, BaseAgent
 
 #: Tasks kept in ``short_term_memory["history"]`` (oldest dropped first).
 HISTORY_LIMIT = 20
