@@ -19,10 +19,11 @@ class AgentsConfig(AppConfig):
         from .models import AgentInstance
         from .registry import hooks
         from .runtime import services as runtime
+        from .runtime import tasks  # noqa: F401 - importing the module registers the Celery tasks
+        from .runtime.tools.client import register_client_tools
+        from .runtime.tools.platform import register_platform_tools
+        from .runtime.tools.registry import tool_registry
         from .signals import agent_spawned, agent_transitioned
-        from .tools.client import register_client_tools
-        from .tools.platform import register_platform_tools
-        from .tools.registry import tool_registry
 
         register_platform_tools(tool_registry)
         register_client_tools(tool_registry)

@@ -8,7 +8,7 @@ class BuildKitConfig(AppConfig):
 
     def ready(self) -> None:
         """Add the build kit's platform tools (``find_capabilities``, ``commit_revision``) to the tool registry."""
-        from agents.tools.registry import tool_registry
+        from agents.runtime.tools.registry import tool_registry
 
         from .tools import register_buildkit_tools
 

@@ -26,8 +26,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from agents.models import RESERVED_SLUG_PREFIX
-from agents.tools.client import REQUEST_CONNECTION, REQUEST_INPUT
-from agents.tools.registry import tool_registry
+from agents.runtime.tools.client import REQUEST_CONNECTION, REQUEST_INPUT
+from agents.runtime.tools.registry import tool_registry
 from syndarix.exceptions import InvalidInput
 
 KIND_SKILL = "skill"
@@ -148,7 +148,7 @@ def _getting_started_v1() -> dict[str, Any]:
 
 
 def _client_tool(name: str) -> Callable[[], dict[str, Any]]:
-    """A version factory for a client tool of the one tool registry (``agents.tools.client``), as a template
+    """A version factory for a client tool of the one tool registry (``agents.runtime.tools.client``), as a template
     entry: the catalog publishes it, it does not declare it again."""
 
     def document() -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""The platform ops catalog: the platform tools of the one tool registry (``agents.tools``), as the build kit
+"""The platform ops catalog: the platform tools of the one tool registry (``agents.runtime.tools``), as the build kit
 lists and offers them.
 
 A template names a platform tool as ``{"type": "platform", "op": "query_agents"}``. Each op is a
-``agents.tools.registry.Tool`` declared once, with its description, input and output schemas, MCP
+``agents.runtime.tools.registry.Tool`` declared once, with its description, input and output schemas, MCP
 hints, the API route that does the same, and whether the playground build kit offers it
 (``in_build_kit``). Read-only ops default to permission ``allow``, the others to ``ask`` (a person
 approves each call); a tool entry's own ``permission`` overrides the default. The build kit adds
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.tools.registry import KIND_PLATFORM, PERMISSIONS, Tool, tool_registry
+from agents.runtime.tools.registry import KIND_PLATFORM, PERMISSIONS, Tool, tool_registry
 
 __all__ = ["PERMISSIONS", "get_op", "op_as_dict", "platform_ops"]
 

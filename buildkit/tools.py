@@ -1,5 +1,5 @@
 """The build kit's platform tools: ``find_capabilities`` and ``commit_revision``, added to the one tool
-registry (``agents.tools.registry.tool_registry``) when the app is ready, so the agents app never imports
+registry (``agents.runtime.tools.registry.tool_registry``) when the app is ready, so the agents app never imports
 the build kit. Both run through the build kit's services, with the calling agent's authority.
 """
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.runtime.tools.registry import Tool, ToolCall, ToolRegistry
 from agents.selectors import agent_type_by_id_or_slug
-from agents.tools.registry import Tool, ToolCall, ToolRegistry
 from syndarix.exceptions import NotFound
 
 from .selectors import capabilities_find

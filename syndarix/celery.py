@@ -2,8 +2,9 @@
 
 Start workers with ``celery -A syndarix worker`` and the periodic jobs with ``celery -A syndarix beat``;
 any number of workers on any number of machines share one PostgreSQL and one broker (Redis). The
-configuration is the ``CELERY_*`` settings of ``syndarix.settings``; tasks live in each app's
-``tasks.py`` and are found by ``autodiscover_tasks``.
+configuration is the ``CELERY_*`` settings of ``syndarix.settings``. An app's tasks are registered by the app:
+a top-level ``tasks.py`` is found by ``autodiscover_tasks``; the agents app keeps its tasks in
+``agents/runtime/tasks.py`` and imports them when it is ready.
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ AGENT_HOOK_TIMEOUT_SECONDS = env.float("AGENT_HOOK_TIMEOUT_SECONDS", default=10.
 AGENT_CONTEXT_HISTORY_LIMIT = env.int("AGENT_CONTEXT_HISTORY_LIMIT", default=100)
 AGENT_CONTEXT_MAX_BYTES = env.int("AGENT_CONTEXT_MAX_BYTES", default=1024 * 1024)
 
-# --- Agent runtime: runs execute on Celery workers (agents/runtime/, agents/tasks.py) ---
+# --- Agent runtime: runs execute on Celery workers (agents/runtime/) ---
 AGENT_HEARTBEAT_SECONDS = env.float("AGENT_HEARTBEAT_SECONDS", default=10.0)
 AGENT_HEARTBEAT_TIMEOUT_SECONDS = env.float("AGENT_HEARTBEAT_TIMEOUT_SECONDS", default=60.0)
 AGENT_RUN_MAX_ATTEMPTS = env.int("AGENT_RUN_MAX_ATTEMPTS", default=3)
@@ -239,7 +239,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "reap-stale-runs": {"task": "agents.tasks.reap_stale_runs", "schedule": max(1.0, AGENT_HEARTBEAT_SECONDS)},
+    "reap-stale-runs": {"task": "agents.runtime.tasks.reap_stale_runs", "schedule": max(1.0, AGENT_HEARTBEAT_SECONDS)},
 }
 
 # --- AI services (upstream LLM) ---

@@ -15,7 +15,7 @@ anything else (→ WAITING, IDLE → PAUSED, ...)   none
 ==============================================  ============
 
 Types without a handler have no hooks. The receivers send the hooks to a Celery worker
-(``agents.tasks.run_hooks`` → ``run_pending_hooks``), so a slow hook never delays the request that
+(``agents.runtime.tasks.run_hooks`` → ``run_pending_hooks``), so a slow hook never delays the request that
 made the change; one agent's hooks run one at a time, in ledger order. There a hook runs outside
 any transaction and holds no row lock, in a thread with a budget of ``AGENT_HOOK_TIMEOUT_SECONDS``
 (``async def`` hooks run on their own event loop there and are cancelled when the budget runs out;
@@ -264,14 +264,14 @@ def run_pending_hooks(agent_id) -> list[HookOutcome]:
 
 
 def enqueue_hooks(agent: AgentInstance) -> None:
-    """Send the agent's pending hooks to a worker (``agents.tasks.run_hooks``), for a type with an agent class.
+    """Send the agent's pending hooks to a worker (``agents.runtime.tasks.run_hooks``), for a type with an agent class.
 
     A broker that cannot be reached is logged, never raised: the lifecycle change has committed already,
     and the next change (or the reaper) sends the hooks again.
     """
     if not agent.agent_type.handler:
         return
-    from ..tasks import run_hooks as task
+    from ..runtime.tasks import run_hooks as task
 
     try:
         task.delay(str(agent.pk))

@@ -404,7 +404,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 def _connection_schema() -> dict:
-    from ..tools.client import CONNECTION_OUTCOME_SCHEMA
+    from .tools.client import CONNECTION_OUTCOME_SCHEMA
 
     return CONNECTION_OUTCOME_SCHEMA
 

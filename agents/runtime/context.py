@@ -26,8 +26,8 @@ from .. import services as agent_services
 from ..choices import AgentStatus, RunStatus, StepKind
 from ..contexts import services as contexts
 from ..models import AgentInstance, AgentRun
-from ..tools.registry import ToolCall
 from .exceptions import RunFailure, RunInterrupted
+from .tools.registry import ToolCall
 from .trace import step_record
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The worker side of a run: claim it, run the agent class with a heartbeat, and record how it ended.
 
-``execute_run`` is what the Celery task ``agents.tasks.execute_run`` calls. The agent's code runs here,
+``execute_run`` is what the Celery task ``agents.runtime.tasks.execute_run`` calls. The agent's code runs here,
 in the worker, never in a web request. While it runs, a heartbeat thread stamps the agent's
 ``last_heartbeat_at`` every ``AGENT_HEARTBEAT_SECONDS`` (and every step stamps it too), so the reaper
 can tell a long LLM call from a dead worker.

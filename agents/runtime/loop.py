@@ -14,7 +14,7 @@ other embeds) are not offered; the run's first step lists them.
 Permissions (the template's entry ``permission``, else ``runner.permissions.default``, default
 ``allow_reads``: reads ``allow``, writes ``ask``):
 
-- ``allow``: the tool runs (``agents.tools.registry.call_tool``) with the agent's authority;
+- ``allow``: the tool runs (``agents.runtime.tools.registry.call_tool``) with the agent's authority;
 - ``deny``: the model is told ``denied_by_policy``;
 - ``ask``: the run waits for a person (``AgentRunRequest`` of kind ``approval``; agent and run
   ``waiting``, the worker freed). Approved, the call runs once when the run continues; denied, the
@@ -45,11 +45,11 @@ from jsonschema.exceptions import SchemaError
 from ..choices import RunRequestKind, RunRequestStatus, StepKind
 from ..models import RESERVED_SLUG_PREFIX, AgentInstance, AgentRunRequest
 from ..registry import BaseAgent
-from ..tools.client import REQUEST_CONNECTION, REQUEST_INPUT
-from ..tools.registry import KIND_CLIENT, PERMISSIONS, Tool, ToolResult, call_tool, tool_registry
 from . import services
 from .context import RunContext
 from .exceptions import RunFailure, RunInterrupted
+from .tools.client import REQUEST_CONNECTION, REQUEST_INPUT
+from .tools.registry import KIND_CLIENT, PERMISSIONS, Tool, ToolResult, call_tool, tool_registry
 from .trace import step_record
 
 #: Characters of a tool result the model reads; a longer result is cut and says so.

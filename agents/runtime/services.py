@@ -91,7 +91,7 @@ def _after_commit(func, *args) -> None:
 
 
 def _send(run_id: str, task_id: str) -> None:
-    from ..tasks import execute_run  # the task module imports this one
+    from .tasks import execute_run  # the task module imports this one
 
     execute_run.apply_async(args=[run_id], task_id=task_id)
 
@@ -289,7 +289,7 @@ def run_request_answer(
 
     Args:
         content: the answer, validated against the request's ``requested_schema`` (input) or
-            ``agents.tools.client.CONNECTION_OUTCOME_SCHEMA`` (connections); required when ``action`` is
+            ``agents.runtime.tools.client.CONNECTION_OUTCOME_SCHEMA`` (connections); required when ``action`` is
             ``accept``.
         action: ``accept``, ``decline`` or ``cancel`` (MCP elicitation actions).
         request_id: an ``Idempotency-Key``; repeating it returns the answered request.
@@ -303,7 +303,7 @@ def run_request_answer(
     """
     from django.core.exceptions import ValidationError
 
-    from ..tools.client import CONNECTION_OUTCOME_SCHEMA
+    from .tools.client import CONNECTION_OUTCOME_SCHEMA
 
     if action not in ("accept", "decline", "cancel"):
         raise InvalidInput("action must be 'accept', 'decline' or 'cancel'.", field="action")

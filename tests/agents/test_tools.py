@@ -9,7 +9,7 @@ from agents import services
 from agents.choices import AgentStatus
 from agents.contexts import services as contexts
 from agents.models import AgentContext, AgentTransition
-from agents.tools import ToolCall, call_tool, tool_registry
+from agents.runtime.tools import ToolCall, call_tool, tool_registry
 from projects.models import Issue
 from tests import factories
 

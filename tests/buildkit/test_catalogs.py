@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from rest_framework import serializers
 
 from agents.models import AgentType
-from agents.tools.registry import Tool, ToolRegistry, tool_registry
+from agents.runtime.tools.registry import Tool, ToolRegistry, tool_registry
 from buildkit.catalog import (
     STATIC_CATALOG,
     InvalidVersion,

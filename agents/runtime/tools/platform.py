@@ -17,12 +17,12 @@ from projects.models import Issue, Project
 from syndarix.api.filters import IdOrSlugFilter
 from syndarix.exceptions import NotFound
 
-from .. import services
-from ..choices import AgentStatus, TerminationReason
-from ..contexts import services as contexts
-from ..exceptions import ContextNotFound
-from ..models import AgentContext, AgentInstance
-from ..selectors import agent_type_by_id_or_slug
+from ... import services
+from ...choices import AgentStatus, TerminationReason
+from ...contexts import services as contexts
+from ...exceptions import ContextNotFound
+from ...models import AgentContext, AgentInstance
+from ...selectors import agent_type_by_id_or_slug
 from .registry import Tool, ToolCall, ToolRegistry
 
 _UUID = {"type": "string", "format": "uuid"}

@@ -1,4 +1,4 @@
-"""The platform's tools (one registry): see ``agents.tools.registry``."""
+"""The platform's tools (one registry): see ``agents.runtime.tools.registry``."""
 
 from .registry import KIND_CLIENT, KIND_PLATFORM, Tool, ToolCall, ToolError, ToolResult, call_tool, tool_registry
 

@@ -4,9 +4,9 @@ may call on Syndarix.
 Each ``Tool`` is declared once, in code, with its name, description, input and output JSON Schemas,
 MCP annotations (``readOnlyHint``, ``destructiveHint``, ``idempotentHint``; MCP spec, "Tool
 annotations"), its default permission and the function that runs it through the services. Platform
-tools of the agents and projects apps are declared in ``agents.tools.platform``; the client tools
+tools of the agents and projects apps are declared in ``agents.runtime.tools.platform``; the client tools
 the runtime answers by asking a person (``request_input``, ``request_connection``) in
-``agents.tools.client``; apps above agents add their own (the build kit adds ``find_capabilities``
+``agents.runtime.tools.client``; apps above agents add their own (the build kit adds ``find_capabilities``
 and ``commit_revision`` in ``BuildkitConfig.ready``), so the agents app never imports them. The
 build kit's ops catalog and playground overlay, the agent loop and the MCP server all read this
 registry.
