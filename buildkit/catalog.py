@@ -1,6 +1,6 @@
 """The static catalog: the platform's own workflows under reserved ``__sx__`` slugs.
 
-Each entry is declared once, here, with pinned versions. A reference to a reserved slug is answered
+Each entry is declared once, with pinned versions. A reference to a reserved slug is answered
 from this catalog only, never from the database, and a miss stays a miss. Agent types cannot take a
 reserved slug (``agents.models.validate_not_reserved_slug``).
 
@@ -10,6 +10,10 @@ reserved slug (``agents.models.validate_not_reserved_slug``).
 | ``__sx__request_connection`` | tool | yes | the client tool ``request_connection`` of the tool registry |
 | ``__sx__request_input`` | tool | yes | the client tool ``request_input`` of the tool registry |
 | ``__sx__build_kit`` | agent_config | no | the playground build-kit overlay (a partial template) |
+
+The build kit's entry is declared in ``overlay.py``, beside the overlay it is built from this catalog, and added
+with ``register_entry`` when the app is ready: the catalog never imports the overlay, so the modules depend one
+way (``embed`` → ``catalog``; ``overlay`` → ``catalog``, ``embed``).
 
 A version is an integer; ``"v1"``, ``"1"`` and ``1`` name the same version (``normalize_version``).
 Documents are built fresh (deep copies) on every lookup, so callers may change what they get.
@@ -157,12 +161,6 @@ def _client_tool(name: str) -> Callable[[], dict[str, Any]]:
     return document
 
 
-def _build_kit_v1() -> dict[str, Any]:
-    from .overlay import build_overlay  # the overlay is assembled from this catalog
-
-    return build_overlay()
-
-
 _ENTRIES = (
     StaticEntry(
         slug="__sx__getting_started",
@@ -188,14 +186,6 @@ _ENTRIES = (
         embeddable=True,
         versions={1: _client_tool(REQUEST_INPUT)},
     ),
-    StaticEntry(
-        slug="__sx__build_kit",
-        kind=KIND_AGENT_CONFIG,
-        name="Playground build kit",
-        description="The playground build-kit overlay; fetchable, never embeddable.",
-        embeddable=False,
-        versions={1: _build_kit_v1},
-    ),
 )
 
 
@@ -220,8 +210,22 @@ def validate_catalog(entries) -> dict[str, StaticEntry]:
     return index
 
 
-#: slug -> entry, in declaration order (the overlay iterates it in this order).
+#: slug -> entry, in declaration order (the overlay iterates it in this order); ``register_entry`` adds the
+#: entries other modules of the kit declare.
 STATIC_CATALOG: dict[str, StaticEntry] = validate_catalog(_ENTRIES)
+
+
+def register_entry(entry: StaticEntry) -> None:
+    """Add an entry declared by a module that itself reads this catalog (the build kit's ``__sx__build_kit``,
+    ``overlay.BUILD_KIT_ENTRY``, added by ``BuildKitConfig.ready``), so the catalog never imports it back.
+
+    Adding the same entry again does nothing.
+
+    Raises:
+        ImproperlyConfigured: the entry breaks an invariant of ``validate_catalog`` (another entry has its slug).
+    """
+    if STATIC_CATALOG.get(entry.slug) is not entry:
+        STATIC_CATALOG.update(validate_catalog([*STATIC_CATALOG.values(), entry]))
 
 
 def get_entry(slug: str) -> StaticEntry | None:

@@ -35,7 +35,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import KIND_SKILL, KIND_TOOL, STATIC_CATALOG, StaticEntry
+from .catalog import KIND_AGENT_CONFIG, KIND_SKILL, KIND_TOOL, STATIC_CATALOG, StaticEntry
 from .embed import EMBED_KEY, REFERENCES_KEY, embed_slug, is_embed
 from .platform_ops import platform_ops
 
@@ -68,6 +68,18 @@ def build_overlay() -> dict[str, Any]:
     tools += [_embed(e) for e in STATIC_CATALOG.values() if e.kind == KIND_TOOL and e.embeddable]
     skills = [_embed(e) for e in STATIC_CATALOG.values() if e.kind == KIND_SKILL and e.embeddable]
     return {"tools": tools, "skills": skills, "sandbox": {"permissions": dict(KIT_SANDBOX_PERMISSIONS)}}
+
+
+#: The overlay as a static catalog entry (``__sx__build_kit``): fetchable, never embeddable. Declared here, beside
+#: what it is built from, and added to the catalog by ``BuildKitConfig.ready`` (``catalog.register_entry``).
+BUILD_KIT_ENTRY = StaticEntry(
+    slug="__sx__build_kit",
+    kind=KIND_AGENT_CONFIG,
+    name="Playground build kit",
+    description="The playground build-kit overlay; fetchable, never embeddable.",
+    embeddable=False,
+    versions={1: build_overlay},
+)
 
 
 def tool_identity(entry: Any) -> str | None:
