@@ -1,7 +1,7 @@
 """The platform tools of the agents and projects apps: query and steer agents, read and write shared
-contexts, create and update issues. Each runs through the same services as the API, with the calling
-agent's authority (``registry.ToolCall``): ids outside the agent's workspace are "not found", and
-``project_id`` defaults to the agent's own project.
+contexts, create and update issues. Each runs through the same services as the API, with its caller's
+authority (``registry.ToolCall``): ids outside the caller's reach are "not found", writes need write
+access to the project (``ToolCall.check_write``), and ``project_id`` defaults to an agent's own project.
 
 ``register_platform_tools(registry)`` adds them (``AgentsConfig.ready``).
 """
@@ -15,7 +15,7 @@ from projects import services as project_services
 from projects.choices import IssueStatus
 from projects.models import Issue, Project
 from syndarix.api.filters import IdOrSlugFilter
-from syndarix.exceptions import NotFound
+from syndarix.exceptions import InvalidInput, NotFound
 
 from .. import contexts, services
 from ..choices import AgentStatus, TerminationReason
@@ -25,7 +25,7 @@ from ..selectors import agent_type_by_id_or_slug
 from .registry import Tool, ToolCall, ToolRegistry
 
 _UUID = {"type": "string", "format": "uuid"}
-_PROJECT = {**_UUID, "description": "A project of your workspace (default: your own project)."}
+_PROJECT = {**_UUID, "description": "A project in your reach (an agent's default: its own project)."}
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
 _REASON = {"type": "string", "maxLength": 2000, "description": "Why, for the ledger."}
 _CONTEXT_NAME = {"type": "string", "minLength": 1, "maxLength": 200,
@@ -55,15 +55,19 @@ _CONTEXT_OUT = _object({
 # --- Lookups inside the caller's workspace ------------------------------------------------------------
 
 
-def _project(call: ToolCall, project_id: str | None) -> Project:
-    """The caller's project (``project_id`` ``None``) or a project of its workspace; else ``NotFound``."""
+def _project(call: ToolCall, project_id: str | None, *, write: bool = False) -> Project:
+    """The caller's default project (``project_id`` ``None``) or a project in its reach; else ``NotFound``.
+
+    With ``write``, raises ``PermissionDenied`` when the caller may only read it.
+    """
     if project_id is None:
-        return call.project
-    project = Project.objects.select_related("workspace").filter(
-        pk=_uuid(project_id, "project_id"), workspace_id=call.workspace_id
-    ).first()
-    if project is None:
-        raise NotFound("Project not found.", field="project_id")
+        project = call.project
+    else:
+        project = call.projects().filter(pk=_uuid(project_id, "project_id")).first()
+        if project is None:
+            raise NotFound("Project not found.", field="project_id")
+    if write:
+        call.check_write(project)
     return project
 
 
@@ -74,17 +78,20 @@ def _uuid(value: str, field: str) -> uuid.UUID:
         raise NotFound(f"No such {field.removesuffix('_id')}: '{value}' is not an id.", field=field) from None
 
 
-def _agent(call: ToolCall, agent_id: str) -> AgentInstance:
-    agent = AgentInstance.objects.select_related("project", "agent_type").filter(
-        pk=_uuid(agent_id, "agent_id"), project__workspace_id=call.workspace_id
+def _agent(call: ToolCall, agent_id: str, *, write: bool = False) -> AgentInstance:
+    agent = AgentInstance.objects.select_related("project__workspace", "agent_type").filter(
+        pk=_uuid(agent_id, "agent_id"), project__in=call.projects()
     ).first()
     if agent is None:
         raise NotFound("Agent not found.", field="agent_id")
+    if write:
+        call.check_write(agent.project)
     return agent
 
 
-def _context(call: ToolCall, *, project_id: str | None, context_id: str | None, name: str | None) -> AgentContext:
-    project = _project(call, project_id)
+def _context(call: ToolCall, *, project_id: str | None, context_id: str | None, name: str | None,
+             write: bool = False) -> AgentContext:
+    project = _project(call, project_id, write=write)
     if context_id is not None:
         found = AgentContext.objects.filter(pk=_uuid(context_id, "context_id"), project=project).first()
     elif name is not None:
@@ -111,13 +118,8 @@ def _as_issue(issue: Issue) -> dict[str, Any]:
     }
 
 
-def _ledger(call: ToolCall) -> dict[str, Any]:
-    """What the services record about a tool call in the ledger: the acting agent and its run."""
-    return {"actor_agent": call.agent, "run": call.run}
-
-
 def _reason(call: ToolCall, reason: str) -> str:
-    return reason or f"by agent '{call.agent.name}' (platform tool)"
+    return reason or f"by {call.label} (platform tool)"
 
 
 # --- Agents -------------------------------------------------------------------------------------------
@@ -144,26 +146,26 @@ def spawn_agent(call: ToolCall, *, agent_type: str, name: str, project_id: str |
     if found is None:
         raise NotFound("Agent type not found.", field="agent_type")
     agent = services.agent_spawn(
-        project=_project(call, project_id), agent_type=found, name=name, config=config or {},
-        current_task=current_task, **_ledger(call),
+        project=_project(call, project_id, write=True), agent_type=found, name=name, config=config or {},
+        current_task=current_task, **call.ledger,
     )
     return _as_agent(agent)
 
 
 def pause_agent(call: ToolCall, *, agent_id: str, reason: str = "") -> dict[str, Any]:
-    agent = services.agent_pause(_agent(call, agent_id), reason=_reason(call, reason), **_ledger(call))
+    agent = services.agent_pause(_agent(call, agent_id, write=True), reason=_reason(call, reason), **call.ledger)
     return _as_agent(agent)
 
 
 def resume_agent(call: ToolCall, *, agent_id: str, reason: str = "") -> dict[str, Any]:
-    agent = services.agent_resume(_agent(call, agent_id), reason=_reason(call, reason), **_ledger(call))
+    agent = services.agent_resume(_agent(call, agent_id, write=True), reason=_reason(call, reason), **call.ledger)
     return _as_agent(agent)
 
 
 def terminate_agent(call: ToolCall, *, agent_id: str, reason: str = "") -> dict[str, Any]:
     agent = services.agent_terminate(
-        _agent(call, agent_id), reason=_reason(call, reason), termination_reason=TerminationReason.USER,
-        **_ledger(call),
+        _agent(call, agent_id, write=True), reason=_reason(call, reason), termination_reason=TerminationReason.USER,
+        **call.ledger,
     )
     return _as_agent(agent)
 
@@ -199,12 +201,14 @@ def write_context(call: ToolCall, *, data: dict, project_id: str | None = None, 
                   name: str | None = None, mode: str = "replace", change_description: str = "",
                   expected_version: int | None = None) -> dict[str, Any]:
     if context_id is None and name is not None:
-        context, _ = contexts.context_get_or_create(project=_project(call, project_id), name=name, actor=call.agent)
+        context, _ = contexts.context_get_or_create(
+            project=_project(call, project_id, write=True), name=name, actor=call.actor
+        )
     else:
-        context = _context(call, project_id=project_id, context_id=context_id, name=name)
+        context = _context(call, project_id=project_id, context_id=context_id, name=name, write=True)
     version = contexts.context_write(
-        context, data, actor=call.agent, mode=mode, expected_version=expected_version,
-        change_description=change_description or f"Written by agent '{call.agent.name}'",
+        context, data, actor=call.actor, mode=mode, expected_version=expected_version,
+        change_description=change_description or f"Written by {call.label}",
     )
     return {"id": str(context.pk), "project_id": str(context.project_id), "name": context.name,
             "version": version.version, "current_version": version.version, "data": version.data}
@@ -221,15 +225,21 @@ def query_issues(call: ToolCall, *, project_id: str | None = None, status: list[
     if q:
         queryset = queryset.filter(title__icontains=q)
     if assigned_to_me:
+        if call.agent is None:
+            raise InvalidInput("assigned_to_me is for agents; filter by status or q instead.", field="assigned_to_me")
         queryset = queryset.filter(assigned_agent=call.agent)
     rows = list(queryset.order_by("-created_at")[: limit + 1])
     return {"issues": [_as_issue(i) for i in rows[:limit]], "truncated": len(rows) > limit}
 
 
-def _issue(call: ToolCall, issue_id: str) -> Issue:
-    issue = Issue.objects.filter(pk=_uuid(issue_id, "issue_id"), project__workspace_id=call.workspace_id).first()
+def _issue(call: ToolCall, issue_id: str, *, write: bool = False) -> Issue:
+    issue = Issue.objects.select_related("project__workspace").filter(
+        pk=_uuid(issue_id, "issue_id"), project__in=call.projects()
+    ).first()
     if issue is None:
         raise NotFound("Issue not found.", field="issue_id")
+    if write:
+        call.check_write(issue.project)
     return issue
 
 
@@ -245,7 +255,7 @@ def _assignee(issue_project_id, agent_id: str | None) -> AgentInstance | None:
 
 def create_issue(call: ToolCall, *, title: str, body: str = "", project_id: str | None = None,
                  assigned_agent_id: str | None = None) -> dict[str, Any]:
-    project = _project(call, project_id)
+    project = _project(call, project_id, write=True)
     issue = project_services.issue_create(
         project=project, title=title, body=body, assigned_agent=_assignee(project.pk, assigned_agent_id)
     )
@@ -257,7 +267,7 @@ _UNSET = object()
 
 def update_issue(call: ToolCall, *, issue_id: str, title: str | None = None, body: str | None = None,
                  status: str | None = None, assigned_agent_id: Any = _UNSET) -> dict[str, Any]:
-    issue = _issue(call, issue_id)
+    issue = _issue(call, issue_id, write=True)
     data: dict[str, Any] = {k: v for k, v in (("title", title), ("body", body), ("status", status)) if v is not None}
     if assigned_agent_id is not _UNSET:
         data["assigned_agent"] = _assignee(issue.project_id, assigned_agent_id)
