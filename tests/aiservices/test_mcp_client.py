@@ -11,6 +11,7 @@ import httpx2
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.cache import cache
+from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -165,3 +166,22 @@ def test_unknown_tool_is_a_jsonrpc_error(live_server, user):
 
     code, _ = run(live_server.url, factories.token_for(user), scenario)
     assert code == -32602
+
+
+def test_the_sdks_default_client_falls_back_from_discovery_to_initialize(live_server, user, agent):
+    """``mcp.Client`` (mode ``auto``) first probes ``server/discover`` (protocol 2026-07-28), which this server
+    does not speak; it must fall back to the initialize handshake and work."""
+
+    token = factories.token_for(user)
+
+    async def main() -> Any:
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
+            Client(streamable_http_client(f"{live_server.url}/mcp", http_client=http)) as client,
+        ):
+            assert client.protocol_version == "2025-11-25"
+            return await client.call_tool("terminate_agent", {"agent_id": str(agent.pk), "reason": "done"})
+
+    result = anyio.run(main)
+    assert result.is_error is False and result.structured_content["status"] == "terminated"
+    assert AgentInstance.objects.get(pk=agent.pk).status == AgentStatus.TERMINATED
