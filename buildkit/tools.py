@@ -81,7 +81,8 @@ BUILDKIT_TOOLS = (
             {"agent_type": {"type": "string"}, "version": {"type": "integer"}, "revision_id": {"type": "string"}},
             ["agent_type", "version", "revision_id"],
         ),
-        handler=commit_revision, in_build_kit=True,
+        # Destructive: new spawns of the type use the committed template from now on, replacing the one before.
+        handler=commit_revision, destructive=True, in_build_kit=True,
         route=("POST", "/api/v1/agent-types/{agent_type_id}/revisions"),
     ),
 )

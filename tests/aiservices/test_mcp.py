@@ -312,7 +312,8 @@ def test_tools_list_has_every_platform_and_ai_tool_with_schemas_and_annotations(
         assert tool["inputSchema"]["type"] == "object"
         assert tool["outputSchema"]["type"] == "object"
         assert {"readOnlyHint", "destructiveHint", "idempotentHint"} <= set(tool["annotations"])
-    assert tools["terminate_agent"]["annotations"]["destructiveHint"] is True
+    assert {name for name, tool in tools.items() if tool["annotations"]["destructiveHint"]} == {
+        "terminate_agent", "commit_revision"}
     assert tools["query_agents"]["annotations"]["readOnlyHint"] is True
     assert tools["pause_agent"]["annotations"]["idempotentHint"] is True
     assert tools[REFINE]["annotations"]["readOnlyHint"] is True

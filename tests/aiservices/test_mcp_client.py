@@ -81,6 +81,7 @@ def test_list_tools_has_every_platform_op_and_ai_tool_with_schemas(live_server, 
         assert tool.annotations.destructive_hint is not None
         assert tool.annotations.idempotent_hint is not None
     assert by_name["terminate_agent"].annotations.destructive_hint is True
+    assert by_name["commit_revision"].annotations.destructive_hint is True
     assert by_name["commit_revision"].annotations.read_only_hint is False
     assert by_name["query_agents"].annotations.read_only_hint is True
 

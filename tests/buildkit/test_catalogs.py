@@ -53,7 +53,7 @@ def test_reads_allow_and_writes_ask():
     ops = platform_ops().values()
     assert {o.name for o in ops if o.read_only} == {"find_capabilities", "query_agents", "read_context",
                                                       "list_contexts", "query_issues"}
-    assert {o.name for o in ops if o.destructive} == {"terminate_agent"}
+    assert {o.name for o in ops if o.destructive} == {"terminate_agent", "commit_revision"}
     assert {o.default_permission for o in ops if not o.read_only} == {"ask"}
 
 
