@@ -1,7 +1,8 @@
 """The platform tools of the agents and projects apps: query and steer agents, read and write shared
-contexts, create and update issues. Each runs through the same services as the API, with its caller's
-authority (``registry.ToolCall``): ids outside the caller's reach are "not found", writes need write
-access to the project (``ToolCall.check_write``), and ``project_id`` defaults to an agent's own project.
+contexts, create and update issues, start runs, read them and decide their approvals. Each runs through
+the same services as the API, with its caller's authority (``registry.ToolCall``): ids outside the
+caller's reach are "not found", writes need write access to the project (``ToolCall.check_write``), and
+``project_id`` defaults to an agent's own project.
 
 ``register_platform_tools(registry)`` adds them (``AgentsConfig.ready``).
 """
@@ -15,12 +16,13 @@ from projects import services as project_services
 from projects.choices import IssueStatus
 from projects.models import Issue, Project
 from syndarix.api.filters import IdOrSlugFilter
-from syndarix.exceptions import InvalidInput, NotFound
+from syndarix.exceptions import InvalidInput, NotFound, PermissionDenied
 
 from .. import contexts, services
-from ..choices import AgentStatus, TerminationReason
+from ..choices import AgentStatus, RunRequestKind, RunRequestStatus, RunStatus, TerminationReason
 from ..exceptions import ContextNotFound
-from ..models import AgentContext, AgentInstance
+from ..models import AgentContext, AgentInstance, AgentRun, AgentRunRequest
+from ..runtime import services as runtime
 from ..selectors import agent_type_by_id_or_slug
 from .registry import Tool, ToolCall, ToolRegistry
 
@@ -45,6 +47,16 @@ _AGENT_OUT = _object({
 _ISSUE_OUT = _object({
     "id": _UUID, "project_id": _UUID, "title": {"type": "string"}, "body": {"type": "string"},
     "status": {"enum": list(IssueStatus.values)}, "assigned_agent_id": {"type": ["string", "null"]},
+})
+_RUN_OUT = _object({
+    "id": _UUID, "agent_id": _UUID, "status": {"enum": list(RunStatus.values)}, "instruction": {"type": "string"},
+    "issue_id": {"type": ["string", "null"]}, "result": {"description": "What the agent returned (any JSON)."},
+    "error_code": {"type": "string"}, "error_message": {"type": "string"}, "steps_completed": {"type": "integer"},
+    "tokens_used": {"type": "integer"}, "cost": {"type": "string"},
+    "pending_approvals": {"type": "array", "items": _object({
+        "id": _UUID, "tool_name": {"type": "string"}, "arguments": {"type": "object"},
+        "requested_at": {"type": "string"},
+    })},
 })
 _CONTEXT_OUT = _object({
     "id": _UUID, "project_id": _UUID, "name": {"type": "string"}, "version": {"type": "integer"},
@@ -168,6 +180,64 @@ def terminate_agent(call: ToolCall, *, agent_id: str, reason: str = "") -> dict[
         **call.ledger,
     )
     return _as_agent(agent)
+
+
+# --- Runs ---------------------------------------------------------------------------------------------
+
+
+def _run(call: ToolCall, run_id: str, *, write: bool = False) -> AgentRun:
+    run = AgentRun.objects.select_related("agent__project__workspace").filter(
+        pk=_uuid(run_id, "run_id"), agent__project__in=call.projects()
+    ).first()
+    if run is None:
+        raise NotFound("Run not found.", field="run_id")
+    if write:
+        call.check_write(run.agent.project)
+    return run
+
+
+def _as_run(run: AgentRun) -> dict[str, Any]:
+    approvals = run.requests.filter(kind=RunRequestKind.APPROVAL, status=RunRequestStatus.PENDING)
+    return {
+        "id": str(run.pk), "agent_id": str(run.agent_id), "status": run.status, "instruction": run.instruction,
+        "issue_id": str(run.issue_id) if run.issue_id else None, "result": run.result, "error_code": run.error_code,
+        "error_message": run.error_message, "steps_completed": run.steps_completed, "tokens_used": run.tokens_used,
+        "cost": f"{run.cost:.6f}",  # USD, as the API writes it
+        "pending_approvals": [
+            {"id": str(approval.pk), "tool_name": approval.tool_name, "arguments": approval.arguments,
+             "requested_at": approval.requested_at.isoformat()}
+            for approval in approvals.order_by("requested_at")
+        ],
+    }
+
+
+def start_run(call: ToolCall, *, agent_id: str, instruction: str = "", issue_id: str | None = None) -> dict[str, Any]:
+    agent = _agent(call, agent_id, write=True)
+    issue = None
+    if issue_id is not None:
+        issue = Issue.objects.filter(pk=_uuid(issue_id, "issue_id"), project_id=agent.project_id).first()
+        if issue is None:
+            raise NotFound("No such issue in the agent's project.", field="issue_id")
+    run, _ = runtime.run_create(agent=agent, instruction=instruction, issue=issue, actor=call.user)
+    return _as_run(run)
+
+
+def read_run(call: ToolCall, *, run_id: str) -> dict[str, Any]:
+    return _as_run(_run(call, run_id))
+
+
+def decide_approval(call: ToolCall, *, run_id: str, approval_id: str, decision: str,
+                    reason: str = "") -> dict[str, Any]:
+    if call.user is None:  # the point of an approval is that a person decides it
+        raise PermissionDenied("Approvals are decided by people, not by agents.")
+    run = _run(call, run_id, write=True)
+    approval = AgentRunRequest.objects.filter(
+        pk=_uuid(approval_id, "approval_id"), run=run, kind=RunRequestKind.APPROVAL
+    ).first()
+    if approval is None:
+        raise NotFound("No such approval in this run.", field="approval_id")
+    runtime.run_request_decide(approval, decision=decision, reason=reason, actor=call.user)
+    return _as_run(AgentRun.objects.get(pk=run.pk))
 
 
 # --- Shared contexts ----------------------------------------------------------------------------------
@@ -366,6 +436,43 @@ PLATFORM_TOOLS = (
         input_schema=_object({"agent_id": _UUID, "reason": _REASON}, ["agent_id"]),
         output_schema=_AGENT_OUT, handler=terminate_agent, destructive=True,
         route=("DELETE", "/api/v1/projects/{project_id}/agents/{agent_id}"),
+    ),
+    Tool(
+        name="start_run", title="Start run",
+        description=(
+            "Queue a run of an agent: an instruction, an issue of its project (the agent becomes its assignee), or "
+            "both. It starts when the agent is idle and its earlier runs are done; follow it with read_run."
+        ),
+        input_schema=_object(
+            {"agent_id": _UUID, "instruction": {"type": "string", "maxLength": runtime.INSTRUCTION_MAX_LENGTH},
+             "issue_id": _UUID},
+            ["agent_id"],
+        ),
+        output_schema=_RUN_OUT, handler=start_run,
+        route=("POST", "/api/v1/projects/{project_id}/agents/{agent_id}/runs"),
+    ),
+    Tool(
+        name="read_run", title="Read run",
+        description=(
+            "Read a run: its status (queued, running, waiting, paused, succeeded, failed, cancelled), its result or "
+            "error when finished, its usage, and the approvals it waits for."
+        ),
+        input_schema=_object({"run_id": _UUID}, ["run_id"]),
+        output_schema=_RUN_OUT, handler=read_run, read_only=True, idempotent=True,
+        route=("GET", "/api/v1/projects/{project_id}/agents/{agent_id}/runs/{run_id}"),
+    ),
+    Tool(
+        name="decide_approval", title="Decide approval",
+        description=(
+            "Approve or deny a tool call a waiting run asks approval for (see read_run's pending_approvals); the run "
+            "then continues. Only people decide approvals."
+        ),
+        input_schema=_object(
+            {"run_id": _UUID, "approval_id": _UUID, "decision": {"enum": ["approve", "deny"]}, "reason": _REASON},
+            ["run_id", "approval_id", "decision"],
+        ),
+        output_schema=_RUN_OUT, handler=decide_approval,
+        route=("POST", "/api/v1/projects/{project_id}/agents/{agent_id}/runs/{run_id}/approvals/{approval_id}"),
     ),
     Tool(
         name="query_issues", title="Query issues",

@@ -37,7 +37,8 @@ def test_every_declared_tool_is_in_the_registry():
     names = {t.name for t in tool_registry}
     assert {"query_agents", "list_contexts", "read_context", "write_context", "spawn_agent", "pause_agent",
             "resume_agent", "terminate_agent", "query_issues", "create_issue", "update_issue", "find_capabilities",
-            "commit_revision", "request_input", "request_connection"} == names
+            "commit_revision", "start_run", "read_run", "decide_approval", "request_input",
+            "request_connection"} == names
     assert [t.name for t in tool_registry.client_tools()] == ["request_connection", "request_input"]
 
 

@@ -11,9 +11,11 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from agents.choices import AgentStatus
-from agents.models import AgentContextVersion, AgentInstance, AgentTransition
-from agents.tools.registry import tool_registry
+from agents import services
+from agents.choices import AgentStatus, RunRequestKind, RunRequestStatus, RunStatus
+from agents.models import AgentContextVersion, AgentInstance, AgentRun, AgentRunRequest, AgentTransition
+from agents.runtime import services as runtime
+from agents.tools.registry import ToolCall, call_tool, tool_registry
 from aiservices.mcp import server
 from aiservices.tools import registry as ai_registry
 from projects.choices import WorkspaceRole
@@ -480,3 +482,79 @@ def test_initialize_is_rate_limited_per_user(user, ratelimit_clock):
     response = client.initialize()
     assert response.status_code == 429
     assert int(response["Retry-After"]) >= 1
+
+
+# --- Runs: start, read, decide an approval ---------------------------------------------------------------
+
+TEMPLATE = {"llm": {"model": "test-model"}, "tools": [{"type": "platform", "op": "write_context", "permission": "ask"}]}
+
+
+@pytest.fixture
+def loop_agent(project, user):
+    """An agent that runs as the agent loop (its type has a committed template)."""
+    agent_type = factories.AgentTypeFactory()
+    services.agent_type_commit_revision(agent_type, template=TEMPLATE, author=user)
+    return services.agent_spawn(project=project, agent_type=agent_type, name="looper")
+
+
+def waiting_for_approval(agent) -> tuple[AgentRun, AgentRunRequest]:
+    """A run ``waiting`` for an approval of ``write_context``, as the worker leaves it."""
+    run, _ = runtime.run_create(agent=agent, instruction="write the notes")
+    services.agent_transition(agent, AgentStatus.WORKING)
+    services.agent_transition(agent, AgentStatus.WAITING)
+    AgentRun.objects.filter(pk=run.pk).update(status=RunStatus.WAITING)
+    approval = AgentRunRequest.objects.create(
+        run=run, kind=RunRequestKind.APPROVAL, tool_name="write_context", tool_call_id="call_1",
+        arguments={"name": "notes", "data": {}},
+    )
+    return run, approval
+
+
+def test_start_run_then_read_run(owner_mcp, user, loop_agent):
+    started = owner_mcp.call("start_run", {"agent_id": str(loop_agent.pk), "instruction": "write the notes"})
+    assert started["isError"] is False, started
+    run = AgentRun.objects.get(pk=started["structuredContent"]["id"])
+    assert (run.status, run.requested_by, run.instruction) == (RunStatus.QUEUED, user, "write the notes")
+    read = owner_mcp.call("read_run", {"run_id": str(run.pk)})
+    assert read["structuredContent"] == started["structuredContent"]
+
+
+def test_start_run_of_an_agent_that_cannot_run_is_an_error_result(owner_mcp, agent):
+    result = owner_mcp.call("start_run", {"agent_id": str(agent.pk), "instruction": "go"})
+    assert result["isError"] is True
+    assert result["structuredContent"]["error"]["code"] == "not_runnable"
+
+
+def test_decide_an_approval(owner_mcp, user, loop_agent):
+    run, approval = waiting_for_approval(loop_agent)
+    pending = owner_mcp.call("read_run", {"run_id": str(run.pk)})["structuredContent"]["pending_approvals"]
+    assert [entry["id"] for entry in pending] == [str(approval.pk)]
+    result = owner_mcp.call("decide_approval", {
+        "run_id": str(run.pk), "approval_id": str(approval.pk), "decision": "approve", "reason": "fine",
+    })
+    assert result["isError"] is False, result
+    assert result["structuredContent"]["pending_approvals"] == []
+    approval.refresh_from_db()
+    assert (approval.status, approval.decided_by, approval.reason) == (RunRequestStatus.APPROVED, user, "fine")
+    again = owner_mcp.call("decide_approval", {"run_id": str(run.pk), "approval_id": str(approval.pk),
+                                               "decision": "deny"})
+    assert again["isError"] is True and again["structuredContent"]["error"]["code"] == "already_decided"
+
+
+def test_a_viewer_reads_runs_but_does_not_decide(workspace, loop_agent):
+    run, approval = waiting_for_approval(loop_agent)
+    viewer = mcp_for(factories.MembershipFactory(workspace=workspace, role=WorkspaceRole.VIEWER).user)
+    assert viewer.call("read_run", {"run_id": str(run.pk)})["isError"] is False
+    result = viewer.call("decide_approval", {"run_id": str(run.pk), "approval_id": str(approval.pk),
+                                             "decision": "approve"})
+    assert result["structuredContent"]["error"]["code"] == "permission_denied"
+    assert AgentRunRequest.objects.get(pk=approval.pk).status == RunRequestStatus.PENDING
+
+
+def test_agents_do_not_decide_approvals(loop_agent, project, agent_type):
+    run, approval = waiting_for_approval(loop_agent)
+    other = factories.AgentFactory(project=project, agent_type=agent_type)
+    result = call_tool(tool_registry.get("decide_approval"), ToolCall(agent=other),
+                       {"run_id": str(run.pk), "approval_id": str(approval.pk), "decision": "approve"})
+    assert result.is_error and result.structured["error"]["code"] == "permission_denied"
+    assert AgentRunRequest.objects.get(pk=approval.pk).status == RunRequestStatus.PENDING
