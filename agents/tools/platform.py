@@ -64,7 +64,7 @@ _CONTEXT_OUT = _object({
 })
 
 
-# --- Lookups inside the caller's workspace ------------------------------------------------------------
+# --- Lookups inside the caller's reach ----------------------------------------------------------------
 
 
 def _project(call: ToolCall, project_id: str | None, *, write: bool = False) -> Project:

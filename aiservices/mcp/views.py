@@ -63,7 +63,7 @@ class TransportError(Exception):
 class MCPView(View):
     """The Streamable HTTP endpoint of the MCP server (see the module docstring)."""
 
-    http_method_names = ["post", "delete", "get", "options"]
+    http_method_names = ["post", "delete"]
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
