@@ -7,13 +7,16 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agents"
 
     def ready(self) -> None:
-        """Register the platform and client tools, load the agent classes (the built-ins and
+        """Register the platform and client tools (the platform tools with the MCP server too), load the agent
+        classes (the built-ins and
         ``AGENT_REGISTRY_MODULES``), and connect the receivers of committed lifecycle changes: the agent
         classes' hooks (sent to a worker) and the runtime (dispatch the next run, park, cancel).
 
         Raises ``agents.registry.AgentModulesUnusable`` (``ImproperlyConfigured``) naming each module
         that cannot be loaded, so no process (runserver, gunicorn, a command) starts without it.
         """
+        from aiservices.mcp.providers import register_provider
+
         from . import checks  # noqa: F401 - importing checks registers the system check
         from . import registry as agent_registry
         from .models import AgentInstance
@@ -21,12 +24,14 @@ class AgentsConfig(AppConfig):
         from .runtime import services as runtime
         from .runtime import tasks  # noqa: F401 - importing the module registers the Celery tasks
         from .runtime.tools.client import register_client_tools
+        from .runtime.tools.mcp import PlatformToolProvider
         from .runtime.tools.platform import register_platform_tools
         from .runtime.tools.registry import tool_registry
         from .signals import agent_spawned, agent_transitioned
 
         register_platform_tools(tool_registry)
         register_client_tools(tool_registry)
+        register_provider(PlatformToolProvider(tool_registry))
         agent_registry.load_agent_modules(agent_registry.registry)
         agent_spawned.connect(hooks.on_agent_spawned, sender=AgentInstance, dispatch_uid="agents.hooks.spawned")
         agent_transitioned.connect(

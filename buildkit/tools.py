@@ -1,6 +1,7 @@
 """The build kit's platform tools: ``find_capabilities`` and ``commit_revision``, added to the one tool
 registry (``agents.runtime.tools.registry.tool_registry``) when the app is ready, so the agents app never imports
-the build kit. Both run through the build kit's services, with the calling agent's authority.
+the build kit. Both run through the build kit's services, with the caller's authority (a user commits only
+with the permission the API asks for).
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from typing import Any
 
 from agents.runtime.tools.registry import Tool, ToolCall, ToolRegistry
 from agents.selectors import agent_type_by_id_or_slug
-from syndarix.exceptions import NotFound
+from syndarix.exceptions import NotFound, PermissionDenied
 
+from .permissions import CanCommitTemplates, can_commit_templates
 from .selectors import capabilities_find
 from .services import template_commit
 
@@ -28,11 +30,13 @@ def find_capabilities(call: ToolCall, *, use_cases: list[str], limit: int = 5) -
 
 
 def commit_revision(call: ToolCall, *, agent_type: str, template: dict, message: str = "") -> dict[str, Any]:
+    if call.user is not None and not can_commit_templates(call.user):
+        raise PermissionDenied(CanCommitTemplates.message)
     found = agent_type_by_id_or_slug(agent_type)
     if found is None:
         raise NotFound("Agent type not found.", field="agent_type")
     revision = template_commit(
-        agent_type=found, template=template, message=message or f"Committed by agent '{call.agent.name}'"
+        agent_type=found, template=template, message=message or f"Committed by {call.label}", author=call.user
     )
     return {"agent_type": found.slug, "version": revision.version, "revision_id": str(revision.pk)}
 
@@ -77,7 +81,8 @@ BUILDKIT_TOOLS = (
             {"agent_type": {"type": "string"}, "version": {"type": "integer"}, "revision_id": {"type": "string"}},
             ["agent_type", "version", "revision_id"],
         ),
-        handler=commit_revision, in_build_kit=True,
+        # Destructive: new spawns of the type use the committed template from now on, replacing the one before.
+        handler=commit_revision, destructive=True, in_build_kit=True,
         route=("POST", "/api/v1/agent-types/{agent_type_id}/revisions"),
     ),
 )

@@ -56,6 +56,13 @@ class NotFound(DomainError):
     status_code = 404
 
 
+class PermissionDenied(DomainError):
+    """The caller may see the object but not do this to it (HTTP 403), e.g. a workspace viewer's write."""
+
+    code = "permission_denied"
+    status_code = 403
+
+
 class InvalidInput(DomainError):
     """Input that passed the serializer fails a business rule (HTTP 400)."""
 

@@ -252,6 +252,10 @@ AI_SERVICES_MODEL = env.str("AI_SERVICES_MODEL", default="")
 AI_SERVICES_CONNECT_TIMEOUT = env.float("AI_SERVICES_CONNECT_TIMEOUT", default=3.05)
 AI_SERVICES_READ_TIMEOUT = env.float("AI_SERVICES_READ_TIMEOUT", default=60.0)
 
+# --- MCP server (/mcp) ---
+MCP_SESSION_TTL_SECONDS = env.int("MCP_SESSION_TTL_SECONDS", default=86400)
+MCP_TOOLS_PAGE_SIZE = env.int("MCP_TOOLS_PAGE_SIZE", default=50)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,4 +1,4 @@
-"""Root URL configuration: admin, the v1 API, the OpenAPI schema and its docs."""
+"""Root URL configuration: admin, the v1 API, the OpenAPI schema and its docs, the MCP server."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("agents.urls")),
     path("api/v1/", include("aiservices.urls")),
     path("api/v1/", include("buildkit.urls")),
+    path("mcp", include("aiservices.mcp.urls")),
 ]
 
 handler404 = "syndarix.api.views.not_found"

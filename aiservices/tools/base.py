@@ -44,6 +44,14 @@ class ToolResult:
             body["meta"] = {"trace_id": self.trace_id}
         return body
 
+    def as_mcp(self) -> dict[str, Any]:
+        """The MCP ``CallToolResult``: ``to_wire()`` with the trace id under ``_meta`` (MCP's place for it)."""
+        body = self.to_wire()
+        meta = body.pop("meta", None)
+        if meta:
+            body["_meta"] = meta
+        return body
+
 
 class Tool:
     """Base class of a tool. Subclass it in a module of ``aiservices.tools`` and decorate the class
@@ -51,7 +59,9 @@ class Tool:
 
     Subclasses set ``name`` (``f"{NAMESPACE}.<tool>"``), ``title``, ``description``,
     ``input_schema`` and ``output_schema`` (JSON Schema, draft 2020-12) and implement ``run``;
-    they may extend ``check_arguments`` for rules a schema cannot state.
+    they may extend ``check_arguments`` for rules a schema cannot state. ``read_only``,
+    ``destructive``, ``idempotent`` and ``open_world`` are the MCP tool annotations' hints (MCP spec,
+    "Tool annotations"; the defaults are the spec's).
     """
 
     name: ClassVar[str]
@@ -59,6 +69,10 @@ class Tool:
     description: ClassVar[str]
     input_schema: ClassVar[dict[str, Any]]
     output_schema: ClassVar[dict[str, Any]]
+    read_only: ClassVar[bool] = False
+    destructive: ClassVar[bool] = True
+    idempotent: ClassVar[bool] = False
+    open_world: ClassVar[bool] = True
 
     def definition(self) -> dict[str, Any]:
         """The ToolDefinition: ``{name, title, description, inputSchema, outputSchema}`` (camelCase, as MCP)."""
@@ -69,6 +83,14 @@ class Tool:
             "inputSchema": self.input_schema,
             "outputSchema": self.output_schema,
         }
+
+    def mcp_definition(self) -> dict[str, Any]:
+        """The MCP ``Tool``: ``definition()`` plus ``annotations`` (``title`` and the four hints)."""
+        annotations = {
+            "title": self.title, "readOnlyHint": self.read_only, "destructiveHint": self.destructive,
+            "idempotentHint": self.idempotent, "openWorldHint": self.open_world,
+        }
+        return {**self.definition(), "annotations": annotations}
 
     def validate_arguments(self, arguments: Any) -> dict[str, Any]:
         """Return the arguments after checking them against ``input_schema`` and ``check_arguments``.

@@ -59,6 +59,9 @@ class RefinePromptTool(Tool):
         },
     }
     output_schema = OUTPUT_SCHEMA
+    read_only = True  # it only answers (each call is recorded, nothing else changes)
+    destructive = False
+    open_world = True  # an upstream LLM answers
 
     def check_arguments(self, arguments: dict[str, Any], problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
         field = "arguments.prompt_template_json"

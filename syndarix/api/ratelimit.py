@@ -17,6 +17,7 @@ handler answers with 429 ``rate_limited`` and ``Retry-After``.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
+from django.urls import resolve
 from django_ratelimit.core import get_usage
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework.request import Request
@@ -61,6 +63,36 @@ def check_rate(request: Request, *, group: str, rate: str, key=user_or_ip) -> di
     if usage and usage["should_limit"]:
         raise RateLimited(retry_after=max(1, usage["time_left"]))
     return usage
+
+
+def check_user_rate(user, *, group: str, rate: str) -> dict[str, Any] | None:
+    """``check_rate`` for ``user`` outside a DRF request (``user:<pk>``, the key ``user_or_ip`` gives them).
+
+    Counted in the same ``group`` as a view's, it shares that view's counter. Returns and raises as
+    ``check_rate``.
+    """
+    return check_rate(None, group=group, rate=rate, key=lambda group, request: f"user:{user.pk}")
+
+
+def route_rate_limit(method: str, path: str) -> tuple[str, str] | None:
+    """The rate limit ``RateLimitMixin`` applies to ``method path``: ``(group, rate)``, or ``None`` when none.
+
+    ``path`` is an API path with ``{placeholders}`` (``/api/v1/projects/{project_id}/agents``); it is
+    resolved through the URL configuration, so whoever acts on an endpoint's behalf (the MCP server's
+    tools) counts against the endpoint's own per-user counter. Raises ``django.urls.Resolver404`` for
+    a path no view serves.
+    """
+    match = resolve(_PLACEHOLDER.sub(str(uuid.UUID(int=0)), path))
+    view = getattr(match.func, "cls", None) or getattr(match.func, "view_class", None)
+    actions = getattr(match.func, "actions", None)
+    scope = actions.get(method.lower()) if actions else method.lower()
+    rate = getattr(view, "rate_limits", {}).get(scope) if view is not None and scope else None
+    if not rate:
+        return None
+    return f"{view.__module__}.{view.__name__}.{scope}", rate
+
+
+_PLACEHOLDER = re.compile(r"\{[^}/]+\}")
 
 
 class RateLimitMixin:

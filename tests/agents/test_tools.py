@@ -38,7 +38,8 @@ def test_every_declared_tool_is_in_the_registry():
     names = {t.name for t in tool_registry}
     assert {"query_agents", "list_contexts", "read_context", "write_context", "spawn_agent", "pause_agent",
             "resume_agent", "terminate_agent", "query_issues", "create_issue", "update_issue", "find_capabilities",
-            "commit_revision", "request_input", "request_connection"} == names
+            "commit_revision", "start_run", "read_run", "decide_approval", "request_input",
+            "request_connection"} == names
     assert [t.name for t in tool_registry.client_tools()] == ["request_connection", "request_input"]
 
 
@@ -187,3 +188,18 @@ def test_two_agents_pausing_each_other_at_once_never_fail_a_run(project, agent_t
     assert failures(results) == []
     codes = sorted("ok" if not r.is_error else r.structured["error"]["code"] for r in results)
     assert codes == ["conflict", "ok"]
+
+
+@pytest.mark.parametrize("callers", [{}, {"agent": "both", "user": "both"}])
+def test_a_tool_call_has_exactly_one_caller(callers):
+    with pytest.raises(ValueError, match="exactly one caller"):
+        ToolCall(**callers)
+
+
+def test_a_person_calls_with_their_own_reach(user, project, agent):
+    call = ToolCall(user=user)
+    assert list(call.projects()) == [project]
+    assert call.ledger == {"actor": user} and call.actor == user and call.label == f"user '{user.username}'"
+    stranger = ToolCall(user=factories.UserFactory())
+    result = call_tool(tool_registry.get("pause_agent"), stranger, {"agent_id": str(agent.pk)})
+    assert result.structured["error"]["code"] == "not_found"

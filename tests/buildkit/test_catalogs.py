@@ -52,8 +52,8 @@ def test_each_op_is_complete(op):
 def test_reads_allow_and_writes_ask():
     ops = platform_ops().values()
     assert {o.name for o in ops if o.read_only} == {"find_capabilities", "query_agents", "read_context",
-                                                      "list_contexts", "query_issues"}
-    assert {o.name for o in ops if o.destructive} == {"terminate_agent"}
+                                                      "list_contexts", "query_issues", "read_run"}
+    assert {o.name for o in ops if o.destructive} == {"terminate_agent", "commit_revision"}
     assert {o.default_permission for o in ops if not o.read_only} == {"ask"}
 
 
@@ -68,7 +68,8 @@ def test_every_op_route_exists():
     some_id = "7f9c6a52-3f57-4a6b-9a55-1c1f0f3e2a10"
     for op in platform_ops().values():
         path = op.route[1]
-        for placeholder in ("project_id", "agent_type_id", "context_id", "agent_id", "issue_id"):
+        for placeholder in ("project_id", "agent_type_id", "context_id", "agent_id", "issue_id", "run_id",
+                            "approval_id"):
             path = path.replace("{" + placeholder + "}", some_id)
         resolve(path)
 

@@ -1,7 +1,8 @@
 """The platform tools of the agents and projects apps: query and steer agents, read and write shared
-contexts, create and update issues. Each runs through the same services as the API, with the calling
-agent's authority (``registry.ToolCall``): ids outside the agent's workspace are "not found", and
-``project_id`` defaults to the agent's own project.
+contexts, create and update issues, start runs, read them and decide their approvals. Each runs through
+the same services as the API, with its caller's authority (``registry.ToolCall``): ids outside the
+caller's reach are "not found", writes need write access to the project (``ToolCall.check_write``), and
+``project_id`` defaults to an agent's own project.
 
 ``register_platform_tools(registry)`` adds them (``AgentsConfig.ready``).
 """
@@ -15,18 +16,19 @@ from projects import services as project_services
 from projects.choices import IssueStatus
 from projects.models import Issue, Project
 from syndarix.api.filters import IdOrSlugFilter
-from syndarix.exceptions import NotFound
+from syndarix.exceptions import InvalidInput, NotFound, PermissionDenied
 
 from ... import services
-from ...choices import AgentStatus, TerminationReason
+from ...choices import AgentStatus, RunRequestKind, RunRequestStatus, RunStatus, TerminationReason
 from ...contexts import services as contexts
 from ...exceptions import ContextNotFound
-from ...models import AgentContext, AgentInstance
+from ...models import AgentContext, AgentInstance, AgentRun, AgentRunRequest
 from ...selectors import agent_type_by_id_or_slug
+from .. import services as runtime
 from .registry import Tool, ToolCall, ToolRegistry
 
 _UUID = {"type": "string", "format": "uuid"}
-_PROJECT = {**_UUID, "description": "A project of your workspace (default: your own project)."}
+_PROJECT = {**_UUID, "description": "A project in your reach (an agent's default: its own project)."}
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
 _REASON = {"type": "string", "maxLength": 2000, "description": "Why, for the ledger."}
 _CONTEXT_NAME = {"type": "string", "minLength": 1, "maxLength": 200,
@@ -47,24 +49,38 @@ _ISSUE_OUT = _object({
     "id": _UUID, "project_id": _UUID, "title": {"type": "string"}, "body": {"type": "string"},
     "status": {"enum": list(IssueStatus.values)}, "assigned_agent_id": {"type": ["string", "null"]},
 })
+_RUN_OUT = _object({
+    "id": _UUID, "agent_id": _UUID, "status": {"enum": list(RunStatus.values)}, "instruction": {"type": "string"},
+    "issue_id": {"type": ["string", "null"]}, "result": {"description": "What the agent returned (any JSON)."},
+    "error_code": {"type": "string"}, "error_message": {"type": "string"}, "steps_completed": {"type": "integer"},
+    "tokens_used": {"type": "integer"}, "cost": {"type": "string"},
+    "pending_approvals": {"type": "array", "items": _object({
+        "id": _UUID, "tool_name": {"type": "string"}, "arguments": {"type": "object"},
+        "requested_at": {"type": "string"},
+    })},
+})
 _CONTEXT_OUT = _object({
     "id": _UUID, "project_id": _UUID, "name": {"type": "string"}, "version": {"type": "integer"},
     "current_version": {"type": "integer"}, "data": {"type": "object"},
 })
 
 
-# --- Lookups inside the caller's workspace ------------------------------------------------------------
+# --- Lookups inside the caller's reach ----------------------------------------------------------------
 
 
-def _project(call: ToolCall, project_id: str | None) -> Project:
-    """The caller's project (``project_id`` ``None``) or a project of its workspace; else ``NotFound``."""
+def _project(call: ToolCall, project_id: str | None, *, write: bool = False) -> Project:
+    """The caller's default project (``project_id`` ``None``) or a project in its reach; else ``NotFound``.
+
+    With ``write``, raises ``PermissionDenied`` when the caller may only read it.
+    """
     if project_id is None:
-        return call.project
-    project = Project.objects.select_related("workspace").filter(
-        pk=_uuid(project_id, "project_id"), workspace_id=call.workspace_id
-    ).first()
-    if project is None:
-        raise NotFound("Project not found.", field="project_id")
+        project = call.project
+    else:
+        project = call.projects().filter(pk=_uuid(project_id, "project_id")).first()
+        if project is None:
+            raise NotFound("Project not found.", field="project_id")
+    if write:
+        call.check_write(project)
     return project
 
 
@@ -75,17 +91,20 @@ def _uuid(value: str, field: str) -> uuid.UUID:
         raise NotFound(f"No such {field.removesuffix('_id')}: '{value}' is not an id.", field=field) from None
 
 
-def _agent(call: ToolCall, agent_id: str) -> AgentInstance:
-    agent = AgentInstance.objects.select_related("project", "agent_type").filter(
-        pk=_uuid(agent_id, "agent_id"), project__workspace_id=call.workspace_id
+def _agent(call: ToolCall, agent_id: str, *, write: bool = False) -> AgentInstance:
+    agent = AgentInstance.objects.select_related("project__workspace", "agent_type").filter(
+        pk=_uuid(agent_id, "agent_id"), project__in=call.projects()
     ).first()
     if agent is None:
         raise NotFound("Agent not found.", field="agent_id")
+    if write:
+        call.check_write(agent.project)
     return agent
 
 
-def _context(call: ToolCall, *, project_id: str | None, context_id: str | None, name: str | None) -> AgentContext:
-    project = _project(call, project_id)
+def _context(call: ToolCall, *, project_id: str | None, context_id: str | None, name: str | None,
+             write: bool = False) -> AgentContext:
+    project = _project(call, project_id, write=write)
     if context_id is not None:
         found = AgentContext.objects.filter(pk=_uuid(context_id, "context_id"), project=project).first()
     elif name is not None:
@@ -112,13 +131,8 @@ def _as_issue(issue: Issue) -> dict[str, Any]:
     }
 
 
-def _ledger(call: ToolCall) -> dict[str, Any]:
-    """What the services record about a tool call in the ledger: the acting agent and its run."""
-    return {"actor_agent": call.agent, "run": call.run}
-
-
 def _reason(call: ToolCall, reason: str) -> str:
-    return reason or f"by agent '{call.agent.name}' (platform tool)"
+    return reason or f"by {call.label} (platform tool)"
 
 
 # --- Agents -------------------------------------------------------------------------------------------
@@ -145,28 +159,86 @@ def spawn_agent(call: ToolCall, *, agent_type: str, name: str, project_id: str |
     if found is None:
         raise NotFound("Agent type not found.", field="agent_type")
     agent = services.agent_spawn(
-        project=_project(call, project_id), agent_type=found, name=name, config=config or {},
-        current_task=current_task, **_ledger(call),
+        project=_project(call, project_id, write=True), agent_type=found, name=name, config=config or {},
+        current_task=current_task, **call.ledger,
     )
     return _as_agent(agent)
 
 
 def pause_agent(call: ToolCall, *, agent_id: str, reason: str = "") -> dict[str, Any]:
-    agent = services.agent_pause(_agent(call, agent_id), reason=_reason(call, reason), **_ledger(call))
+    agent = services.agent_pause(_agent(call, agent_id, write=True), reason=_reason(call, reason), **call.ledger)
     return _as_agent(agent)
 
 
 def resume_agent(call: ToolCall, *, agent_id: str, reason: str = "") -> dict[str, Any]:
-    agent = services.agent_resume(_agent(call, agent_id), reason=_reason(call, reason), **_ledger(call))
+    agent = services.agent_resume(_agent(call, agent_id, write=True), reason=_reason(call, reason), **call.ledger)
     return _as_agent(agent)
 
 
 def terminate_agent(call: ToolCall, *, agent_id: str, reason: str = "") -> dict[str, Any]:
     agent = services.agent_terminate(
-        _agent(call, agent_id), reason=_reason(call, reason), termination_reason=TerminationReason.USER,
-        **_ledger(call),
+        _agent(call, agent_id, write=True), reason=_reason(call, reason), termination_reason=TerminationReason.USER,
+        **call.ledger,
     )
     return _as_agent(agent)
+
+
+# --- Runs ---------------------------------------------------------------------------------------------
+
+
+def _run(call: ToolCall, run_id: str, *, write: bool = False) -> AgentRun:
+    run = AgentRun.objects.select_related("agent__project__workspace").filter(
+        pk=_uuid(run_id, "run_id"), agent__project__in=call.projects()
+    ).first()
+    if run is None:
+        raise NotFound("Run not found.", field="run_id")
+    if write:
+        call.check_write(run.agent.project)
+    return run
+
+
+def _as_run(run: AgentRun) -> dict[str, Any]:
+    approvals = run.requests.filter(kind=RunRequestKind.APPROVAL, status=RunRequestStatus.PENDING)
+    return {
+        "id": str(run.pk), "agent_id": str(run.agent_id), "status": run.status, "instruction": run.instruction,
+        "issue_id": str(run.issue_id) if run.issue_id else None, "result": run.result, "error_code": run.error_code,
+        "error_message": run.error_message, "steps_completed": run.steps_completed, "tokens_used": run.tokens_used,
+        "cost": f"{run.cost:.6f}",  # USD, as the API writes it
+        "pending_approvals": [
+            {"id": str(approval.pk), "tool_name": approval.tool_name, "arguments": approval.arguments,
+             "requested_at": approval.requested_at.isoformat()}
+            for approval in approvals.order_by("requested_at")
+        ],
+    }
+
+
+def start_run(call: ToolCall, *, agent_id: str, instruction: str = "", issue_id: str | None = None) -> dict[str, Any]:
+    agent = _agent(call, agent_id, write=True)
+    issue = None
+    if issue_id is not None:
+        issue = Issue.objects.filter(pk=_uuid(issue_id, "issue_id"), project_id=agent.project_id).first()
+        if issue is None:
+            raise NotFound("No such issue in the agent's project.", field="issue_id")
+    run, _ = runtime.run_create(agent=agent, instruction=instruction, issue=issue, actor=call.user)
+    return _as_run(run)
+
+
+def read_run(call: ToolCall, *, run_id: str) -> dict[str, Any]:
+    return _as_run(_run(call, run_id))
+
+
+def decide_approval(call: ToolCall, *, run_id: str, approval_id: str, decision: str,
+                    reason: str = "") -> dict[str, Any]:
+    if call.user is None:  # the point of an approval is that a person decides it
+        raise PermissionDenied("Approvals are decided by people, not by agents.")
+    run = _run(call, run_id, write=True)
+    approval = AgentRunRequest.objects.filter(
+        pk=_uuid(approval_id, "approval_id"), run=run, kind=RunRequestKind.APPROVAL
+    ).first()
+    if approval is None:
+        raise NotFound("No such approval in this run.", field="approval_id")
+    runtime.run_request_decide(approval, decision=decision, reason=reason, actor=call.user)
+    return _as_run(AgentRun.objects.get(pk=run.pk))
 
 
 # --- Shared contexts ----------------------------------------------------------------------------------
@@ -200,12 +272,14 @@ def write_context(call: ToolCall, *, data: dict, project_id: str | None = None, 
                   name: str | None = None, mode: str = "replace", change_description: str = "",
                   expected_version: int | None = None) -> dict[str, Any]:
     if context_id is None and name is not None:
-        context, _ = contexts.context_get_or_create(project=_project(call, project_id), name=name, actor=call.agent)
+        context, _ = contexts.context_get_or_create(
+            project=_project(call, project_id, write=True), name=name, actor=call.actor
+        )
     else:
-        context = _context(call, project_id=project_id, context_id=context_id, name=name)
+        context = _context(call, project_id=project_id, context_id=context_id, name=name, write=True)
     version = contexts.context_write(
-        context, data, actor=call.agent, mode=mode, expected_version=expected_version,
-        change_description=change_description or f"Written by agent '{call.agent.name}'",
+        context, data, actor=call.actor, mode=mode, expected_version=expected_version,
+        change_description=change_description or f"Written by {call.label}",
     )
     return {"id": str(context.pk), "project_id": str(context.project_id), "name": context.name,
             "version": version.version, "current_version": version.version, "data": version.data}
@@ -222,15 +296,21 @@ def query_issues(call: ToolCall, *, project_id: str | None = None, status: list[
     if q:
         queryset = queryset.filter(title__icontains=q)
     if assigned_to_me:
+        if call.agent is None:
+            raise InvalidInput("assigned_to_me is for agents; filter by status or q instead.", field="assigned_to_me")
         queryset = queryset.filter(assigned_agent=call.agent)
     rows = list(queryset.order_by("-created_at")[: limit + 1])
     return {"issues": [_as_issue(i) for i in rows[:limit]], "truncated": len(rows) > limit}
 
 
-def _issue(call: ToolCall, issue_id: str) -> Issue:
-    issue = Issue.objects.filter(pk=_uuid(issue_id, "issue_id"), project__workspace_id=call.workspace_id).first()
+def _issue(call: ToolCall, issue_id: str, *, write: bool = False) -> Issue:
+    issue = Issue.objects.select_related("project__workspace").filter(
+        pk=_uuid(issue_id, "issue_id"), project__in=call.projects()
+    ).first()
     if issue is None:
         raise NotFound("Issue not found.", field="issue_id")
+    if write:
+        call.check_write(issue.project)
     return issue
 
 
@@ -246,7 +326,7 @@ def _assignee(issue_project_id, agent_id: str | None) -> AgentInstance | None:
 
 def create_issue(call: ToolCall, *, title: str, body: str = "", project_id: str | None = None,
                  assigned_agent_id: str | None = None) -> dict[str, Any]:
-    project = _project(call, project_id)
+    project = _project(call, project_id, write=True)
     issue = project_services.issue_create(
         project=project, title=title, body=body, assigned_agent=_assignee(project.pk, assigned_agent_id)
     )
@@ -258,7 +338,7 @@ _UNSET = object()
 
 def update_issue(call: ToolCall, *, issue_id: str, title: str | None = None, body: str | None = None,
                  status: str | None = None, assigned_agent_id: Any = _UNSET) -> dict[str, Any]:
-    issue = _issue(call, issue_id)
+    issue = _issue(call, issue_id, write=True)
     data: dict[str, Any] = {k: v for k, v in (("title", title), ("body", body), ("status", status)) if v is not None}
     if assigned_agent_id is not _UNSET:
         data["assigned_agent"] = _assignee(issue.project_id, assigned_agent_id)
@@ -357,6 +437,43 @@ PLATFORM_TOOLS = (
         input_schema=_object({"agent_id": _UUID, "reason": _REASON}, ["agent_id"]),
         output_schema=_AGENT_OUT, handler=terminate_agent, destructive=True,
         route=("DELETE", "/api/v1/projects/{project_id}/agents/{agent_id}"),
+    ),
+    Tool(
+        name="start_run", title="Start run",
+        description=(
+            "Queue a run of an agent: an instruction, an issue of its project (the agent becomes its assignee), or "
+            "both. It starts when the agent is idle and its earlier runs are done; follow it with read_run."
+        ),
+        input_schema=_object(
+            {"agent_id": _UUID, "instruction": {"type": "string", "maxLength": runtime.INSTRUCTION_MAX_LENGTH},
+             "issue_id": _UUID},
+            ["agent_id"],
+        ),
+        output_schema=_RUN_OUT, handler=start_run,
+        route=("POST", "/api/v1/projects/{project_id}/agents/{agent_id}/runs"),
+    ),
+    Tool(
+        name="read_run", title="Read run",
+        description=(
+            "Read a run: its status (queued, running, waiting, paused, succeeded, failed, cancelled), its result or "
+            "error when finished, its usage, and the approvals it waits for."
+        ),
+        input_schema=_object({"run_id": _UUID}, ["run_id"]),
+        output_schema=_RUN_OUT, handler=read_run, read_only=True, idempotent=True,
+        route=("GET", "/api/v1/projects/{project_id}/agents/{agent_id}/runs/{run_id}"),
+    ),
+    Tool(
+        name="decide_approval", title="Decide approval",
+        description=(
+            "Approve or deny a tool call a waiting run asks approval for (see read_run's pending_approvals); the run "
+            "then continues. Only people decide approvals."
+        ),
+        input_schema=_object(
+            {"run_id": _UUID, "approval_id": _UUID, "decision": {"enum": ["approve", "deny"]}, "reason": _REASON},
+            ["run_id", "approval_id", "decision"],
+        ),
+        output_schema=_RUN_OUT, handler=decide_approval,
+        route=("POST", "/api/v1/projects/{project_id}/agents/{agent_id}/runs/{run_id}/approvals/{approval_id}"),
     ),
     Tool(
         name="query_issues", title="Query issues",

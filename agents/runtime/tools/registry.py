@@ -11,10 +11,12 @@ and ``commit_revision`` in ``BuildkitConfig.ready``), so the agents app never im
 build kit's ops catalog and playground overlay, the agent loop and the MCP server all read this
 registry.
 
-A tool runs with an agent's authority (``ToolCall``): only inside the agent's workspace, where any
-other workspace's id reads as "not found", under the same validation, lifecycle guard and limits as
-the API; ledger rows it writes name the agent and its run. ``call_tool`` turns every refusal into an
-error result (``ToolResult.is_error``) the model can act on: it never raises for bad input.
+A tool runs with the authority of its caller (``ToolCall``): an agent's (inside the agent's workspace,
+where any other workspace's id reads as "not found"; ledger rows name the agent and its run), or a
+person's, through the MCP server (inside the projects they can see, writing only where their role lets
+them, exactly as the API; ledger rows name the user). Either way under the same validation, lifecycle
+guard and limits as the API. ``call_tool`` turns every refusal into an error result
+(``ToolResult.is_error``) the model can act on: it never raises for bad input.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from django_fsm import ConcurrentTransition
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from syndarix.exceptions import STALE_WRITE_MESSAGE, DomainError
+from syndarix.exceptions import STALE_WRITE_MESSAGE, DomainError, NotFound, PermissionDenied
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from agents.models import AgentInstance, AgentRun
     from projects.models import Project
 
@@ -59,24 +63,71 @@ class ToolError(DomainError):
 
 @dataclass(frozen=True)
 class ToolCall:
-    """Who calls a tool: the ``agent`` whose authority it runs with, and its ``run`` (``None`` outside a run).
+    """Who calls a tool: an ``agent`` (and its ``run``), or a ``user`` calling through the MCP server.
+
+    Exactly one of ``agent`` and ``user`` is set. The handlers ask the call, never the caller's kind:
+
+    - ``projects()``: the projects in reach (the agent's workspace; the projects the user can see);
+    - ``project``: the default project of tools that take ``project_id`` (the agent's own; a user must
+      name one);
+    - ``check_write(project)``: a user needs write access to the project (owner, workspace admin or
+      operator, superuser), as the API's ``CanWriteProject``; an agent's writes are governed by its
+      template's tool permissions instead;
+    - ``ledger``: the keyword arguments naming the actor for the services' ledger rows;
+    - ``actor``: the author of context versions (the agent, or the user); ``label`` names it in texts.
 
     Attributes:
-        agent: the acting ``AgentInstance`` (with ``project`` and ``project.workspace`` loaded).
-        run: the ``AgentRun`` the call belongs to, or ``None``.
+        agent: the acting ``AgentInstance`` (with ``project`` and ``project.workspace`` loaded), or ``None``.
+        run: the ``AgentRun`` the agent's call belongs to, or ``None``.
+        user: the authenticated user calling through the MCP server, or ``None``.
     """
 
-    agent: AgentInstance
+    agent: AgentInstance | None = None
     run: AgentRun | None = None
+    user: Any = None
+
+    def __post_init__(self) -> None:
+        if (self.agent is None) == (self.user is None):
+            raise ValueError("A ToolCall has exactly one caller: an agent or a user.")
 
     @property
     def project(self) -> Project:
-        """The agent's own project (the default project of tools that take ``project_id``)."""
+        """The agent's own project. Raises ``NotFound`` (field ``project_id``) for a user, who must name one."""
+        if self.agent is None:
+            raise NotFound("Name the project: send project_id.", field="project_id")
         return self.agent.project
 
+    def projects(self) -> QuerySet[Project]:
+        """The projects in the caller's reach, with their workspace joined."""
+        from projects.models import Project
+
+        if self.agent is None:
+            return Project.objects.visible_to(self.user).select_related("workspace")
+        return Project.objects.filter(workspace_id=self.agent.project.workspace_id).select_related("workspace")
+
+    def check_write(self, project: Project) -> None:
+        """Raise ``PermissionDenied`` when a user may only read ``project`` (a workspace viewer)."""
+        if self.user is not None and not project.can_write(self.user):
+            raise PermissionDenied("Your role in this workspace is read-only.")
+
     @property
-    def workspace_id(self):
-        return self.agent.project.workspace_id
+    def ledger(self) -> dict[str, Any]:
+        """The actor keywords of the services' ledger rows: ``actor_agent`` and ``run``, or ``actor``."""
+        if self.agent is None:
+            return {"actor": self.user}
+        return {"actor_agent": self.agent, "run": self.run}
+
+    @property
+    def actor(self) -> Any:
+        """The author of what the call writes: the ``AgentInstance``, or the user."""
+        return self.agent if self.agent is not None else self.user
+
+    @property
+    def label(self) -> str:
+        """``agent '<name>'`` or ``user '<username>'``, for default reasons and change descriptions."""
+        if self.agent is None:
+            return f"user '{self.user.get_username()}'"
+        return f"agent '{self.agent.name}'"
 
 
 @dataclass(frozen=True)
