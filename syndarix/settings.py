@@ -268,6 +268,8 @@ if AGENT_LLM_PROVIDER == "offline" and not DEBUG:
     )
 AGENT_LLM_CONNECT_TIMEOUT = env.float("AGENT_LLM_CONNECT_TIMEOUT", default=3.05)
 AGENT_LLM_READ_TIMEOUT = env.float("AGENT_LLM_READ_TIMEOUT", default=120.0)
+# Wall clock for one completion, retries included, however slowly the upstream answers (seconds).
+AGENT_LLM_TOTAL_TIMEOUT = env.float("AGENT_LLM_TOTAL_TIMEOUT", default=180.0)
 AGENT_LLM_MAX_RETRIES = env.int("AGENT_LLM_MAX_RETRIES", default=2)
 AGENT_LLM_RETRY_BACKOFF_SECONDS = env.float("AGENT_LLM_RETRY_BACKOFF_SECONDS", default=0.5)
 
@@ -309,6 +311,8 @@ AI_SERVICES_REFINE_PROMPT_KEY = env.str("AI_SERVICES_REFINE_PROMPT_KEY", default
 AI_SERVICES_MODEL = env.str("AI_SERVICES_MODEL", default="")
 AI_SERVICES_CONNECT_TIMEOUT = env.float("AI_SERVICES_CONNECT_TIMEOUT", default=3.05)
 AI_SERVICES_READ_TIMEOUT = env.float("AI_SERVICES_READ_TIMEOUT", default=60.0)
+# Wall clock for one upstream call, however slowly the upstream answers (seconds).
+AI_SERVICES_TOTAL_TIMEOUT = env.float("AI_SERVICES_TOTAL_TIMEOUT", default=60.0)
 
 LOGGING = {
     "version": 1,
