@@ -15,7 +15,7 @@ from django.db import OperationalError, connection
 from django.test import RequestFactory
 
 from syndarix.api.middleware import DependencyOutageMiddleware
-from tests.live import ROOT
+from tests.live import ROOT, SilentServer
 
 
 def settings_in(env: dict[str, str], expression: str) -> subprocess.CompletedProcess:
@@ -96,3 +96,22 @@ def test_a_lost_dependency_outside_the_api_is_a_short_503(error, dependency):
         ("service_unavailable", dependency)
     ]
     assert middleware.process_exception(RequestFactory().get("/admin/"), ValueError("bug")) is None
+
+
+def test_queuing_a_task_on_a_silent_broker_fails_within_its_timeout():
+    """kombu's Redis transport waits for ever by default; a request that queues a run must not."""
+    code = (
+        "import time, django; django.setup()\n"
+        "from agents.tasks import run_hooks\n"
+        "started = time.monotonic()\n"
+        "try:\n    run_hooks.delay('x')\nexcept Exception as exc:\n    print(type(exc).__name__)\n"
+        "print(round(time.monotonic() - started, 2))\n"
+    )
+    with SilentServer() as broker:
+        env = {**os.environ, "DJANGO_ENV_FILE": "", "DJANGO_SETTINGS_MODULE": "syndarix.settings",
+               "CELERY_BROKER_URL": f"redis://127.0.0.1:{broker.port}/0"}
+        result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                                timeout=60)
+    error, seconds = result.stdout.split()
+    assert error == "OperationalError", result.stderr
+    assert float(seconds) < settings.CELERY_BROKER_SOCKET_TIMEOUT + 1.5
