@@ -177,15 +177,20 @@ class Gunicorn:
     def post(self, path: str, body: dict | None = None, **kwargs) -> Answer:
         return self.request("POST", path, body=body, **kwargs)
 
-    def worker_of(self) -> dict[str, str]:
-        """``{X-Probe value: pid of the worker that answered it}`` from the access log."""
-        found = {}
-        with contextlib.suppress(OSError):
-            for line in self.access_log.read_text().splitlines():
-                pid, probe, *_ = line.split(" ", 3)
-                if probe != "-":
-                    found[probe] = pid
-        return found
+    def worker_of(self, probes: list[str] | None = None, *, wait: float = 5.0) -> dict[str, str]:
+        """``{X-Probe value: pid of the worker that answered it}`` from the access log; with ``probes``, waits up
+        to ``wait`` seconds for all of them (a worker logs a request just after answering it)."""
+        deadline = time.monotonic() + wait
+        while True:
+            found = {}
+            with contextlib.suppress(OSError):
+                for line in self.access_log.read_text().splitlines():
+                    pid, probe, *_ = line.split(" ", 3)
+                    if probe != "-":
+                        found[probe] = pid
+            if not probes or set(probes) <= set(found) or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
 
     def __enter__(self) -> Gunicorn:
         return self.start()

@@ -20,7 +20,8 @@ class ErrorSerializer(serializers.Serializer):
     """One problem: a machine-readable code, a sentence, and the request field at fault (or null).
 
     Some codes add keys: ``invalid_transition`` carries ``current_status``, ``requested_status``
-    and ``allowed_transitions``; ``concurrency_limit`` carries ``limit`` and ``current``.
+    and ``allowed_transitions``; ``concurrency_limit`` carries ``limit`` and ``current``;
+    ``service_unavailable`` for a lost dependency carries ``dependency`` (``database``, ``cache``).
     """
 
     code = serializers.CharField(help_text="Machine-readable error code, e.g. `invalid_transition`.")

@@ -149,11 +149,13 @@ def test_the_per_account_login_throttle_holds_across_two_workers(serve, transact
                                                                 "X-Probe": str(n)})
 
     assert [attempt(n).status for n in range(5)] == [400] * 5
-    refused, n = [], 5
-    while n < 60 and len(set(server.worker_of()[str(i)] for i in refused)) < 2:
+    refused: list[str] = []
+    for n in range(5, 60):  # until both workers have refused an attempt
         answer = attempt(n)
         assert answer.status == 429, (n, answer.status, answer.body)
-        refused.append(n)
-        n += 1
-    workers = server.worker_of()
-    assert len({workers[str(i)] for i in refused}) == 2, "one worker answered every refused attempt"
+        refused.append(str(n))
+        workers = server.worker_of(refused)
+        if len({workers.get(probe) for probe in refused} - {None}) == 2:
+            break
+    workers = server.worker_of(refused)
+    assert len({workers[probe] for probe in refused}) == 2, "one worker answered every refused attempt"
