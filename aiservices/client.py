@@ -1,7 +1,11 @@
 """HTTP client for upstream LLM services: one ``requests.Session`` per process.
 
 Timeouts come from ``AI_SERVICES_CONNECT_TIMEOUT`` / ``AI_SERVICES_READ_TIMEOUT`` (seconds), read
-at each call. Retries (urllib3 ``Retry``) cover only failures where nothing reached the server:
+at each call; they bound each socket operation. A call as a whole has a wall-clock deadline too
+(``AI_SERVICES_TOTAL_TIMEOUT``): an upstream that drips its answer (headers or body) a byte at a time,
+each byte within the read timeout, is cut off when the deadline passes — a watchdog shuts the call's
+socket down — and the call fails with ``UpstreamTimeout``. Retries (urllib3 ``Retry``) cover only
+failures where nothing reached the server:
 a refused or timed-out connection is retried up to ``CONNECT_RETRIES`` times with a short backoff;
 a read timeout, a dropped connection after sending, or any HTTP status is never retried, so a POST
 is never sent twice. Every failure becomes an ``UpstreamError`` subclass with a message fit to
@@ -11,10 +15,13 @@ streamed and read only up to ``MAX_RESPONSE_BYTES`` (plus one byte to tell that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +29,17 @@ import requests
 import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
-from .exceptions import UpstreamBadResponse, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
+from .exceptions import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +75,115 @@ def connect_only_retry() -> Retry:
     )
 
 
+# --- The wall-clock deadline of a call ------------------------------------------------------------
+
+
+class Deadline:
+    """A call's wall-clock limit: when ``seconds`` have passed, every socket the call uses is shut down.
+
+    Shutting a socket down wakes a thread blocked reading it (the read returns end-of-file or fails), so no
+    upstream can hold the caller past the deadline however slowly it answers. The sockets are those the
+    call's connections use (``_DeadlineConnectionMixin`` registers them, fresh or reused from the pool).
+    ``close()`` ends the watch; a connection shut down by an expired deadline is dropped, never pooled.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expires_at = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer = threading.Timer(max(0.0, seconds), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        """Seconds left (0 when expired)."""
+        return max(0.0, self.expires_at - time.monotonic())
+
+    def watch(self, sock: socket.socket | None) -> None:
+        """Shut ``sock`` down when the deadline passes (at once if it has)."""
+        if sock is None:
+            return
+        with self._lock:
+            if self._done:
+                return
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+    def close(self) -> None:
+        """Stop watching (the call is over)."""
+        with self._lock:
+            self._done = True
+            self._sockets.clear()
+        self._timer.cancel()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+#: The deadline of the call the current thread is making, if any.
+_current = threading.local()
+
+
+class _DeadlineConnectionMixin:
+    """Registers the connection's socket with the current thread's ``Deadline`` on connect and on each request."""
+
+    def connect(self) -> None:
+        super().connect()
+        _watch(self)
+
+    def request(self, *args, **kwargs):
+        _watch(self)
+        return super().request(*args, **kwargs)
+
+
+def _watch(connection) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None:
+        deadline.watch(getattr(connection, "sock", None))
+
+
+class _DeadlineHTTPConnection(_DeadlineConnectionMixin, HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _DeadlineHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """``HTTPAdapter`` whose connections honour the calling thread's ``Deadline``."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _DeadlineHTTPConnectionPool, "https": _DeadlineHTTPSConnectionPool,
+        }
+
+
 def get_session() -> requests.Session:
     """The process's session (created on first use, and again after a fork)."""
     global _session, _session_pid
@@ -68,7 +192,7 @@ def get_session() -> requests.Session:
         with _lock:
             if _session is None or _session_pid != pid:
                 session = requests.Session()
-                adapter = HTTPAdapter(max_retries=connect_only_retry(), pool_connections=4, pool_maxsize=16)
+                adapter = DeadlineAdapter(max_retries=connect_only_retry(), pool_connections=4, pool_maxsize=16)
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
                 session.headers.update({"Accept": "application/json", "User-Agent": "syndarix-aiservices/1.0"})
@@ -94,14 +218,16 @@ class UpstreamResponse:
 
 
 def post_json(
-    url: str, *, payload: dict[str, Any], headers: dict[str, str], request_id: str, settings_prefix: str = "AI_SERVICES"
+    url: str, *, payload: dict[str, Any], headers: dict[str, str], request_id: str,
+    settings_prefix: str = "AI_SERVICES", total_timeout: float | None = None,
 ) -> UpstreamResponse:
     """POST ``payload`` as JSON to ``url`` and return the parsed JSON answer.
 
     ``settings_prefix`` names the settings of the caller's upstream: the timeouts
-    ``<prefix>_CONNECT_TIMEOUT`` / ``<prefix>_READ_TIMEOUT`` (seconds) and, in error messages, the
-    ``<prefix>_API_URL`` / ``<prefix>_API_KEY`` to check (``AI_SERVICES`` for the AI tools,
-    ``AGENT_LLM`` for the agent runtime).
+    ``<prefix>_CONNECT_TIMEOUT`` / ``<prefix>_READ_TIMEOUT`` (seconds, per socket operation) and
+    ``<prefix>_TOTAL_TIMEOUT`` (seconds, wall clock for the whole call, connection retries included;
+    ``total_timeout`` overrides it) and, in error messages, the ``<prefix>_API_URL`` / ``<prefix>_API_KEY``
+    to check (``AI_SERVICES`` for the AI tools, ``AGENT_LLM`` for the agent runtime).
 
     ``request_id`` is sent as ``X-Request-ID`` so the upstream's logs can be correlated. The answer
     is streamed: an announced ``Content-Length`` over ``MAX_RESPONSE_BYTES`` is refused before the
@@ -109,11 +235,33 @@ def post_json(
     the connection is closed, so an oversized answer never sits in memory whole.
 
     Raises:
-        UpstreamTimeout: no connection within the connect timeout, or no data within the read timeout.
+        UpstreamTimeout: no connection within the connect timeout, no data within the read timeout, or no
+            complete answer within the total timeout.
         UpstreamUnreachable: the connection failed (after the connect retries) or broke mid-answer.
         UpstreamHTTPError: the upstream answered a non-2xx status (``status``, ``retry_after``).
         UpstreamBadResponse: the answer is too large, not JSON, or nested too deeply to decode.
     """
+    total = total_timeout if total_timeout is not None else getattr(settings, f"{settings_prefix}_TOTAL_TIMEOUT")
+    deadline = Deadline(total)
+    _current.deadline = deadline
+    try:
+        return _post_json(url, payload=payload, headers=headers, request_id=request_id,
+                          settings_prefix=settings_prefix, deadline=deadline)
+    except UpstreamError as exc:
+        if deadline.expired and not isinstance(exc, UpstreamTimeout):
+            # The watchdog's shutdown shows as a broken or truncated answer; say what happened.
+            logger.warning("AI upstream past its deadline url=%s request_id=%s (%g s)", url, request_id, total)
+            raise UpstreamTimeout(f"The AI service did not answer within {total:g} s.") from exc
+        raise
+    finally:
+        _current.deadline = None
+        deadline.close()
+
+
+def _post_json(
+    url: str, *, payload: dict[str, Any], headers: dict[str, str], request_id: str, settings_prefix: str,
+    deadline: Deadline,
+) -> UpstreamResponse:
     connect_timeout = getattr(settings, f"{settings_prefix}_CONNECT_TIMEOUT")
     read_timeout = getattr(settings, f"{settings_prefix}_READ_TIMEOUT")
     try:
@@ -121,7 +269,7 @@ def post_json(
             url,
             json=payload,
             headers={**headers, "Content-Type": "application/json", "X-Request-ID": request_id},
-            timeout=(connect_timeout, read_timeout),
+            timeout=(min(connect_timeout, deadline.seconds), min(read_timeout, deadline.seconds)),
             allow_redirects=False,
             stream=True,
         )
@@ -158,6 +306,8 @@ def post_json(
             logger.warning("AI upstream answer too large url=%s request_id=%s (over %s bytes)", url, request_id,
                            MAX_RESPONSE_BYTES)
             raise UpstreamBadResponse("The AI service returned an answer that is too large.")
+    if deadline.expired:  # the end of the body may be the watchdog's shutdown, not the upstream's
+        raise UpstreamUnreachable("The AI service's answer was cut off at the deadline.")
     try:
         body = json.loads(content)
     except RecursionError as exc:

@@ -7,7 +7,9 @@ Providers, chosen by ``AGENT_LLM_PROVIDER``:
   mapping as the AI tools (``aiservices.client.post_json``), with the ``AGENT_LLM_*`` timeouts.
   A 429 or 5xx answer and a failed connection are retried up to ``AGENT_LLM_MAX_RETRIES`` times with
   exponential backoff (``AGENT_LLM_RETRY_BACKOFF_SECONDS`` × 2ⁿ, or the upstream's ``Retry-After``,
-  at most ``MAX_BACKOFF_SECONDS``); other failures are not retried.
+  at most ``MAX_BACKOFF_SECONDS``); other failures are not retried. One completion, retries and waits
+  included, ends within ``AGENT_LLM_TOTAL_TIMEOUT`` seconds of wall clock (``UpstreamTimeout`` past it),
+  however slowly the upstream drips its answer.
 - ``offline``: **the offline provider**, a scripted stand-in used when no upstream is configured in
   a debug deployment (``make run``). It calls no model: it calls each offered read tool once, then
   ``write_context`` once when offered, then answers with a summary. Its model is named ``offline``
@@ -35,7 +37,7 @@ from typing import Any
 from django.conf import settings
 
 from . import client
-from .exceptions import UpstreamBadResponse, UpstreamError, UpstreamHTTPError, UpstreamUnreachable
+from .exceptions import UpstreamBadResponse, UpstreamError, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
 
 logger = logging.getLogger(__name__)
 
@@ -125,16 +127,23 @@ class OpenAIChatProvider(ChatProvider):
         if settings.AGENT_LLM_API_KEY.strip():
             headers["Authorization"] = f"Bearer {settings.AGENT_LLM_API_KEY.strip()}"
         retries = max(0, settings.AGENT_LLM_MAX_RETRIES)
+        total = settings.AGENT_LLM_TOTAL_TIMEOUT
+        deadline = time.monotonic() + total
         for attempt in range(retries + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UpstreamTimeout(f"The AI service did not answer within {total:g} s.")
             try:
                 answer = client.post_json(
                     f"{base}/chat/completions", payload=request.body(), headers=headers, request_id=request_id,
-                    settings_prefix="AGENT_LLM",
+                    settings_prefix="AGENT_LLM", total_timeout=remaining,
                 ).body
             except (UpstreamHTTPError, UpstreamUnreachable) as exc:
                 if attempt == retries or not _retryable(exc):
                     raise
                 delay = _backoff(attempt, getattr(exc, "retry_after", None))
+                if delay >= deadline - time.monotonic():
+                    raise  # no time left for another attempt within AGENT_LLM_TOTAL_TIMEOUT
                 logger.warning("LLM call %s failed (%s); retry %d of %d in %.2f s", request_id, exc.message,
                                attempt + 1, retries, delay)
                 time.sleep(delay)

@@ -56,14 +56,14 @@ def _timed(fn) -> tuple[float, object]:
 
 def run(samples: int) -> None:
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from agents import services
     from agents.models import AgentType
     from projects.models import Project, Workspace
+    from projects.services import auth_token_create
 
     user = get_user_model().objects.create_superuser("bench", password="bench-pass-1")
-    token = Token.objects.create(user=user).key
+    _, token = auth_token_create(user=user)
     project = Project.objects.create(
         workspace=Workspace.objects.create(name="Bench", slug="bench"), owner=user, name="Bench", slug="bench"
     )

@@ -1,11 +1,13 @@
-"""Django admin for tenancy and work items: workspaces (with their members), projects and issues."""
+"""Django admin for tenancy and work items: workspaces (with their members), projects and issues; API tokens."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.db.models import Count
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from knox.models import AuthToken
 
 from .models import Issue, Project, Workspace, WorkspaceMembership
 
@@ -116,3 +118,34 @@ class IssueAdmin(admin.ModelAdmin):
         if db_field.name == "assigned_agent" and formfield is not None:
             formfield.widget.can_add_related = False  # agents are spawned, not added from a popup
         return formfield
+
+
+if admin.site.is_registered(AuthToken):
+    admin.site.unregister(AuthToken)  # knox's own lists the digest and creates tokens from a form
+
+
+@admin.register(AuthToken)
+class AuthTokenAdmin(admin.ModelAdmin):
+    """API tokens, listed without their secrets: the public ``token_key``, never a column with the digest (a
+    SHA-512 of the token, which knox uses as the row's key and so the bulk actions' checkbox value).
+
+    Tokens are created by logging in (``POST /api/v1/auth/token``); here they can only be looked at and
+    revoked (deleted, alone or in bulk).
+    """
+
+    list_display = ("token_key", "user", "created", "expiry", "is_expired")
+    list_display_links = None
+    list_select_related = ("user",)
+    list_filter = ("created", "expiry")
+    search_fields = ("token_key", "user__username")
+    ordering = ("-created",)
+
+    @admin.display(description="Expired", boolean=True)
+    def is_expired(self, obj: AuthToken) -> bool:
+        return obj.expiry is not None and obj.expiry <= timezone.now()
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+from knox.models import AuthToken
+from rest_framework.exceptions import AuthenticationFailed
+
+from syndarix.api.authentication import TokenAuthentication
 
 from .choices import WRITE_ROLES
 from .models import Issue, Project, Workspace, WorkspaceMembership
@@ -43,3 +48,19 @@ def project_queryset(user) -> QuerySet[Project]:
 def issue_queryset(project: Project) -> QuerySet[Issue]:
     """Issues of ``project`` with the assigned agent joined."""
     return Issue.objects.filter(project=project).select_related("assigned_agent")
+
+
+def auth_token_queryset(user) -> QuerySet[AuthToken]:
+    """``user``'s API tokens that are still valid (unexpired), newest first."""
+    return AuthToken.objects.filter(user=user).filter(Q(expiry__isnull=True) | Q(expiry__gt=timezone.now())).order_by(
+        "-created"
+    )
+
+
+def auth_token_owner(token: str):
+    """The user ``token`` authenticates as now, or ``None`` (unknown, revoked or expired token; inactive user)."""
+    try:
+        user, _auth_token = TokenAuthentication().authenticate_credentials(token.encode())
+    except AuthenticationFailed:
+        return None
+    return user

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import authenticate
 from django.utils.text import slugify
 from rest_framework import exceptions, serializers
 
@@ -151,22 +150,33 @@ class IssueSerializer(serializers.ModelSerializer):
 
 
 class AuthCredentialsSerializer(serializers.Serializer):
-    """Credentials for ``POST /api/v1/auth/token``."""
+    """Credentials for ``POST /api/v1/auth/token`` (checked by ``projects.services.auth_login``)."""
 
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
 
-    def validate(self, attrs):
-        user = authenticate(self.context["request"], username=attrs["username"], password=attrs["password"])
-        if user is None or not user.is_active:
-            raise serializers.ValidationError(
-                serializers.ErrorDetail("Unable to log in with these credentials.", code="invalid_credentials")
-            )
-        attrs["user"] = user
-        return attrs
-
 
 class AuthTokenSerializer(serializers.Serializer):
-    """``{"token": "..."}``: send it as ``Authorization: Token <token>``."""
+    """``{"token", "token_key", "expiry"}``: send the token as ``Authorization: Token <token>``.
 
-    token = serializers.CharField()
+    The token is shown this once (only its digest is stored); ``token_key`` identifies it in
+    ``GET /auth/tokens``; ``expiry`` is null when tokens do not expire (``AUTH_TOKEN_TTL_HOURS=0``).
+    """
+
+    token = serializers.CharField(help_text="The API token; shown only in this answer.")
+    token_key = serializers.CharField(help_text="The token's first 15 characters: its identifier, not a secret.")
+    expiry = serializers.DateTimeField(allow_null=True, help_text="When the token stops working (null: never).")
+
+
+class AuthTokenInfoSerializer(serializers.Serializer):
+    """One of the caller's API tokens, without its secret: identifier, creation, expiry, and whether it is the
+    token of this request."""
+
+    token_key = serializers.CharField(read_only=True, help_text="The token's first 15 characters.")
+    created = serializers.DateTimeField(read_only=True)
+    expiry = serializers.DateTimeField(read_only=True, allow_null=True)
+    current = serializers.SerializerMethodField(help_text="True for the token this request is authenticated with.")
+
+    def get_current(self, token) -> bool:
+        auth = getattr(self.context.get("request"), "auth", None)
+        return getattr(auth, "digest", None) == token.digest

@@ -3,17 +3,22 @@
 Creating and editing workspaces and projects goes through here so that a slug taken by a concurrent
 request is a 400 ``unique`` like any other taken slug (``syndarix.db.save_unique``); deleting is
 guarded because it cascades to agents and their ledger. Issues are created and changed through
-``issue_create`` / ``issue_update`` (the API and the agents' platform tools call them).
+``issue_create`` / ``issue_update`` (the API and the agents' platform tools call them). API tokens
+(django-rest-knox) are created, revoked and throttled here too (``auth_*``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import authenticate
 from django.db import transaction
+from django.utils import timezone
+from knox.models import AuthToken
 
+from syndarix.api.ratelimit import RateUsage, check_sliding_window
 from syndarix.db import save_unique, update_unique
-from syndarix.exceptions import DomainError, NotFound
+from syndarix.exceptions import DomainError, InvalidInput, NotFound
 
 from .choices import IssueStatus
 from .models import Issue, Project, Workspace
@@ -174,3 +179,80 @@ def issue_update(issue: Issue, *, data: dict[str, Any]) -> Issue:
         issue.full_clean()
         issue.save(update_fields=[*fields, "updated_at"])
     return issue
+
+
+# --- API tokens (django-rest-knox) ---
+
+#: Token logins per client IP: at most 10 in any 60 seconds (sliding window, shared by every worker).
+LOGIN_LIMITS_PER_IP = ((10, 60),)
+#: Token logins per account (the username asked for, whatever the outcome and the IP): at most 5 in any
+#: 60 seconds and 30 in any hour, so guessing one account's password from many addresses is as slow.
+LOGIN_LIMITS_PER_ACCOUNT = ((5, 60), (30, 3600))
+
+
+def auth_login_check_rate(*, ip: str, username: str) -> RateUsage | None:
+    """Charge one token login against the per-IP, then the per-account limits.
+
+    The account is keyed by ``username`` stripped and case-folded (one bucket per account whatever its
+    spelling). A login refused per IP charges nothing to the account.
+
+    Returns the usage of every window (for ``X-RateLimit-*``), or ``None`` when rate limiting is off or
+    the cache is lost and ``RATELIMIT_FAIL_OPEN`` is set.
+
+    Raises:
+        syndarix.api.ratelimit.RateLimited: a limit is full (429, ``Retry-After`` in seconds).
+        syndarix.exceptions.DependencyUnavailable: the cache is lost and ``RATELIMIT_FAIL_OPEN`` is false (503).
+    """
+    by_ip = check_sliding_window(f"auth.login:ip:{ip}", LOGIN_LIMITS_PER_IP)
+    by_account = check_sliding_window(f"auth.login:account:{username.strip().casefold()}", LOGIN_LIMITS_PER_ACCOUNT)
+    if by_ip is None or by_account is None:
+        return by_ip or by_account
+    return by_ip + by_account
+
+
+def auth_login(*, request, username: str, password: str) -> tuple[AuthToken, str]:
+    """Check ``username`` and ``password`` (Django's ``authenticate``) and create a new API token.
+
+    Returns what ``auth_token_create`` returns.
+
+    Raises:
+        InvalidInput: unknown user, wrong password or inactive user, all alike (400 ``invalid_credentials``).
+    """
+    user = authenticate(request, username=username, password=password)
+    if user is None or not user.is_active:
+        raise InvalidInput("Unable to log in with these credentials.", code="invalid_credentials")
+    return auth_token_create(user=user)
+
+
+def auth_token_create(*, user) -> tuple[AuthToken, str]:
+    """Create a new API token for ``user`` (one per login or device; earlier tokens stay valid).
+
+    It expires ``AUTH_TOKEN_TTL_HOURS`` from now (never, when that is 0). Only its SHA-512 digest and its
+    first 15 characters (``token_key``, the public identifier) are stored.
+
+    The user's expired tokens are deleted on the way (requests only ever delete the token they carry).
+
+    Returns ``(token row, the token itself)``: the token can be shown this once and never again.
+    """
+    AuthToken.objects.filter(user=user, expiry__lt=timezone.now()).delete()
+    return AuthToken.objects.create(user=user)
+
+
+def auth_token_revoke(*, user, token_key: str) -> None:
+    """Revoke ``user``'s token whose identifier is ``token_key`` (the next request with it is 401).
+
+    Raises:
+        NotFound: ``user`` has no such token (404; another user's token reads the same).
+    """
+    deleted, _ = AuthToken.objects.filter(user=user, token_key=token_key).delete()
+    if not deleted:
+        raise NotFound("No such token.")
+
+
+def auth_tokens_revoke_all(*, user) -> int:
+    """Revoke every API token of ``user`` (logout everywhere; also done on a password change).
+
+    Returns the number of tokens revoked.
+    """
+    deleted, _ = AuthToken.objects.filter(user=user).delete()
+    return deleted

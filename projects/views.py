@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import viewsets
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
+from rest_framework import mixins, viewsets
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from syndarix.api.authentication import TokenAuthentication
+from syndarix.api.clientip import client_ip
 from syndarix.api.ratelimit import RateLimitMixin
-from syndarix.api.schema import error_responses
+from syndarix.api.schema import MessageSerializer, error_responses
 
 from .filtersets import IssueFilterSet, ProjectFilterSet, WorkspaceFilterSet
 from .models import Issue
 from .permissions import CanWriteProject, ProjectPermission, ProjectScopedMixin, WorkspacePermission
-from .selectors import issue_queryset, project_queryset, workspace_queryset
+from .selectors import auth_token_queryset, issue_queryset, project_queryset, workspace_queryset
 from .serializers import (
     AuthCredentialsSerializer,
+    AuthTokenInfoSerializer,
     AuthTokenSerializer,
     IssueSerializer,
     ProjectSerializer,
     WorkspaceSerializer,
 )
 from .services import (
+    auth_login,
+    auth_login_check_rate,
+    auth_token_revoke,
+    auth_tokens_revoke_all,
     issue_create,
     issue_update,
     project_create,
@@ -40,29 +47,108 @@ CRUD_METHODS = ["get", "post", "patch", "delete", "head", "options"]
 READ_LIMITS = {"list": "60/m", "retrieve": "60/m"}
 
 
+TOKEN_LOGIN_DESCRIPTION = (
+    "Exchange a username and password for a new API token (one per login or device; earlier tokens stay valid). "
+    "Send it as `Authorization: Token <token>` (or `Bearer <token>`). It is shown only in this answer (only its "
+    "digest is stored) and expires after `AUTH_TOKEN_TTL_HOURS` (30 days by default). Throttled with sliding "
+    "windows: at most 10 logins per client IP in any minute, and per account (whatever the IP) 5 in any minute "
+    "and 30 in any hour."
+)
+
+
 @extend_schema(
     tags=["auth"],
     summary="Obtain an API token",
-    description=(
-        "Exchange a username and password for the user's API token (created on first use). Send it as "
-        "`Authorization: Token <token>`. Rate limited to 10 requests per minute per client IP."
-    ),
+    description=TOKEN_LOGIN_DESCRIPTION,
     request=AuthCredentialsSerializer,
-    responses={200: AuthTokenSerializer, **error_responses(400, 429, e400="Missing fields or bad credentials.")},
+    responses={200: AuthTokenSerializer, **error_responses(400, 429, 503, e400="Missing fields or bad credentials.")},
     auth=[],
 )
 class AuthTokenView(RateLimitMixin, APIView):
-    """Exchange a username and password for an API token: {"token": "..."}."""
+    """Exchange a username and password for a new API token: ``{"token", "token_key", "expiry"}``."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+
+    def post(self, request):
+        serializer = AuthCredentialsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        username, password = serializer.validated_data["username"], serializer.validated_data["password"]
+        self._rate_usage = auth_login_check_rate(ip=client_ip(request), username=username)
+        token, secret = auth_login(request=request, username=username, password=password)
+        answer = {"token": secret, "token_key": token.token_key, "expiry": token.expiry}
+        return Response(AuthTokenSerializer(answer).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List your API tokens",
+        description="Your unexpired tokens, newest first, without their secrets; `current` marks this request's.",
+        responses={200: AuthTokenInfoSerializer, **error_responses(400, 401, 404, 429)},
+    ),
+    destroy=extend_schema(
+        summary="Revoke one of your API tokens",
+        description="By its `token_key`; the next request with it is 401.",
+        responses={204: OpenApiResponse(description="Revoked."), **error_responses(401, 404, 429)},
+    ),
+)
+@extend_schema(tags=["auth"])
+class AuthTokenViewSet(RateLimitMixin, mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """The caller's API tokens: list them, revoke one."""
+
+    serializer_class = AuthTokenInfoSerializer
+    permission_classes = [IsAuthenticated]
+    lookup_field = "token_key"
+    lookup_url_kwarg = "token_key"
+    rate_limits = {"list": "60/m", "destroy": "30/m"}
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return AuthToken.objects.none()
+        return auth_token_queryset(self.request.user)
+
+    def get_object(self):
+        return self.kwargs[self.lookup_url_kwarg]
+
+    def perform_destroy(self, token_key):
+        auth_token_revoke(user=self.request.user, token_key=token_key)
+
+
+@extend_schema(
+    tags=["auth"],
+    summary="Log out this token",
+    description="Revokes the token this request is authenticated with (token authentication only).",
+    request=None,
+    responses={200: MessageSerializer, **error_responses(401, 429)},
+)
+class LogoutView(RateLimitMixin, APIView):
+    """``POST /auth/logout``: revoke the request's own token."""
+
+    authentication_classes = [TokenAuthentication]
+    permission_classes = [IsAuthenticated]
+    rate_limits = {"post": "30/m"}
+
+    def post(self, request):
+        auth_token_revoke(user=request.user, token_key=request.auth.token_key)
+        return Response({"success": True, "message": "Token revoked."})
+
+
+@extend_schema(
+    tags=["auth"],
+    summary="Log out everywhere",
+    description="Revokes every API token of the caller (a password change does the same).",
+    request=None,
+    responses={200: MessageSerializer, **error_responses(401, 429)},
+)
+class LogoutAllView(RateLimitMixin, APIView):
+    """``POST /auth/logout-all``: revoke all of the caller's tokens."""
+
+    permission_classes = [IsAuthenticated]
     rate_limits = {"post": "10/m"}
 
     def post(self, request):
-        serializer = AuthCredentialsSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
-        return Response(AuthTokenSerializer({"token": token.key}).data)
+        count = auth_tokens_revoke_all(user=request.user)
+        return Response({"success": True, "message": f"{count} token{'s' if count != 1 else ''} revoked."})
 
 
 @extend_schema_view(

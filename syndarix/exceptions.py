@@ -36,10 +36,25 @@ class DomainError(Exception):
 
 
 class ServiceUnavailable(DomainError):
-    """A feature is switched off by configuration (HTTP 503)."""
+    """A feature is switched off by configuration (HTTP 503); ``retry_after`` (seconds) is sent as ``Retry-After``."""
 
     code = "service_unavailable"
     status_code = 503
+    retry_after = 60
+
+
+class DependencyUnavailable(ServiceUnavailable):
+    """A service the request needs (``dependency``: ``"database"``, ``"cache"``) is lost (HTTP 503).
+
+    Raised (or mapped from the driver's error by ``syndarix.api.outages``) when a dependency refuses
+    connections or does not answer within its timeout; ``Retry-After`` is short, outages are expected to pass.
+    """
+
+    retry_after = 5
+
+    def __init__(self, dependency: str, message: str | None = None) -> None:
+        super().__init__(message or f"The {dependency} is unavailable; retry shortly.", dependency=dependency)
+        self.dependency = dependency
 
 
 class PayloadTooLarge(DomainError):

@@ -6,6 +6,7 @@ production sets `DJANGO_DEBUG=false`, `DJANGO_SECRET_KEY`, `DATABASE_URL` (Postg
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -37,7 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -56,6 +57,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A lost database or cache raised by any view is a 503 with Retry-After, not a 500 page.
+    "syndarix.api.middleware.DependencyOutageMiddleware",
 ]
 
 ROOT_URLCONF = "syndarix.urls"
@@ -83,6 +86,17 @@ TEMPLATES = [
 _DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 DATABASES = {"default": env.db_url_config(_DATABASE_URL)}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+# A lost or silent database must cost a request seconds, not a worker: libpq gives up connecting after
+# DATABASE_CONNECT_TIMEOUT (whole seconds; libpq's minimum is 2), and PostgreSQL cancels any statement running
+# longer than DATABASE_STATEMENT_TIMEOUT (seconds; keep it below gunicorn's --timeout, 30 s by default; 0 = none).
+DATABASE_CONNECT_TIMEOUT = env.int("DATABASE_CONNECT_TIMEOUT", default=2)
+DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=20.0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _db_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _db_options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+    if DATABASE_STATEMENT_TIMEOUT > 0:
+        _statement_timeout = f"-c statement_timeout={round(DATABASE_STATEMENT_TIMEOUT * 1000)}"
+        _db_options["options"] = " ".join(filter(None, [_db_options.get("options"), _statement_timeout]))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # `make run` serves the web process and a worker on one SQLite file: WAL lets readers go on while
     # one writer writes, IMMEDIATE transactions take the write lock up front (no upgrade deadlock),
@@ -94,8 +108,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache: shared across processes (Redis in production; the database cache by default). ---
 REDIS_URL = env.str("REDIS_URL", default="") or env.str("CACHE_URL", default="")
+# Redis answers in well under a millisecond: a cache that takes longer than these (seconds) to connect or to
+# answer is treated as lost (redis-py's own default is 5 s each, which a silent Redis adds to every request).
+REDIS_SOCKET_CONNECT_TIMEOUT = env.float("REDIS_SOCKET_CONNECT_TIMEOUT", default=0.5)
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_SOCKET_CONNECT_TIMEOUT,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT,
+            },
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "syndarix_cache"}}
 
@@ -104,6 +131,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Not a rule: revokes the user's API tokens when the password changes.
+    {"NAME": "projects.password_validation.RevokeTokensOnPasswordChange"},
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -122,15 +151,31 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# Load balancers probe over plain HTTP: the health probes answer there too.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 3600)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+# Browser preload lists accept only max-age >= 1 year with includeSubDomains, so `preload` is sent exactly then
+# (DJANGO_SECURE_HSTS_PRELOAD=false opts out); asking for it with a shorter max-age is a configuration error.
+HSTS_PRELOAD_MIN_SECONDS = 365 * 24 * 3600
+_HSTS_PRELOADABLE = SECURE_HSTS_SECONDS >= HSTS_PRELOAD_MIN_SECONDS and SECURE_HSTS_INCLUDE_SUBDOMAINS
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=_HSTS_PRELOADABLE)
+if SECURE_HSTS_PRELOAD and not _HSTS_PRELOADABLE:
+    raise ImproperlyConfigured(
+        f"DJANGO_SECURE_HSTS_PRELOAD=true needs DJANGO_SECURE_HSTS_SECONDS >= {HSTS_PRELOAD_MIN_SECONDS} (one year) "
+        "and DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS=true: preload lists refuse anything shorter."
+    )
+# `check --deploy` asks for preload (W021); without a year of max-age, leaving it out is the correct answer.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD or not SECURE_HSTS_SECONDS else ["security.W021"]
+# The client IP (rate limits, login throttling, logs): the number of reverse proxies in front of the app that
+# append to X-Forwarded-For. 0 (default): REMOTE_ADDR, the header is ignored (a client could forge it).
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 
 # --- Django REST framework ---
 REST_FRAMEWORK = {
     # Token first so an anonymous request is answered 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "syndarix.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -175,12 +220,25 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "syndarix.api.schema.add_rate_limit_headers",
+        "syndarix.api.schema.add_outage_responses",
     ],
+}
+
+# --- API tokens (django-rest-knox: hashed at rest, one per login, expiring) ---
+AUTH_TOKEN_TTL_HOURS = env.float("AUTH_TOKEN_TTL_HOURS", default=24 * 30)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=AUTH_TOKEN_TTL_HOURS) if AUTH_TOKEN_TTL_HOURS > 0 else None,
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
 }
 
 # --- Rate limiting (django-ratelimit on the shared cache) ---
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_USE_CACHE = "default"
+# When the cache is unreachable: true (default) lets requests through unlimited and logs a warning; false refuses
+# them with 503 service_unavailable. Never a 500.
+RATELIMIT_FAIL_OPEN = env.bool("RATELIMIT_FAIL_OPEN", default=True)
+RATELIMIT_IP_META_KEY = "syndarix.api.clientip.client_ip"
 
 # --- Agents ---
 AGENTS_ENABLED = env.bool("AGENTS_ENABLED", default=True)
@@ -210,6 +268,8 @@ if AGENT_LLM_PROVIDER == "offline" and not DEBUG:
     )
 AGENT_LLM_CONNECT_TIMEOUT = env.float("AGENT_LLM_CONNECT_TIMEOUT", default=3.05)
 AGENT_LLM_READ_TIMEOUT = env.float("AGENT_LLM_READ_TIMEOUT", default=120.0)
+# Wall clock for one completion, retries included, however slowly the upstream answers (seconds).
+AGENT_LLM_TOTAL_TIMEOUT = env.float("AGENT_LLM_TOTAL_TIMEOUT", default=180.0)
 AGENT_LLM_MAX_RETRIES = env.int("AGENT_LLM_MAX_RETRIES", default=2)
 AGENT_LLM_RETRY_BACKOFF_SECONDS = env.float("AGENT_LLM_RETRY_BACKOFF_SECONDS", default=0.5)
 
@@ -228,6 +288,18 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_BROKER_DIR / "control"),
         "polling_interval": 0.1,
     }
+# Queuing a task happens inside requests (runs, lifecycle hooks): a lost or silent broker must cost seconds, not
+# hang the request (kombu's Redis transport waits for ever by default). Seconds to connect and for each answer;
+# keep the answer timeout above kombu's 1 s BRPOP so idle workers are not disturbed.
+CELERY_BROKER_SOCKET_TIMEOUT = env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=2.0)
+CELERY_BROKER_CONNECTION_TIMEOUT = min(4.0, CELERY_BROKER_SOCKET_TIMEOUT)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+        "socket_timeout": CELERY_BROKER_SOCKET_TIMEOUT,
+    }
+# One retry of a failed publish, then the caller logs it (the run is sent again by the reaper).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="syndarix")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -251,6 +323,8 @@ AI_SERVICES_REFINE_PROMPT_KEY = env.str("AI_SERVICES_REFINE_PROMPT_KEY", default
 AI_SERVICES_MODEL = env.str("AI_SERVICES_MODEL", default="")
 AI_SERVICES_CONNECT_TIMEOUT = env.float("AI_SERVICES_CONNECT_TIMEOUT", default=3.05)
 AI_SERVICES_READ_TIMEOUT = env.float("AI_SERVICES_READ_TIMEOUT", default=60.0)
+# Wall clock for one upstream call, however slowly the upstream answers (seconds).
+AI_SERVICES_TOTAL_TIMEOUT = env.float("AI_SERVICES_TOTAL_TIMEOUT", default=60.0)
 
 # --- MCP server (/mcp) ---
 MCP_SESSION_TTL_SECONDS = env.int("MCP_SESSION_TTL_SECONDS", default=86400)

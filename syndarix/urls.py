@@ -1,12 +1,15 @@
-"""Root URL configuration: admin, the v1 API, the OpenAPI schema and its docs, the MCP server."""
+"""Root URL configuration: the health probes, admin, the v1 API, the OpenAPI schema and its docs, the MCP server."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from syndarix.api.views import ApiRootView
+from syndarix.health import healthz, readyz
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import factory
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from agents import services
 from agents.choices import AgentStatus
@@ -122,4 +122,5 @@ class IssueFactory(factory.django.DjangoModelFactory):
 
 
 def token_for(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+    """A new API token of ``user`` (knox: stored hashed, so only this return value knows it)."""
+    return AuthToken.objects.create(user=user)[1]

@@ -37,7 +37,7 @@ from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError
 from rest_framework.exceptions import AuthenticationFailed
 
-from syndarix.api.authentication import bearer_authenticate
+from syndarix.api.authentication import authenticate_token
 from syndarix.api.ratelimit import RateLimited, check_user_rate
 
 from . import server
@@ -133,7 +133,7 @@ class MCPView(View):
     def authenticate(request: HttpRequest):
         """The user of the request's API token; 401 with ``WWW-Authenticate: Bearer`` without a valid one."""
         try:
-            user = bearer_authenticate(request)
+            user = authenticate_token(request)
         except AuthenticationFailed as exc:
             raise TransportError(HTTPStatus.UNAUTHORIZED, types.INVALID_REQUEST, f"Unauthorized: {exc.detail}",
                                  {"WWW-Authenticate": 'Bearer realm="syndarix", error="invalid_token"'}) from None

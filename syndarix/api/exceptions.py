@@ -21,7 +21,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from syndarix.exceptions import STALE_WRITE_MESSAGE, DomainError
+from syndarix.exceptions import STALE_WRITE_MESSAGE, DomainError, ServiceUnavailable
+
+from .outages import log_outage, lost_dependency
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,11 @@ _DRF_CODES = {
 def error_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
     """Return the error envelope for a list of ``{"code", "message", "field"}`` objects."""
     return {"success": False, "errors": errors}
+
+
+def domain_error_body(exc: DomainError) -> dict[str, Any]:
+    """The error envelope of one ``DomainError``: its code, message and field, plus its ``extra`` keys."""
+    return error_body([{"code": exc.code, "message": exc.message, "field": exc.field, **exc.extra}])
 
 
 def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
@@ -78,13 +85,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     (``ConcurrentTransition``) → 409 ``conflict``; a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``
     (Django's ``RequestDataTooBig``) → 413 ``payload_too_large``; deleting a row others still refer to
     (``ProtectedError``) → 409 ``protected``; django-ratelimit's ``Ratelimited`` (a 403 by default) and DRF
-    ``Throttled`` → 429 ``rate_limited`` with ``Retry-After`` (seconds).
+    ``Throttled`` → 429 ``rate_limited`` with ``Retry-After`` (seconds) and, when the refusing check reported
+    them, ``X-RateLimit-*``; a lost database or cache (``syndarix.api.outages``) → 503 ``service_unavailable``
+    naming the ``dependency``, with ``Retry-After``.
     Unknown exceptions return ``None`` so Django logs them and answers 500.
     """
     headers: dict[str, str] = {}
     if isinstance(exc, Ratelimited | exceptions.Throttled):
         retry_after = _retry_after(exc)
         headers["Retry-After"] = str(retry_after)
+        if hasattr(exc, "rate_limit_headers"):
+            headers.update(exc.rate_limit_headers())
         body = error_body(
             [{"code": "rate_limited", "message": f"Too many requests; retry in {retry_after} s.", "field": None}]
         )
@@ -100,12 +111,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         }
         return Response(error_body([error]), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
 
+    outage = lost_dependency(exc)
+    if outage is not None:
+        if outage is not exc:
+            log_outage(outage, exc, context.get("request"))
+        exc = outage
+
     if isinstance(exc, DomainError):
         set_rollback()
-        error = {"code": exc.code, "message": exc.message, "field": exc.field, **exc.extra}
-        if exc.status_code == 503:
-            headers["Retry-After"] = "60"
-        return Response(error_body([error]), status=exc.status_code, headers=headers)
+        if isinstance(exc, ServiceUnavailable):
+            headers["Retry-After"] = str(exc.retry_after)
+        return Response(domain_error_body(exc), status=exc.status_code, headers=headers)
 
     if isinstance(exc, ConcurrentTransition):
         set_rollback()

@@ -11,11 +11,18 @@ Two kinds:
 
 Counters live in the cache named by ``RATELIMIT_USE_CACHE`` (``default``: Redis in production), so
 every worker process shares them. Over a limit the code raises ``RateLimited``, which the exception
-handler answers with 429 ``rate_limited`` and ``Retry-After``.
+handler answers with 429 ``rate_limited``, ``Retry-After`` and ``X-RateLimit-Limit`` /
+``X-RateLimit-Remaining``. Anonymous callers are keyed by ``syndarix.api.clientip.client_ip`` (which
+honours ``TRUSTED_PROXY_HOPS``).
+
+When the cache is unreachable (refused, or silent past ``REDIS_SOCKET_TIMEOUT``) a check never becomes
+a 500: with ``RATELIMIT_FAIL_OPEN`` (the default) it lets the request through unlimited and logs a
+warning; without, it raises ``DependencyUnavailable("cache")``, answered 503 ``service_unavailable``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import uuid
@@ -32,6 +39,13 @@ from django_ratelimit.exceptions import Ratelimited
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from syndarix.exceptions import DependencyUnavailable
+
+from .clientip import client_ip
+from .outages import CACHE_ERRORS
+
+logger = logging.getLogger(__name__)
+
 
 class RateLimited(Ratelimited):
     """Raised when a rate limit is exceeded; ``retry_after`` is in seconds.
@@ -39,29 +53,63 @@ class RateLimited(Ratelimited):
     ``usage`` is the ``RateUsage`` of the refused check when it came from ``check_sliding_window``.
     """
 
-    def __init__(self, retry_after: int, usage: RateUsage | None = None) -> None:
+    def __init__(self, retry_after: int, usage: RateUsage | None = None, *, limit: int | None = None) -> None:
         super().__init__("Rate limit exceeded.")
         self.retry_after = retry_after
         self.usage = usage
+        self.limit = limit
+
+    def rate_limit_headers(self) -> dict[str, str]:
+        """``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` (0) of the refusing limit, for the 429."""
+        if self.usage is not None:
+            return self.usage.headers()
+        if self.limit is not None:
+            return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": "0"}
+        return {}
+
+
+def cache_lost(exc: BaseException, what: str) -> None:
+    """Decide what a rate-limit check does when the cache failed with ``exc`` (``what`` names the check).
+
+    Returns ``None`` (the check is skipped, a warning logged) with ``RATELIMIT_FAIL_OPEN``.
+
+    Raises:
+        DependencyUnavailable: ``RATELIMIT_FAIL_OPEN`` is false (503 ``service_unavailable``, dependency ``cache``).
+    """
+    if getattr(settings, "RATELIMIT_FAIL_OPEN", True):
+        logger.warning("Rate limit %s not checked, the cache is unavailable (RATELIMIT_FAIL_OPEN): %s: %s",
+                       what, type(exc).__name__, exc)
+        return None
+    raise DependencyUnavailable("cache") from exc
 
 
 def user_or_ip(group: str, request: Request) -> str:
-    """Rate-limit key: ``user:<pk>`` for an authenticated caller, else ``ip:<REMOTE_ADDR>``."""
+    """Rate-limit key: ``user:<pk>`` for an authenticated caller, else ``ip:<client IP>`` (``client_ip``)."""
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return f"user:{user.pk}"
-    return f"ip:{request.META.get('REMOTE_ADDR', '')}"
+    return f"ip:{client_ip(request)}"
 
 
 def check_rate(request: Request, *, group: str, rate: str, key=user_or_ip) -> dict[str, Any] | None:
     """Count one request against ``rate`` in ``group`` and raise ``RateLimited`` when over it.
 
     Returns django-ratelimit's usage dict (``count``, ``limit``, ``time_left`` in seconds), or
-    ``None`` when rate limiting is disabled (``RATELIMIT_ENABLE=false``).
+    ``None`` when rate limiting is disabled (``RATELIMIT_ENABLE=false``) or the cache is lost and
+    ``RATELIMIT_FAIL_OPEN`` is set.
+
+    Raises:
+        RateLimited: over the limit (429).
+        DependencyUnavailable: the cache is lost and ``RATELIMIT_FAIL_OPEN`` is false (503).
     """
-    usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
+    try:
+        usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
+    except CACHE_ERRORS as exc:
+        return cache_lost(exc, group)
     if usage and usage["should_limit"]:
-        raise RateLimited(retry_after=max(1, usage["time_left"]))
+        if usage["limit"] == 0:  # django-ratelimit's answer when the cache stored nothing (and not failing open)
+            raise DependencyUnavailable("cache")
+        raise RateLimited(retry_after=max(1, usage["time_left"]), limit=usage["limit"])
     return usage
 
 
@@ -99,7 +147,8 @@ class RateLimitMixin:
     """Apply ``rate_limits[action]`` (viewsets) or ``rate_limits[method]`` (APIViews).
 
     Runs after authentication and permission checks, like DRF throttles, and adds
-    ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` to the response.
+    ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` to the response (also of a ``RateUsage`` a view
+    stored in ``_rate_usage`` after checking sliding windows itself).
     """
 
     rate_limits: dict[str, str] = {}
@@ -119,7 +168,10 @@ class RateLimitMixin:
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
         usage = getattr(self, "_rate_usage", None)
-        if usage:
+        if isinstance(usage, RateUsage):  # a view that checked sliding windows itself
+            for name, value in usage.headers().items():
+                response[name] = value
+        elif usage:
             response["X-RateLimit-Limit"] = str(usage["limit"])
             response["X-RateLimit-Remaining"] = str(max(0, usage["limit"] - usage["count"]))
         return response
@@ -262,13 +314,13 @@ def check_sliding_window(
 
     Returns:
         The ``RateUsage`` (every window's count, for ``X-RateLimit-*`` headers), or ``None`` when
-        rate limiting is off (``RATELIMIT_ENABLE=false``, or the fallback's cache failed and
-        ``RATELIMIT_FAIL_OPEN`` is set).
+        rate limiting is off (``RATELIMIT_ENABLE=false``), or the cache is lost and
+        ``RATELIMIT_FAIL_OPEN`` is set (a warning is logged).
 
     Raises:
         RateLimited: a window is full; ``retry_after`` is the seconds (>= 1) until the oldest entry
             of the blocking window (the latest, if several block) leaves it, ``usage`` the refusal.
-        redis.exceptions.RedisError: Redis is unreachable (limits never silently switch off).
+        DependencyUnavailable: the cache is lost and ``RATELIMIT_FAIL_OPEN`` is false (503).
     """
     if not getattr(settings, "RATELIMIT_ENABLE", True):
         return None
@@ -276,12 +328,15 @@ def check_sliding_window(
     if not limits or any(calls < 1 or seconds < 1 for calls, seconds in limits):
         raise ValueError(f"limits must be non-empty (calls, seconds) pairs of positive integers, not {limits!r}.")
     cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
-    if isinstance(cache, RedisCache):
-        if now is None and clock is not None:
-            now = clock()
-        usage = _sliding_window(cache, key, limits, now)
-    else:
-        usage = _fixed_windows(key, limits)
+    try:
+        if isinstance(cache, RedisCache):
+            if now is None and clock is not None:
+                now = clock()
+            usage = _sliding_window(cache, key, limits, now)
+        else:
+            usage = _fixed_windows(key, limits)
+    except CACHE_ERRORS as exc:
+        return cache_lost(exc, key)
     if usage is None:
         return None
     if not usage.allowed:
@@ -316,6 +371,8 @@ def _fixed_windows(key: str, limits: list[tuple[int, int]]) -> RateUsage | None:
         )
         if usage is None:  # RATELIMIT_FAIL_OPEN and the cache failed
             continue
+        if usage["should_limit"] and usage["limit"] == 0:  # the cache stored nothing (and not failing open)
+            raise DependencyUnavailable("cache")
         if usage["should_limit"]:
             windows.append(WindowUsage(calls, seconds, calls, max(1, usage["time_left"])))
             return RateUsage(allowed=False, windows=tuple(windows), exact=False)

@@ -2,8 +2,9 @@
 
 ``error_responses(400, 404, ...)`` gives the ``responses`` entries for ``extend_schema``, each
 pointing at the one ``ErrorEnvelope`` component, so the schema documents every error the way the
-exception handler (``syndarix.api.exceptions``) produces it. ``add_rate_limit_headers`` is a
-drf-spectacular post-processing hook that documents ``Retry-After`` on every 429.
+exception handler (``syndarix.api.exceptions``) produces it. ``add_rate_limit_headers`` and
+``add_outage_responses`` are drf-spectacular post-processing hooks that document ``Retry-After`` and
+``X-RateLimit-*`` on every 429, and the 503 of a lost dependency on every operation.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ class ErrorSerializer(serializers.Serializer):
     """One problem: a machine-readable code, a sentence, and the request field at fault (or null).
 
     Some codes add keys: ``invalid_transition`` carries ``current_status``, ``requested_status``
-    and ``allowed_transitions``; ``concurrency_limit`` carries ``limit`` and ``current``.
+    and ``allowed_transitions``; ``concurrency_limit`` carries ``limit`` and ``current``;
+    ``service_unavailable`` for a lost dependency carries ``dependency`` (``database``, ``cache``).
     """
 
     code = serializers.CharField(help_text="Machine-readable error code, e.g. `invalid_transition`.")
@@ -94,11 +96,41 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 
 
 def add_rate_limit_headers(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
-    """Post-processing hook: document ``Retry-After`` on every 429 response."""
-    header = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until the limit resets."}}
+    """Post-processing hook: document ``Retry-After`` and ``X-RateLimit-*`` on every 429 response."""
+    header = {
+        "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until the limit resets."},
+        "X-RateLimit-Limit": {"schema": {"type": "integer"}, "description": "The refusing limit (calls per window)."},
+        "X-RateLimit-Remaining": {"schema": {"type": "integer"}, "description": "Calls left in the window: 0."},
+    }
     for path in result.get("paths", {}).values():
         for operation in path.values():
             response = operation.get("responses", {}).get("429") if isinstance(operation, dict) else None
             if response is not None:
+                response.setdefault("headers", {}).update(header)
+    return result
+
+
+#: What any operation answers when the database or the cache is lost (``syndarix.api.outages``).
+OUTAGE_DESCRIPTION = (
+    "`service_unavailable`: a dependency (`dependency`: `database` or `cache`) is unreachable or did not answer "
+    "in time; retry after `Retry-After` seconds."
+)
+
+
+def add_outage_responses(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+    """Post-processing hook: every operation can answer 503 when a dependency is lost; document it, in the
+    error envelope with ``Retry-After``, beside any 503 the operation already documents."""
+    header = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}}
+    envelope = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            response = operation["responses"].get("503")
+            if response is None:
+                operation["responses"]["503"] = {"content": envelope, "headers": header,
+                                                 "description": OUTAGE_DESCRIPTION}
+            else:
+                response["description"] = f"{response.get('description', '')} Or {OUTAGE_DESCRIPTION}".strip()
                 response.setdefault("headers", {}).update(header)
     return result

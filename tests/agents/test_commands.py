@@ -11,12 +11,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command, execute_from_command_line
 from django.core.management.base import CommandError
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from agents.choices import AgentStatus as S
+from agents.management.commands.seed_demo import read_credentials
 from agents.models import AgentInstance, AgentTransition, AgentType
 from agents.registry import registry
 from projects.models import Issue, Project, Workspace, WorkspaceMembership
+from projects.selectors import auth_token_owner
 from tests.factories import AgentFactory, AgentTypeFactory, ProjectFactory, UserFactory, agent_in_status
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +49,7 @@ def credentials(tmp_path, monkeypatch):
 def counts() -> dict[str, int]:
     models = [
         get_user_model(), Workspace, WorkspaceMembership, Project, AgentType, AgentInstance, AgentTransition, Issue,
-        Token,
+        AuthToken,
     ]
     return {m.__name__: m.objects.count() for m in models}
 
@@ -97,7 +99,19 @@ def test_seed_demo_users_credentials_and_token(credentials):
     assert admin.check_password(stored["admin"]) and operator.check_password(stored["operator"])
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
     assert stored["admin"] in out and stored["operator"] in out
-    assert Token.objects.get(user=operator).key in out
+    token = stored["operator:api-token"]
+    assert auth_token_owner(token) == operator and token in out
+
+
+def test_seed_demo_keeps_a_working_token_and_replaces_a_revoked_one(credentials):
+    run("seed_demo", credentials_file=str(credentials))
+    token = read_credentials(credentials)["operator:api-token"]
+    assert token in run("seed_demo", credentials_file=str(credentials))
+    assert AuthToken.objects.filter(user__username="operator").count() == 1
+    AuthToken.objects.filter(user__username="operator").delete()  # revoked (a logout, a password change)
+    out = run("seed_demo", credentials_file=str(credentials))
+    fresh = read_credentials(credentials)["operator:api-token"]
+    assert fresh != token and fresh in out and auth_token_owner(fresh).username == "operator"
 
 
 def test_seed_demo_is_idempotent(credentials):

@@ -574,7 +574,7 @@ def test_the_schema_documents_both_endpoints():
     paths = schema.json()["paths"]
     assert set(paths["/api/v1/ai/services/tools/call"]["post"]["responses"]) == {
         "200", "400", "401", "403", "429", "503"}
-    assert set(paths["/api/v1/ai/services/status"]["get"]["responses"]) == {"200", "401", "429"}
+    assert set(paths["/api/v1/ai/services/status"]["get"]["responses"]) == {"200", "401", "429", "503"}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,9 +1,9 @@
-"""`POST /api/v1/auth/token`: username + password → token; and the API root."""
+"""`POST /api/v1/auth/token`: username + password → a new token; and the API root. Token lifecycle: test_tokens.py."""
 
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from tests import factories
@@ -18,10 +18,14 @@ URL = "/api/v1/auth/token"
 def test_credentials_give_a_token_that_authenticates(api_client, user):
     response = api_client.post(URL, {"username": user.username, "password": "pw-Syndarix-1"}, format="json")
     assert response.status_code == 200
-    token = response.json()["token"]
-    assert response.json() == {"token": Token.objects.get(user=user).key}
+    body = response.json()
+    token = body["token"]
+    stored = AuthToken.objects.get(user=user)
+    assert body == {"token": token, "token_key": token[:15], "expiry": body["expiry"]}
+    assert stored.token_key == token[:15] and token not in stored.digest  # hashed at rest
     again = api_client.post(URL, {"username": user.username, "password": "pw-Syndarix-1"}, format="json")
-    assert again.json()["token"] == token  # the same token each time
+    assert again.json()["token"] != token  # one token per login
+    assert AuthToken.objects.filter(user=user).count() == 2
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert client.get("/api/v1/projects").status_code == 200
@@ -41,7 +45,7 @@ def test_bad_credentials_are_400(api_client, user, body, expected):
     response = api_client.post(URL, body, format="json")
     assert response.status_code == 400
     assert fields(response) == expected
-    assert not Token.objects.exists()
+    assert not AuthToken.objects.exists()
 
 
 def test_an_inactive_user_gets_no_token(api_client):

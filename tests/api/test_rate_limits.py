@@ -112,11 +112,13 @@ def test_other_families_answer_429_on_create(superuser_client, project, family, 
 
 
 def test_token_login_is_limited_per_ip(api_client, user):
-    body = {"username": user.username, "password": "wrong"}
-    for _ in range(10):
+    for n in range(10):  # a different account each time: only the per-IP limit counts them all
+        body = {"username": f"nobody-{n}", "password": "wrong"}
         assert api_client.post("/api/v1/auth/token", body, format="json").status_code == 400
+    body = {"username": user.username, "password": "wrong"}
     response = api_client.post("/api/v1/auth/token", body, format="json")
     assert response.status_code == 429 and response["Retry-After"]
+    assert (response["X-RateLimit-Limit"], response["X-RateLimit-Remaining"]) == ("10", "0")
     other_ip = api_client.post("/api/v1/auth/token", body, format="json", REMOTE_ADDR="10.0.0.9")
     assert other_ip.status_code == 400
 

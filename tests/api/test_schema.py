@@ -80,7 +80,8 @@ def test_error_responses_use_the_envelope(schema):
         if (method, path) not in PUBLIC:
             assert "401" in responses, (method, path)
             assert "429" in responses, (method, path)
-            assert "Retry-After" in responses["429"]["headers"]
+            assert {"Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"} <= set(responses["429"]["headers"])
+        assert "Retry-After" in responses["503"]["headers"], (method, path)
         for status, response in responses.items():
             if status.startswith(("4", "5")):
                 ref = response["content"]["application/json"]["schema"]["$ref"]
@@ -96,8 +97,8 @@ def test_error_responses_use_the_envelope(schema):
         ("patch", A, {"200", "400", "401", "403", "404", "409", "429", "503"}),
         ("delete", A, {"200", "400", "401", "403", "404", "409", "429", "503"}),
         ("post", A + "/pause", {"200", "400", "401", "403", "404", "409", "429", "503"}),
-        ("get", P + "/agents", {"200", "400", "401", "404", "429"}),
-        ("post", "/api/v1/auth/token", {"200", "400", "429"}),
+        ("get", P + "/agents", {"200", "400", "401", "404", "429", "503"}),
+        ("post", "/api/v1/auth/token", {"200", "400", "429", "503"}),
     ],
 )
 def test_agent_operations_list_their_errors(schema, method, path, statuses):

@@ -11,7 +11,6 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.authtoken.models import Token
 
 from agents import services
 from agents.choices import AgentStatus as S
@@ -25,6 +24,8 @@ from agents.services import agent_types_sync
 from aiservices.models import ModelPrice
 from projects.choices import IssueStatus, WorkspaceRole
 from projects.models import Issue, Project, Workspace, WorkspaceMembership
+from projects.selectors import auth_token_owner
+from projects.services import auth_token_create
 
 from ._base import dry_run_atomic
 
@@ -34,6 +35,9 @@ USERS = {
     "admin": ("SYNDARIX_DEMO_ADMIN_PASSWORD", True, WorkspaceRole.ADMIN),
     "operator": ("SYNDARIX_DEMO_OPERATOR_PASSWORD", False, WorkspaceRole.OPERATOR),
 }
+#: The credentials-file entry holding the operator's API token (tokens are stored hashed: the file is the only
+#: place that knows it). Usernames cannot contain ":", so it never clashes with a user's password line.
+TOKEN_ENTRY = "operator:api-token"
 PROJECTS = [
     {"slug": "storefront", "name": "Storefront relaunch",
      "description": "Rebuild the web shop: new checkout, faster search, a cleaner catalog."},
@@ -262,15 +266,13 @@ class Command(BaseCommand):
                 self.seed_prices(report)
                 self.seed_contexts(report, projects, actor=users["admin"])
                 self.seed_runs(report, agents, actor=users["admin"])
-                token, created = Token.objects.get_or_create(user=users["operator"])
-                if created:
-                    self.created(report, "API tokens", "of operator")
+                token = self.seed_token(report, users["operator"], stored)
         except SERVICE_ERRORS as exc:
             raise CommandError(f"Seeding failed: {describe_error(exc)}") from None
-        known = {name: pw for name, pw in report.passwords.items() if pw}
+        known = {name: pw for name, pw in {**report.passwords, TOKEN_ENTRY: token}.items() if pw}
         if not dry_run and any(stored.get(name) != pw for name, pw in known.items()):
             write_credentials(credentials_path, {**stored, **known})
-        self.print_summary(report, token.key, credentials_path, dry_run)
+        self.print_summary(report, token, credentials_path, dry_run)
 
     # --- Seeding steps; each creates only what is missing. ---
 
@@ -306,6 +308,19 @@ class Command(BaseCommand):
             report.passwords[username] = password
             users[username] = user
         return users
+
+    def seed_token(self, report: Report, operator, stored: dict[str, str]) -> str:
+        """The operator's API token kept in the credentials file while it still works, else a new one.
+
+        A token expires (``AUTH_TOKEN_TTL_HOURS``) and is revoked by a password change or a logout; then a new
+        one is created and kept instead.
+        """
+        kept = stored.get(TOKEN_ENTRY)
+        if kept and auth_token_owner(kept) == operator:
+            return kept
+        _row, token = auth_token_create(user=operator)
+        self.created(report, "API tokens", "of operator")
+        return token
 
     def seed_workspace(self, report: Report, users: dict) -> Workspace:
         workspace, created = Workspace.objects.get_or_create(
