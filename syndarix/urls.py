@@ -1,12 +1,14 @@
-"""Root URL configuration: admin, the v1 API, the OpenAPI schema and its docs."""
+"""Root URL configuration: admin, the v1 API, the OpenAPI schema and its docs, the favicon."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from syndarix.api.views import ApiRootView
+from syndarix.views import favicon
 
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
