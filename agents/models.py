@@ -433,11 +433,13 @@ class AgentContext(TimeStampedModel):
                 fields=["project", "name"],
                 condition=models.Q(instance__isnull=True),
                 name="unique_shared_context_name",
+                violation_error_message="The project already has a shared context with this name.",
             ),
             models.UniqueConstraint(
                 fields=["project", "instance", "name"],
                 condition=models.Q(instance__isnull=False),
                 name="unique_instance_context_name",
+                violation_error_message="The agent already has a context with this name.",
             ),
         ]
 
@@ -550,7 +552,7 @@ class AgentTypeRevision(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.agent_type_id} v{self.version}"
+        return f"{self.agent_type.name} v{self.version}"
 
     def save(self, *args, **kwargs) -> None:
         """Insert only: a committed revision never changes."""

@@ -43,3 +43,12 @@ def project_queryset(user) -> QuerySet[Project]:
 def issue_queryset(project: Project) -> QuerySet[Issue]:
     """Issues of ``project`` with the assigned agent joined."""
     return Issue.objects.filter(project=project).select_related("assigned_agent")
+
+
+def member_workspace_ids(user, *, roles=None) -> QuerySet:
+    """Ids of the workspaces ``user`` is a member of (with a role in ``roles`` when given), as a subquery to filter
+    with (``workspace__in=...``): the admin's tenancy scope for staff who are not superusers."""
+    memberships = WorkspaceMembership.objects.filter(user=user)
+    if roles is not None:
+        memberships = memberships.filter(role__in=roles)
+    return memberships.values("workspace")

@@ -66,6 +66,11 @@ def messages_of(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
+def label(agent) -> str:
+    """How the admin's messages name an agent: its name and the first 8 hex digits of its id."""
+    return f"“{agent.name}” ({str(agent.pk)[:8]})"
+
+
 def status_of(agent) -> str:
     return AgentInstance.objects.get(pk=agent.pk).status
 
@@ -75,10 +80,11 @@ def latest_ledger(agent) -> AgentTransition:
 
 
 def shown_buttons(html: str, agent) -> set[str]:
-    found = {name for name in ALL_BUTTONS - {"terminate"} if f'name="transition" value="{name}"' in html}
-    if f'href="{terminate_url(agent)}"' in html:
-        found.add("terminate")
-    return found
+    """The lifecycle buttons on the page: each submits the change form (``form="agentinstance_form"``)."""
+    return {
+        name for name in ALL_BUTTONS
+        if f'form="agentinstance_form" name="_lifecycle" value="{name}"' in html
+    }
 
 
 class FormFields(HTMLParser):
@@ -269,7 +275,7 @@ def test_a_stale_button_is_refused_with_a_message(admin_client):
     response = admin_client.post(transition_url(agent), {"transition": "finish"}, follow=True)
     assert response.status_code == 200
     assert any(
-        "Could not finish" in m and "the agent is 'paused'" in m
+        f"Could not move {label(agent)} to idle" in m and "the agent is 'paused'" in m
         for m in messages_of(response)
     )
     assert status_of(agent) == S.PAUSED
@@ -279,7 +285,7 @@ def test_a_stale_button_is_refused_with_a_message(admin_client):
 def test_a_repeated_button_is_a_no_op(admin_client):
     agent = agent_in_status(S.PAUSED)
     response = admin_client.post(transition_url(agent), {"transition": "pause"})
-    assert messages_of(response) == [f"Agent “{agent}” is already paused."]
+    assert messages_of(response) == [f"Agent {label(agent)} is already paused."]
 
 
 def test_a_button_on_a_terminated_agent_is_a_message_not_an_error_page(admin_client):
@@ -350,14 +356,14 @@ def test_confirmed_terminate_goes_through_the_service(admin_client, superuser, m
     )
     row = latest_ledger(agent)
     assert (row.to_status, row.reason, row.actor) == (S.TERMINATED, "over budget", superuser)
-    assert messages_of(response) == [f"Agent “{agent}” has been terminated."]
+    assert messages_of(response) == [f"Agent {label(agent)} has been terminated."]
 
 
 def test_terminate_page_of_a_terminated_agent_redirects_with_a_message(admin_client):
     agent = agent_in_status(S.TERMINATED)
     response = admin_client.get(terminate_url(agent))
     assert response.status_code == 302 and response.url == change_url(agent)
-    assert messages_of(response) == [f"Agent “{agent}” is already terminated."]
+    assert messages_of(response) == [f"Agent {label(agent)} is already terminated."]
 
 
 def test_terminate_invalid_termination_reason_is_a_form_error(admin_client, agent):
@@ -438,9 +444,9 @@ def test_bulk_pause_reports_count_already_paused_and_each_failure_by_name(admin_
     assert response.status_code == 302
     msgs = messages_of(response)
     assert "2 agents paused." in msgs
-    assert "1 agent was already paused: “c-paused”." in msgs
-    for name in ("d-dead", "e-dead"):
-        assert f"Could not pause “{name}”: Cannot transition agent from 'terminated' to 'paused'. " \
+    assert f"1 agent was already paused: {label(paused)}." in msgs
+    for dead in (dead1, dead2):
+        assert f"Could not move {label(dead)} to paused: Cannot transition agent from 'terminated' to 'paused'. " \
                "Allowed from 'terminated': none." in msgs
     assert [status_of(a) for a in (idle, working, paused, dead1)] == [S.PAUSED, S.PAUSED, S.PAUSED, S.TERMINATED]
 
@@ -452,7 +458,7 @@ def test_bulk_resume_through_the_service(admin_client, superuser, project, agent
     response = changelist_action(admin_client, "resume_selected", [*paused, working])
     msgs = messages_of(response)
     assert "3 agents resumed." in msgs
-    refusal = "Could not resume “busy”: Only an agent in 'paused' can do this; the agent is 'working'."
+    refusal = f"Could not move {label(working)} to idle: Only an agent in 'paused' can do this; the agent is 'working'."
     assert any(m.startswith(refusal) for m in msgs)
     assert all(status_of(a) == S.IDLE for a in paused) and status_of(working) == S.WORKING
     assert all(latest_ledger(a).actor == superuser for a in paused)
@@ -486,7 +492,7 @@ def test_bulk_terminate_confirmed(admin_client, superuser, project, agent_type):
     assert response.status_code == 302
     msgs = messages_of(response)
     assert "3 agents terminated." in msgs
-    assert "Could not terminate “gone”: Agent is already terminated." in msgs
+    assert f"Could not move {label(dead)} to terminated: Agent is already terminated." in msgs
     for agent in live:
         agent.refresh_from_db()
         assert (agent.status, agent.termination_reason) == (S.TERMINATED, "superseded")
@@ -557,7 +563,7 @@ def test_spawn_creates_an_idle_agent_through_the_service(admin_client, superuser
         S.IDLE, project, {"retries": 2, "model": "m"}, "look around",
     )
     assert latest_ledger(agent).actor == superuser
-    assert messages_of(response) == [f"Agent “Scout” spawned in {project} (idle)."]
+    assert messages_of(response) == [f"Agent {label(agent)} spawned in {project} (idle)."]
 
 
 def test_spawn_with_empty_config_uses_an_empty_object(admin_client, project, agent_type):
@@ -660,7 +666,8 @@ def test_spawn_domain_errors_become_form_errors(admin_client, project, agent_typ
     AgentFactory(project=project, agent_type=agent_type)
     response = spawn(admin_client, project=project.pk, agent_type=agent_type.pk, name="One too many", config="{}")
     assert response.status_code == 200
-    assert "already runs 1 of at most 1 agents" in str(response.context["adminform"].form.non_field_errors())
+    errors = str(response.context["adminform"].form.non_field_errors())
+    assert "The workspace already has 1 live agent; its limit is 1." in errors
     assert not AgentInstance.objects.filter(name="One too many").exists()
 
 

@@ -166,6 +166,7 @@ def test_rollback_to_a_pruned_version_is_refused(admin_client, context, settings
 def test_rollback_needs_the_change_permission(context, user):
     staff = factories.UserFactory(is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="view_agentcontext"))
+    factories.MembershipFactory(workspace=context.project.workspace, user=staff, role="operator")
     client = Client()
     client.force_login(staff)
     assert client.get(diff_url(context)).status_code == 200
