@@ -237,6 +237,7 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
     actions = ("pause_selected", "resume_selected", "terminate_selected")
     inlines = (AgentRunInline, AgentTransitionInline)
     editable_fields = AgentInstanceForm._meta.fields
+    ordering = ("-created_at",)  # stated: the issue count's GROUP BY drops the model's default order
     workspace_path = "project__workspace"
     readonly_fields = (
         "status_display", "project", "agent_type", "agent_type_schema", "tasks_completed", "tokens_display",

@@ -137,6 +137,7 @@ class WorkspaceAdmin(WorkspaceScopedAdminMixin, ServiceSaveAdminMixin, admin.Mod
     readonly_fields = ("id", "created_at", "updated_at")
     fields = ("name", "slug", "max_concurrent_agents", "id", "created_at", "updated_at")
     inlines = (WorkspaceMembershipInline,)
+    ordering = ("name",)  # stated: the counts' GROUP BY drops the model's default order (lists, autocomplete)
     workspace_path = "pk"
     write_roles = frozenset({WorkspaceRole.ADMIN})
 
@@ -199,6 +200,7 @@ class ProjectAdmin(WorkspaceScopedAdminMixin, ServiceSaveAdminMixin, admin.Model
     autocomplete_fields = ("workspace", "owner")
     readonly_fields = ("id", "created_at", "updated_at")
     fields = ("workspace", "name", "slug", "owner", "description", "id", "created_at", "updated_at")
+    ordering = ("workspace__name", "name")  # stated: the counts' GROUP BY drops the model's default order
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(

@@ -193,7 +193,7 @@ def test_non_staff_is_sent_to_the_login(admin_client_for, user, agent_type):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-def test_unknown_template_is_404(staff_admin):
+def test_an_unknown_or_malformed_template_id_does_not_exist(staff_admin):
     import uuid
 
     for object_id in (uuid.uuid4(), "not-a-uuid"):  # "doesn't exist", as on every admin page; never a 500
@@ -372,3 +372,39 @@ def test_config_initial_reads_what_it_can_of_any_schema(schema, initial):
     from buildkit.admin import config_initial
 
     assert config_initial(schema) == initial
+
+
+# --- Feedback where the eye is: every refusal is also a message at the top. ---
+
+
+def page_messages(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_run_without_a_project_says_so_at_the_top(staff_admin, agent_type, template):
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "action": "run"})
+    assert page_messages(response) == ["Not run: choose a project to run in (under “Run in playground”)."]
+    assert response.context["form"].errors["project"] == ["Choose a project to run in."]
+    assert not AgentInstance.objects.exists()
+
+
+@pytest.mark.parametrize(("action", "verb"), [("run", "run"), ("commit", "committed"), ("validate", "validated")])
+def test_a_draft_that_is_not_json_says_so_at_the_top_and_claims_no_overrides(staff_admin, agent_type, action, verb):
+    response = staff_admin.post(playground_url(agent_type), {"draft": "{not json", "build_kit": "on",
+                                                             "action": action})
+    assert page_messages(response) == [f"Not {verb}: correct the draft template (the errors are shown below)."]
+    html = response.content.decode()
+    assert "Not known: the draft is not valid JSON" in html and "None: the kit only adds to your draft" not in html
+    assert not AgentTypeRevision.objects.exists() and not AgentInstance.objects.exists()
+
+
+def test_committing_an_unchanged_draft_is_refused(staff_admin, agent_type, commit, template):
+    commit(agent_type, template)
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "message": "",
+                                                             "action": "commit"})
+    assert response.status_code == 200
+    assert page_messages(response) == ["Not committed: the draft is the same as v1; change it first."]
+    assert list(AgentTypeRevision.objects.values_list("version", flat=True)) == [1]
+    changed = {**template, "instructions": {"agents_md": "Now different."}}
+    staff_admin.post(playground_url(agent_type), {"draft": json.dumps(changed), "action": "commit"})
+    assert sorted(AgentTypeRevision.objects.values_list("version", flat=True)) == [1, 2]

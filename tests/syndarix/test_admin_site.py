@@ -100,3 +100,14 @@ def test_index_sections_are_ordered_and_hidden_when_they_return_none(rf, superus
     assert [s.name for s in response.context_data["index_sections"]] == ["a", "b"]
     assert response.context_data["a"] == 1 and response.context_data["b"] == 2
     assert response.context_data["index_css"] == ["x.css"]
+
+
+def test_no_dead_view_site_link_and_a_favicon(client, superuser):
+    client.force_login(superuser)
+    html = client.get(reverse("admin:index")).content.decode()
+    assert "View site" not in html
+    assert '<link rel="icon" href="/favicon.ico" type="image/svg+xml">' in html
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon["Content-Type"] == "image/svg+xml"
+    assert icon.content.startswith(b"<svg") and "max-age=86400" in icon["Cache-Control"]
+    assert client.post("/favicon.ico").status_code == 405
