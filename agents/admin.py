@@ -749,7 +749,7 @@ def project_summary_section(request) -> dict | None:
     truncated = len(rows) > INDEX_SUMMARY_LIMIT
     rows = rows[:INDEX_SUMMARY_LIMIT]
     return {
-        "can_spawn": admin.site._registry[AgentInstance].has_add_permission(request),
+        "can_spawn": admin.site.get_model_admin(AgentInstance).has_add_permission(request),
         "project_summary": rows,
         "project_summary_truncated": truncated,
         "project_summary_totals": {key: sum(getattr(row, key) for row in rows) for key in _SUMMARY_KEYS},

@@ -1,7 +1,7 @@
 """Django admin for tenancy and work items: workspaces (with their members), projects and issues; and the admin's
 tenancy rule, ``WorkspaceScopedAdminMixin``, which every admin of workspace-owned rows uses.
 
-Workspaces, projects and agent types are saved through their services (``workspace_create`` / ``workspace_update``,
+Workspaces and projects are saved through their services (``workspace_create`` / ``workspace_update``,
 ``project_create`` / ``project_update``), so a slug taken by a concurrent request is a form error, not a server error.
 """
 
@@ -92,9 +92,10 @@ class WorkspaceScopedAdminMixin:
         super().delete_queryset(request, queryset)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        target = self.admin_site._registry.get(db_field.remote_field.model)
+        model = db_field.remote_field.model
+        target = self.admin_site.get_model_admin(model) if self.admin_site.is_registered(model) else None
         if isinstance(target, WorkspaceScopedAdminMixin) and "queryset" not in kwargs:
-            rows = db_field.remote_field.model._default_manager.all()
+            rows = model._default_manager.all()
             kwargs["queryset"] = workspace_scope(request.user, rows, target.workspace_path, roles=self.write_roles)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 

@@ -818,9 +818,9 @@ def test_the_index_offers_spawning_only_to_staff_who_may_spawn(client, project, 
 
 def test_the_index_summary_scrolls_instead_of_squeezing_on_narrow_screens(admin_client, project):
     html = admin_client.get(reverse("admin:index")).content.decode()
-    assert '<div class="agent-summary-scroll">' in html
+    assert '<div class="agent-summary-scroll">' in html and html.count('<div class="runtime-scroll">') == 2
     css = (settings.BASE_DIR / "agents/static/agents/admin.css").read_text()
-    assert ".agent-summary-scroll { overflow-x: auto; }" in css
+    assert ".agent-summary-scroll { overflow-x: auto; }" in css and ".runtime-scroll { overflow-x: auto; }" in css
     assert "table tbody th, .dashboard .agent-summary table tfoot th { min-width: 10em; }" in css
 
 

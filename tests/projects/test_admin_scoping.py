@@ -313,3 +313,20 @@ def test_only_superusers_add_or_delete_workspaces(ours):
     assert client.post(reverse("admin:projects_workspace_delete", args=[ours.workspace.pk]),
                        {"post": "yes"}).status_code == 403
     assert Workspace.objects.filter(pk=ours.workspace.pk).exists()
+
+
+def test_scoping_adds_no_query_per_row(ours, agent_type):
+    """The membership test is a subquery: a scoped list costs the same number of queries for 1 row as for 10."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = ours.client()
+    url = reverse("admin:agents_agentinstance_changelist")
+    with CaptureQueriesContext(connection) as one:
+        client.get(url)
+    for n in range(9):
+        AgentFactory(project=ours.project, agent_type=agent_type, name=f"More {n}")
+    with CaptureQueriesContext(connection) as ten:
+        html = client.get(url).content.decode()
+    assert "More 8" in html
+    assert len(ten.captured_queries) == len(one.captured_queries)
