@@ -265,6 +265,7 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
 
     class Media:
         css = {"all": ("agents/admin.css",)}
+        js = ("agents/unsaved_changes.js",)  # asks before a link or Back discards edits on the change form
 
     # --- Queryset and permissions. ---
 

@@ -898,3 +898,12 @@ def test_a_slug_taken_during_the_save_is_a_form_error(admin_client, monkeypatch)
     assert response.context["adminform"].form.errors["slug"] == [services.AGENT_TYPE_SLUG_TAKEN]
     assert 'value="Scribe"' in response.content.decode()  # the input is still there
     assert not AgentType.objects.filter(slug="scribe").exists()
+
+
+def test_the_change_form_asks_before_a_link_discards_edits(admin_client, agent):
+    """Links and Back are guarded in the browser (``beforeunload`` once a field was edited; submitting clears it)."""
+    html = admin_client.get(change_url(agent)).content.decode()
+    assert 'src="/static/agents/unsaved_changes.js"' in html
+    script = (settings.BASE_DIR / "agents/static/agents/unsaved_changes.js").read_text()
+    assert 'getElementById("agentinstance_form")' in script and '"beforeunload"' in script
+    assert 'form.addEventListener("submit", () => { dirty = false; });' in script
