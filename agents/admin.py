@@ -133,12 +133,6 @@ def _uuid_or_none(value: str | None) -> str | None:
         return None
 
 
-def agent_label(agent: AgentInstance) -> str:
-    """How messages and confirmations name an agent: ``“Browser engineer” (3f2a9c1b)``. Two agents of a project may
-    share a name; the first 8 hex digits of the id (the one shown on the agent's page) tell them apart."""
-    return f"“{agent.name}” ({str(agent.pk)[:8]})"
-
-
 def status_badge(status: str):
     return format_html(
         '<span class="agent-status agent-status-{}">{}</span>', status, AgentStatus(status).label
@@ -380,7 +374,7 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
         if obj is not None and change:
             if request.method == "POST" and request.POST.get(LIFECYCLE_FIELD):  # the form was invalid
                 self.message_user(
-                    request, f"Nothing was done to {agent_label(obj)}: correct the errors below, then press the button "
+                    request, f"Nothing was done to “{obj}”: correct the errors below, then press the button "
                     "again (your edits are kept on the page).", messages.ERROR,
                 )
             context["lifecycle"] = self.lifecycle_context(request, obj)
@@ -416,7 +410,7 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
             return super().response_change(request, obj)
         edits = getattr(request, "_agent_edits", [])
         if edits:
-            self.message_user(request, f"Saved your changes to {agent_label(obj)} ({', '.join(edits)}).",
+            self.message_user(request, f"Saved your changes to “{obj}” ({', '.join(edits)}).",
                               messages.SUCCESS)
         if name == RUN_BUTTON:
             return redirect("admin:agents_agentinstance_run", obj.pk)
@@ -435,15 +429,15 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
         try:
             agent = perform_transition(agent, action, actor=request.user)
         except SERVICE_ERRORS as exc:
-            self.message_user(request, f"Could not move {agent_label(agent)} to {action.target_label}: "
+            self.message_user(request, f"Could not move “{agent}” to {action.target_label}: "
                               f"{describe_error(exc)}", messages.ERROR)
             return
         if agent.status == before:
-            self.message_user(request, f"Agent {agent_label(agent)} is already {AgentStatus(before).label.lower()}.",
+            self.message_user(request, f"Agent “{agent}” is already {AgentStatus(before).label.lower()}.",
                               messages.INFO)
         else:
             self.log_change(request, agent, f"{action.label}: {before} → {agent.status}")
-            self.message_user(request, f"Agent {agent_label(agent)} {action.done}.", messages.SUCCESS)
+            self.message_user(request, f"Agent “{agent}” {action.done}.", messages.SUCCESS)
 
     # --- Lifecycle views. ---
 
@@ -507,7 +501,7 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
         if response:
             return response
         if agent.status == AgentStatus.TERMINATED:
-            self.message_user(request, f"Agent {agent_label(agent)} is already terminated.", messages.WARNING)
+            self.message_user(request, f"Agent “{agent}” is already terminated.", messages.WARNING)
             return redirect(self._change_url(agent))
         form = AgentTerminateForm(request.POST if request.method == "POST" else None)
         if form.is_bound and form.is_valid():
@@ -517,15 +511,15 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
                     termination_reason=form.cleaned_data["termination_reason"],
                 )
             except SERVICE_ERRORS as exc:
-                self.message_user(request, f"Could not terminate {agent_label(agent)}: {describe_error(exc)}",
+                self.message_user(request, f"Could not terminate “{agent}”: {describe_error(exc)}",
                                   messages.ERROR)
             else:
                 reason = form.cleaned_data["reason"]
                 self.log_change(request, agent, f"Terminated ({agent.termination_reason}): {reason}")
-                self.message_user(request, f"Agent {agent_label(agent)} has been terminated.", messages.SUCCESS)
+                self.message_user(request, f"Agent “{agent}” has been terminated.", messages.SUCCESS)
             return redirect(self._change_url(agent))
         context = self._form_page_context(
-            request, form, title=f"Terminate agent {agent_label(agent)}?", agent=agent, agent_label=agent_label(agent),
+            request, form, title=f"Terminate agent “{agent}”?", agent=agent,
             status_badge=status_badge(agent.status), change_url=self._change_url(agent),
         )
         return TemplateResponse(request, "admin/agents/agentinstance/terminate_confirmation.html", context)
@@ -556,7 +550,7 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
                 if created:
                     self.log_change(request, agent, f"Run {short_id(run.pk)} queued")
                     self.message_user(
-                        request, f"Run {short_id(run.pk)} of {agent_label(agent)} queued; it starts when the agent is "
+                        request, f"Run {short_id(run.pk)} of “{agent}” queued; it starts when the agent is "
                         "idle.", messages.SUCCESS,
                     )
                 else:
@@ -564,7 +558,7 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
                                       messages.INFO)
                 return redirect("admin:agents_agentrun_change", run.pk)
         context = self._form_page_context(
-            request, form, title=f"Run agent {agent_label(agent)}", agent=agent, agent_label=agent_label(agent),
+            request, form, title=f"Run agent “{agent}”", agent=agent,
             status_badge=status_badge(agent.status),
             change_url=self._change_url(agent), offline_note=OFFLINE_NOTE if offline_provider() else "",
         )
@@ -596,7 +590,7 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
             else:
                 self.log_addition(request, agent, "Spawned")
                 self.message_user(
-                    request, f"Agent {agent_label(agent)} spawned in {agent.project} (idle).", messages.SUCCESS
+                    request, f"Agent “{agent}” spawned in {agent.project} (idle).", messages.SUCCESS
                 )
                 return redirect(self._change_url(agent))
         context = self._form_page_context(
@@ -640,11 +634,11 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
             status = AgentStatus(action.target).label.lower()
             text = ngettext("%(count)d agent was already %(status)s: %(names)s.",
                             "%(count)d agents were already %(status)s: %(names)s.", len(unchanged))
-            names = ", ".join(agent_label(a) for a in unchanged)
+            names = ", ".join(f"“{a}”" for a in unchanged)
             self.message_user(request, text % {"count": len(unchanged), "status": status, "names": names},
                               messages.INFO)
         for agent, error in failed:
-            self.message_user(request, f"Could not move {agent_label(agent)} to {action.target_label}: {error}",
+            self.message_user(request, f"Could not move “{agent}” to {action.target_label}: {error}",
                               messages.ERROR)
 
     @admin.action(description="Pause selected agents", permissions=["change"])
@@ -670,7 +664,7 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
             request, form,
             title=ngettext("Terminate %(count)d agent?", "Terminate %(count)d agents?", len(agents))
             % {"count": len(agents)},
-            agents=[(agent, agent_label(agent), status_badge(agent.status)) for agent in agents],
+            agents=[(agent, status_badge(agent.status)) for agent in agents],
             already_terminated=sum(a.status == AgentStatus.TERMINATED for a in agents),
             action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
         )
@@ -699,7 +693,7 @@ class AgentTransitionAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.
             agent = agents.filter(pk=agent_id).first()
         if agent is not None:
             extra_context = {
-                "title": f"Transition ledger of agent {agent_label(agent)} in {agent.project.name}",
+                "title": f"Transition ledger of agent “{agent}” in {agent.project.name}",
                 "subtitle": None,
                 **(extra_context or {}),
             }
@@ -712,7 +706,7 @@ class AgentTransitionAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.
     @admin.display(description="Agent", ordering="agent__name")
     def agent_display(self, obj: AgentTransition):
         url = reverse("admin:agents_agentinstance_change", args=[obj.agent_id])
-        return format_html('<a href="{}">{}</a>', url, agent_label(obj.agent))
+        return format_html('<a href="{}">{}</a>', url, obj.agent)
 
     @admin.display(description="From", ordering="from_status")
     def from_display(self, obj: AgentTransition) -> str:

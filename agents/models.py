@@ -253,7 +253,9 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
         indexes = [models.Index(fields=["project", "status"], name="agent_project_status_idx")]
 
     def __str__(self) -> str:
-        return self.name
+        """``Browser engineer (3f2a9c1b)``: the name and the first 8 hex digits of the id, because two agents of a
+        project may share a name (every admin message, title, choice and log entry shows this)."""
+        return f"{self.name} ({str(self.pk)[:8]})"
 
     def save(self, *args, **kwargs) -> None:
         """Save, refusing to create an agent in any state but IDLE (agents are born idle)."""

@@ -26,7 +26,6 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
-from agents.admin import agent_label
 from agents.forms import ProjectChoiceField
 from projects.admin import workspace_scope
 from projects.choices import WRITE_ROLES
@@ -392,7 +391,7 @@ class AgentTemplateAdmin(admin.ModelAdmin):
             agent_url = reverse("admin:agents_agentinstance_change", args=[run.agent.pk])
         except NoReverseMatch:
             agent_url = None
-        messages.success(request, f"Spawned playground agent {agent_label(run.agent)} in {project.name}.")
+        messages.success(request, f"Spawned playground agent “{run.agent}” in {project.name}.")
         return {
             "agent": run.agent, "agent_url": agent_url, "effective": _json(run.effective),
             "overrides": run.overrides, "build_kit": run.build_kit,

@@ -165,7 +165,7 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
     @admin.display(description="Agent", ordering="agent__name")
     def agent_link(self, obj: AgentRun):
         url = reverse("admin:agents_agentinstance_change", args=[obj.agent_id])
-        return format_html('<a href="{}">{}</a>', url, obj.agent.name)
+        return format_html('<a href="{}">{}</a>', url, obj.agent)
 
     @admin.display(description="Project", ordering="agent__project__name")
     def project(self, obj: AgentRun) -> str:
@@ -233,7 +233,7 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
             self.message_user(request, text % {"count": len(already), "ids": ids}, messages.INFO)
         for run, error in failed:
             self.message_user(
-                request, f"Could not cancel run {short_id(run.pk)} of “{run.agent.name}”: {error}", messages.ERROR
+                request, f"Could not cancel run {short_id(run.pk)} of “{run.agent}”: {error}", messages.ERROR
             )
 
     # --- The run's page and its buttons. ---
@@ -299,7 +299,7 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": f"Run {short_id(run.pk)} of “{run.agent.name}”",
+            "title": f"Run {short_id(run.pk)} of “{run.agent}”",
             "original": run,
             "run": run,
             "status_badge": run_status_badge(run.status),

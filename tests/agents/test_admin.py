@@ -70,7 +70,7 @@ def messages_of(response) -> list[str]:
 
 def label(agent) -> str:
     """How the admin's messages name an agent: its name and the first 8 hex digits of its id."""
-    return f"“{agent.name}” ({str(agent.pk)[:8]})"
+    return f"“{agent.name} ({str(agent.pk)[:8]})”"
 
 
 def status_of(agent) -> str:
@@ -837,10 +837,10 @@ def test_agents_sharing_a_name_are_told_apart_in_messages_and_confirmations(admi
         "Allowed from 'terminated': none.",
     ]
     confirmation = changelist_action(admin_client, "terminate_selected", twins).content.decode()
-    assert all(label(twin) in confirmation for twin in twins)
+    assert all(f">{twin.name} ({str(twin.pk)[:8]})</a>" in confirmation for twin in twins)
     single = admin_client.get(terminate_url(twins[0])).content.decode()
-    assert f"Terminating <strong>{label(twins[0])}</strong>" in single
-    assert label(twins[0]) != label(twins[1])
+    assert f"Terminating <strong>{twins[0].name} ({str(twins[0].pk)[:8]})</strong>" in single
+    assert str(twins[0]) != str(twins[1])
 
 
 # --- The ledger: plain headers, and it says whose it is. ---
@@ -853,7 +853,7 @@ def test_the_ledger_names_its_agent_and_has_plain_headers(admin_client, agent):
     assert response.context["title"] == f"Transition ledger of agent {label(agent)} in {agent.project.name}"
     headers = [str(h["text"]) for h in response.context["result_headers"]]
     assert headers[:5] == ["When", "Agent", "Project", "From", "To"]
-    assert f">{label(agent)}</a>" in html
+    assert f">{agent.name} ({str(agent.pk)[:8]})</a>" in html
     assert admin_client.get(url).context["title"] == "Select agent transition to view"
 
 

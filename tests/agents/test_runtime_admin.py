@@ -170,7 +170,7 @@ def test_bulk_cancel_reports_each_outcome(admin_client, runnable, builder_type):
     notes = messages_of(response)
     assert "2 runs cancelled." in notes
     assert f"1 run was already cancelled: {str(gone.pk)[:8]}." in notes
-    assert f"Could not cancel run {str(done.pk)[:8]} of “Finisher”: The run already succeeded." in notes
+    assert f"Could not cancel run {str(done.pk)[:8]} of “{done.agent}”: The run already succeeded." in notes
     statuses = dict(AgentRun.objects.values_list("pk", "status"))
     assert statuses[first.pk] == statuses[second.pk] == RunStatus.CANCELLED
     assert statuses[done.pk] == RunStatus.SUCCEEDED
@@ -405,7 +405,7 @@ def test_run_form_queues_a_run_once_and_goes_to_its_page(admin_client, runnable,
     assert response.redirect_chain[-1][0] == run_url(run)
     assert (run.instruction, run.issue, run.requested_by, run.status) == (
         "Build 2.0", issue, superuser, RunStatus.QUEUED)
-    assert f"Run {str(run.pk)[:8]} of “Builder” ({str(runnable.pk)[:8]}) queued; it starts when the agent is idle." \
+    assert f"Run {str(run.pk)[:8]} of “Builder ({str(runnable.pk)[:8]})” queued; it starts when the agent is idle." \
         in messages_of(response)
     replay = admin_client.post(url, data, follow=True)
     assert AgentRun.objects.filter(agent=runnable).count() == 1

@@ -230,7 +230,7 @@ def autocomplete(client, app_label: str, model_name: str, field_name: str) -> li
 def test_autocomplete_lists_only_the_staff_members_rows(ours, theirs):
     client = ours.client()
     assert autocomplete(client, "projects", "issue", "project") == [ours.project.name]
-    assert autocomplete(client, "projects", "issue", "assigned_agent") == [ours.agent.name]
+    assert autocomplete(client, "projects", "issue", "assigned_agent") == [str(ours.agent)]
     assert autocomplete(client, "projects", "project", "workspace") == [ours.workspace.name]
     popup = client.get(reverse("admin:agents_agentinstance_changelist"), {"_to_field": "id", "_popup": "1"})
     assert ours.agent.name in popup.content.decode() and theirs.agent.name not in popup.content.decode()
@@ -289,7 +289,7 @@ def test_a_viewer_sees_the_workspace_read_only(ours, viewer):
     assert viewer.post(reverse("admin:agents_agentcontext_pin", args=[ours.context.pk, 1])).status_code == 403
     response = viewer.post(reverse("admin:agents_agentinstance_changelist"),
                            {"action": "pause_selected", "_selected_action": [str(ours.agent.pk)]})
-    label = f"“{ours.agent.name}” ({str(ours.agent.pk)[:8]})"
+    label = f"“{ours.agent.name} ({str(ours.agent.pk)[:8]})”"
     assert messages_of(response) == [f"Could not move {label} to paused: your role in its workspace is read-only."]
     assert AgentInstance.objects.get(pk=ours.agent.pk).status == S.IDLE
     assert viewer.get(reverse("admin:agents_agentinstance_run", args=[ours.agent.pk])).status_code == 403
