@@ -222,7 +222,7 @@ class AgentTypeAdmin(ServiceSaveAdminMixin, AgentTypeRegistryAdminMixin, admin.M
 class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
     form = AgentInstanceForm
     list_display = (
-        "name", "status_display", "project", "agent_type", "tokens_display", "cost_display", "last_activity",
+        "name_display", "status_display", "project", "agent_type", "tokens_display", "cost_display", "last_activity",
     )
     list_select_related = ("project__workspace", "agent_type")
     list_filter = ("status", "agent_type", "project__workspace", "project", "is_playground", "termination_reason")
@@ -284,6 +284,11 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
         return self.readonly_fields
 
     # --- Columns and read-only fields. ---
+
+    @admin.display(description="Name", ordering="name")
+    def name_display(self, obj: AgentInstance) -> str:
+        """The name with the id's first 8 hex digits (``str``): agents of a project may share a name."""
+        return str(obj)
 
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj: AgentInstance):
@@ -410,8 +415,7 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
             return super().response_change(request, obj)
         edits = getattr(request, "_agent_edits", [])
         if edits:
-            self.message_user(request, f"Saved your changes to “{obj}” ({', '.join(edits)}).",
-                              messages.SUCCESS)
+            self.message_user(request, f"Saved your changes to “{obj}” ({', '.join(edits)}).", messages.SUCCESS)
         if name == RUN_BUTTON:
             return redirect("admin:agents_agentinstance_run", obj.pk)
         action = LIFECYCLE_ACTIONS.get(name)
@@ -511,16 +515,15 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
                     termination_reason=form.cleaned_data["termination_reason"],
                 )
             except SERVICE_ERRORS as exc:
-                self.message_user(request, f"Could not terminate “{agent}”: {describe_error(exc)}",
-                                  messages.ERROR)
+                self.message_user(request, f"Could not terminate “{agent}”: {describe_error(exc)}", messages.ERROR)
             else:
                 reason = form.cleaned_data["reason"]
                 self.log_change(request, agent, f"Terminated ({agent.termination_reason}): {reason}")
                 self.message_user(request, f"Agent “{agent}” has been terminated.", messages.SUCCESS)
             return redirect(self._change_url(agent))
         context = self._form_page_context(
-            request, form, title=f"Terminate agent “{agent}”?", agent=agent,
-            status_badge=status_badge(agent.status), change_url=self._change_url(agent),
+            request, form, title=f"Terminate agent “{agent}”?", agent=agent, status_badge=status_badge(agent.status),
+            change_url=self._change_url(agent),
         )
         return TemplateResponse(request, "admin/agents/agentinstance/terminate_confirmation.html", context)
 
@@ -550,16 +553,15 @@ class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
                 if created:
                     self.log_change(request, agent, f"Run {short_id(run.pk)} queued")
                     self.message_user(
-                        request, f"Run {short_id(run.pk)} of “{agent}” queued; it starts when the agent is "
-                        "idle.", messages.SUCCESS,
+                        request, f"Run {short_id(run.pk)} of “{agent}” queued; it starts when the agent is idle.",
+                        messages.SUCCESS,
                     )
                 else:
                     self.message_user(request, f"Run {short_id(run.pk)} was already queued by this form.",
                                       messages.INFO)
                 return redirect("admin:agents_agentrun_change", run.pk)
         context = self._form_page_context(
-            request, form, title=f"Run agent “{agent}”", agent=agent,
-            status_badge=status_badge(agent.status),
+            request, form, title=f"Run agent “{agent}”", agent=agent, status_badge=status_badge(agent.status),
             change_url=self._change_url(agent), offline_note=OFFLINE_NOTE if offline_provider() else "",
         )
         return TemplateResponse(request, "admin/agents/agentinstance/run.html", context)
@@ -684,7 +686,7 @@ class AgentTransitionAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.
     workspace_path = "agent__project__workspace"
 
     def changelist_view(self, request, extra_context=None):
-        """With ``?agent=<id>``, the title names the agent (and links to it)."""
+        """With ``?agent=<id>``, the title names the agent and its project."""
         agent = None
         agent_id = _uuid_or_none(request.GET.get("agent"))
         if agent_id:

@@ -907,3 +907,9 @@ def test_the_change_form_asks_before_a_link_discards_edits(admin_client, agent):
     script = (settings.BASE_DIR / "agents/static/agents/unsaved_changes.js").read_text()
     assert 'getElementById("agentinstance_form")' in script and '"beforeunload"' in script
     assert 'form.addEventListener("submit", () => { dirty = false; });' in script
+
+
+def test_the_agent_list_tells_same_named_agents_apart(admin_client, project, agent_type):
+    twins = [AgentFactory(project=project, agent_type=agent_type, name="Browser engineer") for _ in range(2)]
+    html = admin_client.get(reverse("admin:agents_agentinstance_changelist")).content.decode()
+    assert all(f">{twin.name} ({str(twin.pk)[:8]})</a>" in html for twin in twins)
