@@ -31,7 +31,11 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.utils.translation import ngettext
 
-from syndarix.admin_site import LatestRowsFormSet, ReadOnlyAdminMixin, precise_time
+from projects.admin import WorkspaceScopedAdminMixin, workspace_scope
+from projects.choices import WRITE_ROLES
+from projects.models import Project
+from projects.selectors import member_workspace_ids
+from syndarix.admin_site import LatestRowsFormSet, ReadOnlyAdminMixin, ServiceSaveAdminMixin, precise_time
 from syndarix.exceptions import DomainError
 
 from . import selectors, services
@@ -56,6 +60,11 @@ class LifecycleAction(NamedTuple):
     done: str  # what happened, for messages ("paused")
     target: str
     sources: frozenset[str]
+
+    @property
+    def target_label(self) -> str:
+        """The target status in words ("working"), for "Could not move … to working"."""
+        return AgentStatus(self.target).label.lower()
 
 
 _ACTION_TEXT = {  # button order on the change form
@@ -85,6 +94,11 @@ def _lifecycle_actions() -> dict[str, LifecycleAction]:
 
 
 LIFECYCLE_ACTIONS = _lifecycle_actions()
+
+#: The change form's lifecycle buttons submit the form itself with this field: a transition name, or ``RUN_BUTTON``
+#: for "Run…". The edits on the page are saved first, so a button never discards them.
+LIFECYCLE_FIELD = "_lifecycle"
+RUN_BUTTON = "run"
 
 
 def perform_transition(
@@ -153,7 +167,7 @@ class AgentTransitionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(AgentType)
-class AgentTypeAdmin(AgentTypeRegistryAdminMixin, admin.ModelAdmin):
+class AgentTypeAdmin(ServiceSaveAdminMixin, AgentTypeRegistryAdminMixin, admin.ModelAdmin):
     list_display = ("name", "slug", "handler", "is_active", "live_agents", "total_agents")
     list_select_related = False  # no foreign keys to join; the counts are annotations
     list_filter = ("is_active",)
@@ -174,10 +188,25 @@ class AgentTypeAdmin(AgentTypeRegistryAdminMixin, admin.ModelAdmin):
     )
 
     def get_queryset(self, request):
+        """Agent types are a global catalog; their agent counts cover only the workspaces the user sees."""
+        if request.user.is_superuser:
+            seen = Q()
+        else:
+            seen = Q(instances__project__workspace__in=member_workspace_ids(request.user))
         return super().get_queryset(request).annotate(
-            total_agent_count=Count("instances"),
-            live_agent_count=Count("instances", filter=Q(instances__status__in=LIVE_STATUSES)),
+            total_agent_count=Count("instances", filter=seen),
+            live_agent_count=Count("instances", filter=seen & Q(instances__status__in=LIVE_STATUSES)),
         )
+
+    def save_model(self, request, obj: AgentType, form, change: bool) -> None:
+        """Through ``agent_type_create`` / ``agent_type_update`` (a slug taken meanwhile is a form error)."""
+        if change:
+            services.agent_type_update(obj, data={name: form.cleaned_data[name] for name in form.changed_data
+                                                  if name in services.AGENT_TYPE_FIELDS})
+        else:
+            self.adopt(obj, services.agent_type_create(
+                **{name: getattr(obj, name) for name in services.AGENT_TYPE_FIELDS}
+            ))
 
     @admin.display(description="Live agents", ordering="live_agent_count")
     def live_agents(self, obj: AgentType) -> int:
@@ -190,10 +219,10 @@ class AgentTypeAdmin(AgentTypeRegistryAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AgentInstance)
-class AgentInstanceAdmin(admin.ModelAdmin):
+class AgentInstanceAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
     form = AgentInstanceForm
     list_display = (
-        "name", "status_display", "project", "agent_type", "tokens_display", "cost_display", "last_activity",
+        "name_display", "status_display", "project", "agent_type", "tokens_display", "cost_display", "last_activity",
     )
     list_select_related = ("project__workspace", "agent_type")
     list_filter = ("status", "agent_type", "project__workspace", "project", "is_playground", "termination_reason")
@@ -202,6 +231,8 @@ class AgentInstanceAdmin(admin.ModelAdmin):
     actions = ("pause_selected", "resume_selected", "terminate_selected")
     inlines = (AgentRunInline, AgentTransitionInline)
     editable_fields = AgentInstanceForm._meta.fields
+    ordering = ("-created_at",)  # stated: the issue count's GROUP BY drops the model's default order
+    workspace_path = "project__workspace"
     readonly_fields = (
         "status_display", "project", "agent_type", "agent_type_schema", "tasks_completed", "tokens_display",
         "cost_display", "assigned_issues", "last_activity_at", "last_heartbeat_at", "last_error", "terminated_at",
@@ -228,11 +259,12 @@ class AgentInstanceAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ("agents/admin.css",)}
+        js = ("agents/unsaved_changes.js",)  # asks before a link or Back discards edits on the change form
 
     # --- Queryset and permissions. ---
 
     def get_queryset(self, request):
-        queryset = selectors.agent_queryset()
+        queryset = self.scope(request, selectors.agent_queryset())
         ordering = self.get_ordering(request)
         return queryset.order_by(*ordering) if ordering else queryset
 
@@ -252,6 +284,11 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         return self.readonly_fields
 
     # --- Columns and read-only fields. ---
+
+    @admin.display(description="Name", ordering="name")
+    def name_display(self, obj: AgentInstance) -> str:
+        """The name with the id's first 8 hex digits (``str``): agents of a project may share a name."""
+        return str(obj)
 
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj: AgentInstance):
@@ -322,6 +359,7 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         data = {name: form.cleaned_data[name] for name in form.changed_data if name in self.editable_fields}
         if data:
             services.agent_update(obj, actor=request.user, data=data)
+        request._agent_edits = [str(form.fields[name].label or name).lower() for name in data]
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
@@ -339,6 +377,11 @@ class AgentInstanceAdmin(admin.ModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and change:
+            if request.method == "POST" and request.POST.get(LIFECYCLE_FIELD):  # the form was invalid
+                self.message_user(
+                    request, f"Nothing was done to “{obj}”: correct the errors below, then press the button "
+                    "again (your edits are kept on the page).", messages.ERROR,
+                )
             context["lifecycle"] = self.lifecycle_context(request, obj)
             context["ledger_url"] = reverse("admin:agents_agenttransition_changelist") + f"?agent={obj.pk}"
             if request.user.has_perm("agents.view_agentrun"):
@@ -346,18 +389,59 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def lifecycle_context(self, request, obj: AgentInstance) -> dict:
-        """Status and the transitions available now (buttons), for the change form template."""
+        """Status and the transitions available now (buttons), for the change form template.
+
+        With ``form_id`` the buttons submit the change form itself (``LIFECYCLE_FIELD``), so edits on the page are
+        saved with the transition (``response_change``); without it (a user who can only view), "Run…" is a link.
+        """
         available = {t.name for t in obj.get_available_status_transitions()}
-        can_act = super().has_change_permission(request, obj)
-        can_run = obj.status != AgentStatus.TERMINATED and request.user.has_perm("agents.add_agentrun")
+        can_act = self.has_change_permission(request, obj)
+        can_run = (obj.status != AgentStatus.TERMINATED and request.user.has_perm("agents.add_agentrun")
+                   and self.can_write(request, obj))
         return {
+            "field": LIFECYCLE_FIELD,
+            "form_id": f"{self.opts.model_name}_form" if can_act else "",
             "run_url": reverse("admin:agents_agentinstance_run", args=[obj.pk]) if can_run else "",
             "status": obj.status,
             "badge": status_badge(obj.status),
             "actions": [a for name, a in LIFECYCLE_ACTIONS.items() if name in available] if can_act else [],
-            "transition_url": reverse("admin:agents_agentinstance_transition", args=[obj.pk]),
-            "terminate_url": reverse("admin:agents_agentinstance_terminate", args=[obj.pk]),
         }
+
+    def response_change(self, request, obj):
+        """After the change form is saved: a lifecycle button (``LIFECYCLE_FIELD``) goes on to its transition (or the
+        terminate confirmation, or the Run page) with the edits already saved; the Save buttons as usual."""
+        name = request.POST.get(LIFECYCLE_FIELD)
+        if not name:
+            return super().response_change(request, obj)
+        edits = getattr(request, "_agent_edits", [])
+        if edits:
+            self.message_user(request, f"Saved your changes to “{obj}” ({', '.join(edits)}).", messages.SUCCESS)
+        if name == RUN_BUTTON:
+            return redirect("admin:agents_agentinstance_run", obj.pk)
+        action = LIFECYCLE_ACTIONS.get(name)
+        if action is None:
+            self.message_user(request, "Unknown transition.", messages.ERROR)
+        elif action.name == "terminate":  # always through the confirmation page
+            return redirect("admin:agents_agentinstance_terminate", obj.pk)
+        else:
+            self._transition_one(request, AgentInstance.objects.get(pk=obj.pk), action)
+        return redirect(self._change_url(obj))
+
+    def _transition_one(self, request, agent: AgentInstance, action: LifecycleAction) -> None:
+        """Perform one button's transition on ``agent`` and report it (done, already there, or why not)."""
+        before = agent.status
+        try:
+            agent = perform_transition(agent, action, actor=request.user)
+        except SERVICE_ERRORS as exc:
+            self.message_user(request, f"Could not move “{agent}” to {action.target_label}: "
+                              f"{describe_error(exc)}", messages.ERROR)
+            return
+        if agent.status == before:
+            self.message_user(request, f"Agent “{agent}” is already {AgentStatus(before).label.lower()}.",
+                              messages.INFO)
+        else:
+            self.log_change(request, agent, f"{action.label}: {before} → {agent.status}")
+            self.message_user(request, f"Agent “{agent}” {action.done}.", messages.SUCCESS)
 
     # --- Lifecycle views. ---
 
@@ -387,15 +471,20 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         }
 
     def _get_agent_or_redirect(self, request, object_id):
+        """``(agent, None)`` for an agent the user may act on; ``(None, redirect)`` when it does not exist for them
+        (another tenant's agent included); 403 without the change permission or a writing role in its workspace."""
         if not super().has_change_permission(request):
             raise PermissionDenied
         agent = self.get_object(request, unquote(object_id))
         if agent is None:
             return None, self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.can_write(request, agent):
+            raise PermissionDenied
         return agent, None
 
     def transition_view(self, request, object_id):
-        """POST ``transition=<name>``: perform one lifecycle button's transition, then back to the form."""
+        """POST ``transition=<name>``: perform one transition without the change form (for scripts and links;
+        the change form's buttons submit the form itself, see ``response_change``), then back to the form."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         agent, response = self._get_agent_or_redirect(request, object_id)
@@ -404,22 +493,10 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         action = LIFECYCLE_ACTIONS.get(request.POST.get("transition", ""))
         if action is None:
             self.message_user(request, "Unknown transition.", messages.ERROR)
-            return redirect(self._change_url(agent))
-        if action.name == "terminate":  # always through the confirmation page
+        elif action.name == "terminate":  # always through the confirmation page
             return redirect("admin:agents_agentinstance_terminate", agent.pk)
-        before = agent.status
-        try:
-            agent = perform_transition(agent, action, actor=request.user)
-        except SERVICE_ERRORS as exc:
-            self.message_user(request, f"Could not {action.label.lower()} “{agent}”: {describe_error(exc)}",
-                              messages.ERROR)
         else:
-            if agent.status == before:
-                self.message_user(request, f"Agent “{agent}” is already {AgentStatus(before).label.lower()}.",
-                                  messages.INFO)
-            else:
-                self.log_change(request, agent, f"{action.label}: {before} → {agent.status}")
-                self.message_user(request, f"Agent “{agent}” {action.done}.", messages.SUCCESS)
+            self._transition_one(request, agent, action)
         return redirect(self._change_url(agent))
 
     def terminate_view(self, request, object_id):
@@ -457,7 +534,7 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         agent = self.get_object(request, unquote(object_id))
         if agent is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_view_permission(request, agent) or not request.user.has_perm("agents.add_agentrun"):
+        if not request.user.has_perm("agents.add_agentrun") or not self.can_write(request, agent):
             raise PermissionDenied
         form = RunCreateForm(request.POST if request.method == "POST" else None, agent=agent)
         if form.is_bound and form.is_valid():
@@ -493,11 +570,13 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         """The Spawn agent page: validates the form (config against the type's schema), then ``agent_spawn``."""
         if not self.has_add_permission(request):
             raise PermissionDenied
+        projects = workspace_scope(request.user, Project.objects.select_related("workspace"), "workspace",
+                                   roles=WRITE_ROLES)
         if request.method == "POST":
-            form = AgentSpawnForm(request.POST, admin_site=self.admin_site)
+            form = AgentSpawnForm(request.POST, admin_site=self.admin_site, projects=projects)
         else:
             form = AgentSpawnForm(initial={"project": _uuid_or_none(request.GET.get("project"))},
-                                  admin_site=self.admin_site)
+                                  admin_site=self.admin_site, projects=projects)
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             try:
@@ -536,6 +615,9 @@ class AgentInstanceAdmin(admin.ModelAdmin):
         action = LIFECYCLE_ACTIONS[name]
         changed, unchanged, failed = [], [], []
         for agent in queryset.order_by("pk"):
+            if not self.can_write(request, agent):
+                failed.append((agent, "your role in its workspace is read-only."))
+                continue
             before = agent.status
             try:
                 result = perform_transition(agent, action, actor=request.user, **kwargs)
@@ -558,7 +640,8 @@ class AgentInstanceAdmin(admin.ModelAdmin):
             self.message_user(request, text % {"count": len(unchanged), "status": status, "names": names},
                               messages.INFO)
         for agent, error in failed:
-            self.message_user(request, f"Could not {action.label.lower()} “{agent}”: {error}", messages.ERROR)
+            self.message_user(request, f"Could not move “{agent}” to {action.target_label}: {error}",
+                              messages.ERROR)
 
     @admin.action(description="Pause selected agents", permissions=["change"])
     def pause_selected(self, request, queryset):
@@ -591,23 +674,49 @@ class AgentInstanceAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgentTransition)
-class AgentTransitionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """The append-only ledger: view only (``?agent=<id>`` lists one agent's transitions)."""
+class AgentTransitionAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The append-only ledger: view only (``?agent=<id>`` lists one agent's transitions, and says whose)."""
 
-    list_display = ("when", "agent", "project", "from_display", "to_status", "actor", "reason", "request_id")
+    list_display = ("when", "agent_display", "project", "from_display", "to_display", "actor", "reason", "request_id")
     list_select_related = ("agent__project", "actor")
     list_filter = ("to_status", "from_status", "agent__project__workspace", "agent__project")
     search_fields = ("agent__name", "reason", "request_id", "actor__username")
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
+    workspace_path = "agent__project__workspace"
+
+    def changelist_view(self, request, extra_context=None):
+        """With ``?agent=<id>``, the title names the agent and its project."""
+        agent = None
+        agent_id = _uuid_or_none(request.GET.get("agent"))
+        if agent_id:
+            agents = workspace_scope(request.user, AgentInstance.objects.select_related("project"),
+                                     "project__workspace")
+            agent = agents.filter(pk=agent_id).first()
+        if agent is not None:
+            extra_context = {
+                "title": f"Transition ledger of agent “{agent}” in {agent.project.name}",
+                "subtitle": None,
+                **(extra_context or {}),
+            }
+        return super().changelist_view(request, extra_context=extra_context)
 
     @admin.display(description="When", ordering="created_at")
     def when(self, obj: AgentTransition) -> str:
         return precise_time(obj.created_at)
 
+    @admin.display(description="Agent", ordering="agent__name")
+    def agent_display(self, obj: AgentTransition):
+        url = reverse("admin:agents_agentinstance_change", args=[obj.agent_id])
+        return format_html('<a href="{}">{}</a>', url, obj.agent)
+
     @admin.display(description="From", ordering="from_status")
     def from_display(self, obj: AgentTransition) -> str:
         return obj.get_from_status_display() or "(spawned)"
+
+    @admin.display(description="To", ordering="to_status")
+    def to_display(self, obj: AgentTransition) -> str:
+        return obj.get_to_status_display()
 
     @admin.display(description="Project", ordering="agent__project__name")
     def project(self, obj: AgentTransition) -> str:
@@ -626,15 +735,18 @@ _SUMMARY_KEYS = (
 
 
 def project_summary_section(request) -> dict | None:
-    """The index's "Agents by project" section for staff who may view agents (``None`` for the others):
-    ``project_summary`` (rows of ``selectors.project_agent_summary``, one grouped query),
-    ``project_summary_truncated`` and ``project_summary_totals``."""
+    """The index's "Agents by project" section for staff who may view agents (``None`` for the others), over the
+    projects of the workspaces the user sees: ``project_summary`` (rows of ``selectors.project_agent_summary``, one
+    grouped query), ``project_summary_truncated``, ``project_summary_totals`` and ``can_spawn`` (the "Spawn agent"
+    link shows only to staff who may spawn)."""
     if not request.user.has_perm("agents.view_agentinstance"):
         return None
-    rows = list(selectors.project_agent_summary()[: INDEX_SUMMARY_LIMIT + 1])
+    projects = workspace_scope(request.user, Project.objects.all(), "workspace")
+    rows = list(selectors.project_agent_summary(projects)[: INDEX_SUMMARY_LIMIT + 1])
     truncated = len(rows) > INDEX_SUMMARY_LIMIT
     rows = rows[:INDEX_SUMMARY_LIMIT]
     return {
+        "can_spawn": admin.site.get_model_admin(AgentInstance).has_add_permission(request),
         "project_summary": rows,
         "project_summary_truncated": truncated,
         "project_summary_totals": {key: sum(getattr(row, key) for row in rows) for key in _SUMMARY_KEYS},

@@ -48,9 +48,8 @@ class ConcurrencyLimitExceeded(DomainError):
     code = "concurrency_limit"
 
     def __init__(self, limit: int, current: int) -> None:
-        super().__init__(
-            f"The workspace already runs {current} of at most {limit} agents.", limit=limit, current=current
-        )
+        live = f"{current} live agent" + ("" if current == 1 else "s")
+        super().__init__(f"The workspace already has {live}; its limit is {limit}.", limit=limit, current=current)
 
 
 class MemoryConflict(DomainError):

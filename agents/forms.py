@@ -76,8 +76,12 @@ class AgentSpawnForm(forms.Form):
         help_text="A JSON object, checked against the agent type's config schema (listed below).",
     )
 
-    def __init__(self, *args, admin_site=None, **kwargs) -> None:
+    def __init__(self, *args, admin_site=None, projects=None, **kwargs) -> None:
+        """``projects``: the projects the user may spawn into (default: all); ``admin_site``: search them with the
+        admin's autocomplete (which lists the projects the user sees)."""
         super().__init__(*args, **kwargs)
+        if projects is not None:
+            self.fields["project"].queryset = projects
         if admin_site is not None:
             # Search projects by name instead of scrolling a select of every project.
             field = self.fields["project"]

@@ -252,7 +252,9 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
         indexes = [models.Index(fields=["project", "status"], name="agent_project_status_idx")]
 
     def __str__(self) -> str:
-        return self.name
+        """``Browser engineer (3f2a9c1b)``: the name and the first 8 hex digits of the id, because two agents of a
+        project may share a name (every admin message, title, choice and log entry shows this)."""
+        return f"{self.name} ({str(self.pk)[:8]})"
 
     def save(self, *args, **kwargs) -> None:
         """Save, refusing to create an agent in any state but IDLE (agents are born idle)."""
@@ -432,11 +434,13 @@ class AgentContext(TimeStampedModel):
                 fields=["project", "name"],
                 condition=models.Q(instance__isnull=True),
                 name="unique_shared_context_name",
+                violation_error_message="The project already has a shared context with this name.",
             ),
             models.UniqueConstraint(
                 fields=["project", "instance", "name"],
                 condition=models.Q(instance__isnull=False),
                 name="unique_instance_context_name",
+                violation_error_message="The agent already has a context with this name.",
             ),
         ]
 
@@ -549,7 +553,7 @@ class AgentTypeRevision(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.agent_type_id} v{self.version}"
+        return f"{self.agent_type.name} v{self.version}"
 
     def save(self, *args, **kwargs) -> None:
         """Insert only: a committed revision never changes."""

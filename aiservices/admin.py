@@ -56,7 +56,8 @@ def _can_refine(request) -> bool:
 
 @admin.register(AIServiceCall)
 class AIServiceCallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Every tool call, read-only (calls are records, not editable objects)."""
+    """Every tool call, read-only (calls are records, not editable objects); staff who are not superusers see
+    their own calls."""
 
     list_display = ("when", "tool_short", "outcome_badge", "user", "duration", "tokens", "trace", "error")
     list_display_links = ("when",)
@@ -67,6 +68,11 @@ class AIServiceCallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fields = ("created_at", "user", "tool", "outcome", "provider", "duration_ms", "tokens", "trace_id", "error_code",
               "error_message")
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        """Calls belong to no workspace: superusers see every call, other staff their own."""
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else queryset.filter(user=request.user)
 
     @admin.display(description="when", ordering="created_at")
     def when(self, obj: AIServiceCall) -> str:

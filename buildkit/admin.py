@@ -6,7 +6,9 @@ overrides, "Run in playground" (spawns a playground agent through ``services.pla
 the instance config from its own editor, prefilled by ``config_initial`` and checked against the
 agent type's config schema), "Commit" (``services.template_commit``, never with the kit), and the
 revision history with diffs. Both editors take strict JSON only (``parse_json_object``): NaN,
-Infinity, NUL characters and over-deep documents are form errors.
+Infinity, NUL characters and over-deep documents are form errors. Every refusal (no project, a draft that is not
+JSON, a draft the same as the latest revision) is also a message at the top of the page. Staff who are not
+superusers run in the projects of the workspaces where their role writes.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
 from agents.forms import ProjectChoiceField
+from projects.admin import workspace_scope
+from projects.choices import WRITE_ROLES
 from projects.models import Project
 from syndarix.exceptions import DomainError
 
@@ -48,6 +51,9 @@ STARTER_TEMPLATE = {
 }
 #: Revisions shown in the history (newest first).
 HISTORY_LIMIT = 50
+#: How the page's messages name the form's fields.
+_FIELD_NAMES = {"draft": "draft template", "config": "config", "project": "project", "name": "agent name",
+                "message": "commit message", "__all__": "form"}
 
 
 class PlaygroundForm(forms.Form):
@@ -64,9 +70,8 @@ class PlaygroundForm(forms.Form):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["project"].queryset = (
-            Project.objects.writable_by(user).select_related("workspace").order_by("workspace__name", "name")
-        )
+        projects = Project.objects.writable_by(user).select_related("workspace").order_by("workspace__name", "name")
+        self.fields["project"].queryset = workspace_scope(user, projects, "workspace", roles=WRITE_ROLES)
 
     def clean_draft(self) -> dict[str, Any]:
         return parse_json_object(self.cleaned_data["draft"], field="template", what="The template")
@@ -307,7 +312,9 @@ class AgentTemplateAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:buildkit_agenttemplate_playground", args=[object_id]))
 
     def playground_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        agent_type = get_object_or_404(AgentTemplate, pk=object_id)
+        agent_type = self.get_object(request, object_id)  # None for a malformed id too, as on the other admin pages
+        if agent_type is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not self.has_view_permission(request, agent_type):
             raise PermissionDenied
         revisions = list(revision_queryset(agent_type)[: HISTORY_LIMIT + 1])
@@ -318,11 +325,15 @@ class AgentTemplateAdmin(admin.ModelAdmin):
             action = request.POST.get("action", "validate")
             if form.is_valid():
                 if action == "commit":
-                    response = self._commit(request, agent_type, form)
+                    response = self._commit(request, agent_type, form, latest)
                     if response:
                         return response
                 elif action == "run":
                     result = self._run(request, agent_type, form)
+            else:
+                verb = {"commit": "committed", "run": "run"}.get(action, "validated")
+                where = " and the ".join(_FIELD_NAMES.get(name, name) for name in form.errors)
+                messages.error(request, f"Not {verb}: correct the {where} (the errors are shown below).")
         else:
             draft = latest.template if latest else STARTER_TEMPLATE
             config = json.dumps(config_initial(agent_type.config_schema), indent=2, ensure_ascii=False)
@@ -333,9 +344,12 @@ class AgentTemplateAdmin(admin.ModelAdmin):
             self._context(request, agent_type, form, revisions, latest, result),
         )
 
-    def _commit(self, request, agent_type, form) -> HttpResponse | None:
+    def _commit(self, request, agent_type, form, latest) -> HttpResponse | None:
         if not can_commit_templates(request.user):
             messages.error(request, "Committing needs staff status and the permission to change agent types.")
+            return None
+        if latest is not None and form.cleaned_data["draft"] == latest.template:
+            messages.error(request, f"Not committed: the draft is the same as v{latest.version}; change it first.")
             return None
         try:
             revision = services.template_commit(
@@ -355,6 +369,7 @@ class AgentTemplateAdmin(admin.ModelAdmin):
         project = form.cleaned_data["project"]
         if project is None:
             form.add_error("project", "Choose a project to run in.")
+            messages.error(request, "Not run: choose a project to run in (under “Run in playground”).")
             return None
         try:
             run = services.playground_run(
@@ -376,7 +391,7 @@ class AgentTemplateAdmin(admin.ModelAdmin):
             agent_url = reverse("admin:agents_agentinstance_change", args=[run.agent.pk])
         except NoReverseMatch:
             agent_url = None
-        messages.success(request, f"Spawned playground agent “{run.agent.name}” in {project.name}.")
+        messages.success(request, f"Spawned playground agent “{run.agent}” in {project.name}.")
         return {
             "agent": run.agent, "agent_url": agent_url, "effective": _json(run.effective),
             "overrides": run.overrides, "build_kit": run.build_kit,
@@ -435,6 +450,11 @@ class AgentTemplateAdmin(admin.ModelAdmin):
             "config_errors": sorted(config_errors.items()),
             "config_required": (agent_type.config_schema or {}).get("required") or [],
             "can_commit": can_commit_templates(request.user),
+            "draft_unreadable": form.is_bound and bool(form.errors.get("draft")),
+            "no_projects_hint": "" if request.user.is_superuser or form.fields["project"].queryset.exists() else (
+                "No project to run in: staff run drafts in the projects of the workspaces where they are an admin or "
+                "operator, and you are not one in any workspace. Ask a workspace admin to add you."
+            ),
             "history": history,
             "history_truncated": len(revisions) > HISTORY_LIMIT,
             "result": result,

@@ -64,3 +64,12 @@ def auth_token_owner(token: str):
     except AuthenticationFailed:
         return None
     return user
+
+
+def member_workspace_ids(user, *, roles=None) -> QuerySet:
+    """Ids of the workspaces ``user`` is a member of (with a role in ``roles`` when given), as a subquery to filter
+    with (``workspace__in=...``): the admin's tenancy scope for staff who are not superusers."""
+    memberships = WorkspaceMembership.objects.filter(user=user)
+    if roles is not None:
+        memberships = memberships.filter(role__in=roles)
+    return memberships.values("workspace")

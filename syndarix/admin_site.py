@@ -4,7 +4,7 @@ The index page is assembled from *sections* that apps contribute from their own 
 (``SyndarixAdminSite.register_index_section``): this package imports no app. A section is a template
 included on the index and a callable that gives its context for the request (or ``None`` to stay
 hidden from that user). ``ReadOnlyAdminMixin`` is the one definition of a view-only admin (ledgers,
-version histories, call logs).
+version histories, call logs); ``ServiceSaveAdminMixin`` the one way an admin saves through an app's services.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin
+from django.db import models
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
+
+from .exceptions import DomainError
 
 
 class ReadOnlyAdminMixin:
@@ -36,6 +39,46 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ServiceSaveAdminMixin:
+    """For a ``ModelAdmin`` whose saves go through an app's race-safe services (put it first in the bases).
+
+    The subclass's ``save_model`` calls the services; when one refuses the save with a ``DomainError`` (such as a
+    slug a concurrent request took between the form's checks and the write), the page is shown again with the
+    person's input and the service's message as a form error (on its ``field`` when the form has it), instead of a
+    server error. ``adopt(obj, saved)`` gives the form's object the identity of the row a create service wrote.
+    """
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as exc:  # the write was rolled back; show the form again with the refusal on it
+            request._service_save_error = exc
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        error: DomainError | None = getattr(request, "_service_save_error", None)
+        if error is None:
+            return form
+
+        class RefusedForm(form):
+            def clean(self):
+                cleaned = super().clean()
+                self.add_error(error.field if error.field in self.fields else None, error.message)
+                return cleaned
+
+        RefusedForm.__name__ = form.__name__
+        return RefusedForm
+
+    @staticmethod
+    def adopt(obj: models.Model, saved: models.Model) -> None:
+        """Copy the stored field values and database state of ``saved`` (what a create service returned) onto
+        ``obj`` (the form's unsaved instance), so the admin's inlines, log entry and redirect use the new row."""
+        for field in saved._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
+        obj._state.adding, obj._state.db = False, saved._state.db
 
 
 def precise_time(value) -> str:
@@ -85,6 +128,7 @@ class SyndarixAdminSite(admin.AdminSite):
     site_title = "Syndarix admin"
     index_title = "Agent operations"
     index_template = "admin/syndarix_index.html"
+    site_url = None  # no public site to "view": the admin and the API are the product
 
     def __init__(self, name: str = "admin") -> None:
         super().__init__(name)

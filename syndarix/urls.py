@@ -1,4 +1,5 @@
-"""Root URL configuration: the health probes, admin, the v1 API, the OpenAPI schema and its docs, the MCP server."""
+"""Root URL configuration: the health probes, admin, the v1 API, the OpenAPI schema and its docs, the MCP server,
+the favicon."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -6,10 +7,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from syndarix.api.views import ApiRootView
 from syndarix.health import healthz, readyz
+from syndarix.views import favicon
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

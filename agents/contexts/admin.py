@@ -5,7 +5,10 @@
   a "Roll back to this version" button per version.
 - The diff page shows the RFC 6902 patch between any two retained versions and both documents.
 - The rollback button leads to a confirmation page; confirming calls ``context_rollback``.
+- "Pin" / "Unpin" per version (``context_pin`` / ``context_unpin``): pinned versions outlive the retention limit.
 - Versions: a read-only list and detail page for the whole retained history.
+
+Staff who are not superusers see the contexts of their workspaces (``WorkspaceScopedAdminMixin``).
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from syndarix.admin_site import ReadOnlyAdminMixin
+from projects.admin import WorkspaceScopedAdminMixin
+from syndarix.admin_site import ReadOnlyAdminMixin, ServiceSaveAdminMixin
 from syndarix.exceptions import DomainError
 
 from ..exceptions import AlreadyCurrentVersion
@@ -51,7 +54,9 @@ def _context_url(context_id, name: str, *args) -> str:
     return reverse(f"admin:agents_agentcontext_{name}", args=[context_id, *args])
 
 
-def _version_actions(version: AgentContextVersion, current_version: int) -> str:
+def _version_actions(version: AgentContextVersion, current_version: int, *, can_change: bool = False) -> str:
+    """The links of one version: diffs, "Roll back to this version", and the Pin / Unpin button (a small POST form)
+    when ``can_change``."""
     links: list[str] = []
     if version.version > 1:
         diff = _context_url(version.context_id, "diff") + f"?from={version.version - 1}&to={version.version}"
@@ -63,6 +68,12 @@ def _version_actions(version: AgentContextVersion, current_version: int) -> str:
         links.append(format_html('<a class="button" href="{}">Roll back to this version</a>', rollback))
     else:
         links.append(format_html("<strong>{}</strong>", "current version"))
+    if can_change:
+        verb = "unpin" if version.pinned else "pin"
+        links.append(format_html(
+            '<button type="submit" form="context-pin-form" formaction="{}" class="button context-pin">{}</button>',
+            _context_url(version.context_id, verb, version.version), verb.capitalize(),
+        ))
     return format_html('<span class="context-actions">{}</span>', format_html(" ".join(["{}"] * len(links)), *links))
 
 
@@ -85,6 +96,8 @@ class AgentContextVersionInline(ReadOnlyAdminMixin, admin.TabularInline):
     readonly_fields = fields
     ordering = ("-version",)
     extra = 0
+    #: Set per request by ``AgentContextAdmin.get_inline_instances``: show the Pin / Unpin buttons.
+    can_change_context = False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("created_by_user", "created_by_agent", "context")
@@ -105,7 +118,7 @@ class AgentContextVersionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     @admin.display(description="")
     def version_actions(self, obj: AgentContextVersion) -> str:
-        return _version_actions(obj, obj.context.current_version)
+        return _version_actions(obj, obj.context.current_version, can_change=self.can_change_context)
 
 
 class ScopeFilter(admin.SimpleListFilter):
@@ -144,7 +157,7 @@ class AgentContextAddForm(forms.ModelForm):
 
 
 @admin.register(AgentContext)
-class AgentContextAdmin(admin.ModelAdmin):
+class AgentContextAdmin(WorkspaceScopedAdminMixin, ServiceSaveAdminMixin, admin.ModelAdmin):
     list_display = ("name", "project", "workspace", "owner_agent", "current_version", "versions_count", "updated_at")
     list_filter = ("project__workspace", ScopeFilter, "updated_at")
     search_fields = ("name", "project__name", "project__workspace__name", "instance__name")
@@ -152,6 +165,7 @@ class AgentContextAdmin(admin.ModelAdmin):
     raw_id_fields = ("instance",)
     inlines = [AgentContextVersionInline]
     ordering = ("project__name", "name")
+    workspace_path = "project__workspace"
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(versions_count=Count("versions"))
@@ -171,7 +185,12 @@ class AgentContextAdmin(admin.ModelAdmin):
         return [] if obj is None else self.get_fields(request, obj)
 
     def get_inline_instances(self, request, obj=None):
-        return super().get_inline_instances(request, obj) if obj is not None else []
+        if obj is None:
+            return []
+        inlines = super().get_inline_instances(request, obj)
+        for inline in inlines:  # the Pin / Unpin buttons show to staff who may change this context
+            inline.can_change_context = self.has_change_permission(request, obj)
+        return inlines
 
     def get_formset_kwargs(self, request, obj, inline, prefix):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
@@ -206,7 +225,7 @@ class AgentContextAdmin(admin.ModelAdmin):
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra_context = extra_context or {}
-        if object_id:  # read-only page: versions change only through writes and rollbacks
+        if object_id:  # read-only page: versions change only through writes, rollbacks and pins
             extra_context.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False)
         return super().changeform_view(request, object_id, form_url, extra_context)
 
@@ -217,9 +236,7 @@ class AgentContextAdmin(admin.ModelAdmin):
             project=obj.project, instance=obj.instance, name=obj.name, data=form.cleaned_data["data"],
             actor=request.user, change_description=form.cleaned_data.get("change_description", ""),
         )
-        obj.pk, obj.name, obj.current_version = created.pk, created.name, created.current_version
-        obj.created_at, obj.updated_at = created.created_at, created.updated_at
-        obj._state.adding, obj._state.db = False, created._state.db
+        self.adopt(obj, created)
 
     def delete_model(self, request, obj: AgentContext) -> None:
         contexts.context_delete(obj, actor=request.user)
@@ -249,6 +266,10 @@ class AgentContextAdmin(admin.ModelAdmin):
             path("<uuid:object_id>/diff/", view(self.diff_view), name="agents_agentcontext_diff"),
             path("<uuid:object_id>/rollback/<int:version>/", view(self.rollback_view),
                  name="agents_agentcontext_rollback"),
+            path("<uuid:object_id>/pin/<int:version>/", view(self.pin_view), {"pinned": True},
+                 name="agents_agentcontext_pin"),
+            path("<uuid:object_id>/unpin/<int:version>/", view(self.pin_view), {"pinned": False},
+                 name="agents_agentcontext_unpin"),
             *super().get_urls(),
         ]
 
@@ -262,10 +283,22 @@ class AgentContextAdmin(admin.ModelAdmin):
             "change_url": _context_url(context.pk, "change"),
         }
 
-    def diff_view(self, request: HttpRequest, object_id) -> HttpResponse:
-        context = get_object_or_404(AgentContext.objects.select_related("project"), pk=object_id)
-        if not self.has_view_or_change_permission(request, context):
+    def _get_context(self, request: HttpRequest, object_id, *, change: bool):
+        """``(context, None)``, or ``(None, redirect)`` when it does not exist for the user (another tenant's
+        included, as on the change page); 403 without the view (``change``: change) permission for it."""
+        context = self.get_object(request, str(object_id))
+        if context is None:
+            return None, self._get_obj_does_not_exist_redirect(request, self.opts, str(object_id))
+        allowed = self.has_change_permission(request, context) if change else \
+            self.has_view_or_change_permission(request, context)
+        if not allowed:
             raise PermissionDenied
+        return context, None
+
+    def diff_view(self, request: HttpRequest, object_id) -> HttpResponse:
+        context, response = self._get_context(request, object_id, change=False)
+        if response:
+            return response
         current = context.current_version
         problems: list[str] = []
 
@@ -294,10 +327,27 @@ class AgentContextAdmin(admin.ModelAdmin):
             page["error"] = exc.message
         return TemplateResponse(request, "admin/agents/agentcontext/diff.html", page)
 
+    def pin_view(self, request: HttpRequest, object_id, version: int, pinned: bool) -> HttpResponse:
+        """POST: ``context_pin`` / ``context_unpin`` of one version, then back to the context's page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        context, response = self._get_context(request, object_id, change=True)
+        if response:
+            return response
+        service, done = (contexts.context_pin, "pinned") if pinned else (contexts.context_unpin, "unpinned")
+        try:
+            service(context, version, actor=request.user)
+        except DomainError as exc:
+            self.message_user(request, f"Version {version} of “{context}” not {done}: {exc.message}", messages.ERROR)
+        else:
+            self.log_change(request, context, f"Version {version} {done}.")
+            self.message_user(request, f"Version {version} of “{context}” {done}.", messages.SUCCESS)
+        return HttpResponseRedirect(_context_url(context.pk, "change"))
+
     def rollback_view(self, request: HttpRequest, object_id, version: int) -> HttpResponse:
-        context = get_object_or_404(AgentContext.objects.select_related("project"), pk=object_id)
-        if not self.has_change_permission(request, context):
-            raise PermissionDenied
+        context, response = self._get_context(request, object_id, change=True)
+        if response:
+            return response
         change_url = _context_url(context.pk, "change")
         if request.method == "POST":
             try:
@@ -333,7 +383,7 @@ class AgentContextAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgentContextVersion)
-class AgentContextVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AgentContextVersionAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The retained history of every context (read-only)."""
 
     list_display = ("context", "version", "created_at", "author", "restored_from", "pinned", "short_description")
@@ -344,6 +394,7 @@ class AgentContextVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fields = ("context", "version", "created_at", "author", "change_description", "restored_from", "pinned",
               "version_actions", "pretty_data")
     readonly_fields = fields
+    workspace_path = "context__project__workspace"
 
     @admin.display(description="by")
     def author(self, obj: AgentContextVersion) -> str:

@@ -57,6 +57,7 @@ _VERSION_404 = (
 _VERSION_PATH = OpenApiParameter("n", OpenApiTypes.INT, OpenApiParameter.PATH, description="Version number.")
 
 
+@extend_schema(tags=["contexts"])
 class AgentContextViewSet(RateLimitMixin, ProjectScopedMixin, viewsets.GenericViewSet):
     """Versioned shared contexts of one project."""
 

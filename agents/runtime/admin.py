@@ -11,7 +11,8 @@
   whose worker stopped beating (``agents.runtime.selectors``).
 
 Permissions: viewing needs ``agents.view_agentrun``; cancelling and answering need
-``agents.change_agentrun``; queueing a run (the agent page's "Run…") needs ``agents.add_agentrun``.
+``agents.change_agentrun``; queueing a run (the agent page's "Run…") needs ``agents.add_agentrun``. Staff who are not
+superusers see the runs of their workspaces and operate them where their role writes (``WorkspaceScopedAdminMixin``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import ngettext
 
 from aiservices.llm import OFFLINE
+from projects.admin import WorkspaceScopedAdminMixin, workspace_scope
 from syndarix.admin_site import LatestRowsFormSet, ReadOnlyAdminMixin, precise_time
 from syndarix.exceptions import DomainError
 
@@ -119,7 +121,7 @@ def can_operate_runs(request) -> bool:
 
 
 @admin.register(AgentRun)
-class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Runs, read-only; cancelling and answering go through the run's page and the bulk action."""
 
     list_display = (
@@ -133,20 +135,22 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     actions = ("cancel_selected",)
+    workspace_path = "agent__project__workspace"
 
     class Media:
         css = {"all": ("agents/admin.css",)}
 
     def get_queryset(self, request):
-        queryset = selectors.run_queryset()
+        queryset = self.scope(request, selectors.run_queryset())
         ordering = self.get_ordering(request)
         return queryset.order_by(*ordering) if ordering else queryset
 
     # --- Permissions: nobody adds, edits or deletes runs here (ReadOnlyAdminMixin); people operate them. ---
 
-    def has_operate_permission(self, request) -> bool:
-        """Cancel runs and answer their requests (the permission of the bulk action too)."""
-        return can_operate_runs(request)
+    def has_operate_permission(self, request, obj: AgentRun | None = None) -> bool:
+        """Cancel runs and answer their requests (the permission of the bulk action too); for ``obj``, also a
+        writing role in its workspace."""
+        return can_operate_runs(request) and (obj is None or self.can_write(request, obj))
 
     # --- Columns. ---
 
@@ -161,7 +165,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Agent", ordering="agent__name")
     def agent_link(self, obj: AgentRun):
         url = reverse("admin:agents_agentinstance_change", args=[obj.agent_id])
-        return format_html('<a href="{}">{}</a>', url, obj.agent.name)
+        return format_html('<a href="{}">{}</a>', url, obj.agent)
 
     @admin.display(description="Project", ordering="agent__project__name")
     def project(self, obj: AgentRun) -> str:
@@ -206,6 +210,9 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         that were cancelled already, and each failure."""
         cancelled, already, failed = [], [], []
         for run in queryset.order_by("pk"):
+            if not self.has_operate_permission(request, run):
+                failed.append((run, "your role in its workspace is read-only."))
+                continue
             if run.status == RunStatus.CANCELLED:
                 already.append(run)
                 continue
@@ -226,7 +233,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, text % {"count": len(already), "ids": ids}, messages.INFO)
         for run, error in failed:
             self.message_user(
-                request, f"Could not cancel run {short_id(run.pk)} of “{run.agent.name}”: {error}", messages.ERROR
+                request, f"Could not cancel run {short_id(run.pk)} of “{run.agent}”: {error}", messages.ERROR
             )
 
     # --- The run's page and its buttons. ---
@@ -252,7 +259,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         run = self.get_object(request, unquote(object_id))
         if run is None:
             return None, self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_view_permission(request, run) or (operate and not self.has_operate_permission(request)):
+        if not self.has_view_permission(request, run) or (operate and not self.has_operate_permission(request, run)):
             raise PermissionDenied
         return run, None
 
@@ -265,7 +272,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def render_run_page(self, request, run: AgentRun, *, answer_form: RunAnswerForm | None = None, status=200):
         """The run's summary, pending requests (with their forms), request history and trace."""
-        can_operate = self.has_operate_permission(request)
+        can_operate = self.has_operate_permission(request, run)
         requests = list(run.requests.select_related("decided_by").order_by("requested_at"))
         pending = [r for r in requests if r.is_pending]
         answerable = next((r for r in pending if r.kind != RunRequestKind.APPROVAL), None)
@@ -292,7 +299,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": f"Run {short_id(run.pk)} of “{run.agent.name}”",
+            "title": f"Run {short_id(run.pk)} of “{run.agent}”",
             "original": run,
             "run": run,
             "status_badge": run_status_badge(run.status),
@@ -485,10 +492,11 @@ class AgentRunInline(ReadOnlyAdminMixin, admin.TabularInline):
 def runtime_index_section(request) -> dict[str, Any] | None:
     """The index's "Runs" section for staff who may view runs (``None`` for the others): run counts by status,
     the requests waiting for a person (oldest first) and the agents whose heartbeat is stale, in a fixed number
-    of queries (``agents.runtime.selectors``)."""
+    of queries (``agents.runtime.selectors``), over the workspaces the user sees."""
     if not request.user.has_perm("agents.view_agentrun"):
         return None
-    run_counts = selectors.run_counts()
+    user = request.user
+    run_counts = selectors.run_counts(workspace_scope(user, AgentRun.objects.all(), "agent__project__workspace"))
     runs_url = reverse("admin:agents_agentrun_changelist")
     counts = [
         {"status": status, "badge": run_status_badge(status), "count": run_counts[status],
@@ -504,9 +512,11 @@ def runtime_index_section(request) -> dict[str, Any] | None:
             "run_url": reverse("admin:agents_agentrun_change", args=[req.run_id]),
             "agent_url": reverse("admin:agents_agentinstance_change", args=[req.run.agent_id]),
         }
-        for req in selectors.pending_requests()[:DASHBOARD_LIMIT]
+        for req in workspace_scope(user, selectors.pending_requests(), "run__agent__project__workspace")[
+            :DASHBOARD_LIMIT
+        ]
     ]
-    stale_agents = list(selectors.stale_heartbeats()[:DASHBOARD_LIMIT])
+    stale_agents = list(workspace_scope(user, selectors.stale_heartbeats(), "project__workspace")[:DASHBOARD_LIMIT])
     running = dict(
         AgentRun.objects.filter(agent__in=[a.pk for a in stale_agents], status=RunStatus.RUNNING)
         .values_list("agent_id", "pk")

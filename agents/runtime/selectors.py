@@ -53,7 +53,9 @@ def stale_heartbeats(*, now=None) -> QuerySet[AgentInstance]:
     )
 
 
-def run_counts() -> dict[str, int]:
-    """Runs by status, over all runs (one aggregate query): ``{"queued": n, "running": n, ...}``."""
-    row = AgentRun.objects.aggregate(**{s: Count("pk", filter=Q(status=s)) for s in RunStatus.values})
+def run_counts(runs: QuerySet[AgentRun] | None = None) -> dict[str, int]:
+    """Runs by status over ``runs`` (default: all runs), in one aggregate query: ``{"queued": n, "running": n}``
+    and so on for every status."""
+    runs = AgentRun.objects.all() if runs is None else runs
+    row = runs.order_by().aggregate(**{s: Count("pk", filter=Q(status=s)) for s in RunStatus.values})
     return {status: row[status] for status in RunStatus.values}

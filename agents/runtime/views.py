@@ -42,6 +42,7 @@ _WRITE_ERRORS = (400, 401, 403, 404, 409, 429)
 APPROVAL_ID = OpenApiParameter("approval_id", str, OpenApiParameter.PATH, description="The approval's id (a UUID).")
 
 
+@extend_schema(tags=["runs"])
 @extend_schema_view(
     list=extend_schema(
         operation_id="list_agent_runs",

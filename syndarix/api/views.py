@@ -43,12 +43,13 @@ def server_error(request):
 
 
 class ApiRootView(APIView):
-    """``GET /api/v1/``: links to the top-level collections, the token login and the docs."""
+    """Links to the top-level collections, the token login and the docs; project-scoped routes hang off
+    projects/{project_id}/."""
 
     permission_classes = [AllowAny]
 
     @extend_schema(
-        tags=["api"],
+        tags=["root"],
         operation_id="api_root",
         summary="API root",
         description="Links to the top-level collections; project-scoped routes hang off `projects/{project_id}/`.",

@@ -10,7 +10,9 @@ from decimal import Decimal
 from html.parser import HTMLParser
 
 import pytest
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -66,6 +68,11 @@ def messages_of(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
+def label(agent) -> str:
+    """How the admin's messages name an agent: its name and the first 8 hex digits of its id."""
+    return f"“{agent.name} ({str(agent.pk)[:8]})”"
+
+
 def status_of(agent) -> str:
     return AgentInstance.objects.get(pk=agent.pk).status
 
@@ -75,10 +82,11 @@ def latest_ledger(agent) -> AgentTransition:
 
 
 def shown_buttons(html: str, agent) -> set[str]:
-    found = {name for name in ALL_BUTTONS - {"terminate"} if f'name="transition" value="{name}"' in html}
-    if f'href="{terminate_url(agent)}"' in html:
-        found.add("terminate")
-    return found
+    """The lifecycle buttons on the page: each submits the change form (``form="agentinstance_form"``)."""
+    return {
+        name for name in ALL_BUTTONS
+        if f'form="agentinstance_form" name="_lifecycle" value="{name}"' in html
+    }
 
 
 class FormFields(HTMLParser):
@@ -269,7 +277,7 @@ def test_a_stale_button_is_refused_with_a_message(admin_client):
     response = admin_client.post(transition_url(agent), {"transition": "finish"}, follow=True)
     assert response.status_code == 200
     assert any(
-        "Could not finish" in m and "the agent is 'paused'" in m
+        f"Could not move {label(agent)} to idle" in m and "the agent is 'paused'" in m
         for m in messages_of(response)
     )
     assert status_of(agent) == S.PAUSED
@@ -279,7 +287,7 @@ def test_a_stale_button_is_refused_with_a_message(admin_client):
 def test_a_repeated_button_is_a_no_op(admin_client):
     agent = agent_in_status(S.PAUSED)
     response = admin_client.post(transition_url(agent), {"transition": "pause"})
-    assert messages_of(response) == [f"Agent “{agent}” is already paused."]
+    assert messages_of(response) == [f"Agent {label(agent)} is already paused."]
 
 
 def test_a_button_on_a_terminated_agent_is_a_message_not_an_error_page(admin_client):
@@ -350,14 +358,14 @@ def test_confirmed_terminate_goes_through_the_service(admin_client, superuser, m
     )
     row = latest_ledger(agent)
     assert (row.to_status, row.reason, row.actor) == (S.TERMINATED, "over budget", superuser)
-    assert messages_of(response) == [f"Agent “{agent}” has been terminated."]
+    assert messages_of(response) == [f"Agent {label(agent)} has been terminated."]
 
 
 def test_terminate_page_of_a_terminated_agent_redirects_with_a_message(admin_client):
     agent = agent_in_status(S.TERMINATED)
     response = admin_client.get(terminate_url(agent))
     assert response.status_code == 302 and response.url == change_url(agent)
-    assert messages_of(response) == [f"Agent “{agent}” is already terminated."]
+    assert messages_of(response) == [f"Agent {label(agent)} is already terminated."]
 
 
 def test_terminate_invalid_termination_reason_is_a_form_error(admin_client, agent):
@@ -438,9 +446,9 @@ def test_bulk_pause_reports_count_already_paused_and_each_failure_by_name(admin_
     assert response.status_code == 302
     msgs = messages_of(response)
     assert "2 agents paused." in msgs
-    assert "1 agent was already paused: “c-paused”." in msgs
-    for name in ("d-dead", "e-dead"):
-        assert f"Could not pause “{name}”: Cannot transition agent from 'terminated' to 'paused'. " \
+    assert f"1 agent was already paused: {label(paused)}." in msgs
+    for dead in (dead1, dead2):
+        assert f"Could not move {label(dead)} to paused: Cannot transition agent from 'terminated' to 'paused'. " \
                "Allowed from 'terminated': none." in msgs
     assert [status_of(a) for a in (idle, working, paused, dead1)] == [S.PAUSED, S.PAUSED, S.PAUSED, S.TERMINATED]
 
@@ -452,7 +460,7 @@ def test_bulk_resume_through_the_service(admin_client, superuser, project, agent
     response = changelist_action(admin_client, "resume_selected", [*paused, working])
     msgs = messages_of(response)
     assert "3 agents resumed." in msgs
-    refusal = "Could not resume “busy”: Only an agent in 'paused' can do this; the agent is 'working'."
+    refusal = f"Could not move {label(working)} to idle: Only an agent in 'paused' can do this; the agent is 'working'."
     assert any(m.startswith(refusal) for m in msgs)
     assert all(status_of(a) == S.IDLE for a in paused) and status_of(working) == S.WORKING
     assert all(latest_ledger(a).actor == superuser for a in paused)
@@ -486,7 +494,7 @@ def test_bulk_terminate_confirmed(admin_client, superuser, project, agent_type):
     assert response.status_code == 302
     msgs = messages_of(response)
     assert "3 agents terminated." in msgs
-    assert "Could not terminate “gone”: Agent is already terminated." in msgs
+    assert f"Could not move {label(dead)} to terminated: Agent is already terminated." in msgs
     for agent in live:
         agent.refresh_from_db()
         assert (agent.status, agent.termination_reason) == (S.TERMINATED, "superseded")
@@ -557,7 +565,7 @@ def test_spawn_creates_an_idle_agent_through_the_service(admin_client, superuser
         S.IDLE, project, {"retries": 2, "model": "m"}, "look around",
     )
     assert latest_ledger(agent).actor == superuser
-    assert messages_of(response) == [f"Agent “Scout” spawned in {project} (idle)."]
+    assert messages_of(response) == [f"Agent {label(agent)} spawned in {project} (idle)."]
 
 
 def test_spawn_with_empty_config_uses_an_empty_object(admin_client, project, agent_type):
@@ -660,7 +668,8 @@ def test_spawn_domain_errors_become_form_errors(admin_client, project, agent_typ
     AgentFactory(project=project, agent_type=agent_type)
     response = spawn(admin_client, project=project.pk, agent_type=agent_type.pk, name="One too many", config="{}")
     assert response.status_code == 200
-    assert "already runs 1 of at most 1 agents" in str(response.context["adminform"].form.non_field_errors())
+    errors = str(response.context["adminform"].form.non_field_errors())
+    assert "The workspace already has 1 live agent; its limit is 1." in errors
     assert not AgentInstance.objects.filter(name="One too many").exists()
 
 
@@ -738,3 +747,169 @@ def test_issue_admin_refuses_an_agent_of_another_project(admin_client, agent):
 def test_workspace_admin_edits_members_inline(admin_client, workspace, user):
     html = admin_client.get(reverse("admin:projects_workspace_change", args=[workspace.pk])).content.decode()
     assert 'id="memberships-group"' in html
+
+
+# --- Lifecycle buttons belong to the change form: edits are saved with the transition, never lost. ---
+
+
+def lifecycle_post(admin_client, agent, button: str, **edits):
+    """What the browser posts when a lifecycle button is pressed: the whole change form plus the button."""
+    data = {**form_data(admin_client.get(change_url(agent)).content.decode()), **edits, "_lifecycle": button}
+    return admin_client.post(change_url(agent), data)
+
+
+def test_a_lifecycle_button_saves_the_edits_then_transitions(admin_client, superuser, agent):
+    response = lifecycle_post(admin_client, agent, "start_work", name="Renamed", current_task="Ship it")
+    assert response.status_code == 302 and response.url == change_url(agent)
+    agent.refresh_from_db()
+    assert (agent.name, agent.current_task, agent.status) == ("Renamed", "Ship it", S.WORKING)
+    assert latest_ledger(agent).actor == superuser
+    assert messages_of(response) == [
+        f"Saved your changes to {label(agent)} (name, current task).", f"Agent {label(agent)} is now working.",
+    ]
+
+
+def test_a_lifecycle_button_with_invalid_edits_does_nothing_and_keeps_them(admin_client, agent):
+    response = lifecycle_post(admin_client, agent, "pause", name="", current_task="typed but not saved")
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["name"]
+    assert "typed but not saved" in response.content.decode()  # the edits stay on the page
+    assert messages_of(response) == [
+        f"Nothing was done to {label(agent)}: correct the errors below, then press the button again (your edits are "
+        "kept on the page)."
+    ]
+    agent.refresh_from_db()
+    assert (agent.status, agent.current_task) == (S.IDLE, "")
+
+
+@pytest.mark.parametrize(("button", "page"), [("terminate", "terminate"), ("run", "run")])
+def test_terminate_and_run_buttons_save_the_edits_then_open_their_page(admin_client, agent, button, page):
+    response = lifecycle_post(admin_client, agent, button, current_task="Saved first")
+    assert response.status_code == 302
+    assert response.url == reverse(f"admin:agents_agentinstance_{page}", args=[agent.pk])
+    agent.refresh_from_db()
+    assert (agent.current_task, agent.status) == ("Saved first", S.IDLE)  # terminating still needs confirming
+
+
+def test_enter_in_a_field_still_means_save(admin_client, agent):
+    """The lifecycle buttons precede the form in the page: a hidden Save button comes before them, so it is the
+    form's default button (what Enter submits)."""
+    html = admin_client.get(change_url(agent)).content.decode()
+    default = html.index('form="agentinstance_form" name="_save"')
+    assert default < html.index('name="_lifecycle"') < html.index('id="agentinstance_form"')
+
+
+# --- Only staff who may spawn see "Spawn agent" on the index. ---
+
+
+@pytest.mark.parametrize(("codenames", "shown"), [
+    (["view_agentinstance"], False),
+    (["view_agentinstance", "add_agentinstance"], True),
+])
+def test_the_index_offers_spawning_only_to_staff_who_may_spawn(client, project, codenames, shown):
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="agents", codename__in=codenames))
+    MembershipFactory(workspace=project.workspace, user=staff, role="operator")
+    client.force_login(staff)
+    html = client.get(reverse("admin:index")).content.decode()
+    assert project.name in html
+    assert (reverse("admin:agents_agentinstance_spawn") in html) is shown
+
+
+def test_the_index_summary_scrolls_instead_of_squeezing_on_narrow_screens(admin_client, project):
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert '<div class="agent-summary-scroll">' in html and html.count('<div class="runtime-scroll">') == 2
+    css = (settings.BASE_DIR / "agents/static/agents/admin.css").read_text()
+    assert ".agent-summary-scroll { overflow-x: auto; }" in css and ".runtime-scroll { overflow-x: auto; }" in css
+    assert "table tbody th, .dashboard .agent-summary table tfoot th { min-width: 10em; }" in css
+
+
+# --- Agents that share a name are told apart everywhere. ---
+
+
+def test_agents_sharing_a_name_are_told_apart_in_messages_and_confirmations(admin_client, project, agent_type):
+    twins = [AgentFactory(project=project, agent_type=agent_type, name="Browser engineer") for _ in range(2)]
+    services.agent_terminate(twins[1], reason="done")
+    response = changelist_action(admin_client, "pause_selected", twins)
+    assert messages_of(response) == [
+        "1 agent paused.",
+        f"Could not move {label(twins[1])} to paused: Cannot transition agent from 'terminated' to 'paused'. "
+        "Allowed from 'terminated': none.",
+    ]
+    confirmation = changelist_action(admin_client, "terminate_selected", twins).content.decode()
+    assert all(f">{twin.name} ({str(twin.pk)[:8]})</a>" in confirmation for twin in twins)
+    single = admin_client.get(terminate_url(twins[0])).content.decode()
+    assert f"Terminating <strong>{twins[0].name} ({str(twins[0].pk)[:8]})</strong>" in single
+    assert str(twins[0]) != str(twins[1])
+
+
+# --- The ledger: plain headers, and it says whose it is. ---
+
+
+def test_the_ledger_names_its_agent_and_has_plain_headers(admin_client, agent):
+    url = reverse("admin:agents_agenttransition_changelist")
+    response = admin_client.get(url, {"agent": str(agent.pk)})
+    html = response.content.decode()
+    assert response.context["title"] == f"Transition ledger of agent {label(agent)} in {agent.project.name}"
+    headers = [str(h["text"]) for h in response.context["result_headers"]]
+    assert headers[:5] == ["When", "Agent", "Project", "From", "To"]
+    assert f">{agent.name} ({str(agent.pk)[:8]})</a>" in html
+    assert admin_client.get(url).context["title"] == "Select agent transition to view"
+
+
+def test_the_agent_page_names_the_template_revision_by_its_type(admin_client, project, agent_type):
+    services.agent_type_commit_revision(agent_type, template={"llm": {"model": "m"}})
+    agent = services.agent_spawn(project=project, agent_type=agent_type, name="Reviser")
+    html = admin_client.get(change_url(agent)).content.decode()
+    assert f"{agent_type.name} v1" in html and f"{agent_type.pk} v1" not in html
+
+
+# --- Agent types are saved through their services. ---
+
+
+def test_agent_type_admin_saves_through_the_services(admin_client, monkeypatch):
+    calls = []
+    for name in ("agent_type_create", "agent_type_update"):
+        real = getattr(services, name)
+        monkeypatch.setattr(services, name,
+                            lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
+    data = {"name": "Scribe", "slug": "scribe", "description": "", "is_active": "on", "handler": "",
+            "capabilities": "[]", "config_schema": "{}", "max_tokens": "", "max_cost_usd": ""}
+    response = admin_client.post(reverse("admin:agents_agenttype_add"), data)
+    created = AgentType.objects.get(slug="scribe")
+    assert response.status_code == 302 and calls == ["agent_type_create"]
+    admin_client.post(reverse("admin:agents_agenttype_change", args=[created.pk]), {**data, "name": "Scribe 2"})
+    assert calls == ["agent_type_create", "agent_type_update"]
+    assert AgentType.objects.get(pk=created.pk).name == "Scribe 2"
+
+
+def test_a_slug_taken_during_the_save_is_a_form_error(admin_client, monkeypatch):
+    """The race the services absorb: the form's own check passed, then a concurrent request took the slug."""
+    from syndarix.exceptions import InvalidInput
+
+    def lose_the_race(**fields):
+        raise InvalidInput(services.AGENT_TYPE_SLUG_TAKEN, code="unique", field="slug")
+
+    monkeypatch.setattr(services, "agent_type_create", lose_the_race)
+    data = {"name": "Scribe", "slug": "scribe", "description": "", "is_active": "on", "handler": "",
+            "capabilities": "[]", "config_schema": "{}", "max_tokens": "", "max_cost_usd": ""}
+    response = admin_client.post(reverse("admin:agents_agenttype_add"), data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["slug"] == [services.AGENT_TYPE_SLUG_TAKEN]
+    assert 'value="Scribe"' in response.content.decode()  # the input is still there
+    assert not AgentType.objects.filter(slug="scribe").exists()
+
+
+def test_the_change_form_asks_before_a_link_discards_edits(admin_client, agent):
+    """Links and Back are guarded in the browser (``beforeunload`` once a field was edited; submitting clears it)."""
+    html = admin_client.get(change_url(agent)).content.decode()
+    assert 'src="/static/agents/unsaved_changes.js"' in html
+    script = (settings.BASE_DIR / "agents/static/agents/unsaved_changes.js").read_text()
+    assert 'getElementById("agentinstance_form")' in script and '"beforeunload"' in script
+    assert 'form.addEventListener("submit", () => { dirty = false; });' in script
+
+
+def test_the_agent_list_tells_same_named_agents_apart(admin_client, project, agent_type):
+    twins = [AgentFactory(project=project, agent_type=agent_type, name="Browser engineer") for _ in range(2)]
+    html = admin_client.get(reverse("admin:agents_agentinstance_changelist")).content.decode()
+    assert all(f">{twin.name} ({str(twin.pk)[:8]})</a>" in html for twin in twins)

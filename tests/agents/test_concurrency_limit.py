@@ -28,7 +28,7 @@ def test_spawning_past_the_workspace_limit_is_a_409_with_limit_and_current():
     assert response.status_code == 409
     assert response.data["errors"][0] == {
         "code": "concurrency_limit",
-        "message": "The workspace already runs 2 of at most 2 agents.",
+        "message": "The workspace already has 2 live agents; its limit is 2.",
         "field": None,
         "limit": 2,
         "current": 2,

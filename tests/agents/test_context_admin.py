@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -166,6 +167,7 @@ def test_rollback_to_a_pruned_version_is_refused(admin_client, context, settings
 def test_rollback_needs_the_change_permission(context, user):
     staff = factories.UserFactory(is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="view_agentcontext"))
+    factories.MembershipFactory(workspace=context.project.workspace, user=staff, role="operator")
     client = Client()
     client.force_login(staff)
     assert client.get(diff_url(context)).status_code == 200
@@ -202,7 +204,9 @@ def test_add_refuses_a_duplicate_name_and_a_foreign_agent(admin_client, context)
     url = reverse("admin:agents_agentcontext_add")
     response = admin_client.post(url, {"project": context.project.pk, "name": "release-plan", "data": "{}"})
     assert response.status_code == 200
-    assert response.context["adminform"].form.errors
+    assert response.context["adminform"].form.non_field_errors() == [
+        "The project already has a shared context with this name."  # in words, not the constraint's name
+    ]
     foreign = factories.AgentFactory()
     response = admin_client.post(url, {"project": context.project.pk, "instance": foreign.pk, "name": "x",
                                        "data": "{}"})
@@ -234,3 +238,43 @@ def test_version_admin_is_read_only(admin_client, context):
     assert admin_client.post(reverse("admin:agents_agentcontextversion_delete", args=[version.pk]),
                              {"post": "yes"}).status_code == 403
     assert numbers(context) == [1, 2, 3]
+
+
+# --- Pins: set and cleared from the context's page. ---
+
+
+def pin_url(context, version: int, verb: str = "pin") -> str:
+    return reverse(f"admin:agents_agentcontext_{verb}", args=[context.pk, version])
+
+
+def test_versions_are_pinned_and_unpinned_from_the_context_page(admin_client, context):
+    html = admin_client.get(change_url(context)).content.decode()
+    assert f'formaction="{pin_url(context, 1)}"' in html and 'id="context-pin-form"' in html
+    response = admin_client.post(pin_url(context, 1))
+    assert response.status_code == 302 and response.url == change_url(context)
+    assert AgentContextVersion.objects.get(context=context, version=1).pinned
+    messages = [str(m) for m in get_messages(response.wsgi_request)]
+    assert messages == [f"Version 1 of “{context}” pinned."]
+    html = admin_client.get(change_url(context)).content.decode()
+    assert f'formaction="{pin_url(context, 1, "unpin")}"' in html
+    admin_client.post(pin_url(context, 1, "unpin"))
+    assert not AgentContextVersion.objects.get(context=context, version=1).pinned
+
+
+def test_pinning_is_post_only_and_reports_a_missing_version(admin_client, context):
+    assert admin_client.get(pin_url(context, 1)).status_code == 405
+    response = admin_client.post(pin_url(context, 99))
+    assert response.status_code == 302
+    assert [str(m) for m in get_messages(response.wsgi_request)][0].startswith(f"Version 99 of “{context}” not pinned:")
+    assert not AgentContextVersion.objects.filter(context=context, pinned=True).exists()
+
+
+def test_pinning_needs_the_change_permission(context):
+    staff = factories.UserFactory(is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_agentcontext"))
+    factories.MembershipFactory(workspace=context.project.workspace, user=staff, role="operator")
+    client = Client()
+    client.force_login(staff)
+    assert "formaction" not in client.get(change_url(context)).content.decode()
+    assert client.post(pin_url(context, 1)).status_code == 403
+    assert not AgentContextVersion.objects.filter(context=context, pinned=True).exists()

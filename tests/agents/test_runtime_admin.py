@@ -28,7 +28,15 @@ from agents.runtime import services as runtime
 from agents.runtime.admin import OFFLINE_NOTE
 from agents.runtime.trace import step_record
 from aiservices.models import ModelPrice
-from tests.factories import AgentFactory, AgentTypeFactory, IssueFactory, ProjectFactory, UserFactory, agent_in_status
+from tests.factories import (
+    AgentFactory,
+    AgentTypeFactory,
+    IssueFactory,
+    MembershipFactory,
+    ProjectFactory,
+    UserFactory,
+    agent_in_status,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -87,9 +95,12 @@ def messages_of(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
-def staff_with(*codenames: str):
+def staff_with(*codenames: str, workspace=None, role: str = "operator"):
+    """A staff user with the ``agents`` permissions ``codenames``, a member of ``workspace`` (as ``role``) if given."""
     user = UserFactory(is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(content_type__app_label="agents", codename__in=codenames))
+    if workspace is not None:
+        MembershipFactory(workspace=workspace, user=user, role=role)
     return user
 
 
@@ -159,7 +170,7 @@ def test_bulk_cancel_reports_each_outcome(admin_client, runnable, builder_type):
     notes = messages_of(response)
     assert "2 runs cancelled." in notes
     assert f"1 run was already cancelled: {str(gone.pk)[:8]}." in notes
-    assert f"Could not cancel run {str(done.pk)[:8]} of “Finisher”: The run already succeeded." in notes
+    assert f"Could not cancel run {str(done.pk)[:8]} of “{done.agent}”: The run already succeeded." in notes
     statuses = dict(AgentRun.objects.values_list("pk", "status"))
     assert statuses[first.pk] == statuses[second.pk] == RunStatus.CANCELLED
     assert statuses[done.pk] == RunStatus.SUCCEEDED
@@ -370,7 +381,7 @@ def test_agent_page_lists_its_latest_runs_and_offers_run(admin_client, runnable)
     assert "Runs (latest 20, newest first)" in html
     assert run_url(runs[-1]) in html and run_url(runs[1]) not in html  # newest 20 only
     assert "Task 21" in html and "more detail" not in html
-    assert reverse("admin:agents_agentinstance_run", args=[runnable.pk]) in html and "Run…" in html
+    assert 'name="_lifecycle" value="run"' in html and "Run…" in html  # saves the page's edits, then the Run page
     assert f"?agent__id__exact={runnable.pk}" in html
     assert 'name="runs-0-instruction"' not in html  # read-only rows
 
@@ -394,7 +405,8 @@ def test_run_form_queues_a_run_once_and_goes_to_its_page(admin_client, runnable,
     assert response.redirect_chain[-1][0] == run_url(run)
     assert (run.instruction, run.issue, run.requested_by, run.status) == (
         "Build 2.0", issue, superuser, RunStatus.QUEUED)
-    assert f"Run {str(run.pk)[:8]} of “Builder” queued; it starts when the agent is idle." in messages_of(response)
+    assert f"Run {str(run.pk)[:8]} of “Builder ({str(runnable.pk)[:8]})” queued; it starts when the agent is idle." \
+        in messages_of(response)
     replay = admin_client.post(url, data, follow=True)
     assert AgentRun.objects.filter(agent=runnable).count() == 1
     assert f"Run {str(run.pk)[:8]} was already queued by this form." in messages_of(replay)
@@ -532,7 +544,7 @@ def test_index_sections_follow_permissions(client):
 
 def test_staff_without_the_view_permission_get_403(client, runnable):
     run = make_run(runnable)
-    client.force_login(staff_with("view_agentinstance"))
+    client.force_login(staff_with("view_agentinstance", workspace=runnable.project.workspace))
     for url in (reverse("admin:agents_agentrun_changelist"), run_url(run)):
         assert client.get(url).status_code == 403, url
     assert client.post(reverse("admin:agents_agentrun_cancel", args=[run.pk])).status_code == 403
@@ -543,7 +555,7 @@ def test_staff_without_the_view_permission_get_403(client, runnable):
 
 def test_viewers_see_runs_but_cannot_cancel_or_answer(client, builder_type):
     run, request = waiting_run(builder_type)
-    client.force_login(staff_with("view_agentrun"))
+    client.force_login(staff_with("view_agentrun", workspace=run.agent.project.workspace))
     html = client.get(run_url(run)).content.decode()
     assert "Waiting for you" in html and "Cancel run" not in html and 'value="approve"' not in html
     assert "needs the “Can change agent run” permission" in html
@@ -558,7 +570,7 @@ def test_viewers_see_runs_but_cannot_cancel_or_answer(client, builder_type):
 
 def test_operators_with_the_change_permission_can_decide(client, builder_type):
     run, request = waiting_run(builder_type)
-    client.force_login(staff_with("view_agentrun", "change_agentrun"))
+    client.force_login(staff_with("view_agentrun", "change_agentrun", workspace=run.agent.project.workspace))
     client.post(reverse("admin:agents_agentrun_decide", args=[run.pk, request.pk]), {"decision": "deny"})
     assert AgentRunRequest.objects.get(pk=request.pk).status == RunRequestStatus.DENIED
 

@@ -43,6 +43,22 @@ def record(**kwargs) -> AIServiceCall:
 # --- call list -----------------------------------------------------------------------------------
 
 
+def test_staff_who_are_not_superusers_see_only_their_own_calls(superuser):
+    """Calls belong to no workspace: other staff see their own, superusers every call."""
+    from django.contrib.auth.models import Permission
+
+    staff = UserFactory(username="caller", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_aiservicecall"))
+    mine, theirs = record(user=staff, trace_id="t-mine"), record(user=superuser, trace_id="t-theirs")
+    text = login(staff).get(CALLS_URL).content.decode()
+    assert "t-mine" in text and "t-theirs" not in text
+    assert login(staff).get(f"{CALLS_URL}{theirs.pk}/change/").status_code == 302  # "doesn't exist"
+    assert login(staff).get(f"{CALLS_URL}{mine.pk}/change/").status_code == 200
+    everything = login(superuser).get(CALLS_URL).content.decode()
+    assert "t-mine" in everything and "t-theirs" in everything
+
+
+
 def test_call_list_is_read_only(superuser):
     call = record(user=superuser, tokens=42, duration_ms=830)
     record(outcome="tool_error", error_message="The AI service failed (HTTP 500).", trace_id="t-2")

@@ -119,3 +119,18 @@ def test_schema_and_docs_are_served(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+
+
+def test_every_operation_is_filed_under_a_named_tag(schema):
+    """Swagger groups by tag: no endpoint under the path segment "v1" or the generic "api"."""
+    tags = {tuple(op.get("tags", [])) for ops in schema["paths"].values() for op in ops.values()}
+    assert all(len(t) == 1 for t in tags) and not {("v1",), ("api",)} & tags
+    paths = schema["paths"]
+    assert paths["/api/v1/projects/{project_id}/contexts"]["get"]["tags"] == ["contexts"]
+    assert paths["/api/v1/projects/{project_id}/agents/{agent_id}/runs"]["get"]["tags"] == ["runs"]
+    assert paths["/api/v1/"]["get"]["tags"] == ["root"]
+
+
+def test_the_browsable_api_root_reads_as_plain_text(client):
+    html = client.get("/api/v1/", HTTP_ACCEPT="text/html").content.decode()
+    assert "Links to the top-level collections" in html and "``" not in html

@@ -168,6 +168,17 @@ def test_the_admin_lists_tokens_without_secrets(superuser, user, client):
     assert client.get("/admin/knox/authtoken/add/").status_code == 403
 
 
+def test_staff_who_are_not_superusers_see_only_their_own_tokens_in_the_admin(user, client):
+    from django.contrib.auth.models import Permission
+
+    staff = factories.UserFactory(is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_authtoken", "delete_authtoken"]))
+    theirs, own = login(user), login(staff)
+    client.force_login(staff)
+    page = client.get("/admin/knox/authtoken/").content.decode()
+    assert own[:15] in page and theirs[:15] not in page
+
+
 def test_changepassword_command_revokes_tokens(user, monkeypatch):
     token = login(user)
     monkeypatch.setattr("getpass.getpass", lambda prompt="": "An0ther-Passw0rd!")

@@ -17,6 +17,13 @@ from tests.buildkit.conftest import embed
 pytestmark = pytest.mark.django_db
 
 
+def project_of(user):
+    """A project owned by ``user`` in a workspace where ``user`` is an operator (where staff run drafts)."""
+    project = factories.ProjectFactory(owner=user)
+    factories.MembershipFactory(workspace=project.workspace, user=user, role="operator")
+    return project
+
+
 def playground_url(agent_type):
     return reverse("admin:buildkit_agenttemplate_playground", args=[agent_type.pk])
 
@@ -114,7 +121,7 @@ def test_invalid_json_and_schema_errors_are_shown(staff_admin, agent_type):
 
 
 def test_run_in_playground_spawns_a_playground_agent(staff_admin, staff, agent_type, template):
-    project = factories.ProjectFactory(owner=staff)
+    project = project_of(staff)
     response = staff_admin.post(playground_url(agent_type), {
         "draft": json.dumps(template), "build_kit": "on", "project": str(project.pk), "name": "trial",
         "action": "run",
@@ -129,7 +136,7 @@ def test_run_in_playground_spawns_a_playground_agent(staff_admin, staff, agent_t
 
 
 def test_run_with_the_kit_off_spawns_the_draft_as_is(staff_admin, staff, agent_type, template):
-    project = factories.ProjectFactory(owner=staff)
+    project = project_of(staff)
     staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "project": str(project.pk),
                                                   "action": "run"})
     assert AgentInstance.objects.get().effective_template == template
@@ -186,10 +193,13 @@ def test_non_staff_is_sent_to_the_login(admin_client_for, user, agent_type):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-def test_unknown_template_is_404(staff_admin):
+def test_an_unknown_or_malformed_template_id_does_not_exist(staff_admin):
     import uuid
 
-    assert staff_admin.get(reverse("admin:buildkit_agenttemplate_playground", args=[uuid.uuid4()])).status_code == 404
+    for object_id in (uuid.uuid4(), "not-a-uuid"):  # "doesn't exist", as on every admin page; never a 500
+        response = staff_admin.get(reverse("admin:buildkit_agenttemplate_playground", args=[object_id]), follow=True)
+        assert response.redirect_chain[-1] == (reverse("admin:index"), 302)
+        assert f"with ID “{object_id}” doesn’t exist" in response.content.decode()
 
 
 # --- drafts the database cannot store are form errors, never 500 ------------------------------
@@ -262,7 +272,7 @@ def test_config_is_prefilled_from_the_schema(staff_admin, engineer):
 
 
 def test_run_in_playground_passes_the_config(staff_admin, staff, engineer, template):
-    project = factories.ProjectFactory(owner=staff)
+    project = project_of(staff)
     config = {"model": "gpt-4o-mini", "language": "typescript", "branch_prefix": "feat/"}
     response = staff_admin.post(playground_url(engineer), {
         "draft": json.dumps(template), "config": json.dumps(config), "project": str(project.pk), "action": "run",
@@ -273,7 +283,7 @@ def test_run_in_playground_passes_the_config(staff_admin, staff, engineer, templ
 
 
 def test_config_errors_are_shown_by_path_and_nothing_runs(staff_admin, staff, engineer, template):
-    project = factories.ProjectFactory(owner=staff)
+    project = project_of(staff)
     config = {"model": "gpt-5", "branch_prefix": "Feat"}
     response = staff_admin.post(playground_url(engineer), {
         "draft": json.dumps(template), "config": json.dumps(config), "project": str(project.pk), "action": "run",
@@ -292,7 +302,7 @@ def test_config_errors_are_shown_by_path_and_nothing_runs(staff_admin, staff, en
      ('{"a": "\\u0000"}', "must not contain NUL characters"), ("{oops", "Not valid JSON")],
 )
 def test_a_malformed_config_is_a_form_error(staff_admin, staff, engineer, template, text, message):
-    project = factories.ProjectFactory(owner=staff)
+    project = project_of(staff)
     response = staff_admin.post(playground_url(engineer), {
         "draft": json.dumps(template), "config": text, "project": str(project.pk), "action": "run",
     })
@@ -301,7 +311,7 @@ def test_a_malformed_config_is_a_form_error(staff_admin, staff, engineer, templa
 
 
 def test_an_empty_config_is_an_empty_object(staff_admin, staff, agent_type, template):
-    project = factories.ProjectFactory(owner=staff)
+    project = project_of(staff)
     staff_admin.post(playground_url(agent_type), {
         "draft": json.dumps(template), "config": "  ", "project": str(project.pk), "action": "run",
     })
@@ -326,7 +336,7 @@ def test_run_from_the_prefilled_page_spawns(staff_admin, staff, template):
 
     spec = next(s for s in AGENT_TYPES if s["slug"] == "engineer")
     engineer = factories.AgentTypeFactory(slug="engineer", config_schema=spec["config_schema"])
-    project = factories.ProjectFactory(owner=staff)
+    project = project_of(staff)
     page = staff_admin.get(playground_url(engineer))
     form = page.context["form"]
     response = staff_admin.post(playground_url(engineer), {
@@ -362,3 +372,39 @@ def test_config_initial_reads_what_it_can_of_any_schema(schema, initial):
     from buildkit.admin import config_initial
 
     assert config_initial(schema) == initial
+
+
+# --- Feedback where the eye is: every refusal is also a message at the top. ---
+
+
+def page_messages(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_run_without_a_project_says_so_at_the_top(staff_admin, agent_type, template):
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "action": "run"})
+    assert page_messages(response) == ["Not run: choose a project to run in (under “Run in playground”)."]
+    assert response.context["form"].errors["project"] == ["Choose a project to run in."]
+    assert not AgentInstance.objects.exists()
+
+
+@pytest.mark.parametrize(("action", "verb"), [("run", "run"), ("commit", "committed"), ("validate", "validated")])
+def test_a_draft_that_is_not_json_says_so_at_the_top_and_claims_no_overrides(staff_admin, agent_type, action, verb):
+    response = staff_admin.post(playground_url(agent_type), {"draft": "{not json", "build_kit": "on",
+                                                             "action": action})
+    assert page_messages(response) == [f"Not {verb}: correct the draft template (the errors are shown below)."]
+    html = response.content.decode()
+    assert "Not known: the draft is not valid JSON" in html and "None: the kit only adds to your draft" not in html
+    assert not AgentTypeRevision.objects.exists() and not AgentInstance.objects.exists()
+
+
+def test_committing_an_unchanged_draft_is_refused(staff_admin, agent_type, commit, template):
+    commit(agent_type, template)
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "message": "",
+                                                             "action": "commit"})
+    assert response.status_code == 200
+    assert page_messages(response) == ["Not committed: the draft is the same as v1; change it first."]
+    assert list(AgentTypeRevision.objects.values_list("version", flat=True)) == [1]
+    changed = {**template, "instructions": {"agents_md": "Now different."}}
+    staff_admin.post(playground_url(agent_type), {"draft": json.dumps(changed), "action": "commit"})
+    assert sorted(AgentTypeRevision.objects.values_list("version", flat=True)) == [1, 2]

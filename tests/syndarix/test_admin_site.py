@@ -100,3 +100,29 @@ def test_index_sections_are_ordered_and_hidden_when_they_return_none(rf, superus
     assert [s.name for s in response.context_data["index_sections"]] == ["a", "b"]
     assert response.context_data["a"] == 1 and response.context_data["b"] == 2
     assert response.context_data["index_css"] == ["x.css"]
+
+
+def test_no_dead_view_site_link_and_a_favicon(client, superuser):
+    client.force_login(superuser)
+    html = client.get(reverse("admin:index")).content.decode()
+    assert "View site" not in html
+    assert '<link rel="icon" href="/favicon.ico" type="image/svg+xml">' in html
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon["Content-Type"] == "image/svg+xml"
+    assert icon.content.startswith(b"<svg") and "max-age=86400" in icon["Cache-Control"]
+    assert client.post("/favicon.ico").status_code == 405
+
+
+def test_a_refused_admin_page_is_an_admin_page_not_a_bare_403(client, project):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import MembershipFactory, UserFactory
+
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_agentinstance"))
+    MembershipFactory(workspace=project.workspace, user=staff, role="viewer")
+    client.force_login(staff)
+    response = client.get(reverse("admin:agents_agentinstance_spawn"))
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "Syndarix administration" in html and "Not allowed" in html and reverse("admin:index") in html
