@@ -221,7 +221,7 @@ class AgentMetricsSerializer(serializers.Serializer):
     terminated_instances = serializers.IntegerField()
     total_tasks_completed = serializers.IntegerField()
     total_tokens_used = serializers.IntegerField()
-    total_cost_incurred = serializers.DecimalField(max_digits=20, decimal_places=6)
+    total_cost_incurred = serializers.DecimalField(max_digits=None, decimal_places=6)
 
 
 class AgentTransitionSerializer(serializers.ModelSerializer):
