@@ -1,10 +1,11 @@
 """Root URL configuration: admin, the v1 API, the OpenAPI schema and its docs."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from syndarix.api.views import ApiRootView
+from syndarix.api.views import ApiRootView, not_found
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -16,6 +17,8 @@ urlpatterns = [
     path("api/v1/", include("agents.urls")),
     path("api/v1/", include("aiservices.urls")),
     path("api/v1/", include("buildkit.urls")),
+    # Any other /api/ path: the JSON 404 envelope, also with DEBUG on (whose handler404 is an HTML page).
+    re_path(r"^api/", csrf_exempt(not_found)),
 ]
 
 handler404 = "syndarix.api.views.not_found"
