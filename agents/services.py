@@ -391,7 +391,7 @@ def usage_increment(
 def agent_record_usage(
     agent: AgentInstance, *, tokens: int = 0, cost: Decimal | int | str = Decimal("0"), tasks_completed: int = 0
 ) -> AgentInstance:
-    """Add usage to an agent's counters (the API's ``usage`` endpoint, the admin, ``seed_demo``).
+    """Add usage to an agent's counters (the API's ``usage`` endpoint, ``seed_demo``).
 
     One atomic bounded increment (``usage_increment``): concurrent posts all count, and none can take a
     counter past its column's range.
