@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/1)
 # The broker gets a Redis database of its own: the tests clear the cache's database between tests.
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
 
-.PHONY: install run worker test lint bench clean
+.PHONY: install run worker test lint bench fuzz clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# schemathesis over the whole API (every check), served by gunicorn on a free port with a fresh demo database
+# (FUZZ_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/syndarix_fuzz); see .ci/fuzz and .ci/schemathesis.toml.
+fuzz: install
+	BIN=$(BIN) bash .ci/fuzz
 
 bench: install
 	for script in benchmarks/bench_*.py; do echo "== $$script"; DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python $$script || exit 1; done

@@ -42,6 +42,24 @@ class AgentTerminated(DomainError):
         super().__init__(f"Cannot {action} a terminated agent.", current_status="terminated")
 
 
+class UsageLimitExceeded(DomainError):
+    """Adding usage would take an agent's counter past the largest value its column holds (409).
+
+    The error names the request ``field`` (``tokens``, ``cost``, ``tasks_completed``), the ``counter``
+    (``tokens_used``, ``cost_incurred``, ``tasks_completed``), its ``limit`` and its ``current`` value;
+    nothing was recorded.
+    """
+
+    code = "usage_limit_exceeded"
+
+    def __init__(self, *, field: str, counter: str, limit, current) -> None:
+        super().__init__(
+            f"Adding this {field} would take the agent's {counter} past its limit of {limit} (now {current}); "
+            "nothing was recorded.",
+            field=field, counter=counter, limit=str(limit), current=str(current),
+        )
+
+
 class ConcurrencyLimitExceeded(DomainError):
     """Spawning would exceed the workspace's limit of non-terminated agents (409)."""
 

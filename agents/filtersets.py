@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q
 
-from syndarix.api.filters import IdOrSlugFilter
+from syndarix.api.filters import IdOrSlugFilter, StrictBooleanFilter
 
 from .choices import AgentStatus
 from .models import AgentInstance, AgentType
@@ -26,7 +26,7 @@ class AgentInstanceFilterSet(django_filters.FilterSet):
     agent_type = IdOrSlugFilter(field_name="agent_type", label="Agent type id or slug")
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
     ordering = django_filters.OrderingFilter(fields=("created_at", "name", "last_activity_at", "tokens_used"))
-    include_playground = django_filters.BooleanFilter(method="filter_playground", label="Include playground agents")
+    include_playground = StrictBooleanFilter(method="filter_playground", label="Include playground agents")
 
     class Meta:
         model = AgentInstance
@@ -45,7 +45,7 @@ class AgentInstanceFilterSet(django_filters.FilterSet):
 class AgentTypeFilterSet(django_filters.FilterSet):
     """``is_active``, ``q`` (name or slug contains), ``ordering`` (name, slug, created_at; default name)."""
 
-    is_active = django_filters.BooleanFilter()
+    is_active = StrictBooleanFilter()
     q = django_filters.CharFilter(method="search", label="Name or slug contains")
     ordering = django_filters.OrderingFilter(fields=("name", "slug", "created_at"))
 

@@ -202,8 +202,9 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
     ``effective_template`` the ``parameters.agent`` document it was spawned with (for a playground
     agent, the draft with whatever the caller applied to it).
 
-    Usage counters: ``tasks_completed`` (count), ``tokens_used`` (tokens), ``cost_incurred`` (USD);
-    they change only through ``agents.services.agent_record_usage`` (atomic ``F()`` increments).
+    Usage counters: ``tasks_completed`` (count) and ``tokens_used`` (tokens), 64-bit, and ``cost_incurred``
+    (USD, 14 integer digits); they change only through ``agents.services.usage_increment`` (atomic ``F()``
+    increments that refuse to pass a column's range).
     """
 
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="agents")
@@ -230,9 +231,9 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
     last_error = models.TextField(blank=True)
     terminated_at = models.DateTimeField(null=True, blank=True)
     termination_reason = models.CharField(max_length=20, choices=TerminationReason.choices, blank=True)
-    tasks_completed = models.PositiveIntegerField(default=0)
+    tasks_completed = models.PositiveBigIntegerField(default=0)
     tokens_used = models.PositiveBigIntegerField(default=0)
-    cost_incurred = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    cost_incurred = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
     max_tokens = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Token budget (tokens; empty: the agent type's default)."
     )
@@ -598,7 +599,7 @@ class AgentRun(models.Model):
     checkpoint = models.JSONField(null=True, blank=True, help_text="State to continue from.")
     steps_completed = models.PositiveIntegerField(default=0)
     tokens_used = models.PositiveBigIntegerField(default=0)
-    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    cost = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
     attempts = models.PositiveIntegerField(default=0)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -102,6 +102,10 @@ class AgentInstanceSerializer(serializers.ModelSerializer):
         source="agent_type_revision.version", read_only=True, allow_null=True,
         help_text="Version of the committed template the agent was spawned from (null: none).",
     )
+    termination_reason = serializers.ChoiceField(
+        choices=TerminationReason.choices, allow_blank=True, read_only=True,
+        help_text="Why the agent was terminated; empty while it is not.",
+    )
 
     class Meta:
         model = AgentInstance
@@ -221,7 +225,7 @@ class AgentMetricsSerializer(serializers.Serializer):
     terminated_instances = serializers.IntegerField()
     total_tasks_completed = serializers.IntegerField()
     total_tokens_used = serializers.IntegerField()
-    total_cost_incurred = serializers.DecimalField(max_digits=20, decimal_places=6)
+    total_cost_incurred = serializers.DecimalField(max_digits=None, decimal_places=6)
 
 
 class AgentTransitionSerializer(serializers.ModelSerializer):

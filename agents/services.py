@@ -18,7 +18,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
@@ -34,6 +34,7 @@ from .exceptions import (
     ConcurrencyLimitExceeded,
     InvalidTransition,
     MemoryConflict,
+    UsageLimitExceeded,
 )
 from .models import AgentInstance, AgentTransition, AgentType, AgentTypeRevision, check_storable_json
 from .signals import agent_spawned, agent_transitioned
@@ -324,10 +325,76 @@ def agent_update(
     return locked
 
 
+def _column_max(name: str) -> int | Decimal:
+    """The largest value ``AgentInstance.<name>`` holds: 2^63 - 1 for a big integer, 10^(digits) - 10^-places for
+    a decimal."""
+    column = AgentInstance._meta.get_field(name)
+    if isinstance(column, models.DecimalField):
+        return Decimal(10) ** (column.max_digits - column.decimal_places) - Decimal(10) ** -column.decimal_places
+    return 2**63 - 1
+
+
+#: The usage counters of an agent: request field → (column, largest value the column holds).
+USAGE_COUNTERS = {
+    "tokens": ("tokens_used", _column_max("tokens_used")),
+    "cost": ("cost_incurred", _column_max("cost_incurred")),
+    "tasks_completed": ("tasks_completed", _column_max("tasks_completed")),
+}
+
+
+def usage_increment(
+    agent_id, *, tokens: int = 0, cost: Decimal = Decimal("0"), tasks_completed: int = 0, live_only: bool = False,
+    **fields: Any,
+) -> None:
+    """Add usage to agent ``agent_id``'s counters in one ``UPDATE … SET x = x + n WHERE x <= limit - n``.
+
+    The bounds are checked by the same statement that increments, so concurrent increments can never
+    take a counter past its column's range (``USAGE_COUNTERS``); a refused increment changes nothing.
+
+    Args:
+        tokens, tasks_completed: whole numbers ≥ 0; ``cost``: USD, a finite Decimal ≥ 0 (checked by the caller).
+        live_only: refuse a terminated agent (``AgentTerminated``).
+        fields: more columns to set in the same statement (``last_heartbeat_at=now``).
+
+    Raises:
+        InvalidInput: one increment alone is larger than its column holds (400, ``max_value``).
+        UsageLimitExceeded: a counter would pass its limit (409), naming the field, the counter, the limit and
+            its current value.
+        AgentTerminated: ``live_only`` and the agent is terminated (409).
+    """
+    increments = {"tokens": tokens, "cost": cost, "tasks_completed": tasks_completed}
+    queryset = AgentInstance.objects.filter(pk=agent_id)
+    if live_only:
+        queryset = queryset.live()
+    bounds, updates = {}, dict(fields)
+    for field, value in increments.items():
+        column, limit = USAGE_COUNTERS[field]
+        if not value:
+            continue
+        if value > limit:
+            raise InvalidInput(f"{field} must be at most {limit}.", code="max_value", field=field)
+        bounds[f"{column}__lte"] = limit - value
+        updates[column] = F(column) + value
+    if not updates or queryset.filter(**bounds).update(**updates):
+        return
+    current = AgentInstance.objects.filter(pk=agent_id).values("status", *(c for c, _ in USAGE_COUNTERS.values()))
+    row = current.first()
+    if row is None or (live_only and row["status"] == AgentStatus.TERMINATED):
+        raise AgentTerminated("record usage on")
+    for field, value in increments.items():
+        column, limit = USAGE_COUNTERS[field]
+        if value and row[column] > limit - value:
+            raise UsageLimitExceeded(field=field, counter=column, limit=limit, current=row[column])
+    raise AgentTerminated("record usage on")  # not reached: counters only grow, and agents are never deleted
+
+
 def agent_record_usage(
     agent: AgentInstance, *, tokens: int = 0, cost: Decimal | int | str = Decimal("0"), tasks_completed: int = 0
 ) -> AgentInstance:
-    """Add usage to an agent's counters with one atomic ``UPDATE ... SET x = x + n``.
+    """Add usage to an agent's counters (the API's ``usage`` endpoint, ``seed_demo``).
+
+    One atomic bounded increment (``usage_increment``): concurrent posts all count, and none can take a
+    counter past its column's range.
 
     Args:
         tokens: tokens consumed (≥ 0).
@@ -337,37 +404,27 @@ def agent_record_usage(
     Returns the agent re-read after the increment.
 
     Raises:
-        InvalidInput: a negative, non-numeric, non-finite or oversized increment, or non-integer
-            counts (400).
+        InvalidInput: a negative, non-numeric or non-finite increment, or non-integer counts (400).
+        UsageLimitExceeded: a total would pass its column's range (409); nothing is recorded.
         AgentTerminated: the agent is terminated (409); nothing is recorded.
     """
     try:
         cost = Decimal(str(cost))
     except ArithmeticError as exc:
         raise InvalidInput("cost must be a decimal number of USD.", field="cost") from exc
-    # NaN, infinities and values wider than the column would fail in the database, not here.
-    column = AgentInstance._meta.get_field("cost_incurred")
-    if not cost.is_finite() or (cost and cost.adjusted() >= column.max_digits - column.decimal_places):
-        raise InvalidInput("cost must be a finite decimal number of USD below 10^8.", field="cost")
+    if not cost.is_finite():
+        raise InvalidInput("cost must be a finite decimal number of USD.", field="cost")
     for field, value in (("tokens", tokens), ("tasks_completed", tasks_completed)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidInput(f"{field} must be a whole number.", field=field)
     for field, value in (("tokens", tokens), ("cost", cost), ("tasks_completed", tasks_completed)):
         if value < 0:
             raise InvalidInput(f"{field} must be zero or more.", field=field)
-    updated = (
-        AgentInstance.objects.filter(pk=agent.pk)
-        .live()
-        .update(
-            tokens_used=F("tokens_used") + tokens,
-            cost_incurred=F("cost_incurred") + cost,
-            tasks_completed=F("tasks_completed") + tasks_completed,
-            last_activity_at=timezone.now(),
-            updated_at=timezone.now(),
-        )
+    now = timezone.now()
+    usage_increment(
+        agent.pk, tokens=tokens, cost=cost, tasks_completed=tasks_completed, live_only=True,
+        last_activity_at=now, updated_at=now,
     )
-    if not updated:
-        raise AgentTerminated("record usage on")
     return AgentInstance.objects.get(pk=agent.pk)
 
 

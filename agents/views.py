@@ -9,6 +9,7 @@ in ``agents.services``; an ``Idempotency-Key`` header is passed on as ``request_
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -318,6 +319,8 @@ class AgentViewSet(
             queryset=AgentInstance.objects.filter(project=self.project),
             request=request,
         )
+        if not scope.is_valid():
+            raise translate_validation(scope.errors)
         return Response(AgentMetricsSerializer(agent_metrics(scope.qs)).data)
 
     @action(detail=True, methods=["get"], url_path="metrics", filter_backends=[], pagination_class=None)

@@ -139,7 +139,8 @@ def run(samples: int) -> None:
             with CaptureQueriesContext(connection) as queries:
                 response = client.get(url, {"limit": 100, "include_data": include_data})
             assert response.status_code == 200, response.content
-            assert len(response.json()["data"]) == context.current_version
+            page_size = 10 if include_data == "true" else 100  # pages with data hold at most 10 versions
+            assert len(response.json()["data"]) == min(context.current_version, page_size)
             counts.append(len(queries.captured_queries))
         verdict = "equal" if counts[0] == counts[1] else "NOT EQUAL"
         print(f"list versions (include_data={include_data}): {counts[0]} queries for 1 version, "

@@ -18,6 +18,8 @@ Limits and errors (each error type carries the dotted ``path`` where it happened
 
 - nesting deeper than ``max_depth`` (10) embeds → ``EmbedDepthExceeded``;
 - more than ``max_embeds`` (100) embeds in one resolution → ``EmbedLimitExceeded``;
+- more than ``MAX_EMBEDDED_BYTES`` (2 MiB) of embedded documents in one resolution (compact JSON, summed over
+  the embeds) → ``EmbedSizeExceeded``, so a resolution's work and answer stay bounded whatever is stored;
 - a document met again on its own chain of embeds (same slug and version) → ``CircularEmbed``;
 - an unknown slug or version → ``EmbedNotFound``; a selector path that is not there →
   ``EmbedSelectorMiss`` (a kind of miss);
@@ -53,6 +55,9 @@ MAX_EMBEDS = 100
 #: ``schema.TEMPLATE_MAX_NESTING``): each embedded template is within it, but a chain of embeds
 #: placed deep inside one another could otherwise multiply it.
 MAX_NESTING = 64
+#: Most bytes (compact UTF-8 JSON) of embedded documents one resolution inserts, summed over its embeds: 100
+#: embeds of a 512 KiB template would otherwise build a 50 MiB answer.
+MAX_EMBEDDED_BYTES = 2 * 1024 * 1024
 
 POLICY_EXCEPTION = "exception"
 POLICY_PLACEHOLDER = "placeholder"
@@ -106,6 +111,10 @@ class EmbedDepthExceeded(EmbedError):
 
 class EmbedLimitExceeded(EmbedError):
     code = "embed_limit_exceeded"
+
+
+class EmbedSizeExceeded(EmbedError):
+    code = "embed_too_large"
 
 
 class NonEmbeddableReference(EmbedError):
@@ -302,6 +311,7 @@ class _Resolver:
         self.policy = error_policy
         self.base_path = base_path
         self.result = Resolution()
+        self.embedded_bytes = 0
         self._seen: set[str] = set()
 
     def walk(self, node: Any, parts: tuple, stack: tuple[str, ...], depth: int) -> Any:
@@ -338,12 +348,18 @@ class _Resolver:
                 value = select(value, selector_path, path=path, reference=str(ref))
             # the value takes the embed's place, at nesting level len(parts) + 1
             try:
-                check_json_document(value, field=path, max_depth=MAX_NESTING - len(parts))
+                size = check_json_document(value, field=path, max_depth=MAX_NESTING - len(parts))
             except InvalidInput as exc:  # a stored document is otherwise storable: only its depth can fail here
                 raise EmbedNestingExceeded(
                     f"Replacing this embed would nest the document deeper than {MAX_NESTING} levels.",
                     path=path, reference=str(ref), limit=MAX_NESTING,
                 ) from exc
+            if self.embedded_bytes + size > MAX_EMBEDDED_BYTES:
+                raise EmbedSizeExceeded(
+                    f"The embedded documents would exceed {MAX_EMBEDDED_BYTES} bytes in all.",
+                    path=path, reference=str(ref), limit=MAX_EMBEDDED_BYTES,
+                )
+            self.embedded_bytes += size
         except EmbedError as exc:
             if self.policy == POLICY_EXCEPTION:
                 raise

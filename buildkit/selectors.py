@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import jsonpatch
 from django.db.models import QuerySet
 
 from agents.models import AgentInstance, AgentType, AgentTypeRevision
 from agents.registry import AgentRegistry, registry
 from projects.models import Project
 from syndarix.exceptions import NotFound
+from syndarix.jsondoc import json_diff
 
 from .catalog import normalize_version
 
@@ -74,8 +74,8 @@ def agent_type_revision_diff(*, agent_type: AgentType, from_version: Any, to_ver
 
 
 def template_diff(before: Any, after: Any) -> list[dict[str, Any]]:
-    """RFC 6902 JSON Patch operations from ``before`` to ``after``."""
-    return jsonpatch.make_patch(before, after).patch
+    """RFC 6902 JSON Patch operations from ``before`` to ``after``, with a bounded cost (``json_diff``)."""
+    return json_diff(before, after)
 
 
 _WORD_RE = re.compile(r"[a-z0-9]+")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -101,7 +100,7 @@ class InspectAgentTypeSerializer(serializers.Serializer):
         revision = self.context.get("revision")
         return {"parameters": {"agent": revision.template if revision else None}}
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(serializers.IntegerField(allow_null=True, help_text="The latest revision; null without one."))
     def get_revision(self, agent_type) -> int | None:
         revision = self.context.get("revision")
         return revision.version if revision else None

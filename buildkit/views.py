@@ -68,6 +68,9 @@ AGENT_TYPE_ID = OpenApiParameter(
     "agent_type_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Agent type id."
 )
 
+#: A revision number in a path: ``3`` or ``v3`` (anything else is 400 ``invalid_version``).
+VERSION_SCHEMA = {"type": "string", "pattern": "^[vV]?[1-9][0-9]{0,8}$"}
+
 TEMPLATE_EXAMPLE = {
     "instructions": {"agents_md": "You triage new issues and label them."},
     "llm": {"model": "gpt-4.1-mini", "provider": "openai"},
@@ -140,7 +143,7 @@ class RevisionDetailView(RateLimitMixin, AgentTypeMixin, APIView):
         summary="Read one revision with its template",
         parameters=[
             AGENT_TYPE_ID,
-            OpenApiParameter("version", str, OpenApiParameter.PATH, description="3, or v3."),
+            OpenApiParameter("version", VERSION_SCHEMA, OpenApiParameter.PATH, description="3, or v3."),
         ],
         responses={200: AgentTypeRevisionSerializer, **errors(400, 401, 404, 429)},
     )
@@ -158,8 +161,8 @@ class RevisionDiffView(RateLimitMixin, AgentTypeMixin, APIView):
         description="The RFC 6902 JSON Patch that turns revision `from_version`'s template into `to_version`'s.",
         parameters=[
             AGENT_TYPE_ID,
-            OpenApiParameter("from_version", str, OpenApiParameter.PATH),
-            OpenApiParameter("to_version", str, OpenApiParameter.PATH),
+            OpenApiParameter("from_version", VERSION_SCHEMA, OpenApiParameter.PATH, description="3, or v3."),
+            OpenApiParameter("to_version", VERSION_SCHEMA, OpenApiParameter.PATH, description="3, or v3."),
         ],
         responses={200: RevisionDiffSerializer, **errors(400, 401, 404, 429)},
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q
 
-from syndarix.api.filters import IdOrSlugFilter
+from syndarix.api.filters import IdOrSlugFilter, StrictBooleanFilter
 
 from .choices import IssueStatus
 from .models import Issue, Project, Workspace
@@ -43,7 +43,7 @@ class IssueFilterSet(django_filters.FilterSet):
 
     status = django_filters.MultipleChoiceFilter(choices=IssueStatus.choices)
     assigned_agent = django_filters.UUIDFilter(field_name="assigned_agent_id", label="Assigned agent id")
-    unassigned = django_filters.BooleanFilter(field_name="assigned_agent", lookup_expr="isnull", label="Unassigned")
+    unassigned = StrictBooleanFilter(field_name="assigned_agent", lookup_expr="isnull", label="Unassigned")
     q = django_filters.CharFilter(field_name="title", lookup_expr="icontains", label="Title contains")
     ordering = django_filters.OrderingFilter(fields=("created_at", "title", "status"))
 

@@ -14,8 +14,14 @@ from .services import PROJECT_SLUG_TAKEN
 class WorkspaceSerializer(serializers.ModelSerializer):
     """A workspace (tenant). ``role`` is the caller's membership role, or null.
 
-    ``max_concurrent_agents`` is a quota: only superusers may set it (others get 403).
+    ``max_concurrent_agents`` is a quota: only superusers may set it (others get 403). ``slug`` is unique
+    across all tenants, so only superusers may choose or change it (others get 403 before any uniqueness
+    check): a workspace admin cannot learn another tenant's slugs from a "slug already exists" error.
     """
+
+    # No model UniqueValidator: it would answer "already exists" before validate_slug could refuse a non-superuser.
+    # The service (``workspace_create`` / ``workspace_update``) checks uniqueness and answers 400 ``unique``.
+    slug = serializers.SlugField(max_length=Workspace._meta.get_field("slug").max_length)
 
     role = serializers.ChoiceField(
         choices=WorkspaceRole.choices, read_only=True, allow_null=True, help_text="Your role here, or null."
@@ -26,6 +32,12 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         model = Workspace
         fields = ["id", "name", "slug", "max_concurrent_agents", "agent_limit", "role", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate_slug(self, value):
+        changed = self.instance is None or value != self.instance.slug
+        if changed and not self.context["request"].user.is_superuser:
+            raise exceptions.PermissionDenied("Only superusers may choose a workspace's slug.")
+        return value
 
     def validate_max_concurrent_agents(self, value):
         user = self.context["request"].user

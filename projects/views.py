@@ -167,7 +167,10 @@ class LogoutAllView(RateLimitMixin, APIView):
     ),
     partial_update=extend_schema(
         summary="Update a workspace",
-        description="Superusers and the workspace's admins; only superusers change `max_concurrent_agents`.",
+        description=(
+            "Superusers and the workspace's admins; only superusers change `slug` (unique across tenants, so an "
+            "admin cannot probe for other tenants' slugs) and `max_concurrent_agents` (403 otherwise)."
+        ),
         responses={200: WorkspaceSerializer, **error_responses(400, 401, 403, 404, 429)},
     ),
     destroy=extend_schema(

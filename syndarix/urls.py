@@ -2,10 +2,11 @@
 the favicon."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from syndarix.api.views import ApiRootView
+from syndarix.api.views import ApiRootView, not_found
 from syndarix.health import healthz, readyz
 from syndarix.views import favicon
 
@@ -23,6 +24,8 @@ urlpatterns = [
     path("api/v1/", include("aiservices.urls")),
     path("api/v1/", include("buildkit.urls")),
     path("mcp", include("aiservices.mcp.urls")),
+    # Any other /api/ path: the JSON 404 envelope, also with DEBUG on (whose handler404 is an HTML page).
+    re_path(r"^api/", csrf_exempt(not_found)),
 ]
 
 handler404 = "syndarix.api.views.not_found"

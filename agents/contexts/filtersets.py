@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import django_filters
 
+from syndarix.api.filters import StrictBooleanFilter
+
 from ..models import AgentContext
 
 
@@ -11,7 +13,7 @@ class AgentContextFilterSet(django_filters.FilterSet):
     """``?instance=<agent id>``, ``?shared=true|false`` (no owning agent), ``?name=<exact name>``."""
 
     instance = django_filters.UUIDFilter(field_name="instance_id", help_text="Contexts owned by this agent.")
-    shared = django_filters.BooleanFilter(
+    shared = StrictBooleanFilter(
         field_name="instance", lookup_expr="isnull", help_text="true: only contexts shared by all agents."
     )
     name = django_filters.CharFilter(field_name="name", help_text="Exact context name.")

@@ -168,6 +168,17 @@ class AgentContextVersionDetailSerializer(AgentContextVersionSerializer):
         read_only_fields = fields
 
 
+class AgentContextVersionListItemSerializer(AgentContextVersionSerializer):
+    """The schema of one item of ``GET /contexts/{id}/versions``: ``data`` is there only with
+    ``include_data=true`` (the view answers with ``AgentContextVersionSerializer`` or the detail serializer)."""
+
+    data = ContextDataField(required=False, help_text="The version's data; only with `include_data=true`.")
+
+    class Meta(AgentContextVersionSerializer.Meta):
+        fields = [*AgentContextVersionSerializer.Meta.fields, "data"]
+        read_only_fields = AgentContextVersionSerializer.Meta.fields
+
+
 class ContextDiffSerializer(serializers.Serializer):
     """``GET /contexts/{id}/diff``: the JSON Patch turning version ``from`` into version ``to``."""
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import jsonpatch
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, JSONField, Min, OuterRef, QuerySet, Subquery, Value
@@ -31,7 +30,7 @@ from django.db.models.functions import Coalesce
 
 from projects.models import Project
 from syndarix.exceptions import InvalidInput
-from syndarix.jsondoc import check_json_document
+from syndarix.jsondoc import check_json_document, json_diff
 
 from ..choices import AgentStatus
 from ..exceptions import (
@@ -423,7 +422,9 @@ def context_diff(context: AgentContext, from_version: int, to_version: int) -> l
     """The RFC 6902 JSON Patch that turns version ``from_version``'s data into ``to_version``'s.
 
     Returns a list of operations (``[]`` when the data is equal), e.g.
-    ``[{"op": "replace", "path": "/goal", "value": "ship"}]``.
+    ``[{"op": "replace", "path": "/goal", "value": "ship"}]``. The cost is bounded whatever the data
+    (``syndarix.jsondoc.json_diff``): a long changed stretch of an array is one ``replace`` of the array,
+    and a patch of more than ``DIFF_MAX_OPERATIONS`` operations one ``replace`` of the whole data.
 
     Raises ``VersionNotFound`` / ``VersionPruned`` (404) for either version.
     """
@@ -437,7 +438,7 @@ def context_diff(context: AgentContext, from_version: int, to_version: int) -> l
     for number in (from_version, to_version):
         if number not in rows:
             raise _missing(context, number)
-    return jsonpatch.make_patch(rows[from_version], rows[to_version]).patch
+    return json_diff(rows[from_version], rows[to_version])
 
 
 def _per_context(aggregate, **filters) -> Subquery:

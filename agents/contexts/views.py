@@ -26,6 +26,7 @@ from .serializers import (
     AgentContextDetailSerializer,
     AgentContextSerializer,
     AgentContextVersionDetailSerializer,
+    AgentContextVersionListItemSerializer,
     AgentContextVersionSerializer,
     ContextDiffQuerySerializer,
     ContextDiffSerializer,
@@ -54,6 +55,10 @@ _VERSION_404 = (
     "The project or context is not visible, `version_not_found` (the context never had this version) or "
     "`version_pruned` (retention removed it)."
 )
+#: Most versions a page of ``GET …/versions?include_data=true`` holds (each may be AGENT_CONTEXT_MAX_BYTES of data).
+VERSIONS_WITH_DATA_MAX_LIMIT = 10
+#: A version number in a query: 1 … 2^31 - 1 (else 400).
+_VERSION_NUMBER = {"type": "integer", "minimum": 1, "maximum": contexts.MAX_VERSION}
 _VERSION_PATH = OpenApiParameter("n", OpenApiTypes.INT, OpenApiParameter.PATH, description="Version number.")
 
 
@@ -206,16 +211,21 @@ class AgentContextViewSet(RateLimitMixin, ProjectScopedMixin, viewsets.GenericVi
         operation_id="contexts_versions_list",
         summary="List versions",
         filters=False,
-        description="Retained versions, newest first; without data unless `include_data=true`.",
+        description=(
+            "Retained versions, newest first; without data unless `include_data=true`, whose pages hold at most "
+            f"{VERSIONS_WITH_DATA_MAX_LIMIT} versions (a larger `limit` counts as that)."
+        ),
         parameters=[
             OpenApiParameter("include_data", OpenApiTypes.BOOL, description="Include each version's data."),
         ],
-        responses={200: AgentContextVersionDetailSerializer(many=True), **_errors(400, 401, 404, 429)},
+        responses={200: AgentContextVersionListItemSerializer(many=True), **_errors(400, 401, 404, 429)},
     )
     def versions(self, request, *args, **kwargs):
         query = ContextVersionsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         include_data = query.validated_data["include_data"]
+        if include_data:  # each version may hold AGENT_CONTEXT_MAX_BYTES: bound the page's size
+            self.paginator.max_page_size = VERSIONS_WITH_DATA_MAX_LIMIT
         page = self.paginate_queryset(contexts.context_versions(self.get_object(), include_data=include_data))
         serializer_class = AgentContextVersionDetailSerializer if include_data else AgentContextVersionSerializer
         return self.get_paginated_response(serializer_class(page, many=True).data)
@@ -259,8 +269,8 @@ class AgentContextViewSet(RateLimitMixin, ProjectScopedMixin, viewsets.GenericVi
         summary="Diff two versions",
         description="The RFC 6902 JSON Patch that turns version `from`'s data into version `to`'s.",
         parameters=[
-            OpenApiParameter("from", OpenApiTypes.INT, required=True, description="Base version."),
-            OpenApiParameter("to", OpenApiTypes.INT, required=True, description="Target version."),
+            OpenApiParameter("from", _VERSION_NUMBER, required=True, description="Base version."),
+            OpenApiParameter("to", _VERSION_NUMBER, required=True, description="Target version."),
         ],
         responses={200: ContextDiffSerializer, **_errors(400, 401, 404, 429, e404=_VERSION_404)},
     )

@@ -21,10 +21,12 @@ from django.utils import timezone
 from aiservices.exceptions import UpstreamError, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
 from aiservices.llm import ChatCompletion, ChatRequest, get_chat_provider
 from aiservices.models import ModelPrice
+from syndarix.exceptions import InvalidInput
 
 from .. import services as agent_services
 from ..choices import AgentStatus, RunStatus, StepKind
 from ..contexts import services as contexts
+from ..exceptions import UsageLimitExceeded
 from ..models import AgentInstance, AgentRun
 from .exceptions import RunFailure, RunInterrupted
 from .tools.registry import ToolCall
@@ -85,7 +87,8 @@ class MeteredLLM:
         Raises:
             RunInterrupted: a stop was requested before the call (nothing is sent).
             RunFailure: the upstream failed (``upstream_unavailable``, ``upstream_timeout``,
-                ``upstream_error``); the failed call is recorded as a step with its error.
+                ``upstream_error``); the failed call is recorded as a step with its error. Or the usage it
+                reported cannot be counted (``usage_limit_exceeded``: past the agent's counters' range).
         """
         self._ctx.stop_if_requested()
         request = ChatRequest(model=model or self.default_model, messages=messages, tools=tools or [], params=params)
@@ -112,10 +115,13 @@ class MeteredLLM:
             row) else Decimal("0")
         output = {"message": completion.message, "finish_reason": completion.finish_reason, "model": completion.model,
                   "attempts": completion.attempts, "usage_reported": completion.usage_reported}
-        self._ctx.record_step(
-            StepKind.LLM_CALL, name=completion.model, input=shown, output=output, duration_ms=_ms(started),
-            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens, cost=cost,
-        )
+        try:
+            self._ctx.record_step(
+                StepKind.LLM_CALL, name=completion.model, input=shown, output=output, duration_ms=_ms(started),
+                prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens, cost=cost,
+            )
+        except (InvalidInput, UsageLimitExceeded) as exc:  # usage no counter can hold: nothing was recorded
+            raise RunFailure("usage_limit_exceeded", exc.message) from exc
         self._ctx.enforce_budget()
         return completion
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
@@ -45,7 +45,7 @@ from ..choices import (
     RunStatus,
     StepKind,
 )
-from ..exceptions import AgentTerminated
+from ..exceptions import AgentTerminated, UsageLimitExceeded
 from ..models import AgentInstance, AgentRun, AgentRunRequest
 from .exceptions import NoPendingRequest, RequestAlreadyDecided, RunFinished
 from .trace import step_record
@@ -421,7 +421,10 @@ def run_complete(run: AgentRun, result: Any) -> AgentRun:
             return AgentRun.objects.get(pk=run.pk)
         locked.status, locked.result, locked.finished_at = R.SUCCEEDED, result, timezone.now()
         _save(locked, "status", "result", "finished_at")
-        AgentInstance.objects.filter(pk=agent.pk).update(tasks_completed=F("tasks_completed") + 1)
+        try:
+            agent_services.usage_increment(agent.pk, tasks_completed=1)
+        except UsageLimitExceeded:  # 2^63 - 1 tasks: the run still succeeded, it just cannot be counted
+            logger.warning("Agent %s: tasks_completed is at its limit; run %s is not counted", agent.pk, run.pk)
         if agent.status == S.WORKING:
             _transition(agent, S.IDLE, locked, "succeeded")
     return locked

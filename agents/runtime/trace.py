@@ -10,10 +10,15 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from ..models import AgentInstance, AgentRun, AgentRunStep
+from syndarix.exceptions import InvalidInput
+
+from ..models import AgentRun, AgentRunStep
+from ..services import usage_increment
 
 #: Largest serialized ``input`` / ``output`` a step stores (bytes); a larger value is stored as a preview.
 STEP_VALUE_MAX_BYTES = 32 * 1024
+#: Most tokens one step records per kind (its columns are 32-bit).
+STEP_TOKENS_MAX = 2**31 - 1
 #: Characters of a too-large value kept in its preview.
 PREVIEW_CHARS = 4000
 
@@ -49,7 +54,8 @@ def step_record(
     The step's ``index`` is the run's ``steps_completed``, read with the run row locked, so steps are
     numbered 0, 1, ... without gaps whoever writes them (the worker, or a person's decision). Usage
     goes to ``AgentRun.tokens_used``/``cost`` and ``AgentInstance.tokens_used``/``cost_incurred`` with
-    atomic ``F()`` increments in the same transaction; ``input`` and ``output`` are ``cap``-ped.
+    atomic ``F()`` increments in the same transaction (the agent's through ``usage_increment``, bounded by
+    its columns' range); ``input`` and ``output`` are ``cap``-ped.
 
     Args:
         kind: a ``StepKind`` value.
@@ -57,16 +63,22 @@ def step_record(
         agent_id: the agent whose counters the usage adds to (``None``: the run only, no usage).
 
     Returns the new ``AgentRunStep``.
+
+    Raises:
+        InvalidInput: more than ``STEP_TOKENS_MAX`` prompt or completion tokens (nothing is recorded).
+        UsageLimitExceeded: the agent's ``tokens_used`` or ``cost_incurred`` would pass its range (nothing is
+            recorded).
     """
+    for field, value in (("prompt_tokens", prompt_tokens), ("completion_tokens", completion_tokens)):
+        if value > STEP_TOKENS_MAX:
+            raise InvalidInput(f"{field} must be at most {STEP_TOKENS_MAX}.", code="max_value", field=field)
     tokens = prompt_tokens + completion_tokens
     with transaction.atomic():
         if agent_id is not None:
             # The agent row first, then the run: the order every runtime service locks them in (a claim, a cancel,
             # the reaper), so recording a step never deadlocks with one of them.
             now = timezone.now()
-            usage = {"tokens_used": F("tokens_used") + tokens, "cost_incurred": F("cost_incurred") + cost} if (
-                tokens or cost) else {}
-            AgentInstance.objects.filter(pk=agent_id).update(last_heartbeat_at=now, last_activity_at=now, **usage)
+            usage_increment(agent_id, tokens=tokens, cost=cost, last_heartbeat_at=now, last_activity_at=now)
         index = AgentRun.objects.select_for_update().values_list("steps_completed", flat=True).get(pk=run_id)
         step = AgentRunStep.objects.create(
             run_id=run_id, index=index, kind=kind, name=name[:200], input=cap(input), output=cap(output),

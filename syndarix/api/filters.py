@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 
 import django_filters
+from django import forms
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework.exceptions import ValidationError
 
 
 class IdOrSlugFilter(django_filters.CharFilter):
@@ -23,3 +26,49 @@ class IdOrSlugFilter(django_filters.CharFilter):
         except ValueError:
             lookup = {f"{self.field_name}__slug": value}
         return qs.filter(**lookup)
+
+
+class StrictBooleanField(forms.NullBooleanField):
+    """A query-string boolean: ``true``/``false`` (also ``True``/``False``, ``1``/``0``) or absent/empty; anything
+    else is invalid. Django's ``NullBooleanField`` reads unknown values as "not given", so ``?flag=-4895``
+    would pass silently."""
+
+    widget = forms.TextInput
+    _VALUES = {"true": True, "True": True, "1": True, "false": False, "False": False, "0": False}
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if isinstance(value, bool):
+            return value
+        if value in self._VALUES:
+            return self._VALUES[value]
+        raise forms.ValidationError("Enter true or false.", code="invalid")
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    """``BooleanFilter`` whose unknown values are 400 ``invalid`` (``StrictBooleanField``), as the README promises."""
+
+    field_class = StrictBooleanField
+
+
+#: Filters whose empty value means something: free text, and lists (``?ordering=`` is the empty list).
+_MAY_BE_EMPTY = (django_filters.CharFilter, django_filters.filters.BaseCSVFilter, django_filters.MultipleChoiceFilter)
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    """``DjangoFilterBackend`` that refuses an empty value for a filter that is not free text (400 ``invalid``).
+
+    django-filter reads ``?agent_type=`` or ``?is_active=`` as "not given"; the published schema says such a
+    parameter is a UUID, a boolean or one of a list, so an empty one is a malformed request. Free-text filters
+    (``q``, slugs) and lists (``ordering``, ``status``) may still be empty.
+    """
+
+    def filter_queryset(self, request, queryset, view):
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None:
+            for name, value in request.query_params.lists():
+                declared = filterset_class.base_filters.get(name)
+                if declared is not None and "" in value and not isinstance(declared, _MAY_BE_EMPTY):
+                    raise ValidationError({name: ["This parameter may not be empty."]}, code="invalid")
+        return super().filter_queryset(request, queryset, view)

@@ -2,15 +2,19 @@
 
 ``error_responses(400, 404, ...)`` gives the ``responses`` entries for ``extend_schema``, each
 pointing at the one ``ErrorEnvelope`` component, so the schema documents every error the way the
-exception handler (``syndarix.api.exceptions``) produces it. ``add_rate_limit_headers`` and
-``add_outage_responses`` are drf-spectacular post-processing hooks that document ``Retry-After`` and
-``X-RateLimit-*`` on every 429, and the 503 of a lost dependency on every operation.
+exception handler (``syndarix.api.exceptions``) produces it. ``SyndarixAutoSchema`` (the
+``DEFAULT_SCHEMA_CLASS``) adds, in this one place, the errors any operation can answer because of how
+it is built — 401, 400 for input, 404 for path ids and pages, 413 for bodies, 429 for rate limits — so a
+view documents only its own. ``add_rate_limit_headers`` and ``add_outage_responses`` are drf-spectacular
+post-processing hooks that document ``Retry-After`` and ``X-RateLimit-*`` on every 429, and the 503 of a
+lost dependency on every operation.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
@@ -81,6 +85,52 @@ def error_responses(
         status: OpenApiResponse(ErrorEnvelopeSerializer, description=descriptions.get(f"e{status}", texts[status]))
         for status in statuses
     }
+
+
+#: Text without NUL characters: DRF refuses them (400 ``null_characters_not_allowed``), PostgreSQL cannot store them.
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+class SyndarixAutoSchema(AutoSchema):
+    """drf-spectacular's ``AutoSchema`` that documents the errors implied by an operation's shape.
+
+    Added to every operation, unless its view documents that status itself (with its own text):
+
+    - 401: any request may carry a missing, malformed or unknown token;
+    - 400: operations with query parameters or a request body (validation errors);
+    - 404: operations with path parameters (an unknown or foreign id, or one not in the id's format) and
+      paginated lists (a page past the end);
+    - 413: operations with a request body (``DATA_UPLOAD_MAX_MEMORY_SIZE``);
+    - 429: views with rate limits (``rate_limits`` of ``RateLimitMixin``, or ``rate_limited = True``).
+
+    Free-text query parameters get the pattern ``NO_NUL_PATTERN``.
+    """
+
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is None:
+            return None
+        parameters = operation.get("parameters", [])
+        for parameter in parameters:
+            schema = parameter.get("schema", {})
+            if parameter["in"] == "query" and schema.get("type") == "string" and not {"enum", "format"} & set(schema):
+                schema.setdefault("pattern", NO_NUL_PATTERN)  # DRF refuses NUL in text (400)
+        statuses = {401}
+        if "requestBody" in operation:
+            statuses |= {400, 413}
+        if any(parameter["in"] == "query" for parameter in parameters):
+            statuses.add(400)
+        if any(parameter["in"] == "path" or parameter["name"] == "page" for parameter in parameters):
+            statuses.add(404)
+        if getattr(self.view, "rate_limits", None) or getattr(self.view, "rate_limited", False):
+            statuses.add(429)
+        responses = operation.setdefault("responses", {})
+        for status in sorted(statuses):
+            if str(status) not in responses:
+                error = OpenApiResponse(ErrorEnvelopeSerializer, description=ERROR_DESCRIPTIONS[status])
+                responses[str(status)] = self._get_response_for_code(error, str(status))
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation
 
 
 IDEMPOTENCY_KEY = OpenApiParameter(

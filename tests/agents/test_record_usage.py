@@ -13,7 +13,9 @@ from syndarix.exceptions import InvalidInput
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("cost", ["NaN", "sNaN", "Infinity", "-Infinity", "1e400", "100000000", Decimal("Infinity")])
+@pytest.mark.parametrize(
+    "cost", ["NaN", "sNaN", "Infinity", "-Infinity", "1e400", "100000000000000", Decimal("Infinity")]
+)
 def test_non_finite_or_oversized_cost_is_invalid_input(agent, cost):
     with pytest.raises(InvalidInput) as info:
         services.agent_record_usage(agent, cost=cost)

@@ -573,7 +573,7 @@ def test_the_schema_documents_both_endpoints():
     schema = APIClient().get("/api/schema/", {"format": "json"})
     paths = schema.json()["paths"]
     assert set(paths["/api/v1/ai/services/tools/call"]["post"]["responses"]) == {
-        "200", "400", "401", "403", "429", "503"}
+        "200", "400", "401", "403", "413", "429", "503"}
     assert set(paths["/api/v1/ai/services/status"]["get"]["responses"]) == {"200", "401", "429", "503"}
 
 

@@ -113,6 +113,28 @@ def test_non_admin_members_cannot_update_a_workspace(workspace, role):
     assert codes(response) == ["permission_denied"]
 
 
+def test_a_workspace_admin_cannot_probe_other_tenants_slugs(workspace):
+    """Slugs are unique across tenants: a "slug already exists" answer would reveal another tenant's slug. A
+    workspace admin gets the same 403 for a taken slug and a free one, and nothing changes."""
+    factories.WorkspaceFactory(slug="rival-corp")
+    admin = client_for(member(workspace, WorkspaceRole.ADMIN))
+    url = f"/api/v1/workspaces/{workspace.pk}"
+    taken, free = (admin.patch(url, {"slug": slug}, format="json") for slug in ("rival-corp", "no-such-tenant"))
+    assert (taken.status_code, free.status_code) == (403, 403)
+    assert taken.json() == free.json()
+    assert codes(taken) == ["permission_denied"] and "exist" not in taken.json()["errors"][0]["message"]
+    assert Workspace.objects.get(pk=workspace.pk).slug == workspace.slug
+    assert admin.patch(url, {"slug": workspace.slug, "name": "Kept slug"}, format="json").status_code == 200
+
+
+def test_a_superuser_is_told_a_slug_is_taken(superuser_client, workspace):
+    factories.WorkspaceFactory(slug="rival-corp")
+    response = superuser_client.patch(f"/api/v1/workspaces/{workspace.pk}", {"slug": "rival-corp"}, format="json")
+    assert (response.status_code, fields(response)) == (400, {"slug": "unique"})
+    response = superuser_client.patch(f"/api/v1/workspaces/{workspace.pk}", {"slug": "renamed"}, format="json")
+    assert (response.status_code, response.json()["slug"]) == (200, "renamed")
+
+
 def test_superuser_sets_the_agent_limit(superuser_client, workspace):
     response = superuser_client.patch(f"/api/v1/workspaces/{workspace.pk}", {"max_concurrent_agents": 3}, format="json")
     assert response.status_code == 200 and response.json()["agent_limit"] == 3

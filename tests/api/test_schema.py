@@ -93,16 +93,31 @@ def test_error_responses_use_the_envelope(schema):
 @pytest.mark.parametrize(
     ("method", "path", "statuses"),
     [
-        ("post", P + "/agents", {"201", "400", "401", "403", "404", "409", "429", "503"}),
-        ("patch", A, {"200", "400", "401", "403", "404", "409", "429", "503"}),
+        ("post", P + "/agents", {"201", "400", "401", "403", "404", "409", "413", "429", "503"}),
+        ("patch", A, {"200", "400", "401", "403", "404", "409", "413", "429", "503"}),
         ("delete", A, {"200", "400", "401", "403", "404", "409", "429", "503"}),
-        ("post", A + "/pause", {"200", "400", "401", "403", "404", "409", "429", "503"}),
+        ("post", A + "/pause", {"200", "400", "401", "403", "404", "409", "413", "429", "503"}),
         ("get", P + "/agents", {"200", "400", "401", "404", "429", "503"}),
-        ("post", "/api/v1/auth/token", {"200", "400", "429", "503"}),
+        ("get", A, {"200", "401", "404", "429", "503"}),
+        # A bad token is 401 on any operation, the login included; a body can be too large anywhere.
+        ("post", "/api/v1/auth/token", {"200", "400", "401", "413", "429", "503"}),
     ],
 )
 def test_agent_operations_list_their_errors(schema, method, path, statuses):
     assert set(schema["paths"][path][method]["responses"]) == statuses
+
+
+def test_every_operation_documents_the_errors_its_shape_implies(schema):
+    """``SyndarixAutoSchema``: 401 everywhere, 400 with input, 404 with path ids or pages, 413 with a body."""
+    for method, path, operation in operations(schema):
+        responses, parameters = operation["responses"], operation.get("parameters", [])
+        assert "401" in responses, (method, path)
+        if "requestBody" in operation:
+            assert {"400", "413"} <= set(responses), (method, path)
+        if any(p["in"] == "query" for p in parameters):
+            assert "400" in responses, (method, path)
+        if any(p["in"] == "path" or p["name"] == "page" for p in parameters):
+            assert "404" in responses, (method, path)
 
 
 def test_lists_document_the_pagination_envelope(schema):

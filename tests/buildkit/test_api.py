@@ -603,16 +603,16 @@ def test_schema_documents_every_build_kit_endpoint():
     for path, method, statuses in [
         ("/api/v1/agent-types/{agent_type_id}/revisions", "post",
          {"201", "400", "401", "403", "404", "413", "429", "503"}),
-        ("/api/v1/agent-types/{agent_type_id}/revisions", "get", {"200", "401", "404", "429", "503"}),
+        ("/api/v1/agent-types/{agent_type_id}/revisions", "get", {"200", "400", "401", "404", "429", "503"}),
         ("/api/v1/agent-types/{agent_type_id}/revisions/{version}", "get", {"200", "400", "401", "404", "429", "503"}),
         ("/api/v1/agent-types/{agent_type_id}/revisions/{from_version}/diff/{to_version}", "get",
          {"200", "400", "401", "404", "429", "503"}),
         ("/api/v1/agent-types/{agent_type_id}/inspect", "get", {"200", "401", "404", "429", "503"}),
         ("/api/v1/agent-types/{agent_type_id}/playground/runs", "post",
          {"201", "400", "401", "403", "404", "409", "413", "429", "503"}),
-        ("/api/v1/agent-templates/resolve", "post", {"200", "400", "401", "429", "503"}),
-        ("/api/v1/platform-ops", "get", {"200", "401", "404", "429", "503"}),
-        ("/api/v1/capabilities/find", "post", {"200", "400", "401", "429", "503"}),
+        ("/api/v1/agent-templates/resolve", "post", {"200", "400", "401", "413", "429", "503"}),
+        ("/api/v1/platform-ops", "get", {"200", "400", "401", "404", "429", "503"}),
+        ("/api/v1/capabilities/find", "post", {"200", "400", "401", "413", "429", "503"}),
     ]:
         assert set(paths[path][method]["responses"]) == statuses, (path, method)  # 503: also a lost dependency
 

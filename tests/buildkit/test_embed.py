@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -286,6 +287,21 @@ def test_nested_embeds_count_toward_the_limit(make_type):
     with pytest.raises(EmbedLimitExceeded):
         resolve_embeds({"t": [embed("five")] * 3}, max_embeds=17)
     assert resolve_embeds({"t": [embed("five")] * 3}, max_embeds=18).embeds_resolved == 18
+
+
+def test_embedded_documents_are_bounded_in_size(make_type):
+    """100 embeds of a large stored template would build an answer 100 times its size: the embedded bytes of one
+    resolution are capped (``MAX_EMBEDDED_BYTES``), with the path of the embed that went over."""
+    template = {"llm": {"model": "m"}, "instructions": {"agents_md": "x" * 190_000}}
+    make_type("bulky", template)
+    fit = embed_module.MAX_EMBEDDED_BYTES // len(json.dumps(template, separators=(",", ":")))
+    assert resolve_embeds({"t": [embed("bulky")] * fit}).embeds_resolved == fit
+    with pytest.raises(embed_module.EmbedSizeExceeded) as caught:
+        resolve_embeds({"t": [embed("bulky")] * (fit + 1)})
+    assert (caught.value.code, caught.value.path, caught.value.extra["limit"]) == (
+        "embed_too_large", f"template.t.{fit}", embed_module.MAX_EMBEDDED_BYTES)
+    resolution = resolve_embeds({"t": [embed("bulky")] * (fit + 1)}, error_policy="placeholder")
+    assert resolution.value["t"][fit] == "<error:EmbedSizeExceeded>" and len(resolution.errors) == 1
 
 
 def test_limits_cannot_be_raised_above_the_platform_caps():
