@@ -25,7 +25,7 @@ urlpatterns = [
     path("api/v1/", include("buildkit.urls")),
     path("mcp", include("aiservices.mcp.urls")),
     # Any other /api/ path: the JSON 404 envelope, also with DEBUG on (whose handler404 is an HTML page).
-    re_path(r"^api/", csrf_exempt(not_found)),
+    re_path(r"^api/", csrf_exempt(not_found), name="api-not-found"),
 ]
 
 handler404 = "syndarix.api.views.not_found"

@@ -33,7 +33,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
-from django.urls import resolve
+from django.urls import Resolver404, resolve
 from django_ratelimit.core import get_usage
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework.request import Request
@@ -131,6 +131,8 @@ def route_rate_limit(method: str, path: str) -> tuple[str, str] | None:
     a path no view serves.
     """
     match = resolve(_PLACEHOLDER.sub(str(uuid.UUID(int=0)), path))
+    if match.url_name == "api-not-found":  # the catch-all that answers the JSON 404 for any other /api/ path
+        raise Resolver404({"path": path})
     view = getattr(match.func, "cls", None) or getattr(match.func, "view_class", None)
     actions = getattr(match.func, "actions", None)
     scope = actions.get(method.lower()) if actions else method.lower()
