@@ -38,7 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "knox",
+    "syndarix.apps.ApiTokensConfig",  # django-rest-knox
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
