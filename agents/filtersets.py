@@ -22,7 +22,8 @@ class AgentInstanceFilterSet(django_filters.FilterSet):
     - ``include_playground``: playground agents (``is_playground``) are left out unless ``true``.
     """
 
-    status = django_filters.MultipleChoiceFilter(choices=AgentStatus.choices)
+    # ``distinct=False``: the filter joins nothing, so a row can never come twice (a DISTINCT would sort the page).
+    status = django_filters.MultipleChoiceFilter(choices=AgentStatus.choices, distinct=False)
     agent_type = IdOrSlugFilter(field_name="agent_type", label="Agent type id or slug")
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
     ordering = django_filters.OrderingFilter(fields=("created_at", "name", "last_activity_at", "tokens_used"))

@@ -35,6 +35,7 @@ from projects import services as project_services
 from projects.models import Issue
 from syndarix.exceptions import InvalidInput
 
+from .. import counters
 from .. import services as agent_services
 from ..choices import (
     RUN_ACTIVE_STATUSES,
@@ -422,6 +423,7 @@ def run_complete(run: AgentRun, result: Any) -> AgentRun:
         locked.status, locked.result, locked.finished_at = R.SUCCEEDED, result, timezone.now()
         _save(locked, "status", "result", "finished_at")
         AgentInstance.objects.filter(pk=agent.pk).update(tasks_completed=F("tasks_completed") + 1)
+        counters.usage_added(agent, tasks_completed=1)
         if agent.status == S.WORKING:
             _transition(agent, S.IDLE, locked, "succeeded")
     return locked

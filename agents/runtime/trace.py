@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from .. import counters
 from ..models import AgentInstance, AgentRun, AgentRunStep
 
 #: Largest serialized ``input`` / ``output`` a step stores (bytes); a larger value is stored as a preview.
@@ -49,7 +50,8 @@ def step_record(
     The step's ``index`` is the run's ``steps_completed``, read with the run row locked, so steps are
     numbered 0, 1, ... without gaps whoever writes them (the worker, or a person's decision). Usage
     goes to ``AgentRun.tokens_used``/``cost`` and ``AgentInstance.tokens_used``/``cost_incurred`` with
-    atomic ``F()`` increments in the same transaction; ``input`` and ``output`` are ``cap``-ped.
+    atomic ``F()`` increments in the same transaction, and to the project's totals (``agents.counters``);
+    ``input`` and ``output`` are ``cap``-ped.
 
     Args:
         kind: a ``StepKind`` value.
@@ -67,6 +69,10 @@ def step_record(
             usage = {"tokens_used": F("tokens_used") + tokens, "cost_incurred": F("cost_incurred") + cost} if (
                 tokens or cost) else {}
             AgentInstance.objects.filter(pk=agent_id).update(last_heartbeat_at=now, last_activity_at=now, **usage)
+            if usage:
+                counters.usage_added(
+                    AgentInstance.objects.only("project_id", "is_playground").get(pk=agent_id), tokens=tokens, cost=cost
+                )
         index = AgentRun.objects.select_for_update().values_list("steps_completed", flat=True).get(pk=run_id)
         step = AgentRunStep.objects.create(
             run_id=run_id, index=index, kind=kind, name=name[:200], input=cap(input), output=cap(output),
