@@ -36,9 +36,11 @@ class CappedCountPaginator(Paginator):
             return self.known_total
         if not isinstance(self.object_list, QuerySet):
             return len(self.object_list)
+        # One row past the cap: a list longer than the cap reports ``count_cap + 1`` rows ("at least"), enough for
+        # ``has_next`` of the last page within the cap.
         counted = self.object_list.order_by().values("pk")[: self.count_cap + 1].count()
         self.exact = counted <= self.count_cap
-        return min(counted, self.count_cap)
+        return counted
 
 
 class EnvelopePagination(PageNumberPagination):
@@ -48,8 +50,8 @@ class EnvelopePagination(PageNumberPagination):
     "has_next", "has_prev", "next_cursor"}}``.
 
     - ``total``: exact when ``total_exact`` is true. The agent list knows it from its counters whatever the size;
-      other lists count up to ``COUNT_LIMIT`` rows (or to the requested page), and past that answer the limit with
-      ``total_exact: false`` ("at least this many").
+      other lists count up to ``COUNT_LIMIT`` rows (or to the end of the requested page), and past that answer one
+      row more than they counted to, with ``total_exact: false`` ("at least this many").
     - ``next_cursor``: an opaque position after the page's last row, or ``null`` on the last page (or when the list's
       ordering has a field that can be null). ``?cursor=<it>`` answers the rows after it in the same order, in time
       independent of how deep it is, and stable under inserts (new rows never shift what comes next). With a cursor,
