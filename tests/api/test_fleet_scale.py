@@ -191,3 +191,31 @@ def test_hot_paths_read_their_agent_once_and_do_not_grow_with_the_fleet(project,
         "usage": 9,  # locked agent read, agent update, counter upsert
         "spawn": 13,  # agent type, workspace lock, live counter, revision, inserts, counter upserts, issue count
     }
+
+
+def test_the_compiled_agent_representation_equals_drfs(project, user):
+    """``CompiledRepresentationMixin`` renders exactly what DRF's field-by-field path renders."""
+    from rest_framework import serializers as drf_serializers
+
+    from agents.selectors import agent_queryset
+    from agents.serializers import AgentInstanceSerializer
+    from syndarix.api.representation import _plan
+
+    agent_type = factories.AgentTypeFactory(config_schema={})
+    revision = services.agent_type_commit_revision(agent_type, template={"instructions": "hi", "tools": []})
+    busy = factories.AgentFactory(project=project, agent_type=agent_type, config={"a": [1, {"b": None}]})
+    services.agent_update(busy, data={"short_term_memory": {"ü": "ñ", "n": 1.5}, "max_tokens": 10**12,
+                                      "max_cost_usd": "12.3"})
+    services.agent_record_usage(busy, tokens=2**40, cost="0.1234565", tasks_completed=3)
+    factories.IssueFactory(project=project, assigned_agent=busy)
+    factories.agent_in_status(S.TERMINATED, project=project, agent_type=agent_type)
+    factories.agent_in_status(S.WAITING, project=project, agent_type=agent_type)
+    assert busy.agent_type_revision == revision
+    rows = list(agent_queryset().filter(project=project))
+    assert len(rows) == 3
+    for row in rows:
+        serializer = AgentInstanceSerializer(row)
+        assert _plan(serializer) is not None  # the compiled path, not a fallback
+        drf = drf_serializers.ModelSerializer.to_representation(serializer, row)
+        assert serializer.data == drf
+        assert list(serializer.data) == list(drf)
