@@ -220,10 +220,10 @@ def _after(model, ordering: list[tuple[str, bool]], values: list[str]) -> Q:
         except ValidationError as exc:
             raise InvalidInput("The cursor is not one this list gave.", field="cursor", code="invalid_cursor") from exc
     after = Q()
-    for i, ((name, desc), value) in enumerate(zip(ordering, parsed, strict=True)):
-        step = Q(**{f"{name}__{'lt' if desc else 'gt'}": value})
-        for prior_name, _ in ordering[:i]:
-            step &= Q(**{prior_name: parsed[[n for n, _ in ordering].index(prior_name)]})
+    for i, (name, desc) in enumerate(ordering):
+        step = Q(**{f"{name}__{'lt' if desc else 'gt'}": parsed[i]})
+        for j in range(i):
+            step &= Q(**{ordering[j][0]: parsed[j]})
         after |= step
     first, desc = ordering[0]
     return Q(**{f"{first}__{'lte' if desc else 'gte'}": parsed[0]}) & after
