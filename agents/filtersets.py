@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from syndarix.api.filters import IdOrSlugFilter
@@ -41,6 +42,16 @@ class AgentInstanceFilterSet(django_filters.FilterSet):
 
     def filter_playground(self, queryset, name, value):
         return queryset  # applied in filter_queryset, which also covers the parameter being absent
+
+    @classmethod
+    def include_playground_in(cls, params) -> bool:
+        """``include_playground`` of a query string (``QueryDict``) read as this filter reads it, without building
+        a filterset (the metrics endpoint takes the parameter alone). An unreadable value counts as false."""
+        field = cls.base_filters["include_playground"].field
+        try:
+            return bool(field.clean(field.widget.value_from_datadict(params, {}, "include_playground")))
+        except ValidationError:
+            return False
 
 
 class AgentTypeFilterSet(django_filters.FilterSet):

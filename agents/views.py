@@ -19,6 +19,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from projects.permissions import CanWriteProject, ProjectScopedMixin
+from syndarix.api.filters import FilterSetBackend
 from syndarix.api.idempotency import idempotency_key
 from syndarix.api.permissions import IsStaffWithModelPermission
 from syndarix.api.ratelimit import RateLimitMixin
@@ -220,6 +221,7 @@ class AgentViewSet(
 
     serializer_class = AgentInstanceSerializer
     filterset_class = AgentInstanceFilterSet
+    filter_backends = [FilterSetBackend]  # ``list_total`` reads the filters it validated
     permission_classes = [IsAuthenticated, CanWriteProject]
     lookup_url_kwarg = "agent_id"
     lookup_value_converter = "uuid"
@@ -264,10 +266,8 @@ class AgentViewSet(
     def list_total(self) -> int | None:
         """The list's exact ``total`` from the project's counters when it is filtered by ``status`` and
         ``include_playground`` only (``None`` otherwise, and for the other lists: the paginator counts)."""
-        if self.action != "list":
-            return None
-        filterset = AgentInstanceFilterSet(self.request.query_params, queryset=AgentInstance.objects.none())
-        if not filterset.is_valid():
+        filterset = getattr(self, "filterset", None)  # set by FilterSetBackend, validated already
+        if self.action != "list" or filterset is None:
             return None
         data = filterset.form.cleaned_data
         if data.get("q") or data.get("agent_type"):
@@ -355,12 +355,7 @@ class AgentViewSet(
 
     @action(detail=False, methods=["get"], url_path="metrics", filter_backends=[], pagination_class=None)
     def project_metrics(self, request, *args, **kwargs):
-        scope = AgentInstanceFilterSet(
-            data={"include_playground": request.query_params.get("include_playground", "")},
-            queryset=AgentInstance.objects.none(),
-        )
-        scope.is_valid()
-        include_playground = bool(scope.form.cleaned_data.get("include_playground"))
+        include_playground = AgentInstanceFilterSet.include_playground_in(request.query_params)
         metrics = counters.project_metrics(self.project, include_playground=include_playground)
         return Response(AgentMetricsSerializer(metrics).data)
 

@@ -126,6 +126,10 @@ def _dispatch_next_locked(agent: AgentInstance) -> AgentRun | None:
 def run_dispatch_next(agent_id) -> AgentRun | None:
     """Start the agent's next run if the agent is ``idle`` and free: its paused run first, else its oldest
     queued run. Returns the run dispatched, or ``None``."""
+    if not AgentRun.objects.filter(agent_id=agent_id).exclude(status__in=RUN_FINISHED_STATUSES).exists():
+        # Nothing to start, found without a lock (every resume comes here); a run queued after this look dispatches
+        # itself, as ``run_create`` does for an idle agent.
+        return None
     with transaction.atomic():
         try:
             agent = _lock_agent(agent_id)

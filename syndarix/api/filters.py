@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import django_filters
+from django_filters.rest_framework import DjangoFilterBackend
 
 
 class IdOrSlugFilter(django_filters.CharFilter):
@@ -23,3 +24,13 @@ class IdOrSlugFilter(django_filters.CharFilter):
         except ValueError:
             lookup = {f"{self.field_name}__slug": value}
         return qs.filter(**lookup)
+
+
+class FilterSetBackend(DjangoFilterBackend):
+    """``DjangoFilterBackend`` that leaves the filterset it built on the view (``view.filterset``), so the view can
+    read the validated filters (``view.filterset.form.cleaned_data``) without building and validating another."""
+
+    def get_filterset(self, request, queryset, view):
+        filterset = super().get_filterset(request, queryset, view)
+        view.filterset = filterset
+        return filterset
