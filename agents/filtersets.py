@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import Q
+from rest_framework import exceptions
 
 from syndarix.api.filters import IdOrSlugFilter, StrictBooleanFilter
 
@@ -22,7 +24,8 @@ class AgentInstanceFilterSet(django_filters.FilterSet):
     - ``include_playground``: playground agents (``is_playground``) are left out unless ``true``.
     """
 
-    status = django_filters.MultipleChoiceFilter(choices=AgentStatus.choices)
+    # ``distinct=False``: the filter joins nothing, so a row can never come twice (a DISTINCT would sort the page).
+    status = django_filters.MultipleChoiceFilter(choices=AgentStatus.choices, distinct=False)
     agent_type = IdOrSlugFilter(field_name="agent_type", label="Agent type id or slug")
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
     ordering = django_filters.OrderingFilter(fields=("created_at", "name", "last_activity_at", "tokens_used"))
@@ -40,6 +43,19 @@ class AgentInstanceFilterSet(django_filters.FilterSet):
 
     def filter_playground(self, queryset, name, value):
         return queryset  # applied in filter_queryset, which also covers the parameter being absent
+
+    @classmethod
+    def include_playground_in(cls, params) -> bool:
+        """``include_playground`` of a query string (``QueryDict``) read as this filter reads it, without building
+        a filterset (the metrics endpoint takes the parameter alone).
+
+        Raises ``rest_framework.exceptions.ValidationError`` (400 ``invalid``) for a value that is not a boolean.
+        """
+        field = cls.base_filters["include_playground"].field
+        try:
+            return bool(field.clean(field.widget.value_from_datadict(params, {}, "include_playground")))
+        except ValidationError as exc:
+            raise exceptions.ValidationError({"include_playground": exc.messages}, code="invalid") from exc
 
 
 class AgentTypeFilterSet(django_filters.FilterSet):

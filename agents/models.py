@@ -250,7 +250,19 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["project", "status"], name="agent_project_status_idx")]
+        indexes = [
+            models.Index(fields=["project", "status"], name="agent_project_status_idx"),
+            # The list's filters and default order (newest first), so a page is an index range at any fleet size;
+            # ``q`` is a trigram index on PostgreSQL (migration 0006, ``agent_name_trgm_idx``).
+            models.Index(
+                "project", "is_playground", models.F("created_at").desc(), models.F("id").desc(),
+                name="agent_list_idx",
+            ),
+            models.Index(
+                "project", "is_playground", "status", models.F("created_at").desc(), models.F("id").desc(),
+                name="agent_list_status_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         """``Browser engineer (3f2a9c1b)``: the name and the first 8 hex digits of the id, because two agents of a
@@ -380,6 +392,8 @@ class AgentTransition(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The ledger list's order (newest first), so a page of a long ledger is an index range.
+        indexes = [models.Index("agent", models.F("created_at").desc(), models.F("id").desc(), name="ledger_list_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["agent", "request_id"],
@@ -396,6 +410,50 @@ class AgentTransition(models.Model):
         if not self._state.adding:
             raise ValueError("AgentTransition rows are append-only.")
         super().save(*args, **kwargs)
+
+
+class AgentCounter(models.Model):
+    """The agents of one project (playground agents in a row of their own), counted by status, with their usage
+    totals: what the project metrics and the list totals read instead of aggregating the agents.
+
+    One row per ``(project, is_playground)`` that has ever had an agent. The columns move in the same
+    transaction as the change that moves them (``agents.counters``: spawn, every transition, usage); the
+    ``recompute_agent_counters`` command rebuilds them from the agents. Totals are sized for a fleet's
+    lifetime: 64-bit counts and tokens, costs with 18 integer digits (USD).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="agent_counters")
+    is_playground = models.BooleanField(default=False)
+    idle = models.BigIntegerField(default=0)
+    working = models.BigIntegerField(default=0)
+    waiting = models.BigIntegerField(default=0)
+    paused = models.BigIntegerField(default=0)
+    terminated = models.BigIntegerField(default=0)
+    tasks_completed = models.BigIntegerField(default=0)
+    tokens_used = models.BigIntegerField(default=0, help_text="Tokens.")
+    cost_incurred = models.DecimalField(max_digits=24, decimal_places=6, default=Decimal("0"), help_text="USD.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "is_playground"], name="unique_agent_counter"),
+        ]
+
+    def __str__(self) -> str:
+        return f"agents of {self.project_id}{' (playground)' if self.is_playground else ''}"
+
+
+class WorkspaceAgentCounter(models.Model):
+    """The live (not terminated) agents of one workspace, playground agents included: what the spawn reads, under
+    the workspace lock, to hold ``Workspace.agent_limit``. Maintained and rebuilt with ``AgentCounter``."""
+
+    workspace = models.OneToOneField(
+        "projects.Workspace", primary_key=True, on_delete=models.CASCADE, related_name="agent_counter"
+    )
+    live = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"live agents of {self.workspace_id}: {self.live}"
 
 
 #: Status → the statuses reachable from it, in lifecycle order (read from the ``@transition`` methods).

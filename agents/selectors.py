@@ -6,10 +6,10 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, DecimalField, Q, QuerySet, Sum, Value
+from django.db.models import Count, DecimalField, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
-from projects.models import Project
+from projects.models import Issue, Project
 
 from .choices import AgentStatus
 from .models import AgentInstance, AgentType
@@ -23,13 +23,27 @@ def agent_type_by_id_or_slug(value: str) -> AgentType | None:
         return AgentType.objects.filter(slug=value).first()
 
 
+def assigned_issues_count() -> Coalesce:
+    """The number of issues assigned to the outer agent: a correlated subquery on the issues' ``assigned_agent``
+    index, evaluated only for the rows a page returns (never a join + GROUP BY over the whole fleet)."""
+    counted = (
+        Issue.objects.filter(assigned_agent=OuterRef("pk"))
+        .order_by()
+        .values("assigned_agent")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
 def agent_queryset() -> QuerySet[AgentInstance]:
     """Agents with everything their representation needs, in one query for any page size.
 
-    Joins ``agent_type``, ``project`` and ``agent_type_revision``; ``assigned_issues_count`` is an annotation.
+    Joins ``agent_type``, ``project`` and ``agent_type_revision``; ``assigned_issues_count`` is an annotation
+    (``assigned_issues_count()``). Counting the queryset (the paginator) leaves the joins and the annotation out.
     """
     return AgentInstance.objects.select_related("agent_type", "project", "agent_type_revision").annotate(
-        assigned_issues_count=Count("assigned_issues", distinct=True)
+        assigned_issues_count=assigned_issues_count()
     )
 
 

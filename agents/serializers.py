@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from syndarix.api.representation import CompiledRepresentationMixin
 from syndarix.exceptions import NotFound
 
 from .choices import AgentStatus, TerminationReason
@@ -80,10 +81,10 @@ class AgentTypeSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class AgentInstanceSerializer(serializers.ModelSerializer):
+class AgentInstanceSerializer(CompiledRepresentationMixin, serializers.ModelSerializer):
     """An agent: every model field, its type and project by name and slug, the number of issues
     assigned to it and the statuses it may move to now. Usage: ``tokens_used`` (tokens),
-    ``cost_incurred`` (USD, decimal string)."""
+    ``cost_incurred`` (USD, decimal string). Rendered through a compiled plan (the list's hot path)."""
 
     project_id = serializers.UUIDField(read_only=True)
     project_name = serializers.CharField(source="project.name", read_only=True)

@@ -26,6 +26,7 @@ from projects.models import Project, Workspace
 from syndarix.db import save_unique, update_unique
 from syndarix.exceptions import InvalidInput
 
+from . import counters
 from .choices import AgentStatus, TerminationReason
 from .exceptions import (
     AgentsDisabled,
@@ -37,6 +38,7 @@ from .exceptions import (
     UsageLimitExceeded,
 )
 from .models import AgentInstance, AgentTransition, AgentType, AgentTypeRevision, check_storable_json
+from .selectors import agent_queryset
 from .signals import agent_spawned, agent_transitioned
 
 #: Fields ``agent_update`` may change (``status`` goes through the guard separately).
@@ -49,6 +51,31 @@ UPDATABLE_FIELDS = (
 def _user(actor):
     """The ledger's ``actor``: a saved, authenticated user, else ``None`` (the system)."""
     return actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+
+
+def agent_lock(agent_id, *, project: Project | None = None) -> AgentInstance:
+    """Lock the agent's row (``SELECT ... FOR UPDATE OF`` the agent only) and read it with everything its API
+    representation needs (``agents.selectors.agent_queryset``): a write that reads its agent once. Call it inside
+    ``transaction.atomic()`` and pass the result to a service with ``locked=True``.
+
+    Args:
+        project: when given, the agent must belong to it.
+
+    Raises:
+        AgentInstance.DoesNotExist: no such agent (in ``project``).
+    """
+    queryset = agent_queryset().select_for_update(of=("self",))
+    if project is not None:
+        queryset = queryset.filter(project=project)
+    agent = queryset.get(pk=agent_id)
+    if project is not None:
+        agent.project = project  # the caller's copy (resolved with the caller's role), not a second one
+    return agent
+
+
+def _locked(agent: AgentInstance, locked: bool) -> AgentInstance:
+    """``agent`` when the caller already holds its lock (``agent_lock``), else the row locked and re-read."""
+    return agent if locked else AgentInstance.objects.select_for_update().get(pk=agent.pk)
 
 
 def ensure_agents_enabled() -> None:
@@ -125,7 +152,7 @@ def agent_spawn(
                 f"Agent type '{agent_type.name}' is inactive and cannot be used.", field="agent_type_id"
             )
         agent_type.validate_config(config)
-        live = AgentInstance.objects.filter(project__workspace=workspace).live().count()
+        live = counters.workspace_live(workspace)  # O(1): the counter moves with every spawn and termination
         limit = workspace.agent_limit
         if live >= limit:
             raise ConcurrencyLimitExceeded(limit=limit, current=live)
@@ -145,6 +172,7 @@ def agent_spawn(
             agent=agent, from_status="", to_status=AgentStatus.IDLE, actor=_user(actor), reason="spawned",
             request_id=request_id, actor_agent=actor_agent, run=run,
         )
+        counters.agent_spawned(agent, workspace_id=workspace.pk)
         transaction.on_commit(partial(agent_spawned.send, sender=AgentInstance, agent=agent, actor=_user(actor)))
     return agent
 
@@ -160,6 +188,7 @@ def agent_transition(
     only_from: frozenset[str] | None = None,
     run=None,
     actor_agent: AgentInstance | None = None,
+    locked: bool = False,
 ) -> AgentInstance:
     """Move ``agent`` to the ``target`` status through the lifecycle guard.
 
@@ -174,6 +203,7 @@ def agent_transition(
         only_from: restrict the sources this call accepts (``agent_resume`` uses ``{paused}``).
         run: the ``AgentRun`` that makes or causes the change (the runtime, or a tool the run called).
         actor_agent: the agent acting through a platform tool (``actor`` is then ``None``).
+        locked: ``agent`` was read with ``agent_lock`` in the caller's transaction (no second read).
 
     Returns the fresh, locked-and-saved instance (use it instead of ``agent``).
 
@@ -189,7 +219,7 @@ def agent_transition(
     if termination_reason not in TerminationReason.values:
         raise InvalidInput(f"'{termination_reason}' is not a termination reason.", field="reason")
     with transaction.atomic():
-        locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
+        locked = _locked(agent, locked)
         if request_id and locked.transitions.filter(request_id=request_id).exists():
             return locked
         source = locked.status
@@ -214,6 +244,7 @@ def agent_transition(
             agent=locked, from_status=source, to_status=target, actor=_user(actor), reason=reason,
             request_id=request_id, run=run, actor_agent=actor_agent,
         )
+        counters.agent_moved(locked, source=source, target=target)
         transaction.on_commit(
             partial(
                 agent_transitioned.send, sender=AgentInstance, agent=locked, source=source, target=target,
@@ -265,7 +296,7 @@ def agent_terminate(
 
 
 def agent_update(
-    agent: AgentInstance, *, actor=None, data: dict[str, Any], request_id: str | None = None
+    agent: AgentInstance, *, actor=None, data: dict[str, Any], request_id: str | None = None, locked: bool = False
 ) -> AgentInstance:
     """Change an agent's editable fields and, when ``data["status"]`` is given, its status.
 
@@ -283,6 +314,7 @@ def agent_update(
     Args:
         data: field name → new value (``UPDATABLE_FIELDS``), plus an optional target ``status``.
         request_id: an ``Idempotency-Key`` (unique per agent in the ledger).
+        locked: ``agent`` was read with ``agent_lock`` in the caller's transaction (no second read).
 
     Returns the fresh instance (use it instead of ``agent``).
 
@@ -303,7 +335,7 @@ def agent_update(
         agent.agent_type.validate_config(fields["config"])
     target = data.get("status")
     with transaction.atomic():
-        locked = AgentInstance.objects.select_for_update().get(pk=agent.pk)
+        locked = _locked(agent, locked)
         if request_id and locked.transitions.filter(request_id=request_id).exists():
             return locked
         if fields:
@@ -314,7 +346,9 @@ def agent_update(
             locked.save(update_fields=[*fields, "updated_at"])
         if target is not None:
             source = locked.status
-            locked = agent_transition(locked, target, actor=actor, reason="updated", request_id=request_id)
+            locked = agent_transition(
+                locked, target, actor=actor, reason="updated", request_id=request_id, locked=True
+            )
             if locked.status != source:
                 return locked  # its ledger row carries request_id
         if request_id and (fields or target is not None):
@@ -389,19 +423,26 @@ def usage_increment(
 
 
 def agent_record_usage(
-    agent: AgentInstance, *, tokens: int = 0, cost: Decimal | int | str = Decimal("0"), tasks_completed: int = 0
+    agent: AgentInstance,
+    *,
+    tokens: int = 0,
+    cost: Decimal | int | str = Decimal("0"),
+    tasks_completed: int = 0,
+    locked: bool = False,
 ) -> AgentInstance:
-    """Add usage to an agent's counters (the API's ``usage`` endpoint, ``seed_demo``).
+    """Add usage to an agent's counters, and to its project's totals (``agents.counters``), in one transaction
+    with the agent row locked (the API's ``usage`` endpoint, ``seed_demo``).
 
-    One atomic bounded increment (``usage_increment``): concurrent posts all count, and none can take a
-    counter past its column's range.
+    The increment is one bounded ``UPDATE`` (``usage_increment``): concurrent posts all count, and none can take
+    a counter past its column's range.
 
     Args:
         tokens: tokens consumed (≥ 0).
         cost: cost in USD (≥ 0; Decimal or a decimal string).
         tasks_completed: tasks finished (≥ 0).
+        locked: ``agent`` was read with ``agent_lock`` in the caller's transaction (no second read).
 
-    Returns the agent re-read after the increment.
+    Returns the agent, locked and saved (use it instead of ``agent``).
 
     Raises:
         InvalidInput: a negative, non-numeric or non-finite increment, or non-integer counts (400).
@@ -420,12 +461,21 @@ def agent_record_usage(
     for field, value in (("tokens", tokens), ("cost", cost), ("tasks_completed", tasks_completed)):
         if value < 0:
             raise InvalidInput(f"{field} must be zero or more.", field=field)
-    now = timezone.now()
-    usage_increment(
-        agent.pk, tokens=tokens, cost=cost, tasks_completed=tasks_completed, live_only=True,
-        last_activity_at=now, updated_at=now,
-    )
-    return AgentInstance.objects.get(pk=agent.pk)
+    with transaction.atomic():
+        locked = _locked(agent, locked)
+        if locked.is_terminated:
+            raise AgentTerminated("record usage on")
+        now = timezone.now()
+        usage_increment(
+            locked.pk, tokens=tokens, cost=cost, tasks_completed=tasks_completed, last_activity_at=now, updated_at=now
+        )
+        # The row is locked: the instance can follow the increment and stay current.
+        locked.tokens_used += tokens
+        locked.cost_incurred += cost
+        locked.tasks_completed += tasks_completed
+        locked.last_activity_at = locked.updated_at = now
+        counters.usage_added(locked, tokens=tokens, cost=cost, tasks_completed=tasks_completed)
+    return locked
 
 
 # --- Agent-class registry: hook bookkeeping and syncing agent types. ---

@@ -8,8 +8,9 @@ in ``agents.services``; an ``Idempotency-Key`` header is passed on as ``request_
 
 from __future__ import annotations
 
+from django.db import transaction
+from django.http import Http404
 from django.shortcuts import get_object_or_404
-from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -24,7 +25,7 @@ from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import IDEMPOTENCY_KEY, MessageSerializer, error_responses
 from syndarix.api.views import ValidatedInputMixin
 
-from . import services
+from . import counters, services
 from .filtersets import AgentInstanceFilterSet, AgentTypeFilterSet
 from .models import AgentInstance, AgentType
 from .selectors import agent_metrics, agent_queryset
@@ -179,7 +180,10 @@ class AgentTypeViewSet(RateLimitMixin, viewsets.ModelViewSet):
     project_metrics=extend_schema(
         operation_id="get_project_agent_metrics",
         summary="Project agent metrics",
-        description="Counts by status and usage totals over the project's agents, in one aggregate query.",
+        description=(
+            "Counts by status and usage totals over the project's agents, read from the project's counters (kept in "
+            "step with every spawn, transition and usage): one query whatever the fleet's size."
+        ),
         parameters=[INCLUDE_PLAYGROUND],
         responses={200: AgentMetricsSerializer, **error_responses(401, 404, 429)},
     ),
@@ -237,18 +241,41 @@ class AgentViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return AgentInstance.objects.none()
-        # Explicit: Django drops Meta.ordering from GROUP BY queries (the issue-count annotation is one).
+        # Newest first, matching the ``agent_list_idx`` index (``id`` breaks ties, so cursors are exact).
         return agent_queryset().filter(project=self.project).order_by("-created_at", "-id")
 
     def get_object(self) -> AgentInstance:
         """The URL's agent within the URL's project (list filters such as ``include_playground`` do not apply)."""
         agent = get_object_or_404(self.get_queryset(), pk=self.kwargs[self.lookup_url_kwarg])
+        agent.project = self.project
         self.check_object_permissions(self.request, agent)
         return agent
 
+    def get_locked_object(self) -> AgentInstance:
+        """``get_object`` for a write: the agent locked and read once, with everything its response needs
+        (``services.agent_lock``). Call it inside ``transaction.atomic()``."""
+        try:
+            agent = services.agent_lock(self.kwargs[self.lookup_url_kwarg], project=self.project)
+        except AgentInstance.DoesNotExist as exc:
+            raise Http404 from exc
+        self.check_object_permissions(self.request, agent)
+        return agent
+
+    def list_total(self) -> int | None:
+        """The list's exact ``total`` from the project's counters when it is filtered by ``status`` and
+        ``include_playground`` only (``None`` otherwise, and for the other lists: the paginator counts)."""
+        filterset = getattr(self, "filterset", None)  # set by the filter backend, validated already
+        if self.action != "list" or filterset is None:
+            return None
+        data = filterset.form.cleaned_data
+        if data.get("q") or data.get("agent_type"):
+            return None
+        return counters.agent_count(
+            self.project, statuses=data.get("status"), include_playground=bool(data.get("include_playground"))
+        )
+
     def _present(self, agent: AgentInstance, status_code: int = status.HTTP_200_OK) -> Response:
-        """Re-read ``agent`` with its joins and annotations and answer with its representation."""
-        agent = self.get_queryset().get(pk=agent.pk)
+        """Answer with ``agent``'s representation; it must come from ``agent_queryset`` or ``agent_lock``."""
         return Response(AgentInstanceSerializer(agent, context=self.get_serializer_context()).data, status=status_code)
 
     def get_serializer_class(self):
@@ -273,16 +300,25 @@ class AgentViewSet(
             actor=request.user,
             request_id=idempotency_key(request),
         )
+        if agent.project_id == self.project.pk:
+            agent.project = self.project
+        agent.assigned_issues_count = agent.assigned_issues.count()  # 0 unless this is a replay
         return self._present(agent, status.HTTP_201_CREATED)
 
+    # Writes lock and read their agent once (``get_locked_object``) and answer from that instance.
+
+    @transaction.atomic
     def partial_update(self, request, *args, **kwargs):
-        agent = self.get_object()
+        agent = self.get_locked_object()
         data = self.validated_input(AgentUpdateSerializer)
-        agent = services.agent_update(agent, actor=request.user, data=data, request_id=idempotency_key(request))
+        agent = services.agent_update(
+            agent, actor=request.user, data=data, request_id=idempotency_key(request), locked=True
+        )
         return self._present(agent)
 
+    @transaction.atomic
     def destroy(self, request, *args, **kwargs):
-        agent = self.get_object()
+        agent = self.get_locked_object()
         data = self.validated_input(AgentTerminateSerializer, request.data or request.query_params)
         agent = services.agent_terminate(
             agent,
@@ -290,38 +326,36 @@ class AgentViewSet(
             reason=data["reason"],
             termination_reason=data["termination_reason"],
             request_id=idempotency_key(request),
+            locked=True,
         )
         body = {"success": True, "message": f"Agent '{agent.name}' has been terminated"}
         return Response(MessageSerializer(body).data)
 
     @action(detail=True, methods=["post"])
+    @transaction.atomic
     def pause(self, request, *args, **kwargs):
-        agent = self.get_object()
+        agent = self.get_locked_object()
         data = self.validated_input(AgentActionSerializer)
         agent = services.agent_pause(
-            agent, actor=request.user, reason=data["reason"], request_id=idempotency_key(request)
+            agent, actor=request.user, reason=data["reason"], request_id=idempotency_key(request), locked=True
         )
         return self._present(agent)
 
     @action(detail=True, methods=["post"])
+    @transaction.atomic
     def resume(self, request, *args, **kwargs):
-        agent = self.get_object()
+        agent = self.get_locked_object()
         data = self.validated_input(AgentActionSerializer)
         agent = services.agent_resume(
-            agent, actor=request.user, reason=data["reason"], request_id=idempotency_key(request)
+            agent, actor=request.user, reason=data["reason"], request_id=idempotency_key(request), locked=True
         )
         return self._present(agent)
 
     @action(detail=False, methods=["get"], url_path="metrics", filter_backends=[], pagination_class=None)
     def project_metrics(self, request, *args, **kwargs):
-        scope = AgentInstanceFilterSet(
-            data={"include_playground": request.query_params.get("include_playground", "")},
-            queryset=AgentInstance.objects.filter(project=self.project),
-            request=request,
-        )
-        if not scope.is_valid():
-            raise translate_validation(scope.errors)
-        return Response(AgentMetricsSerializer(agent_metrics(scope.qs)).data)
+        include_playground = AgentInstanceFilterSet.include_playground_in(request.query_params)
+        metrics = counters.project_metrics(self.project, include_playground=include_playground)
+        return Response(AgentMetricsSerializer(metrics).data)
 
     @action(detail=True, methods=["get"], url_path="metrics", filter_backends=[], pagination_class=None)
     def agent_metrics(self, request, *args, **kwargs):
@@ -329,11 +363,12 @@ class AgentViewSet(
         return Response(AgentMetricsSerializer(agent_metrics(AgentInstance.objects.filter(pk=agent.pk))).data)
 
     @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
+    @transaction.atomic
     def usage(self, request, *args, **kwargs):
-        agent = self.get_object()
+        agent = self.get_locked_object()
         data = self.validated_input(AgentUsageSerializer)
         agent = services.agent_record_usage(
-            agent, tokens=data["tokens"], cost=data["cost"], tasks_completed=data["tasks_completed"]
+            agent, tokens=data["tokens"], cost=data["cost"], tasks_completed=data["tasks_completed"], locked=True
         )
         return self._present(agent)
 

@@ -41,7 +41,7 @@ class IssueFilterSet(django_filters.FilterSet):
     """``status`` (repeatable), ``assigned_agent`` (agent id), ``unassigned``, ``q`` (title contains),
     ``ordering`` (created_at, title, status; default newest first)."""
 
-    status = django_filters.MultipleChoiceFilter(choices=IssueStatus.choices)
+    status = django_filters.MultipleChoiceFilter(choices=IssueStatus.choices, distinct=False)  # no join: no duplicates
     assigned_agent = django_filters.UUIDFilter(field_name="assigned_agent_id", label="Assigned agent id")
     unassigned = StrictBooleanFilter(field_name="assigned_agent", lookup_expr="isnull", label="Unassigned")
     q = django_filters.CharFilter(field_name="title", lookup_expr="icontains", label="Title contains")

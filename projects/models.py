@@ -6,7 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 
 from .choices import WRITE_ROLES, IssueStatus, WorkspaceRole
 
@@ -69,22 +69,35 @@ class WorkspaceMembership(TimeStampedModel):
 
 class ProjectQuerySet(models.QuerySet):
     def visible_to(self, user) -> ProjectQuerySet:
-        """Projects ``user`` may read: all for superusers; owned or in a workspace they belong to."""
+        """Projects ``user`` may read: all for superusers; owned or in a workspace they belong to.
+
+        The membership test is a subquery on the (workspace, user) index, not a join: no row can come twice, so
+        no DISTINCT is needed.
+        """
         if not user or not user.is_authenticated:
             return self.none()
         if user.is_superuser:
             return self
-        return self.filter(Q(owner=user) | Q(workspace__memberships__user=user)).distinct()
+        member_of = WorkspaceMembership.objects.filter(user=user).values("workspace_id")
+        return self.filter(Q(owner=user) | Q(workspace_id__in=member_of))
 
     def writable_by(self, user) -> ProjectQuerySet:
-        """Projects ``user`` may change: superuser, owner, or workspace admin/operator."""
+        """Projects ``user`` may change: superuser, owner, or workspace admin/operator (a subquery, like
+        ``visible_to``)."""
         if not user or not user.is_authenticated:
             return self.none()
         if user.is_superuser:
             return self
-        return self.filter(
-            Q(owner=user) | Q(workspace__memberships__user=user, workspace__memberships__role__in=WRITE_ROLES)
-        ).distinct()
+        writer_of = WorkspaceMembership.objects.filter(user=user, role__in=WRITE_ROLES).values("workspace_id")
+        return self.filter(Q(owner=user) | Q(workspace_id__in=writer_of))
+
+    def with_role(self, user) -> ProjectQuerySet:
+        """Annotate ``caller_role``: ``user``'s role in each project's workspace (``None`` without a membership), so
+        ``Project.can_write`` needs no query of its own."""
+        if not user or not user.is_authenticated:
+            return self
+        role = WorkspaceMembership.objects.filter(workspace_id=OuterRef("workspace_id"), user=user).values("role")
+        return self.annotate(caller_role=Subquery(role[:1]))
 
 
 class Project(TimeStampedModel):
@@ -106,11 +119,14 @@ class Project(TimeStampedModel):
         return self.name
 
     def can_write(self, user) -> bool:
-        """True when ``user`` is a superuser, the owner, or a workspace admin/operator."""
+        """True when ``user`` is a superuser, the owner, or a workspace admin/operator (read from ``caller_role``
+        when the project was loaded ``with_role(user)``)."""
         if not user or not user.is_authenticated:
             return False
         if user.is_superuser or self.owner_id == user.pk:
             return True
+        if getattr(self, "caller_role_of", None) == user.pk:
+            return self.caller_role in WRITE_ROLES
         return self.workspace.memberships.filter(user=user, role__in=WRITE_ROLES).exists()
 
 
@@ -127,6 +143,8 @@ class Issue(TimeStampedModel):
 
     class Meta:
         ordering = ["-created_at"]
+        # The issue list's order (newest first), so a page is an index range however many issues a project has.
+        indexes = [models.Index("project", models.F("created_at").desc(), models.F("id").desc(), name="issue_list_idx")]
 
     def __str__(self) -> str:
         return self.title

@@ -57,8 +57,13 @@ class ProjectScopedMixin:
 
     @cached_property
     def project(self) -> Project:
-        visible = Project.objects.visible_to(self.request.user).select_related("workspace", "owner")
-        return get_object_or_404(visible, pk=self.kwargs["project_id"])
+        """One indexed query: the project by primary key, its workspace and owner joined, the caller's role a
+        subquery (so the write check needs no query of its own)."""
+        user = self.request.user
+        visible = Project.objects.visible_to(user).with_role(user).select_related("workspace", "owner")
+        project = get_object_or_404(visible, pk=self.kwargs["project_id"])
+        project.caller_role_of = user.pk
+        return project
 
     def get_serializer_context(self):
         context = super().get_serializer_context()

@@ -11,7 +11,7 @@ from ..models import AgentRun
 class AgentRunFilterSet(django_filters.FilterSet):
     """``status``: repeatable (``?status=running&status=waiting``)."""
 
-    status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
+    status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices, distinct=False)  # no join: no duplicates
 
     class Meta:
         model = AgentRun

@@ -35,6 +35,7 @@ from projects import services as project_services
 from projects.models import Issue
 from syndarix.exceptions import InvalidInput
 
+from .. import counters
 from .. import services as agent_services
 from ..choices import (
     RUN_ACTIVE_STATUSES,
@@ -125,6 +126,10 @@ def _dispatch_next_locked(agent: AgentInstance) -> AgentRun | None:
 def run_dispatch_next(agent_id) -> AgentRun | None:
     """Start the agent's next run if the agent is ``idle`` and free: its paused run first, else its oldest
     queued run. Returns the run dispatched, or ``None``."""
+    if not AgentRun.objects.filter(agent_id=agent_id).exclude(status__in=RUN_FINISHED_STATUSES).exists():
+        # Nothing to start, found without a lock (every resume comes here); a run queued after this look dispatches
+        # itself, as ``run_create`` does for an idle agent.
+        return None
     with transaction.atomic():
         try:
             agent = _lock_agent(agent_id)
@@ -425,6 +430,8 @@ def run_complete(run: AgentRun, result: Any) -> AgentRun:
             agent_services.usage_increment(agent.pk, tasks_completed=1)
         except UsageLimitExceeded:  # 2^63 - 1 tasks: the run still succeeded, it just cannot be counted
             logger.warning("Agent %s: tasks_completed is at its limit; run %s is not counted", agent.pk, run.pk)
+        else:
+            counters.usage_added(agent, tasks_completed=1)
         if agent.status == S.WORKING:
             _transition(agent, S.IDLE, locked, "succeeded")
     return locked

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from syndarix.exceptions import InvalidInput
 
-from ..models import AgentRun, AgentRunStep
+from .. import counters
+from ..models import AgentInstance, AgentRun, AgentRunStep
 from ..services import usage_increment
 
 #: Largest serialized ``input`` / ``output`` a step stores (bytes); a larger value is stored as a preview.
@@ -55,7 +56,8 @@ def step_record(
     numbered 0, 1, ... without gaps whoever writes them (the worker, or a person's decision). Usage
     goes to ``AgentRun.tokens_used``/``cost`` and ``AgentInstance.tokens_used``/``cost_incurred`` with
     atomic ``F()`` increments in the same transaction (the agent's through ``usage_increment``, bounded by
-    its columns' range); ``input`` and ``output`` are ``cap``-ped.
+    its columns' range), and to the project's totals (``agents.counters``); ``input`` and ``output`` are
+    ``cap``-ped.
 
     Args:
         kind: a ``StepKind`` value.
@@ -79,6 +81,10 @@ def step_record(
             # the reaper), so recording a step never deadlocks with one of them.
             now = timezone.now()
             usage_increment(agent_id, tokens=tokens, cost=cost, last_heartbeat_at=now, last_activity_at=now)
+            if tokens or cost:
+                counters.usage_added(
+                    AgentInstance.objects.only("project_id", "is_playground").get(pk=agent_id), tokens=tokens, cost=cost
+                )
         index = AgentRun.objects.select_for_update().values_list("steps_completed", flat=True).get(pk=run_id)
         step = AgentRunStep.objects.create(
             run_id=run_id, index=index, kind=kind, name=name[:200], input=cap(input), output=cap(output),

@@ -57,12 +57,19 @@ _MAY_BE_EMPTY = (django_filters.CharFilter, django_filters.filters.BaseCSVFilter
 
 
 class StrictFilterBackend(DjangoFilterBackend):
-    """``DjangoFilterBackend`` that refuses an empty value for a filter that is not free text (400 ``invalid``).
+    """``DjangoFilterBackend`` that refuses an empty value for a filter that is not free text (400 ``invalid``), and
+    leaves the filterset it built on the view (``view.filterset``).
 
     django-filter reads ``?agent_type=`` or ``?is_active=`` as "not given"; the published schema says such a
     parameter is a UUID, a boolean or one of a list, so an empty one is a malformed request. Free-text filters
-    (``q``, slugs) and lists (``ordering``, ``status``) may still be empty.
+    (``q``, slugs) and lists (``ordering``, ``status``) may still be empty. A view reads the validated filters from
+    ``view.filterset.form.cleaned_data`` without building and validating another filterset.
     """
+
+    def get_filterset(self, request, queryset, view):
+        filterset = super().get_filterset(request, queryset, view)
+        view.filterset = filterset
+        return filterset
 
     def filter_queryset(self, request, queryset, view):
         filterset_class = self.get_filterset_class(view, queryset)

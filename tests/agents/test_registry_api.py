@@ -27,7 +27,8 @@ def test_lists_registered_classes_sorted_with_their_definitions(owner_client):
     assert response.status_code == 200
     body = response.json()
     assert body["pagination"] == {
-        "total": 3, "page": 1, "page_size": 20, "total_pages": 1, "has_next": False, "has_prev": False
+        "total": 3, "total_exact": True, "page": 1, "page_size": 20, "total_pages": 1, "has_next": False,
+        "has_prev": False, "next_cursor": None,
     }
     assert [item["slug"] for item in body["data"]] == ["builder", "reviewer", "tester"]
     reviewer = body["data"][1]

@@ -182,12 +182,15 @@ def test_list_is_paginated_with_metadata(owner_client, project, agent_type):
     assert len(body["data"]) == 2
     assert body["pagination"] == {
         "total": 5,
+        "total_exact": True,
         "page": 2,
         "page_size": 2,
         "total_pages": 3,
         "has_next": True,
         "has_prev": True,
+        "next_cursor": body["pagination"]["next_cursor"],
     }
+    assert body["pagination"]["next_cursor"]
     assert set(body["data"][0]) == REPRESENTATION
     assert owner_client.get(agents_url(project), {"limit": 500}).json()["pagination"]["page_size"] == 100
     assert owner_client.get(agents_url(project), {"page": 9}).status_code == 404

@@ -175,11 +175,13 @@ def test_members_see_every_project_of_their_workspace(member_client, workspace, 
     response = member_client(WorkspaceRole.VIEWER).get("/api/v1/projects", {"limit": 1})
     assert response.json()["pagination"] == {
         "total": 2,
+        "total_exact": True,
         "page": 1,
         "page_size": 1,
         "total_pages": 2,
         "has_next": True,
         "has_prev": False,
+        "next_cursor": None,  # ordered by workspace name (a related field): no cursor
     }
 
 

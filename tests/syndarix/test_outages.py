@@ -9,6 +9,9 @@ connect timeout cannot be set below 2 s, so that case gets 2 s plus a margin for
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
@@ -148,14 +151,22 @@ def test_the_per_account_login_throttle_holds_across_two_workers(serve, transact
         return server.post("/api/v1/auth/token", body, headers={"X-Forwarded-For": f"198.51.100.{n}",
                                                                 "X-Probe": str(n)})
 
+    def hold_a_worker() -> socket.socket:
+        """Occupy one idle sync worker with a request whose headers never end (it waits on the socket)."""
+        held = socket.create_connection(("127.0.0.1", server.port))
+        held.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        time.sleep(0.5)  # accepted by a worker
+        return held
+
     assert [attempt(n).status for n in range(5)] == [400] * 5
-    refused: list[str] = []
-    for n in range(5, 60):  # until both workers have refused an attempt
-        answer = attempt(n)
-        assert answer.status == 429, (n, answer.status, answer.body)
-        refused.append(str(n))
-        workers = server.worker_of(refused)
-        if len({workers.get(probe) for probe in refused} - {None}) == 2:
-            break
-    workers = server.worker_of(refused)
-    assert len({workers[probe] for probe in refused}) == 2, "one worker answered every refused attempt"
+    # Which worker takes a connection is up to the kernel; hold one worker, then the other, so each must answer.
+    first = hold_a_worker()
+    refused_by_one = [attempt(n) for n in range(5, 8)]
+    second = hold_a_worker()  # the only idle worker: the one that answered above
+    first.close()  # the first worker is free again, and the only one
+    refused_by_other = [attempt(n) for n in range(8, 11)]
+    second.close()
+    assert [a.status for a in refused_by_one + refused_by_other] == [429] * 6
+    workers = server.worker_of([str(n) for n in range(5, 11)])
+    assert len({workers[str(n)] for n in range(5, 8)}) == 1
+    assert len({workers[str(n)] for n in range(5, 11)}) == 2, "one worker answered every refused attempt"

@@ -1,0 +1,194 @@
+"""The agent counters: per project, agents by status and usage totals; per workspace, live agents.
+
+The project metrics, the list totals and the spawn's concurrency check read these rows (O(1)) instead of
+aggregating the agents (O(fleet)). Every change that moves a counter moves it in its own transaction, with one
+upsert (``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``, PostgreSQL and SQLite alike):
+
+- ``agent_spawned``: ``agents.services.agent_spawn`` (under the workspace lock);
+- ``agent_moved``: ``agents.services.agent_transition``, the one path of every status change;
+- ``usage_added``: ``agents.services.agent_record_usage`` and the runtime's steps and completed runs.
+
+Agents are never deleted one by one (they are terminated); they go with their project, and the project's counter
+rows with them. ``counters_recompute`` (the ``recompute_agent_counters`` command) rebuilds the rows from the agents,
+for data written around the services (a restore, bulk SQL).
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, Q, Sum
+
+from projects.models import Project, Workspace
+
+from .choices import AgentStatus
+from .models import AgentCounter, AgentInstance, WorkspaceAgentCounter
+
+#: The ``AgentCounter`` column of each status (the wire value).
+STATUS_COLUMNS = {status: status.value for status in AgentStatus}
+USAGE_COLUMNS = ("tasks_completed", "tokens_used", "cost_incurred")
+_COLUMNS = (*STATUS_COLUMNS.values(), *USAGE_COLUMNS)
+
+
+def _add_to_project(project_id, is_playground: bool, deltas: dict[str, Any]) -> None:
+    """Add ``deltas`` (column → amount) to the project's counter row, creating the row when missing."""
+    table, quote = AgentCounter._meta.db_table, connection.ops.quote_name
+    values = [deltas.get(column, 0) for column in _COLUMNS]
+    names = ", ".join(quote(column) for column in _COLUMNS)
+    updates = ", ".join(
+        f"{quote(column)} = {quote(table)}.{quote(column)} + excluded.{quote(column)}"
+        for column in _COLUMNS if column in deltas
+    )
+    pk = AgentCounter._meta.pk.get_db_prep_value(uuid.uuid4(), connection)
+    project = AgentCounter._meta.get_field("project").target_field.get_db_prep_value(project_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(table)} (id, project_id, is_playground, {names}) "
+            f"VALUES (%s, %s, %s, {', '.join(['%s'] * len(_COLUMNS))}) "
+            f"ON CONFLICT (project_id, is_playground) DO UPDATE SET {updates}",
+            [pk, project, is_playground, *values],
+        )
+
+
+def _add_to_workspace(workspace_id, live: int) -> None:
+    """Add ``live`` to the workspace's live-agent counter, creating the row when missing."""
+    table, quote = WorkspaceAgentCounter._meta.db_table, connection.ops.quote_name
+    workspace = WorkspaceAgentCounter._meta.pk.target_field.get_db_prep_value(workspace_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(table)} (workspace_id, live) VALUES (%s, %s) "
+            f"ON CONFLICT (workspace_id) DO UPDATE SET live = {quote(table)}.live + excluded.live",
+            [workspace, live],
+        )
+
+
+def agent_spawned(agent: AgentInstance, *, workspace_id) -> None:
+    """Count a new (IDLE) ``agent`` in its project and as live in ``workspace_id``. Call it in the spawn's
+    transaction, with the workspace locked."""
+    _add_to_project(agent.project_id, agent.is_playground, {STATUS_COLUMNS[AgentStatus.IDLE]: 1})
+    _add_to_workspace(workspace_id, 1)
+
+
+def agent_moved(agent: AgentInstance, *, source: str, target: str) -> None:
+    """Move ``agent`` from the ``source`` status column to ``target`` (and out of its workspace's live count when
+    ``target`` is terminated). Call it in the transition's transaction, with the agent locked."""
+    _add_to_project(agent.project_id, agent.is_playground, {STATUS_COLUMNS[source]: -1, STATUS_COLUMNS[target]: 1})
+    if target == AgentStatus.TERMINATED:
+        if AgentInstance.project.is_cached(agent):
+            workspace_id = agent.project.workspace_id
+        else:
+            workspace_id = Project.objects.filter(pk=agent.project_id).values_list("workspace_id", flat=True).get()
+        _add_to_workspace(workspace_id, -1)
+
+
+def usage_added(agent: AgentInstance, *, tokens: int = 0, cost: Decimal = Decimal("0"), tasks_completed: int = 0):
+    """Add usage (tokens, USD, tasks) to the totals of ``agent``'s project (``agent`` needs ``project_id`` and
+    ``is_playground``). Call it in the transaction that adds the usage to the agent."""
+    if tokens or cost or tasks_completed:
+        _add_to_project(agent.project_id, agent.is_playground,
+                        {"tokens_used": tokens, "cost_incurred": cost, "tasks_completed": tasks_completed})
+
+
+def project_metrics(project: Project, *, include_playground: bool = False) -> dict[str, Any]:
+    """The project's agent metrics from its counter rows, in one query.
+
+    Returns the shape of ``agents.selectors.agent_metrics``: ``total_instances``, ``active_instances``
+    (WORKING), ``idle_instances``, ``waiting_instances``, ``paused_instances``, ``terminated_instances``,
+    ``total_tasks_completed``, ``total_tokens_used`` (tokens), ``total_cost_incurred`` (USD, Decimal).
+    """
+    rows = AgentCounter.objects.filter(project=project)
+    if not include_playground:
+        rows = rows.filter(is_playground=False)
+    totals = {column: 0 for column in _COLUMNS}
+    for row in rows.values(*_COLUMNS):
+        for column in _COLUMNS:
+            totals[column] += row[column]
+    return {
+        "total_instances": sum(totals[column] for column in STATUS_COLUMNS.values()),
+        "active_instances": totals["working"],
+        "idle_instances": totals["idle"],
+        "waiting_instances": totals["waiting"],
+        "paused_instances": totals["paused"],
+        "terminated_instances": totals["terminated"],
+        "total_tasks_completed": totals["tasks_completed"],
+        "total_tokens_used": totals["tokens_used"],
+        "total_cost_incurred": Decimal(totals["cost_incurred"]),
+    }
+
+
+def agent_count(project: Project, *, statuses=None, include_playground: bool = False) -> int:
+    """How many agents ``project`` has (of ``statuses``, a collection of status values; default all), from its
+    counter rows: the total of the agent list when it is filtered by nothing else."""
+    columns = [STATUS_COLUMNS[AgentStatus(s)] for s in statuses] if statuses else list(STATUS_COLUMNS.values())
+    rows = AgentCounter.objects.filter(project=project)
+    if not include_playground:
+        rows = rows.filter(is_playground=False)
+    return sum(row[column] for row in rows.values(*columns) for column in columns)
+
+
+def workspace_live(workspace: Workspace) -> int:
+    """The workspace's live (not terminated) agents, playground included, from its counter."""
+    return WorkspaceAgentCounter.objects.filter(workspace=workspace).values_list("live", flat=True).first() or 0
+
+
+def counters_recompute(*, workspaces=None, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Rebuild the counters of ``workspaces`` (default: every workspace) from the agents, and report the rows
+    that were wrong.
+
+    One transaction per workspace: the workspace is locked (no spawn meanwhile) and its counter rows are locked
+    before the agents are aggregated, so a concurrent transition or usage either committed before the aggregate
+    (and is in it) or adds its change after the rebuilt value is saved. Rows that count nothing are kept.
+
+    Returns one ``{"workspace", "project", "is_playground", "column", "stored", "actual"}`` per value that differed
+    (``project``/``is_playground`` ``None`` for the workspace's ``live``). With ``dry_run`` nothing is written.
+    """
+    workspaces = Workspace.objects.all() if workspaces is None else workspaces
+    report: list[dict[str, Any]] = []
+    for workspace_id in workspaces.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            report += _recompute_workspace(workspace_id, dry_run=dry_run)
+    return report
+
+
+def _recompute_workspace(workspace_id, *, dry_run: bool) -> list[dict[str, Any]]:
+    Workspace.objects.select_for_update().filter(pk=workspace_id).first()
+    stored = {
+        (row.project_id, row.is_playground): row
+        for row in AgentCounter.objects.select_for_update().filter(project__workspace_id=workspace_id).order_by("pk")
+    }
+    stored_live = WorkspaceAgentCounter.objects.select_for_update().filter(workspace_id=workspace_id).first()
+    aggregates = {column: Count("pk", filter=Q(status=status)) for status, column in STATUS_COLUMNS.items()}
+    actual = {
+        (row["project_id"], row["is_playground"]): row
+        for row in AgentInstance.objects.filter(project__workspace_id=workspace_id)
+        .order_by()
+        .values("project_id", "is_playground")
+        .annotate(**aggregates, **{column: Sum(column) for column in USAGE_COLUMNS})
+    }
+    report = []
+    for key in sorted(set(stored) | set(actual), key=str):
+        row = stored.get(key) or AgentCounter(project_id=key[0], is_playground=key[1])
+        values = actual.get(key, {})
+        changed = []
+        for column in _COLUMNS:
+            want = values.get(column) or 0
+            have = getattr(row, column)
+            if have != want:
+                changed.append(column)
+                report.append({"workspace": workspace_id, "project": key[0], "is_playground": key[1],
+                               "column": column, "stored": have, "actual": want})
+                setattr(row, column, want)
+        if changed and not dry_run:
+            row.save(update_fields=changed) if key in stored else row.save(force_insert=True)
+    live = AgentInstance.objects.filter(project__workspace_id=workspace_id).live().count()
+    have_live = stored_live.live if stored_live else 0
+    if have_live != live or stored_live is None:
+        if have_live != live:
+            report.append({"workspace": workspace_id, "project": None, "is_playground": None, "column": "live",
+                           "stored": have_live, "actual": live})
+        if not dry_run:
+            WorkspaceAgentCounter.objects.update_or_create(workspace_id=workspace_id, defaults={"live": live})
+    return report

@@ -1,0 +1,221 @@
+"""Lists and hot paths at fleet scale: cursor paging (``?cursor=`` / ``next_cursor``), the list ``total`` from the
+agent counters or a capped count, the trigram index behind ``q``, and pinned query counts of the writes that read
+their agent once."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agents import services
+from agents.choices import AgentStatus as S
+from projects.choices import WorkspaceRole
+from syndarix.api import pagination
+from tests import factories
+from tests.conftest import client_for
+
+from .conftest import agents_url
+
+pytestmark = pytest.mark.django_db
+
+
+def walk(client, url: str, limit: int, **params) -> list[str]:
+    """Every id of the list, page after page through ``next_cursor``."""
+    ids, cursor = [], None
+    while True:
+        response = client.get(url, {"limit": limit, **params, **({"cursor": cursor} if cursor else {})})
+        assert response.status_code == 200, response.content
+        body = response.json()
+        ids += [row["id"] for row in body["data"]]
+        cursor = body["pagination"]["next_cursor"]
+        if cursor is None:
+            assert body["pagination"]["has_next"] is False
+            return ids
+
+
+def test_agent_list_cursor_walks_every_agent_once_in_page_order(owner_client, project, agent_type):
+    agents = [factories.AgentFactory(project=project, agent_type=agent_type) for _ in range(7)]
+    paged = [row["id"] for row in owner_client.get(agents_url(project), {"limit": 100}).json()["data"]]
+    assert walk(owner_client, agents_url(project), 3) == paged == [str(a.pk) for a in reversed(agents)]
+    body = owner_client.get(agents_url(project), {"limit": 3}).json()
+    follow = owner_client.get(agents_url(project), {"limit": 3, "cursor": body["pagination"]["next_cursor"]}).json()
+    assert follow["pagination"] == {
+        "total": 7, "total_exact": True, "page": None, "page_size": 3, "total_pages": 3, "has_next": True,
+        "has_prev": True, "next_cursor": follow["pagination"]["next_cursor"],
+    }
+    assert [row["id"] for row in follow["data"]] == paged[3:6]
+
+
+def test_a_cursor_is_stable_under_inserts(owner_client, project, agent_type):
+    for _ in range(5):
+        factories.AgentFactory(project=project, agent_type=agent_type)
+    first = owner_client.get(agents_url(project), {"limit": 2}).json()
+    expected = [row["id"] for row in owner_client.get(agents_url(project), {"limit": 100}).json()["data"]][2:]
+    for _ in range(3):  # newer agents come before the cursor's position: they shift pages, never a cursor
+        factories.AgentFactory(project=project, agent_type=agent_type)
+    rest = owner_client.get(agents_url(project), {"limit": 100, "cursor": first["pagination"]["next_cursor"]}).json()
+    assert [row["id"] for row in rest["data"]] == expected
+    assert rest["pagination"]["total"] == 8
+
+
+def test_cursor_follows_the_requested_ordering_and_filters(owner_client, project, agent_type):
+    for name in ("delta", "alpha", "charlie", "bravo", "echo"):
+        factories.AgentFactory(project=project, agent_type=agent_type, name=name)
+    paused = factories.agent_in_status(S.PAUSED, project=project, agent_type=agent_type, name="foxtrot")
+    names = [row["name"] for row in owner_client.get(agents_url(project), {"ordering": "name"}).json()["data"]]
+    walked = walk(owner_client, agents_url(project), 2, ordering="name")
+    assert names == ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+    assert len(walked) == 6
+    assert walk(owner_client, agents_url(project), 1, status="paused") == [str(paused.pk)]
+
+
+def test_bad_cursors_are_400_invalid_cursor(owner_client, project, agent_type):
+    for _ in range(3):
+        factories.AgentFactory(project=project, agent_type=agent_type)
+    cursor = owner_client.get(agents_url(project), {"limit": 1}).json()["pagination"]["next_cursor"]
+    for params in ({"cursor": "not-a-cursor"}, {"cursor": "e30"}, {"cursor": cursor, "ordering": "name"},
+                   {"cursor": cursor, "ordering": "last_activity_at"}):
+        response = owner_client.get(agents_url(project), params)
+        assert response.status_code == 400, params
+        assert response.json()["errors"][0]["code"] == "invalid_cursor"
+        assert response.json()["errors"][0]["field"] == "cursor"
+
+
+def test_an_ordering_with_a_nullable_field_has_no_cursor(owner_client, project, agent_type):
+    for _ in range(3):
+        factories.AgentFactory(project=project, agent_type=agent_type)
+    body = owner_client.get(agents_url(project), {"limit": 1, "ordering": "last_activity_at"}).json()
+    assert body["pagination"]["has_next"] is True
+    assert body["pagination"]["next_cursor"] is None
+
+
+def test_cursor_needs_auth_and_stays_in_the_callers_tenancy(owner_client, project, agent_type, api_client,
+                                                             stranger_client):
+    for _ in range(2):
+        factories.AgentFactory(project=project, agent_type=agent_type)
+    cursor = owner_client.get(agents_url(project), {"limit": 1}).json()["pagination"]["next_cursor"]
+    assert api_client.get(agents_url(project), {"cursor": cursor}).status_code == 401
+    assert stranger_client.get(agents_url(project), {"cursor": cursor}).status_code == 404
+
+
+def test_transition_issue_and_run_lists_page_by_cursor(owner_client, project, agent, user):
+    for n in range(3):
+        services.agent_pause(agent, actor=user, reason=f"p{n}")
+        services.agent_resume(agent, actor=user)
+        factories.IssueFactory(project=project)
+        agent.runs.create(instruction=f"run {n}")
+    for url in (agents_url(project, agent, "transitions"), f"/api/v1/projects/{project.pk}/issues",
+                agents_url(project, agent, "runs")):
+        paged = [row["id"] for row in owner_client.get(url, {"limit": 100}).json()["data"]]
+        assert len(paged) >= 3
+        assert walk(owner_client, url, 2) == paged, url
+
+
+def test_agent_list_total_comes_from_the_counters_and_others_are_capped(owner_client, project, agent_type,
+                                                                        monkeypatch):
+    for _ in range(4):
+        factories.AgentFactory(project=project, agent_type=agent_type)
+    factories.agent_in_status(S.PAUSED, project=project, agent_type=agent_type)
+    services.agent_spawn(project=project, agent_type=agent_type, name="draft", is_playground=True)
+    monkeypatch.setattr(pagination, "COUNT_LIMIT", 2)
+    counted = {
+        (): (5, True), (("status", "paused"),): (1, True), (("include_playground", "true"),): (6, True),
+        (("q", "agent"),): (3, False),  # counted by the paginator, which stops one row past the limit
+        (("q", "draft"), ("include_playground", "true")): (1, True),
+    }
+    for params, (total, exact) in counted.items():
+        pagination_body = owner_client.get(agents_url(project), {"limit": 1, **dict(params)}).json()["pagination"]
+        assert (pagination_body["total"], pagination_body["total_exact"]) == (total, exact), params
+    # A page past the cap is still served: the count goes one row past the page asked for.
+    body = owner_client.get(agents_url(project), {"q": "agent", "limit": 1, "page": 4}).json()
+    assert len(body["data"]) == 1
+    assert body["pagination"]["has_next"] is True
+    assert (body["pagination"]["total"], body["pagination"]["total_exact"]) == (5, False)
+
+
+def test_q_uses_a_trigram_index_on_postgresql(owner_client, project, agent_type):
+    assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'agent_name_trgm_idx'")
+        (definition,) = cursor.fetchone()
+    assert "gin" in definition and "gin_trgm_ops" in definition and "upper" in definition.lower()
+    factories.AgentFactory(project=project, agent_type=agent_type, name="Coder-4E21")
+    factories.AgentFactory(project=project, agent_type=agent_type, name="planner-77")
+    assert [row["name"] for row in owner_client.get(agents_url(project), {"q": "coder-4e"}).json()["data"]] == [
+        "Coder-4E21"
+    ]
+
+
+def write_queries(client, method: str, url: str, body=None) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = getattr(client, method)(url, body or {}, format="json")
+    assert response.status_code in (200, 201), response.content
+    return len(captured.captured_queries)
+
+
+def test_hot_paths_read_their_agent_once_and_do_not_grow_with_the_fleet(project, agent_type, user):
+    """Query counts of each hot path, for a project of 1 agent and of 30: equal, and pinned."""
+    operator = factories.UserFactory()
+    factories.MembershipFactory(workspace=project.workspace, user=operator, role=WorkspaceRole.OPERATOR)
+    client = client_for(operator)
+    agent = factories.AgentFactory(project=project, agent_type=agent_type)
+    factories.IssueFactory(project=project, assigned_agent=agent)
+
+    def counts() -> dict[str, int]:
+        return {
+            "detail": write_queries(client, "get", agents_url(project, agent)),
+            "metrics": write_queries(client, "get", agents_url(project) + "/metrics"),
+            "pause": write_queries(client, "post", agents_url(project, agent, "pause")),
+            "resume": write_queries(client, "post", agents_url(project, agent, "resume")),
+            "usage": write_queries(client, "post", agents_url(project, agent, "usage"), {"tokens": 5}),
+            "spawn": write_queries(client, "post", agents_url(project),
+                                   {"agent_type_id": str(agent_type.pk), "name": "new"}),
+        }
+
+    one = counts()
+    for n in range(30):
+        other = factories.AgentFactory(project=project, agent_type=agent_type)
+        factories.IssueFactory(project=project, assigned_agent=other)
+        if n % 3 == 0:
+            services.agent_pause(other)
+    assert counts() == one
+    # Each: token, project (+ the caller's role), then what the path needs. A write runs in a transaction of its own
+    # (here a savepoint pair, as the test is a transaction) and locks and reads its agent once.
+    assert one == {
+        "detail": 3,  # the agent with its joins and issue count
+        "metrics": 3,  # the project's counter rows
+        # locked agent read (joins, issue count), its own savepoint pair, agent update, ledger insert, counter upsert
+        "pause": 10,
+        "resume": 10,  # (+ after commit, the runtime looks for a queued run)
+        "usage": 9,  # locked agent read, agent update, counter upsert
+        "spawn": 13,  # agent type, workspace lock, live counter, revision, inserts, counter upserts, issue count
+    }
+
+
+def test_the_compiled_agent_representation_equals_drfs(project, user):
+    """``CompiledRepresentationMixin`` renders exactly what DRF's field-by-field path renders."""
+    from rest_framework import serializers as drf_serializers
+
+    from agents.selectors import agent_queryset
+    from agents.serializers import AgentInstanceSerializer
+    from syndarix.api.representation import _plan
+
+    agent_type = factories.AgentTypeFactory(config_schema={})
+    revision = services.agent_type_commit_revision(agent_type, template={"instructions": "hi", "tools": []})
+    busy = factories.AgentFactory(project=project, agent_type=agent_type, config={"a": [1, {"b": None}]})
+    services.agent_update(busy, data={"short_term_memory": {"ü": "ñ", "n": 1.5}, "max_tokens": 10**12,
+                                      "max_cost_usd": "12.3"})
+    services.agent_record_usage(busy, tokens=2**40, cost="0.1234565", tasks_completed=3)
+    factories.IssueFactory(project=project, assigned_agent=busy)
+    factories.agent_in_status(S.TERMINATED, project=project, agent_type=agent_type)
+    factories.agent_in_status(S.WAITING, project=project, agent_type=agent_type)
+    assert busy.agent_type_revision == revision
+    rows = list(agent_queryset().filter(project=project))
+    assert len(rows) == 3
+    for row in rows:
+        serializer = AgentInstanceSerializer(row)
+        assert _plan(serializer) is not None  # the compiled path, not a fallback
+        drf = drf_serializers.ModelSerializer.to_representation(serializer, row)
+        assert serializer.data == drf
+        assert list(serializer.data) == list(drf)
