@@ -190,7 +190,7 @@ class AgentInstanceQuerySet(models.QuerySet):
 class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
     """A running (or stopped) agent in a project.
 
-    Lifecycle (design.md §3; the seed's table)::
+    Lifecycle::
 
         IDLE     -> WORKING, PAUSED, TERMINATED
         WORKING  -> IDLE, WAITING, PAUSED, TERMINATED
@@ -584,7 +584,7 @@ class AgentTypeRevisionQuerySet(models.QuerySet):
 
 
 class AgentTypeRevision(models.Model):
-    """An immutable committed version of an agent type's template (design.md §2, §6).
+    """An immutable committed version of an agent type's template.
 
     ``template`` is the ``parameters.agent`` document exactly as it was committed; ``version`` counts
     1, 2, ... per agent type with no gaps (allocated under a lock on the agent type row by

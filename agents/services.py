@@ -715,7 +715,7 @@ def agent_type_update(agent_type: AgentType, *, data: dict[str, Any]) -> AgentTy
 def agent_type_commit_revision(
     agent_type: AgentType, *, template: dict[str, Any], message: str = "", author=None
 ) -> AgentTypeRevision:
-    """Commit ``template`` as the next immutable revision of ``agent_type`` (design.md §6).
+    """Commit ``template`` as the next immutable revision of ``agent_type``.
 
     The version is the type's highest version + 1 (1 for the first commit), allocated while the
     agent type row is locked, so concurrent commits to one type queue and get consecutive versions

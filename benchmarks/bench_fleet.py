@@ -171,11 +171,11 @@ def seed(sizes: list[str], reseed: bool) -> dict:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection, transaction
-    from rest_framework.authtoken.models import Token
 
     from agents.models import AgentInstance, AgentType
     from projects.choices import WorkspaceRole
     from projects.models import Project, Workspace, WorkspaceMembership
+    from projects.services import auth_token_create
 
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
@@ -183,9 +183,9 @@ def seed(sizes: list[str], reseed: bool) -> dict:
     User = get_user_model()
     owner, _ = User.objects.get_or_create(username="fleet-owner")
     operator, _ = User.objects.get_or_create(username="fleet-operator")
-    token, _ = Token.objects.get_or_create(user=operator)
+    _, token = auth_token_create(user=operator)
     agent_type, _ = AgentType.objects.get_or_create(slug="fleet-worker", defaults={"name": "Fleet worker"})
-    fleet = {"token": token.key, "agent_type": str(agent_type.pk), "operator": operator.pk, "projects": {}}
+    fleet = {"token": token, "agent_type": str(agent_type.pk), "operator": operator.pk, "projects": {}}
     for size in sizes:
         count = SIZES[size]
         workspace, _ = Workspace.objects.get_or_create(

@@ -1,7 +1,7 @@
 """The playground build kit: an agent-template overlay, and the rule that applies it.
 
 The overlay is a partial ``parameters.agent`` document that helps someone author an agent in the
-playground (design.md §6). It is shown there and merged into a throwaway copy of the draft for a
+playground. It is shown there and merged into a throwaway copy of the draft for a
 kit-on run; it is never committed and the agents app never reads it.
 
 ``build_overlay()`` assembles it by iterating the catalogs:

@@ -35,7 +35,7 @@ def template_commit(
     """Validate ``template`` and commit it, exactly as given, as ``agent_type``'s next revision.
 
     The build kit is never applied here: whatever the playground ran, the revision holds only
-    the submitted template (design.md §6).
+    the submitted template.
 
     Args:
         template: a ``parameters.agent`` document (``schemas/agent_template.schema.json``).

@@ -1,4 +1,4 @@
-"""The Celery application: agent runs and lifecycle hooks execute on its workers (design.md §7, §8).
+"""The Celery application: agent runs and lifecycle hooks execute on its workers.
 
 Start workers with ``celery -A syndarix worker`` and the periodic jobs with ``celery -A syndarix beat``;
 any number of workers on any number of machines share one PostgreSQL and one broker (Redis). The

@@ -3,7 +3,7 @@
 The server knows no app: it asks each registered provider, in registration order, which tools a user may
 list and to run a call. The AI services app registers its own tools (``AIToolProvider``); the agents app
 registers the platform tool registry (``agents.runtime.tools.mcp``), so this app never imports the agents app
-(design.md §1) and every tool is declared once, where it lives.
+and every tool is declared once, where it lives.
 """
 
 from __future__ import annotations

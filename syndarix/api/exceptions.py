@@ -1,7 +1,7 @@
 """The one place where errors become HTTP responses.
 
-Every error leaves the API as ``{"success": false, "errors": [{"code", "message", "field", ...}]}``
-(design.md §4). Views and serializers raise; they never build this body themselves.
+Every error leaves the API as ``{"success": false, "errors": [{"code", "message", "field", ...}]}``.
+Views and serializers raise; they never build this body themselves.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pagination with the design's list envelope (design.md §4): page numbers, and cursors for deep paging."""
+"""Pagination with the API's list envelope: page numbers, and cursors for deep paging."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Access rules shared by every API view (design.md §4) that know no app.
+"""Access rules shared by every API view that know no app.
 
 Anything outside the caller's reach is 404, never 403, so ids cannot be probed; a visible object
 the caller may not change is 403. The tenancy rules (projects, workspaces) live in

@@ -61,5 +61,5 @@ def test_settings_built_from_the_example_pass_the_checks(example_values, tmp_pat
         "engine": "django.db.backends.sqlite3",
         "limit": 50,
         "hooks": 10.0,
-        "hosts": ["127.0.0.1", "localhost"],
+        "hosts": ["127.0.0.1", "localhost", "testserver"],
     }

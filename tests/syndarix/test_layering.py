@@ -1,6 +1,6 @@
-"""The layering of design.md §1, held by walking every import of every module: plumbing (``syndarix``) imports no
-app, tenancy (``projects``) imports no other app, ``agents`` never imports ``buildkit``, ``aiservices`` never
-imports ``agents`` or ``buildkit``. Migrations are history and are not walked."""
+"""The layering of the apps (README, "Development"), held by walking every import of every module: plumbing
+(``syndarix``) imports no app, tenancy (``projects``) imports no other app, ``agents`` never imports ``buildkit``,
+``aiservices`` never imports ``agents`` or ``buildkit``. Migrations are history and are not walked."""
 
 from __future__ import annotations
 

@@ -157,7 +157,7 @@ AGENTS = [
               "", 0, 0),
     DemoAgent("mobile-app", "qa", "Release tester", S.TERMINATED, {"model": "gpt-4o-mini", "framework": "espresso"},
               "", 3, 25_000, TerminationReason.BUDGET),
-    # Agents of the built-in classes (agents/builtin.py): their lifecycle hooks fill short_term_memory.
+    # Agents of the built-in classes (agents/registry/builtin.py): their lifecycle hooks fill short_term_memory.
     DemoAgent("storefront", "reviewer", "Pull-request reviewer", S.WORKING,
               {"model": "claude-sonnet", "strictness": "strict"}, "Review the checkout refactoring", 2, 21_000),
     DemoAgent("storefront", "builder", "Release builder", S.IDLE, {"model": "gpt-4o", "language": "python"},
