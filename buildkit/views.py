@@ -293,6 +293,8 @@ class ResolveView(RateLimitMixin, APIView):
 class PlatformOpListView(RateLimitMixin, generics.GenericAPIView):
     """The platform ops catalog as a paginated list (``EnvelopePagination``, the API's list envelope)."""
 
+    cursor_pagination = False  # the list is built in Python: ``?page=`` only
+
     serializer_class = PlatformOpSerializer
     pagination_class = EnvelopePagination
     filter_backends: list = []  # a fixed catalog, not a queryset

@@ -57,6 +57,8 @@ def _error(code: str, message: str) -> dict:
 class AgentClassListView(RateLimitMixin, generics.ListAPIView):
     """Registered agent classes, paginated (``?page=``, ``?limit=``)."""
 
+    cursor_pagination = False  # the list is built in Python: ``?page=`` only
+
     serializer_class = AgentClassSerializer
     permission_classes = [IsAuthenticated]
     filter_backends: list = []  # a list of classes, not a queryset: nothing to filter

@@ -22,6 +22,9 @@ from syndarix.exceptions import InvalidInput
 #: knows it from counters (the agent list): counting a million rows costs more than serving the page.
 COUNT_LIMIT = 10_000
 
+#: The most rows a count ever goes to (a SQL ``LIMIT`` is a 64-bit integer): a page past it is past the end.
+MAX_COUNT = 2**62
+
 
 class CappedCountPaginator(Paginator):
     """A Django paginator whose ``count`` is ``known_total`` when the view has one, else counted on the stripped
@@ -64,7 +67,7 @@ class EnvelopePagination(PageNumberPagination):
     page_size = 20
     page_size_query_param = "limit"
     max_page_size = 100
-    cursor_query_param = "cursor"
+    cursor_query_param = "cursor"  # a view whose list is not a queryset sets ``cursor_pagination = False``
 
     def paginate_queryset(self, queryset: QuerySet, request, view=None):
         # A malformed ``page`` or ``limit`` is 400 (DRF would answer 404 or ignore it).
@@ -83,8 +86,9 @@ class EnvelopePagination(PageNumberPagination):
         if cursor:
             return self._paginate_cursor(queryset, cursor, page_size, known_total)
         number = int(request.query_params.get(self.page_query_param, 1))
+        count_cap = max(COUNT_LIMIT, min(number * page_size, MAX_COUNT))
         self.django_paginator_class = lambda object_list, per_page: CappedCountPaginator(
-            object_list, per_page, known_total=known_total, count_cap=max(COUNT_LIMIT, number * page_size)
+            object_list, per_page, known_total=known_total, count_cap=count_cap
         )
         rows = super().paginate_queryset(queryset, request, view)
         self.rows = rows
@@ -159,6 +163,8 @@ class EnvelopePagination(PageNumberPagination):
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             parameter["schema"]["minimum"] = 1
+        if not getattr(view, "cursor_pagination", True):  # a list built in Python (no queryset): pages only
+            return parameters
         parameters.append({
             "name": self.cursor_query_param,
             "required": False,

@@ -48,6 +48,12 @@ def test_a_page_past_the_end_is_404_and_a_large_limit_counts_as_100(owner_client
     assert (response.status_code, response.json()["pagination"]["page_size"]) == (200, 100)
 
 
+@pytest.mark.parametrize("path", ["/api/v1/projects", "/api/v1/workspaces", "/api/v1/agent-types"])
+def test_a_page_beyond_any_count_is_404_not_an_overflow(owner_client, project, path):
+    # page × limit past a 64-bit LIMIT: the count stops at its ceiling and the page is past the end.
+    assert owner_client.get(path, {"page": 10**23, "limit": 10**25}).status_code == 404
+
+
 def test_the_schema_says_pages_start_at_one_and_lists_may_be_404(schema):
     operation = schema["paths"]["/api/v1/projects"]["get"]
     parameters = {p["name"]: p["schema"] for p in operation["parameters"]}
