@@ -62,7 +62,7 @@ _E409 = {"e409": "`invalid_transition` (with `allowed_transitions`), `agent_term
     list=extend_schema(
         summary="List agent types",
         description="Any authenticated user; inactive types included (filter with `is_active`).",
-        responses={200: AgentTypeSerializer, **error_responses(400, 401, 429)},
+        responses={200: AgentTypeSerializer},
     ),
     create=extend_schema(
         summary="Create an agent type",
@@ -70,10 +70,10 @@ _E409 = {"e409": "`invalid_transition` (with `allowed_transitions`), `agent_term
             "Staff with the `agents.add_agenttype` permission. `handler`, when set, must name a registered agent "
             "class (else 400 `unknown_handler`, listing them); a taken `slug` is 400 `unique`."
         ),
-        responses={201: AgentTypeSerializer, **error_responses(400, 401, 403, 429)},
+        responses={201: AgentTypeSerializer, **error_responses(403)},
     ),
     retrieve=extend_schema(
-        summary="Get an agent type", responses={200: AgentTypeSerializer, **error_responses(401, 404, 429)}
+        summary="Get an agent type", responses={200: AgentTypeSerializer}
     ),
     partial_update=extend_schema(
         summary="Update an agent type",
@@ -81,12 +81,12 @@ _E409 = {"e409": "`invalid_transition` (with `allowed_transitions`), `agent_term
             "Staff with `agents.change_agenttype`. Deactivate (`is_active: false`) to stop new spawns. A changed "
             "`handler` must name a registered agent class (400 `unknown_handler`)."
         ),
-        responses={200: AgentTypeSerializer, **error_responses(400, 401, 403, 404, 429)},
+        responses={200: AgentTypeSerializer, **error_responses(403)},
     ),
     destroy=extend_schema(
         summary="Delete an agent type",
         description="Staff with `agents.delete_agenttype`; refused with 409 `protected` while agents use it.",
-        responses={204: OpenApiResponse(description="Deleted."), **error_responses(401, 403, 404, 409, 429)},
+        responses={204: OpenApiResponse(description="Deleted."), **error_responses(403, 409)},
     ),
 )
 @extend_schema(tags=["agent-types"])
@@ -114,7 +114,7 @@ class AgentTypeViewSet(RateLimitMixin, viewsets.ModelViewSet):
         operation_id="list_project_agents",
         summary="List a project's agents",
         description="Paginated, newest first. Playground agents are left out unless `include_playground=true`.",
-        responses={200: AgentInstanceSerializer, **error_responses(400, 401, 404, 429)},
+        responses={200: AgentInstanceSerializer},
     ),
     create=extend_schema(
         operation_id="spawn_agent",
@@ -133,7 +133,7 @@ class AgentTypeViewSet(RateLimitMixin, viewsets.ModelViewSet):
     retrieve=extend_schema(
         operation_id="get_agent",
         summary="Get an agent",
-        responses={200: AgentInstanceSerializer, **error_responses(401, 404, 429)},
+        responses={200: AgentInstanceSerializer},
     ),
     partial_update=extend_schema(
         operation_id="update_agent",
@@ -185,13 +185,13 @@ class AgentTypeViewSet(RateLimitMixin, viewsets.ModelViewSet):
             "step with every spawn, transition and usage): one query whatever the fleet's size."
         ),
         parameters=[INCLUDE_PLAYGROUND],
-        responses={200: AgentMetricsSerializer, **error_responses(401, 404, 429)},
+        responses={200: AgentMetricsSerializer},
     ),
     agent_metrics=extend_schema(
         operation_id="get_agent_metrics",
         summary="Agent metrics",
         description="The project metrics' shape, for one agent.",
-        responses={200: AgentMetricsSerializer, **error_responses(401, 404, 429)},
+        responses={200: AgentMetricsSerializer},
     ),
     usage=extend_schema(
         operation_id="record_agent_usage",
@@ -207,7 +207,7 @@ class AgentTypeViewSet(RateLimitMixin, viewsets.ModelViewSet):
         operation_id="list_agent_transitions",
         summary="Agent transition ledger",
         description="Every lifecycle change of the agent (the spawn first), newest first, paginated.",
-        responses={200: AgentTransitionSerializer(many=True), **error_responses(401, 404, 429)},
+        responses={200: AgentTransitionSerializer(many=True)},
     ),
 )
 @extend_schema(tags=["agents"])

@@ -84,12 +84,12 @@ class AuthTokenView(RateLimitMixin, APIView):
     list=extend_schema(
         summary="List your API tokens",
         description="Your unexpired tokens, newest first, without their secrets; `current` marks this request's.",
-        responses={200: AuthTokenInfoSerializer, **error_responses(400, 401, 404, 429)},
+        responses={200: AuthTokenInfoSerializer},
     ),
     destroy=extend_schema(
         summary="Revoke one of your API tokens",
         description="By its `token_key`; the next request with it is 401.",
-        responses={204: OpenApiResponse(description="Revoked."), **error_responses(401, 404, 429)},
+        responses={204: OpenApiResponse(description="Revoked.")},
     ),
 )
 @extend_schema(tags=["auth"])
@@ -119,7 +119,7 @@ class AuthTokenViewSet(RateLimitMixin, mixins.ListModelMixin, mixins.DestroyMode
     summary="Log out this token",
     description="Revokes the token this request is authenticated with (token authentication only).",
     request=None,
-    responses={200: MessageSerializer, **error_responses(401, 429)},
+    responses={200: MessageSerializer},
 )
 class LogoutView(RateLimitMixin, APIView):
     """``POST /auth/logout``: revoke the request's own token."""
@@ -138,7 +138,7 @@ class LogoutView(RateLimitMixin, APIView):
     summary="Log out everywhere",
     description="Revokes every API token of the caller (a password change does the same).",
     request=None,
-    responses={200: MessageSerializer, **error_responses(401, 429)},
+    responses={200: MessageSerializer},
 )
 class LogoutAllView(RateLimitMixin, APIView):
     """``POST /auth/logout-all``: revoke all of the caller's tokens."""
@@ -155,15 +155,15 @@ class LogoutAllView(RateLimitMixin, APIView):
     list=extend_schema(
         summary="List workspaces",
         description="Workspaces you are a member of or own a project in (superusers: all).",
-        responses={200: WorkspaceSerializer, **error_responses(400, 401, 429)},
+        responses={200: WorkspaceSerializer},
     ),
     create=extend_schema(
         summary="Create a workspace",
         description="Superusers only.",
-        responses={201: WorkspaceSerializer, **error_responses(400, 401, 403, 429)},
+        responses={201: WorkspaceSerializer, **error_responses(403)},
     ),
     retrieve=extend_schema(
-        summary="Get a workspace", responses={200: WorkspaceSerializer, **error_responses(401, 404, 429)}
+        summary="Get a workspace", responses={200: WorkspaceSerializer}
     ),
     partial_update=extend_schema(
         summary="Update a workspace",
@@ -171,12 +171,12 @@ class LogoutAllView(RateLimitMixin, APIView):
             "Superusers and the workspace's admins; only superusers change `slug` (unique across tenants, so an "
             "admin cannot probe for other tenants' slugs) and `max_concurrent_agents` (403 otherwise)."
         ),
-        responses={200: WorkspaceSerializer, **error_responses(400, 401, 403, 404, 429)},
+        responses={200: WorkspaceSerializer, **error_responses(403)},
     ),
     destroy=extend_schema(
         summary="Delete a workspace",
         description="Superusers only, and only once the workspace has no projects (else 409 `workspace_not_empty`).",
-        responses={204: OpenApiResponse(description="Deleted."), **error_responses(401, 403, 404, 409, 429)},
+        responses={204: OpenApiResponse(description="Deleted."), **error_responses(403, 409)},
     ),
 )
 @extend_schema(tags=["workspaces"])
@@ -208,7 +208,7 @@ class WorkspaceViewSet(RateLimitMixin, viewsets.ModelViewSet):
     list=extend_schema(
         summary="List projects",
         description="Projects you own, or in workspaces you are a member of (superusers: all).",
-        responses={200: ProjectSerializer, **error_responses(400, 401, 429)},
+        responses={200: ProjectSerializer},
     ),
     create=extend_schema(
         summary="Create a project",
@@ -216,15 +216,15 @@ class WorkspaceViewSet(RateLimitMixin, viewsets.ModelViewSet):
             "You become its owner. Needs write access to the workspace (admin or operator member, or superuser): "
             "a viewer gets 403; a workspace you cannot see is a 400 on `workspace_id`."
         ),
-        responses={201: ProjectSerializer, **error_responses(400, 401, 403, 429)},
+        responses={201: ProjectSerializer, **error_responses(403)},
     ),
     retrieve=extend_schema(
-        summary="Get a project", responses={200: ProjectSerializer, **error_responses(401, 404, 429)}
+        summary="Get a project", responses={200: ProjectSerializer}
     ),
     partial_update=extend_schema(
         summary="Update a project",
         description="Owner, workspace admins and operators, superusers. The workspace cannot change.",
-        responses={200: ProjectSerializer, **error_responses(400, 401, 403, 404, 429)},
+        responses={200: ProjectSerializer, **error_responses(403)},
     ),
     destroy=extend_schema(
         summary="Delete a project",
@@ -232,7 +232,7 @@ class WorkspaceViewSet(RateLimitMixin, viewsets.ModelViewSet):
             "Deletes its issues, and its terminated agents with their ledger. Refused with 409 "
             "`project_has_live_agents` while any agent is not terminated."
         ),
-        responses={204: OpenApiResponse(description="Deleted."), **error_responses(401, 403, 404, 409, 429)},
+        responses={204: OpenApiResponse(description="Deleted."), **error_responses(403, 409)},
     ),
 )
 @extend_schema(tags=["projects"])
@@ -262,22 +262,22 @@ class ProjectViewSet(RateLimitMixin, viewsets.ModelViewSet):
 
 @extend_schema_view(
     list=extend_schema(
-        summary="List a project's issues", responses={200: IssueSerializer, **error_responses(400, 401, 404, 429)}
+        summary="List a project's issues", responses={200: IssueSerializer}
     ),
     create=extend_schema(
         summary="Create an issue",
         description="`assigned_agent_id` must be a live agent of this project (else 400).",
-        responses={201: IssueSerializer, **error_responses(400, 401, 403, 404, 429)},
+        responses={201: IssueSerializer, **error_responses(403)},
     ),
-    retrieve=extend_schema(summary="Get an issue", responses={200: IssueSerializer, **error_responses(401, 404, 429)}),
+    retrieve=extend_schema(summary="Get an issue", responses={200: IssueSerializer}),
     partial_update=extend_schema(
         summary="Update an issue",
         description="Title, body, status, or `assigned_agent_id` (a live agent of this project, or null).",
-        responses={200: IssueSerializer, **error_responses(400, 401, 403, 404, 429)},
+        responses={200: IssueSerializer, **error_responses(403)},
     ),
     destroy=extend_schema(
         summary="Delete an issue",
-        responses={204: OpenApiResponse(description="Deleted."), **error_responses(401, 403, 404, 429)},
+        responses={204: OpenApiResponse(description="Deleted."), **error_responses(403)},
     ),
 )
 @extend_schema(tags=["issues"])

@@ -48,7 +48,7 @@ APPROVAL_ID = OpenApiParameter("approval_id", str, OpenApiParameter.PATH, descri
         operation_id="list_agent_runs",
         summary="List an agent's runs",
         description="Newest first, paginated; `status` filters (repeatable).",
-        responses={200: AgentRunSerializer, **error_responses(400, 401, 404, 429)},
+        responses={200: AgentRunSerializer},
     ),
     create=extend_schema(
         operation_id="create_agent_run",
@@ -70,13 +70,13 @@ APPROVAL_ID = OpenApiParameter("approval_id", str, OpenApiParameter.PATH, descri
         operation_id="get_agent_run",
         summary="Get a run with its steps",
         description="The run and its first 100 steps (`steps_truncated` when there are more: see `.../steps`).",
-        responses={200: AgentRunDetailSerializer, **error_responses(401, 404, 429)},
+        responses={200: AgentRunDetailSerializer},
     ),
     steps=extend_schema(
         operation_id="list_agent_run_steps",
         summary="A run's steps",
         description="The run's trace in order (index 0 first), paginated.",
-        responses={200: AgentRunStepSerializer(many=True), **error_responses(401, 404, 429)},
+        responses={200: AgentRunStepSerializer(many=True)},
     ),
     cancel=extend_schema(
         operation_id="cancel_agent_run",
