@@ -37,6 +37,7 @@ import django  # noqa: E402
 django.setup()
 
 import jsonpatch  # noqa: E402
+from _support import throwaway_database  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
@@ -120,13 +121,8 @@ def main() -> None:
     parser.add_argument("--before", action="store_true", help="also time the previous diff (tens of seconds)")
     args = parser.parse_args()
     settings.ALLOWED_HOSTS = ["testserver"]
-    database = settings.DATABASES["default"]
-    database.setdefault("TEST", {})["NAME"] = f"bench_diff_{os.getpid()}"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_database("bench_diff"):
         run(args.before)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from _support import throwaway_database  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
@@ -134,13 +135,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300, help="timed reads per figure (default 300)")
     args = parser.parse_args()
     settings.ALLOWED_HOSTS = ["testserver"]
-    database = settings.DATABASES["default"]
-    database.setdefault("TEST", {})["NAME"] = f"bench_mcp_{os.getpid()}"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_database("bench_mcp"):
         run(args.samples)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,9 @@ import django  # noqa: E402
 
 django.setup()
 
+from _support import throwaway_database  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.db import connection  # noqa: E402
 
 from projects.services import auth_token_create  # noqa: E402
 from tests.live import Gunicorn, SilentServer, dead_port  # noqa: E402
@@ -60,24 +60,21 @@ def main() -> None:
     args = parser.parse_args()
     if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
         sys.exit("DATABASE_URL must point at PostgreSQL.")
-    database = connection.settings_dict
-    database.setdefault("TEST", {})["NAME"] = f"bench_outages_{os.getpid()}"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     log_dir = Path(tempfile.mkdtemp(prefix="bench_outages_"))
-    silent = SilentServer()
-    try:
+    with throwaway_database("bench_outages") as database, SilentServer() as silent:
         user = get_user_model().objects.create_user(username="bench")
         _row, token = auth_token_create(user=user)
         auth = {"Authorization": f"Token {token}"}
         live = {"DATABASE_URL": database_url(database), "REDIS_URL": settings.REDIS_URL,
                 "CELERY_BROKER_URL": settings.CELERY_BROKER_URL}
+        fail_closed = {"RATELIMIT_FAIL_OPEN": "false"}
         cases = [
             ("database", "dead", {"DATABASE_URL": f"postgres://postgres@127.0.0.1:{dead_port()}/x"}),
             ("database", "silent", {"DATABASE_URL": f"postgres://postgres@127.0.0.1:{silent.port}/x"}),
             ("cache", "dead", {"REDIS_URL": f"redis://127.0.0.1:{dead_port()}/0"}),
             ("cache", "silent", {"REDIS_URL": f"redis://127.0.0.1:{silent.port}/0"}),
-            ("cache", "dead", {"REDIS_URL": f"redis://127.0.0.1:{dead_port()}/0", "RATELIMIT_FAIL_OPEN": "false"}),
-            ("cache", "silent", {"REDIS_URL": f"redis://127.0.0.1:{silent.port}/0", "RATELIMIT_FAIL_OPEN": "false"}),
+            ("cache", "dead", {"REDIS_URL": f"redis://127.0.0.1:{dead_port()}/0", **fail_closed}),
+            ("cache", "silent", {"REDIS_URL": f"redis://127.0.0.1:{silent.port}/0", **fail_closed}),
         ]
         print(f"gunicorn, 1 worker; {args.samples} requests per line")
         for dependency, mode, env in cases:
@@ -87,10 +84,6 @@ def main() -> None:
                 report(f"{label}: GET /api/v1/projects", *measure(server, "/api/v1/projects", args.samples, auth))
                 if dependency == "database" or closed:
                     report(f"{label}: GET /readyz", *measure(server, "/readyz", args.samples, {}))
-    finally:
-        silent.close()
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-
 
 if __name__ == "__main__":
     main()

@@ -42,6 +42,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from _support import throwaway_database  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
@@ -207,27 +208,23 @@ def main() -> None:
     from syndarix.celery import app
 
     registry.load_module(AGENT_MODULE)
-    database = settings.DATABASES["default"]
-    database.setdefault("TEST", {})["NAME"] = f"bench_runtime_{os.getpid()}"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    broker = settings.CELERY_BROKER_URL
-    purge_stale_queues(broker)
-    queue = new_queue_name()
-    app.conf.task_default_queue = queue
-    app.conf.task_always_eager = False
-    stub = StubLLM().start()
-    env = worker_env(database=settings.DATABASES["default"], broker_url=broker, queue=queue, llm_url=stub.base_url,
-                     extra={"AGENT_REGISTRY_MODULES": AGENT_MODULE})
-    workers = Workers(app=app, env=env, queue=queue, log_dir=Path(tempfile.mkdtemp(prefix="bench_runtime_")))
-    try:
-        workers.start_all(timeout=30)
-        run(args, stub, workers)
-    finally:
-        workers.stop()
-        stub.stop()
-        purge_queue(broker, queue)
-        connection.close()
-        connection.creation.destroy_test_db(old_name, verbosity=0)
+    with throwaway_database("bench_runtime"):
+        broker = settings.CELERY_BROKER_URL
+        purge_stale_queues(broker)
+        queue = new_queue_name()
+        app.conf.task_default_queue = queue
+        app.conf.task_always_eager = False
+        stub = StubLLM().start()
+        env = worker_env(database=settings.DATABASES["default"], broker_url=broker, queue=queue, llm_url=stub.base_url,
+                         extra={"AGENT_REGISTRY_MODULES": AGENT_MODULE})
+        workers = Workers(app=app, env=env, queue=queue, log_dir=Path(tempfile.mkdtemp(prefix="bench_runtime_")))
+        try:
+            workers.start_all(timeout=30)
+            run(args, stub, workers)
+        finally:
+            workers.stop()
+            stub.stop()
+            purge_queue(broker, queue)
 
 
 if __name__ == "__main__":
