@@ -26,8 +26,7 @@ def workspace_queryset(user) -> QuerySet[Workspace]:
     if user.is_superuser:
         return queryset
     return queryset.filter(
-        Q(pk__in=WorkspaceMembership.objects.filter(user=user).values("workspace"))
-        | Q(pk__in=Project.objects.filter(owner=user).values("workspace"))
+        Q(pk__in=member_workspace_ids(user)) | Q(pk__in=Project.objects.filter(owner=user).values("workspace"))
     )
 
 
