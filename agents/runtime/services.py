@@ -206,6 +206,7 @@ def _cancel_locked(agent: AgentInstance, run: AgentRun, *, message: str, actor=N
     run.finished_at = timezone.now()
     run.error_code, run.error_message = "cancelled", message
     _save(run, "status", "finished_at", "error_code", "error_message")
+    counters.run_finished(agent, status=R.CANCELLED)
     for request in run.requests.filter(status=Q_.PENDING):
         request.status, request.decided_at = Q_.CANCELLED, timezone.now()
         request.save(update_fields=["status", "decided_at"])
@@ -430,8 +431,9 @@ def run_complete(run: AgentRun, result: Any) -> AgentRun:
             agent_services.usage_increment(agent.pk, tasks_completed=1)
         except UsageLimitExceeded:  # 2^63 - 1 tasks: the run still succeeded, it just cannot be counted
             logger.warning("Agent %s: tasks_completed is at its limit; run %s is not counted", agent.pk, run.pk)
+            counters.run_finished(agent, status=R.SUCCEEDED)
         else:
-            counters.usage_added(agent, tasks_completed=1)
+            counters.run_finished(agent, status=R.SUCCEEDED, tasks_completed=1)
         if agent.status == S.WORKING:
             _transition(agent, S.IDLE, locked, "succeeded")
     return locked
@@ -447,6 +449,7 @@ def run_fail(run: AgentRun, *, code: str, message: str) -> AgentRun:
         locked.status, locked.finished_at = R.FAILED, timezone.now()
         locked.error_code, locked.error_message = code, message[:10_000]
         _save(locked, "status", "finished_at", "error_code", "error_message")
+        counters.run_finished(agent, status=R.FAILED)
         AgentInstance.objects.filter(pk=agent.pk).update(last_error=f"run {run.pk} failed: {code}: {message}"[:10_000])
         if agent.status == S.WORKING:
             _transition(agent, S.IDLE, locked, f"failed ({code})")
@@ -610,6 +613,7 @@ def _reap(run_id, cutoff, report: ReapReport) -> None:
             run.error_code = "heartbeat_lost"
             run.error_message = f"{lost} after {run.attempts} attempt(s)"
             _save(run, "status", "finished_at", "error_code", "error_message")
+            counters.run_finished(agent, status=R.FAILED)
             AgentInstance.objects.filter(pk=agent.pk).update(
                 last_error=f"run {run.pk} failed: heartbeat_lost: {run.error_message}"
             )

@@ -83,7 +83,8 @@ def step_record(
             usage_increment(agent_id, tokens=tokens, cost=cost, last_heartbeat_at=now, last_activity_at=now)
             if tokens or cost:
                 counters.usage_added(
-                    AgentInstance.objects.only("project_id", "is_playground").get(pk=agent_id), tokens=tokens, cost=cost
+                    AgentInstance.objects.only("project_id", "is_playground").get(pk=agent_id), cost=cost,
+                    prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                 )
         index = AgentRun.objects.select_for_update().values_list("steps_completed", flat=True).get(pk=run_id)
         step = AgentRunStep.objects.create(
