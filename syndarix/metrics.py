@@ -41,7 +41,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -53,6 +53,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: The fleet-wide series, read at scrape time (served by ``/metrics`` only; see ``register_source``).
 SCRAPE_REGISTRY = CollectorRegistry(auto_describe=False)
+
+#: Seconds a scrape waits for the broker to connect and to answer.
+BROKER_TIMEOUT_SECONDS = 1.0
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -139,7 +142,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     body = generate_latest(process_registry()) + generate_latest(SCRAPE_REGISTRY)
-    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(body, content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 # --- HTTP request metrics --------------------------------------------------------------------------------------
@@ -218,11 +221,15 @@ def celery_queue_names() -> list[str]:
 
 def queue_lengths() -> Iterable[Metric]:
     """``syndarix_queue_length{queue}``: messages waiting in each Celery queue of the broker (Redis, or the folder
-    broker of ``make run``), read through kombu within the broker's socket timeouts."""
+    broker of ``make run``), read through kombu; a broker that does not answer within ``BROKER_TIMEOUT_SECONDS``
+    fails the source."""
     from syndarix.celery import app
 
     lengths = GaugeMetricFamily("syndarix_queue_length", "Messages waiting in a Celery queue.", labels=["queue"])
-    with app.connection_for_read() as connection:
+    seconds = BROKER_TIMEOUT_SECONDS
+    options = {"socket_timeout": seconds, "socket_connect_timeout": seconds, "max_retries": 1, "interval_start": 0,
+               "interval_step": 0}
+    with app.connection_for_read(connect_timeout=seconds, transport_options=options) as connection:
         channel = connection.default_channel
         for name in celery_queue_names():
             lengths.add_metric([name], channel.queue_declare(queue=name, passive=False).message_count)
