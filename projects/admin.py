@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from knox.models import AuthToken
 
-from syndarix.admin_site import ServiceSaveAdminMixin
+from syndarix.admin_site import ObjectSectionsAdminMixin, ServiceSaveAdminMixin
 
 from . import services
 from .choices import WRITE_ROLES, WorkspaceRole
@@ -194,7 +194,9 @@ class WorkspaceMembershipAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Project)
-class ProjectAdmin(WorkspaceScopedAdminMixin, ServiceSaveAdminMixin, admin.ModelAdmin):
+class ProjectAdmin(WorkspaceScopedAdminMixin, ObjectSectionsAdminMixin, ServiceSaveAdminMixin, admin.ModelAdmin):
+    """Projects; a project's page shows the sections other apps contribute (its agents' usage charts)."""
+
     list_display = ("name", "workspace", "slug", "owner", "agent_count", "issue_count", "created_at")
     list_select_related = ("workspace", "owner")
     list_filter = ("workspace",)

@@ -13,7 +13,6 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents import counters, services
-from agents.choices import RunStatus as R
 from agents.models import UsageDay
 from agents.runtime import services as runtime
 from agents.runtime.trace import step_record
