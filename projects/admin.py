@@ -39,8 +39,8 @@ def workspace_scope(user, queryset: QuerySet, path: str, *, roles=None) -> Query
 class WorkspaceScopedAdminMixin:
     """Tenancy in the admin (put it first in a ``ModelAdmin``'s bases): superusers see and act on every workspace;
     other staff see the rows of the workspaces they are members of and change them only where their role writes
-    (``write_roles``: admin and operator by default, as in the API). Their model permissions still say *what* they
-    may do; this says *where*.
+    (``write_roles``: admin and operator by default, as in the API); staff who write in no workspace are offered
+    nothing that writes. Their model permissions still say *what* they may do; this says *where*.
 
     ``workspace_path`` is the lookup from the model to its workspace. Everything goes through ``get_queryset``, so
     the list, change, history and delete pages, bulk actions, date drill-down, and the autocomplete and raw-id
@@ -80,6 +80,36 @@ class WorkspaceScopedAdminMixin:
                 user=request.user, workspace_id=workspace_id, role__in=self.write_roles
             ).exists()
         return cache[key]
+
+    def writes_anywhere(self, request) -> bool:
+        """Does the user have a role in ``write_roles`` in some workspace (or is a superuser)? Without one, the admin
+        offers no add page and no bulk action: they would only be refused. Cached per request."""
+        if request.user.is_superuser:
+            return True
+        cache = request.__dict__.setdefault("_workspace_writes_anywhere", {})
+        key = frozenset(self.write_roles)
+        if key not in cache:
+            cache[key] = WorkspaceMembership.objects.filter(user=request.user, role__in=self.write_roles).exists()
+        return cache[key]
+
+    def write_refusal(self, request, obj: Model) -> str:
+        """Why the user may not change ``obj`` here, in words (``""`` when they may): the missing model permission,
+        or their read-only role in ``obj``'s workspace."""
+        if not super().has_change_permission(request, obj):
+            return f"Your account lacks the “Can change {self.opts.verbose_name}” permission."
+        if self.can_write(request, obj):
+            return ""
+        role = WorkspaceMembership.objects.filter(user=request.user, workspace_id=self.workspace_id_of(obj)) \
+            .values_list("role", flat=True).first()
+        label = WorkspaceRole(role).label.lower() if role else "no member"
+        return f"Your role in this workspace is {label}: it may look, not change anything."
+
+    def has_add_permission(self, request, *args) -> bool:
+        return super().has_add_permission(request, *args) and self.writes_anywhere(request)
+
+    def get_actions(self, request):
+        """No bulk action for staff who write in no workspace (each would be refused row by row)."""
+        return super().get_actions(request) if self.writes_anywhere(request) else {}
 
     def has_change_permission(self, request, obj=None) -> bool:
         return super().has_change_permission(request, obj) and (obj is None or self.can_write(request, obj))
