@@ -92,17 +92,15 @@ class WorkspaceScopedAdminMixin:
             cache[key] = WorkspaceMembership.objects.filter(user=request.user, role__in=self.write_roles).exists()
         return cache[key]
 
-    def write_refusal(self, request, obj: Model) -> str:
-        """Why the user may not change ``obj`` here, in words (``""`` when they may): the missing model permission,
-        or their read-only role in ``obj``'s workspace."""
-        if not super().has_change_permission(request, obj):
-            return f"Your account lacks the “Can change {self.opts.verbose_name}” permission."
+    def role_refusal(self, request, obj: Model) -> str:
+        """Why the user's role keeps them from changing ``obj`` (``""`` when it does not): a read-only role in its
+        workspace, named."""
         if self.can_write(request, obj):
             return ""
         role = WorkspaceMembership.objects.filter(user=request.user, workspace_id=self.workspace_id_of(obj)) \
             .values_list("role", flat=True).first()
-        label = WorkspaceRole(role).label.lower() if role else "no member"
-        return f"Your role in this workspace is {label}: it may look, not change anything."
+        label = WorkspaceRole(role).label.lower() if role else "none"
+        return f"Your role in its workspace is {label}: it may look, not change anything."
 
     def has_add_permission(self, request, *args) -> bool:
         return super().has_add_permission(request, *args) and self.writes_anywhere(request)

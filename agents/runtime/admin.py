@@ -363,7 +363,7 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
         """Why the user may look at ``run`` but not cancel or answer it, in words."""
         if not can_operate_runs(request):
             return "Your account lacks the “Can change agent run” permission."
-        return self.write_refusal(request, run)
+        return self.role_refusal(request, run)
 
     def cancel_view(self, request, object_id):
         """GET: the confirmation page (what cancelling does to this run); POST: ``run_cancel``, then back to the

@@ -142,8 +142,8 @@ def schema_form_supported(schema) -> bool:
 class RequestedSchemaForm(forms.Form):
     """An input or connection request's answer, one field per property of its ``requestedSchema`` (check it with
     ``schema_form_supported`` first): text, email, URL, date and date-time inputs, numbers with their bounds, a
-    checkbox per boolean, a select per enum (labelled by ``enumNames``); ``required`` properties are marked and
-    enforced. ``action`` is ``accept`` or ``decline`` (a decline checks nothing). The fields' HTML names carry the
+    checkbox per boolean, a select per enum (labelled by ``enumNames``); ``required`` properties come first, marked
+    and enforced. ``action`` is ``accept`` or ``decline`` (a decline checks nothing). The fields' HTML names carry the
     ``content-`` prefix, so a property may be called ``action``.
 
     ``content()`` is the JSON object to send: booleans always, other properties when filled in; dates and times as
@@ -153,9 +153,12 @@ class RequestedSchemaForm(forms.Form):
     def __init__(self, *args, schema: dict, **kwargs) -> None:
         super().__init__(*args, prefix="content", **kwargs)
         self.schema = schema
-        required = set(schema.get("required") or [])
-        for name, prop in (schema.get("properties") or {}).items():
-            self.fields[name] = _field(prop, required=name in required)
+        required = [name for name in schema.get("required") or [] if name in (schema.get("properties") or {})]
+        properties = schema.get("properties") or {}
+        # The database keeps no order of an object's keys: the required properties come first, in the order of
+        # ``required`` (an array), then the others by name.
+        for name in [*dict.fromkeys(required), *sorted(set(properties) - set(required))]:
+            self.fields[name] = _field(properties[name], required=name in required)
 
     def add_prefix(self, field_name: str) -> str:
         return field_name if field_name == "action" else super().add_prefix(field_name)

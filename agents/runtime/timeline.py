@@ -111,7 +111,8 @@ def run_timeline(run: AgentRun, steps: list[AgentRunStep], requests: list[AgentR
         answered = request.decided_at or (end if request.status != RunRequestStatus.PENDING else now)
         duration = max(0.0, _seconds(answered, origin) - asked)
         waiting += duration
-        what = RunRequestKind(request.kind).label.lower()
+        label = RunRequestKind(request.kind).label
+        what = label[:1].lower() + label[1:]
         rows.append(TimelineRow("wait", f"Waiting for a person: {what}", asked, duration,
                                 detail=f"{request.tool_name}: {_who(request)}", request=request))
     rows.sort(key=lambda row: (row.start, row.kind != "queue"))
