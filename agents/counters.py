@@ -151,6 +151,16 @@ def usage_totals(days, *, group_by: tuple[str, ...] = ()) -> Any:
     return {column: row[column] or (Decimal("0") if column == "cost_incurred" else 0) for column in _DAY_COLUMNS}
 
 
+def counter_subquery(expression, *, project_ref: str = "pk", include_playground: bool = False) -> Coalesce:
+    """The sum of ``expression`` (over ``AgentCounter`` columns, e.g. ``F("idle")``) across the outer project's counter
+    rows (one, or two with the playground's): a correlated subquery on the ``(project, is_playground)`` index."""
+    rows = AgentCounter.objects.filter(project=OuterRef(project_ref))
+    if not include_playground:
+        rows = rows.filter(is_playground=False)
+    summed = rows.order_by().values("project").annotate(n=Sum(expression)).values("n")
+    return Coalesce(Subquery(summed), 0)
+
+
 def usage_subquery(column: str, *, project_ref: str = "pk", include_playground: bool = False) -> Coalesce:
     """The sum of one ``UsageDay`` column over the outer project's rows (``project_ref`` names its id): a
     correlated subquery on the ``(project, is_playground, day)`` index, zero without rows."""

@@ -90,20 +90,18 @@ def project_agent_summary(
     (``is_playground``) are left out unless ``include_playground`` (as in the agent lists and metrics of
     the API). ``workspace`` is joined. Ordered by workspace name, then project name.
     """
-    from .counters import usage_subquery
+    from .counters import counter_subquery, usage_subquery
 
     projects = Project.objects.all() if projects is None else projects
-    counted = Q() if include_playground else Q(agent_counters__is_playground=False)
-    status_counts = {
-        key: Coalesce(Sum(f"agent_counters__{status.value}", filter=counted), 0)
-        for key, status in _STATUS_KEYS.items()
-    }
-    every_status = sum((F(f"agent_counters__{status.value}") for status in AgentStatus), Value(0))
+    every_status = sum((F(status.value) for status in AgentStatus), Value(0))
+    # Correlated subqueries on the counters' indexes, no join and no GROUP BY: a page of projects reads a couple of
+    # counter rows and its usage days each, however many agents and runs there are.
     return (
         projects.select_related("workspace")
         .annotate(
-            total_instances=Coalesce(Sum(every_status, filter=counted), 0),
-            **status_counts,
+            total_instances=counter_subquery(every_status, include_playground=include_playground),
+            **{key: counter_subquery(F(status.value), include_playground=include_playground)
+               for key, status in _STATUS_KEYS.items()},
             total_tasks_completed=usage_subquery("tasks_completed", include_playground=include_playground),
             total_tokens_used=usage_subquery("tokens_used", include_playground=include_playground),
             total_cost_incurred=usage_subquery("cost_incurred", include_playground=include_playground),

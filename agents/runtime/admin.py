@@ -586,7 +586,9 @@ def runtime_index_section(request) -> dict[str, Any] | None:
     if not request.user.has_perm("agents.view_agentrun"):
         return None
     user = request.user
-    run_counts = selectors.run_counts(workspace_scope(user, AgentRun.objects.all(), "agent__project__workspace"))
+    # Only the unfinished runs are counted: a few rows of the status index, however many runs have ended.
+    unfinished = AgentRun.objects.filter(status__in=DASHBOARD_STATUSES)
+    run_counts = selectors.run_counts(workspace_scope(user, unfinished, "agent__project__workspace"))
     runs_url = reverse("admin:agents_agentrun_changelist")
     counts = [
         {"status": status, "badge": run_status_badge(status), "count": run_counts[status],
