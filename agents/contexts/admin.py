@@ -406,6 +406,11 @@ class AgentContextVersionAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, ad
     def short_description(self, obj: AgentContextVersion) -> str:
         return Truncator(obj.change_description).chars(80)
 
+    @admin.display(description="actions")
+    def version_actions(self, obj: AgentContextVersion) -> str:
+        """The version's diff links (the page shows ``get_fields``' variant, with the rollback when allowed)."""
+        return _version_actions(obj, obj.context.current_version)
+
     def get_fields(self, request, obj=None):
         """``version_actions`` offers the rollback to staff who may change the version's context."""
         if "_version_actions_field" not in request.__dict__:

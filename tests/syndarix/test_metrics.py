@@ -170,3 +170,15 @@ def test_multiprocess_mode_adds_up_the_processes_of_a_machine(tmp_path):
     out = subprocess.run([sys.executable, "-c", read], env=env, check=True, cwd=ROOT, capture_output=True).stdout
     body = samples(out)
     assert body[("syndarix_http_requests_total", (("method", "GET"), ("route", "r"), ("status", "2xx")))] == 7
+
+
+def test_the_grafana_dashboard_queries_only_series_that_are_served(client, project):
+    import json
+    import re
+
+    client.get(f"/api/v1/projects/{project.pk}/agents")  # so the HTTP series have samples
+    served = {name for name, _ in scrape(client)}
+    dashboard = json.loads((ROOT / "docs" / "grafana" / "syndarix-fleet.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in expressions for name in re.findall(r"\bsyndarix_[a-z_]+", expr)}
+    assert used and used <= served, used - served
