@@ -69,9 +69,10 @@ def _axis_max(peak: float) -> float:
 def bar_chart(*, key: str, title: str, unit: str, days: list[datetime.date], series: list[Series]) -> dict[str, Any]:
     """The drawing and text of a stacked bar chart, one bar per day of ``days``.
 
-    Returns ``{"key", "title", "unit", "summary", "bars": [{"x", "width", "segments": [{"y", "height", "colour",
-    "title"}]}], "grid": [{"y", "label"}], "first", "middle", "last", "legend", "table": {"head", "rows",
-    "totals"}}``; ``y``/``height``/``x`` are in SVG user units (``SLOT`` per day, 100 high).
+    Returns ``{"key", "title", "unit", "summary", "svg" (the drawing, ``_svg``), "bars": [{"x", "width", "title",
+    "segments": [{"y", "height", "colour", "title"}]}], "width", "grid": [{"y", "label"}], "first", "middle",
+    "last", "legend", "table": {"head", "rows", "totals"}}``; ``x``/``y``/``width``/``height`` are in SVG user units
+    (``SLOT`` per day, 100 high).
     """
     totals = [sum(s.values[i] for s in series) for i in range(len(days))]
     top = _axis_max(max(totals, default=0))

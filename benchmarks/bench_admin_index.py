@@ -65,7 +65,7 @@ SELECT gen_random_uuid(), a.id, 'seeded',
             WHEN g.i %% 17 = 0 THEN 'failed' WHEN g.i %% 23 = 0 THEN 'cancelled' ELSE 'succeeded' END,
        '', '', 3, 1000, 0.01, 1, '', '', now() - make_interval(mins => g.i %% 40000), now(), now(), now()
 FROM generate_series(1, %(runs)s) g(i)
-JOIN seed_agents a ON a.n = (g.i * 7919) %% %(agents)s;
+JOIN seed_agents a ON a.n = (g.i::bigint * 7919) %% %(agents)s;
 INSERT INTO agents_agentrunrequest (id, run_id, kind, status, tool_name, tool_call_id, arguments, message, reason,
     requested_at)
 SELECT gen_random_uuid(), id, 'approval', 'pending', 'write_context', '', '{{}}', '', '', now()
