@@ -796,6 +796,9 @@ class AgentRunRequest(models.Model):
 
     class Meta:
         ordering = ["requested_at"]
+        # "Waiting for you" (oldest pending first, of the workspaces a user sees) walks this and stops at a page.
+        indexes = [models.Index(fields=["requested_at"], condition=models.Q(status="pending"),
+                                name="run_request_pending_idx")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.tool_name} ({self.status})"

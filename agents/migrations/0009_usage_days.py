@@ -1,6 +1,7 @@
 """Usage per project and day (``UsageDay``): the LLM steps' tokens and cost and the runs ended per outcome on the
 days they happened, and what the counters held beyond them (usage posted through the API) on the day of the
-migration; the project counters keep only the agents by status."""
+migration; the project counters keep only the agents by status. And an index of the pending requests to people, oldest
+first."""
 
 import datetime
 import uuid
@@ -127,6 +128,10 @@ class Migration(migrations.Migration):
         ),
         migrations.RunPython(fill_usage_days, total_usage_days),
         migrations.RunPython(create_totals_index, drop_totals_index),
+        migrations.AddIndex(
+            model_name='agentrunrequest',
+            index=models.Index(condition=models.Q(('status', 'pending')), fields=['requested_at'], name='run_request_pending_idx'),
+        ),
         migrations.RemoveField(
             model_name='agentcounter',
             name='cost_incurred',

@@ -60,6 +60,8 @@ DASHBOARD_LIMIT = 20
 #: Characters of a request's arguments (or message) shown on the index.
 SUMMARY_CHARS = 120
 
+#: The index counts the runs of each status up to this many (then shows "1,000+").
+DASHBOARD_COUNT_CAP = 1000
 #: Run states the index counts, in this order.
 DASHBOARD_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED)
 
@@ -330,7 +332,6 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
             step.input_json = None if step.input is None else pretty_json(step.input)
             step.output_json = None if step.output is None else pretty_json(step.output)
         issue_url = reverse("admin:projects_issue_change", args=[run.issue_id]) if run.issue_id else ""
-        agent_url = reverse("admin:agents_agentinstance_change", args=[run.agent_id])
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -338,7 +339,7 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
             "original": run,
             "run": run,
             "status_badge": run_status_badge(run.status),
-            "agent_url": agent_url,
+            "agent_url": reverse("admin:agents_agentinstance_change", args=[run.agent_id]),
             "issue_url": issue_url,
             "result_json": None if run.result is None else pretty_json(run.result),
             "checkpoint_json": None if run.checkpoint is None else pretty_json(run.checkpoint),
@@ -579,20 +580,22 @@ class AgentRunInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 def runtime_index_section(request) -> dict[str, Any] | None:
-    """The index's "Runs" section for staff who may view runs (``None`` for the others): run counts by status,
+    """The index's "Runs" section for staff who may view runs (``None`` for the others): run counts by status (each
+    up to ``DASHBOARD_COUNT_CAP``),
     the requests waiting for a person (oldest first; ``can_answer`` where the user may answer them, else they are
     only shown) and the agents whose heartbeat is stale, in a fixed number of queries (``agents.runtime.selectors``),
     over the workspaces the user sees."""
     if not request.user.has_perm("agents.view_agentrun"):
         return None
     user = request.user
-    # Only the unfinished runs are counted: a few rows of the status index, however many runs have ended.
-    unfinished = AgentRun.objects.filter(status__in=DASHBOARD_STATUSES)
-    run_counts = selectors.run_counts(workspace_scope(user, unfinished, "agent__project__workspace"))
+    run_counts = selectors.run_counts_capped(
+        workspace_scope(user, AgentRun.objects.all(), "agent__project__workspace"), statuses=DASHBOARD_STATUSES,
+        cap=DASHBOARD_COUNT_CAP,
+    )
     runs_url = reverse("admin:agents_agentrun_changelist")
     counts = [
-        {"status": status, "badge": run_status_badge(status), "count": run_counts[status],
-         "url": f"{runs_url}?status__exact={status}"}
+        {"status": status, "badge": run_status_badge(status), "count": min(run_counts[status], DASHBOARD_COUNT_CAP),
+         "more": run_counts[status] > DASHBOARD_COUNT_CAP, "url": f"{runs_url}?status__exact={status}"}
         for status in DASHBOARD_STATUSES
     ]
     if not can_operate_runs(request):
