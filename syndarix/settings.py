@@ -275,6 +275,14 @@ AGENT_LLM_READ_TIMEOUT = env.float("AGENT_LLM_READ_TIMEOUT", default=120.0)
 AGENT_LLM_TOTAL_TIMEOUT = env.float("AGENT_LLM_TOTAL_TIMEOUT", default=180.0)
 AGENT_LLM_MAX_RETRIES = env.int("AGENT_LLM_MAX_RETRIES", default=2)
 AGENT_LLM_RETRY_BACKOFF_SECONDS = env.float("AGENT_LLM_RETRY_BACKOFF_SECONDS", default=0.5)
+# tool_choice sent whenever tools are offered (a template's llm.tool_choice overrides); empty sends none.
+AGENT_LLM_TOOL_CHOICE = env.str("AGENT_LLM_TOOL_CHOICE", default="auto").strip()
+if AGENT_LLM_TOOL_CHOICE not in ("", "auto", "required", "none"):
+    raise ImproperlyConfigured("AGENT_LLM_TOOL_CHOICE must be auto, required, none or empty.")
+# max_tokens of every call (tokens; a template's llm.max_tokens overrides); 0 sends none.
+AGENT_LLM_MAX_TOKENS = env.int("AGENT_LLM_MAX_TOKENS", default=2048)
+if AGENT_LLM_MAX_TOKENS < 0:
+    raise ImproperlyConfigured("AGENT_LLM_MAX_TOKENS must be 0 (send none) or a number of tokens.")
 
 # --- Celery (the distributed engine): Redis as broker in production; a folder when there is no Redis ---
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://localhost/"

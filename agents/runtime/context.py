@@ -2,27 +2,45 @@
 
 Every LLM call a run makes goes through ``ctx.llm.chat`` (``MeteredLLM``): it stops the run when a
 stop was requested (so no upstream call is made after a pause, a termination or a cancel commits),
-calls the provider (``aiservices.llm``), records an ``llm_call`` step with the upstream's token usage
-and the cost from the price table (``aiservices.ModelPrice``; an unknown model costs 0 and logs a
-warning), adds both to the run and the agent with atomic ``F()`` increments, and pauses the agent
-(ledger reason ``budget``) when the call took it to or over its budget.
+calls the provider (``aiservices.llm``) with the model ``call_model`` decides, records an ``llm_call`` step
+with the upstream's token usage and the cost from the price table (``aiservices.ModelPrice``; a model without
+a price is metered at 0 and the step is marked ``unpriced``, never priced as another model), adds both to the
+run and the agent with atomic ``F()`` increments, and pauses the agent (ledger reason ``budget``) when the call
+took it to or over its budget.
+
+An answer that is empty or cannot be read (``aiservices.llm.BadAnswer``) is metered all the same (the usage the
+upstream reported), recorded with the raw answer, and asked again once with a nudge; a second one fails the run
+with ``empty_answer`` or ``unparsable_answer``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from aiservices.exceptions import UpstreamError, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
-from aiservices.llm import ChatCompletion, ChatRequest, get_chat_provider
+from aiservices.exceptions import UpstreamError, UpstreamTimeout
+from aiservices.llm import (
+    RUN_HEADER,
+    STEP_HEADER,
+    BadAnswer,
+    ChatCompletion,
+    ChatRequest,
+    error_text,
+    get_chat_provider,
+    transient,
+)
 from aiservices.models import ModelPrice
 from syndarix.exceptions import InvalidInput
 
+from .. import counters
 from .. import services as agent_services
 from ..choices import AgentStatus, RunStatus, StepKind
 from ..contexts import services as contexts
@@ -30,31 +48,63 @@ from ..exceptions import UsageLimitExceeded
 from ..models import AgentInstance, AgentRun
 from .exceptions import RunFailure, RunInterrupted
 from .tools.registry import ToolCall
-from .trace import step_record
+from .trace import cap, step_record
 
 logger = logging.getLogger(__name__)
 
 
+#: Largest serialized raw answer kept on the step of an empty or unreadable answer (bytes).
+RAW_ANSWER_MAX_BYTES = 8 * 1024
+
+
 def upstream_failure(exc: UpstreamError) -> RunFailure:
-    """The run error for an LLM upstream failure: ``upstream_timeout``; ``upstream_unavailable`` (unreachable,
-    or 429/5xx after the retries); ``upstream_error`` (another HTTP status, or an answer that is not a valid
-    chat completion)."""
+    """The run error for an LLM upstream failure, with the upstream's own text (``aiservices.llm.error_text``):
+    ``upstream_timeout``; ``upstream_unavailable`` (a transient failure: unreachable, or 429/5xx after the
+    retries); ``upstream_error`` (the request was refused: another 4xx, or a validation error whatever its
+    status; or an answer that is not a chat completion)."""
     if isinstance(exc, UpstreamTimeout):
         code = "upstream_timeout"
-    elif isinstance(exc, UpstreamUnreachable) or (
-        isinstance(exc, UpstreamHTTPError) and exc.status is not None and (exc.status == 429 or exc.status >= 500)
-    ):
+    elif transient(exc):
         code = "upstream_unavailable"
     else:
         code = "upstream_error"
-    return RunFailure(code, exc.message)
+    return RunFailure(code, error_text(exc))
 
 
-def price(model: str) -> ModelPrice | None:
-    """The price table's row for ``model``, or ``None`` (logged: such calls cost 0)."""
-    row = ModelPrice.objects.filter(model=model).first()
+def call_model(*, override: str | None, config: Any, template: dict[str, Any] | None) -> str:
+    """The model of one LLM call, the first named of (in this order):
+
+    1. ``override``: the run's own choice (the ``model`` an agent class passes to ``ctx.llm.chat``);
+    2. the agent's ``config["model"]``;
+    3. the template's ``llm.model``;
+    4. the setting ``AGENT_LLM_MODEL`` (what the built-in and demo agents follow: they name no model).
+
+    Blank values count as not named. Returns the model name the request carries.
+    """
+    def named(value: Any) -> str | None:
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    llm = (template or {}).get("llm")
+    return (
+        named(override)
+        or named(config.get("model") if isinstance(config, dict) else None)
+        or named(llm.get("model") if isinstance(llm, dict) else None)
+        or settings.AGENT_LLM_MODEL
+    )
+
+
+def price(model: str, *, asked: str | None = None) -> ModelPrice | None:
+    """The price table's row for the model that answered, or ``None``: such a call is metered at 0 and marked
+    unpriced (logged), never priced as another model.
+
+    ``asked`` is the model the request named: its row applies only when the upstream answered with a dated or
+    versioned name of it (``gpt-4o`` answered as ``gpt-4o-2024-08-06``)."""
+    rows = {row.model: row for row in ModelPrice.objects.filter(model__in={model, asked or model})}
+    row = rows.get(model)
+    if row is None and asked and model != asked and model.startswith((f"{asked}-", f"{asked}@", f"{asked}:")):
+        row = rows.get(asked)
     if row is None:
-        logger.warning("No price for model '%s' (aiservices.ModelPrice): its calls are recorded at cost 0.", model)
+        logger.warning("No price for model '%s' (aiservices.ModelPrice): its calls are metered at 0, unpriced.", model)
     return row
 
 
@@ -67,10 +117,8 @@ class MeteredLLM:
 
     @property
     def default_model(self) -> str:
-        """The agent's ``config["model"]``, else the template's ``llm.model``, else ``AGENT_LLM_MODEL``."""
-        config_model = self._ctx.agent.config.get("model") if isinstance(self._ctx.agent.config, dict) else None
-        template_model = (self._ctx.template.get("llm") or {}).get("model") if self._ctx.template else None
-        return config_model or template_model or settings.AGENT_LLM_MODEL
+        """The model of a call that names none (``call_model`` without an override)."""
+        return call_model(override=None, config=self._ctx.agent.config, template=self._ctx.template)
 
     def chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
              model: str | None = None, **params: Any) -> ChatCompletion:
@@ -79,19 +127,37 @@ class MeteredLLM:
         Args:
             messages: the conversation in the OpenAI Chat Completions format.
             tools: OpenAI ``tools`` entries (``Tool.openai_function()``), or ``None``.
-            model: default ``default_model``.
-            params: more request keys (``temperature``, ``max_tokens``, ...).
+            model: the run's override of the model (see ``call_model``).
+            params: more request keys (``temperature``, ``max_tokens``, ``tool_choice``...).
 
-        Returns the ``aiservices.llm.ChatCompletion``.
+        Returns the ``aiservices.llm.ChatCompletion``. An empty or unreadable answer is recorded (with its usage
+        and raw answer) and asked once more with a nudge appended to ``messages`` for that one request.
 
         Raises:
             RunInterrupted: a stop was requested before the call (nothing is sent).
             RunFailure: the upstream failed (``upstream_unavailable``, ``upstream_timeout``,
-                ``upstream_error``); the failed call is recorded as a step with its error. Or the usage it
+                ``upstream_error``, with the upstream's own text); the failed call is recorded as a step with its
+                error. Twice an unusable answer (``empty_answer``, ``unparsable_answer``). Or the usage it
                 reported cannot be counted (``usage_limit_exceeded``: past the agent's counters' range).
         """
+        request = ChatRequest(model=call_model(override=model, config=self._ctx.agent.config,
+                                               template=self._ctx.template),
+                              messages=messages, tools=tools or [], params=params)
+        try:
+            return self._call(request)
+        except BadAnswer as bad:
+            again = ChatRequest(model=request.model, messages=[*messages, bad.nudge], tools=request.tools,
+                                params=params)
+            try:
+                return self._call(again)
+            except BadAnswer as still:
+                raise RunFailure(still.code, f"{still.message} (asked twice)") from still
+
+    def _call(self, request: ChatRequest) -> ChatCompletion:
+        """One metered call of ``request`` (see ``chat``); raises ``BadAnswer`` after recording an unusable answer."""
         self._ctx.stop_if_requested()
-        request = ChatRequest(model=model or self.default_model, messages=messages, tools=tools or [], params=params)
+        messages, params = request.messages, request.params
+        request.headers = {RUN_HEADER: str(self._ctx.run.pk), STEP_HEADER: str(self._ctx.run.steps_completed)}
         shown = {
             "model": request.model, "messages": messages[self._recorded:], "message_count": len(messages),
             "tools": [t["function"]["name"] for t in request.tools if t.get("type") == "function"],
@@ -101,7 +167,10 @@ class MeteredLLM:
         try:
             provider = get_chat_provider()
             shown["provider"] = provider.name
-            completion = provider.complete(request, request_id=f"{self._ctx.run.pk}-{self._ctx.run.steps_completed}")
+            completion = provider.complete(request, request_id=str(uuid.uuid4()))
+        except BadAnswer as bad:
+            self._record_bad_answer(request, shown, bad, started)
+            raise
         except UpstreamError as exc:
             failure = upstream_failure(exc)
             self._ctx.record_step(
@@ -110,20 +179,55 @@ class MeteredLLM:
             )
             raise failure from exc
         self._recorded = len(messages)
-        row = price(completion.model) or (price(request.model) if request.model != completion.model else None)
-        cost = row.cost(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens) if (
-            row) else Decimal("0")
+        cost, unpriced = self._cost(completion.model, request.model, completion.prompt_tokens,
+                                    completion.completion_tokens)
         output = {"message": completion.message, "finish_reason": completion.finish_reason, "model": completion.model,
-                  "attempts": completion.attempts, "usage_reported": completion.usage_reported}
+                  "attempts": completion.attempts, "usage_reported": completion.usage_reported,
+                  **({"unpriced": True} if unpriced else {})}
         try:
-            self._ctx.record_step(
-                StepKind.LLM_CALL, name=completion.model, input=shown, output=output, duration_ms=_ms(started),
-                prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens, cost=cost,
-            )
+            with transaction.atomic():
+                self._ctx.record_step(
+                    StepKind.LLM_CALL, name=completion.model, input=shown, output=output, duration_ms=_ms(started),
+                    prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens, cost=cost,
+                )
+                if unpriced:
+                    self._mark_unpriced(completion.prompt_tokens + completion.completion_tokens)
         except (InvalidInput, UsageLimitExceeded) as exc:  # usage no counter can hold: nothing was recorded
             raise RunFailure("usage_limit_exceeded", exc.message) from exc
         self._ctx.enforce_budget()
         return completion
+
+    def _mark_unpriced(self, tokens: int) -> None:
+        """Count ``tokens`` of a model without a price on the run (``unpriced_tokens``) and the project's metrics."""
+        AgentRun.objects.filter(pk=self._ctx.run.pk).update(unpriced_tokens=F("unpriced_tokens") + tokens)
+        counters.usage_added(self._ctx.agent, unpriced_tokens=tokens)
+
+    @staticmethod
+    def _cost(model: str, asked: str, prompt_tokens: int, completion_tokens: int) -> tuple[Decimal, bool]:
+        """``(cost in USD, unpriced)`` of a call's usage: 0 and ``True`` when the model has no price."""
+        row = price(model, asked=asked)
+        if row is None:
+            return Decimal("0"), bool(prompt_tokens or completion_tokens)
+        return row.cost(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens), False
+
+    def _record_bad_answer(self, request: ChatRequest, shown: dict[str, Any], bad: BadAnswer, started: float) -> None:
+        """Record an unusable answer as a failed step: metered with the usage the upstream reported, the raw answer
+        kept (capped at ``RAW_ANSWER_MAX_BYTES``)."""
+        cost, unpriced = self._cost(bad.model, request.model, bad.prompt_tokens, bad.completion_tokens)
+        output = {"raw": cap(bad.raw, max_bytes=RAW_ANSWER_MAX_BYTES), "model": bad.model,
+                  **({"unpriced": True} if unpriced else {})}
+        try:
+            with transaction.atomic():
+                self._ctx.record_step(
+                    StepKind.LLM_CALL, name=bad.model, input=shown, output=output, duration_ms=_ms(started),
+                    error={"code": bad.code, "message": bad.message}, prompt_tokens=bad.prompt_tokens,
+                    completion_tokens=bad.completion_tokens, cost=cost,
+                )
+                if unpriced:
+                    self._mark_unpriced(bad.prompt_tokens + bad.completion_tokens)
+        except (InvalidInput, UsageLimitExceeded) as exc:
+            raise RunFailure("usage_limit_exceeded", exc.message) from exc
+        self._ctx.enforce_budget()
 
 
 def _ms(started: float) -> int:
