@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/1)
 # The broker gets a Redis database of its own: the tests clear the cache's database between tests.
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
 
-.PHONY: install run worker test lint bench fuzz clean
+.PHONY: install run worker test lint bench fuzz clean llm test-llm
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,13 @@ bench: install
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm .celery .pytest_cache .ruff_cache
+
+# A real model server for trying agents locally: llama-cpp-python with Gemma 3 270M in .venv-llm (scripts/llm.sh).
+# `make llm` builds it once (a source build: 10-20 minutes on two cores); `make test-llm` starts it on a free port
+# and runs one run of a built-in agent end to end against it (opt-in: not part of `make test` or CI).
+llm:
+	scripts/llm.sh prepare
+
+test-llm: install llm
+	SYNDARIX_TEST_LLM=1 DJANGO_ENV_FILE= DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_DEBUG=true $(BIN)/pytest tests/live_llm -s -p no:randomly $(PYTEST_ARGS)

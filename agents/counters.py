@@ -88,13 +88,14 @@ def agent_moved(agent: AgentInstance, *, source: str, target: str) -> None:
 
 def usage_added(agent: AgentInstance, *, tokens: int = 0, cost: Decimal = Decimal("0"), tasks_completed: int = 0,
                 unpriced_tokens: int = 0):
-    """Add usage (tokens, USD, tasks; tokens of models without a price) to the totals of ``agent``'s project
-    (``agent`` needs ``project_id`` and ``is_playground``). Call it in the transaction that adds the usage to the
-    agent (or, for ``unpriced_tokens``, to the run)."""
+    """Add usage (tokens, USD, tasks; ``unpriced_tokens``: those of ``tokens`` whose model has no price) to the
+    totals of ``agent``'s project (``agent`` needs ``project_id`` and ``is_playground``). Call it once per change, in
+    the transaction that adds the usage to the agent: a second upsert of the row in one transaction can deadlock
+    with a concurrent one's."""
     deltas = {"tokens_used": tokens, "cost_incurred": cost, "tasks_completed": tasks_completed,
               "unpriced_tokens": unpriced_tokens}
     if any(deltas.values()):
-        _add_to_project(agent.project_id, agent.is_playground, {k: v for k, v in deltas.items() if v})
+        _add_to_project(agent.project_id, agent.is_playground, {key: n for key, n in deltas.items() if n})
 
 
 def project_metrics(project: Project, *, include_playground: bool = False) -> dict[str, Any]:

@@ -6,8 +6,8 @@ Each rule names the server it comes from (llama-cpp-python 0.3 with ``--chat_for
 llama.cpp's grammar compiler, OpenAI, vLLM, Gemini behind LiteLLM):
 
 - ``X-Request-ID`` must be a UUID (llama-cpp-python: 400 with an empty body);
-- an assistant message's ``content`` must be text, even beside ``tool_calls`` (llama-cpp-python: 500, a pydantic
-  validation error);
+- every message's ``content`` must be text, an assistant's beside ``tool_calls`` too (llama-cpp-python: 500, a
+  pydantic validation error for ``null``, a template error when it is left out);
 - a ``tool`` message answers a tool call of an earlier assistant message (OpenAI: 400);
 - ``tools`` need ``tool_choice`` (chatml-function-calling leaves the tools out of the prompt without it: refused
   here so that the omission shows), and ``tool_choice`` needs ``tools`` (OpenAI: 400);
@@ -106,11 +106,15 @@ def _message_problem(messages: Any) -> tuple[int, bytes] | None:
         role = message.get("role") if isinstance(message, dict) else None
         if role not in ("system", "user", "assistant", "tool"):
             return 400, json.dumps(_error(f"messages[{n}]: unknown role {role!r}.")).encode()
-        if not isinstance(message.get("content"), str) and not (role == "assistant" and "content" not in message):
-            # llama-cpp-python's pydantic models: content is a string (an assistant message may leave it out).
-            detail = [{"type": "string_type", "loc": ["body", "messages", n, "content"],
-                       "msg": "Input should be a valid string", "input": message.get("content")}]
-            return 500, json.dumps(_error(json.dumps(detail), "internal_server_error")).encode()
+        if "content" not in message:
+            # llama-cpp-python's chatml templates read message.content of every message.
+            return 500, json.dumps(_error("'dict object' has no attribute 'content'", "internal_server_error")).encode()
+        if not isinstance(message["content"], str):
+            # llama-cpp-python's pydantic request models: content is a string, beside tool_calls too.
+            detail = {"type": "string_type", "loc": ("body", "messages", n, "content"),
+                      "msg": "Input should be a valid string", "input": message["content"]}
+            text = f"1 validation error:\n  {detail}"
+            return 500, json.dumps(_error(text, "internal_server_error")).encode()
         if role == "assistant":
             called |= {call.get("id") for call in message.get("tool_calls") or [] if isinstance(call, dict)}
         if role == "tool" and message.get("tool_call_id") not in called:

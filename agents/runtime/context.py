@@ -22,8 +22,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from aiservices.exceptions import UpstreamError, UpstreamTimeout
@@ -40,7 +38,6 @@ from aiservices.llm import (
 from aiservices.models import ModelPrice
 from syndarix.exceptions import InvalidInput
 
-from .. import counters
 from .. import services as agent_services
 from ..choices import AgentStatus, RunStatus, StepKind
 from ..contexts import services as contexts
@@ -185,22 +182,15 @@ class MeteredLLM:
                   "attempts": completion.attempts, "usage_reported": completion.usage_reported,
                   **({"unpriced": True} if unpriced else {})}
         try:
-            with transaction.atomic():
-                self._ctx.record_step(
-                    StepKind.LLM_CALL, name=completion.model, input=shown, output=output, duration_ms=_ms(started),
-                    prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens, cost=cost,
-                )
-                if unpriced:
-                    self._mark_unpriced(completion.prompt_tokens + completion.completion_tokens)
+            self._ctx.record_step(
+                StepKind.LLM_CALL, name=completion.model, input=shown, output=output, duration_ms=_ms(started),
+                prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens, cost=cost,
+                unpriced=unpriced,
+            )
         except (InvalidInput, UsageLimitExceeded) as exc:  # usage no counter can hold: nothing was recorded
             raise RunFailure("usage_limit_exceeded", exc.message) from exc
         self._ctx.enforce_budget()
         return completion
-
-    def _mark_unpriced(self, tokens: int) -> None:
-        """Count ``tokens`` of a model without a price on the run (``unpriced_tokens``) and the project's metrics."""
-        AgentRun.objects.filter(pk=self._ctx.run.pk).update(unpriced_tokens=F("unpriced_tokens") + tokens)
-        counters.usage_added(self._ctx.agent, unpriced_tokens=tokens)
 
     @staticmethod
     def _cost(model: str, asked: str, prompt_tokens: int, completion_tokens: int) -> tuple[Decimal, bool]:
@@ -217,14 +207,11 @@ class MeteredLLM:
         output = {"raw": cap(bad.raw, max_bytes=RAW_ANSWER_MAX_BYTES), "model": bad.model,
                   **({"unpriced": True} if unpriced else {})}
         try:
-            with transaction.atomic():
-                self._ctx.record_step(
-                    StepKind.LLM_CALL, name=bad.model, input=shown, output=output, duration_ms=_ms(started),
-                    error={"code": bad.code, "message": bad.message}, prompt_tokens=bad.prompt_tokens,
-                    completion_tokens=bad.completion_tokens, cost=cost,
-                )
-                if unpriced:
-                    self._mark_unpriced(bad.prompt_tokens + bad.completion_tokens)
+            self._ctx.record_step(
+                StepKind.LLM_CALL, name=bad.model, input=shown, output=output, duration_ms=_ms(started),
+                error={"code": bad.code, "message": bad.message}, prompt_tokens=bad.prompt_tokens,
+                completion_tokens=bad.completion_tokens, cost=cost, unpriced=unpriced,
+            )
         except (InvalidInput, UsageLimitExceeded) as exc:
             raise RunFailure("usage_limit_exceeded", exc.message) from exc
         self._ctx.enforce_budget()
@@ -315,7 +302,7 @@ class RunContext:
 
     def record_step(self, kind: str, *, name: str = "", input: Any = None, output: Any = None,
                     error: dict[str, Any] | None = None, duration_ms: int = 0, prompt_tokens: int = 0,
-                    completion_tokens: int = 0, cost: Decimal = Decimal("0")):
+                    completion_tokens: int = 0, cost: Decimal = Decimal("0"), unpriced: bool = False):
         """Append a step to the run's trace (and its usage to the run and the agent); see ``trace.step_record``.
 
         ``kind`` is a ``StepKind`` (``message`` for a note of the agent's own). Returns the ``AgentRunStep``.
@@ -323,6 +310,7 @@ class RunContext:
         step = step_record(
             self.run.pk, kind=kind, name=name, input=input, output=output, error=error, duration_ms=duration_ms,
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost, agent_id=self.agent.pk,
+            unpriced=unpriced,
         )
         self.run.steps_completed = step.index + 1
         return step

@@ -49,6 +49,7 @@ def step_record(
     completion_tokens: int = 0,
     cost: Decimal = Decimal("0"),
     agent_id=None,
+    unpriced: bool = False,
 ) -> AgentRunStep:
     """Append one step to run ``run_id`` and add its usage to the run and (with ``agent_id``) the agent.
 
@@ -63,6 +64,8 @@ def step_record(
         kind: a ``StepKind`` value.
         prompt_tokens, completion_tokens: tokens of an LLM call; ``cost``: USD.
         agent_id: the agent whose counters the usage adds to (``None``: the run only, no usage).
+        unpriced: the call's model has no price (``cost`` is 0): its tokens also count as ``unpriced_tokens`` of
+            the run and the project.
 
     Returns the new ``AgentRunStep``.
 
@@ -75,6 +78,7 @@ def step_record(
         if value > STEP_TOKENS_MAX:
             raise InvalidInput(f"{field} must be at most {STEP_TOKENS_MAX}.", code="max_value", field=field)
     tokens = prompt_tokens + completion_tokens
+    unpriced_tokens = tokens if unpriced else 0
     with transaction.atomic():
         if agent_id is not None:
             # The agent row first, then the run: the order every runtime service locks them in (a claim, a cancel,
@@ -82,9 +86,8 @@ def step_record(
             now = timezone.now()
             usage_increment(agent_id, tokens=tokens, cost=cost, last_heartbeat_at=now, last_activity_at=now)
             if tokens or cost:
-                counters.usage_added(
-                    AgentInstance.objects.only("project_id", "is_playground").get(pk=agent_id), tokens=tokens, cost=cost
-                )
+                agent = AgentInstance.objects.only("project_id", "is_playground").get(pk=agent_id)
+                counters.usage_added(agent, tokens=tokens, cost=cost, unpriced_tokens=unpriced_tokens)
         index = AgentRun.objects.select_for_update().values_list("steps_completed", flat=True).get(pk=run_id)
         step = AgentRunStep.objects.create(
             run_id=run_id, index=index, kind=kind, name=name[:200], input=cap(input), output=cap(output),
@@ -93,6 +96,6 @@ def step_record(
         )
         AgentRun.objects.filter(pk=run_id).update(
             steps_completed=F("steps_completed") + 1, tokens_used=F("tokens_used") + tokens, cost=F("cost") + cost,
-            updated_at=timezone.now(),
+            unpriced_tokens=F("unpriced_tokens") + unpriced_tokens, updated_at=timezone.now(),
         )
     return step

@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
-from agents import services
+from agents import counters, services
 from agents.choices import AgentStatus, RunStatus, StepKind
 from agents.models import AgentContext, AgentInstance, AgentRun
 from agents.registry.builtin import BUILTIN_AGENTS
@@ -225,6 +225,8 @@ def test_an_unpriced_model_costs_nothing_and_says_so(stub, project):
     step = run.steps.get(kind=StepKind.LLM_CALL)
     assert (step.name, step.cost, step.output["unpriced"]) == ("gemma-3-270m-it", 0, True)
     assert AgentInstance.objects.get(pk=agent.pk).cost_incurred == 0
+    assert counters.project_metrics(project)["total_unpriced_tokens"] == 340
+    assert counters.counters_recompute(dry_run=True) == [], "the counter agrees with the runs it is rebuilt from"
 
 
 def test_a_dated_name_of_the_asked_model_keeps_its_price(stub, project):
