@@ -56,8 +56,6 @@ MAX_BACKOFF_SECONDS = 20.0
 
 OFFLINE = "offline"
 OPENAI = "openai"
-#: ``tool_choice`` values a template or ``AGENT_LLM_TOOL_CHOICE`` may name (OpenAI's string forms).
-TOOL_CHOICES = ("auto", "required", "none")
 #: Headers naming the run and the step of a call (``X-Request-ID`` stays a plain UUID).
 RUN_HEADER = "X-Syndarix-Run-ID"
 STEP_HEADER = "X-Syndarix-Step"

@@ -43,10 +43,11 @@ serve() {
   local port=${1:-8080}
   # chatml-function-calling-results (scripts/llama_server.py): llama-cpp-python's chatml-function-calling, the chat
   # format that offers tools to a model without a tool-calling template of its own (it needs tool_choice "auto",
-  # which Syndarix sends, to put the tools in the prompt), showing the model its tool results too.
+  # which Syndarix sends, to put the tools in the prompt), showing the model its tool results and answering them in
+  # text. --seed makes sampling repeatable.
   exec "$LLM_VENV/bin/python" scripts/llama_server.py --model "$MODEL_FILE" --model_alias "$MODEL_ALIAS" \
     --chat_format "${LLM_CHAT_FORMAT:-chatml-function-calling-results}" --n_ctx "${LLM_N_CTX:-8192}" \
-    --n_threads "${LLM_N_THREADS:-2}" --host 127.0.0.1 --port "$port"
+    --n_threads "${LLM_N_THREADS:-2}" --seed "${LLM_SEED:-42}" --host 127.0.0.1 --port "$port"
 }
 
 case "${1:-prepare}" in
