@@ -112,11 +112,6 @@ class MeteredLLM:
         self._ctx = ctx
         self._recorded = 0  # messages already shown in an earlier step's input
 
-    @property
-    def default_model(self) -> str:
-        """The model of a call that names none (``call_model`` without an override)."""
-        return call_model(override=None, config=self._ctx.agent.config, template=self._ctx.template)
-
     def chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
              model: str | None = None, **params: Any) -> ChatCompletion:
         """Ask the model for the next message and meter the call.
