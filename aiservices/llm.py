@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
 from django.conf import settings
 
 from . import client
@@ -416,6 +417,38 @@ def _json(text: Any) -> dict[str, Any]:
 
 
 PROVIDERS: dict[str, type[ChatProvider]] = {OPENAI: OpenAIChatProvider, OFFLINE: OfflineChatProvider}
+
+
+def served_models() -> list[str] | None:
+    """The model ids the upstream lists (``GET {AGENT_LLM_API_URL}/models``: ``{"data": [{"id"}, ...]}``, which
+    OpenAI, vLLM, llama.cpp, llama-cpp-python, Ollama and LiteLLM all serve), or ``None`` when it cannot say: no
+    upstream, a failed request, an answer of another shape. Uses the ``AGENT_LLM`` connect and read timeouts."""
+    base = settings.AGENT_LLM_API_URL.strip().rstrip("/")
+    if not base or settings.AGENT_LLM_PROVIDER != OPENAI:
+        return None
+    headers = {"Authorization": f"Bearer {settings.AGENT_LLM_API_KEY.strip()}"} if settings.AGENT_LLM_API_KEY else {}
+    try:
+        response = client.get_session().get(
+            f"{base}/models", headers=headers, allow_redirects=False,
+            timeout=(settings.AGENT_LLM_CONNECT_TIMEOUT, settings.AGENT_LLM_READ_TIMEOUT),
+        )
+        data = response.json().get("data") if response.ok else None
+    except (ValueError, AttributeError, requests.RequestException):
+        return None
+    if not isinstance(data, list):
+        return None
+    return [item["id"] for item in data if isinstance(item, dict) and isinstance(item.get("id"), str)]
+
+
+def unserved_model_warning() -> str | None:
+    """A warning when the upstream lists its models and ``AGENT_LLM_MODEL`` is not one of them (the calls of every
+    agent that names no model would fail), else ``None``. Logged when a worker starts."""
+    models = served_models()
+    if not models or settings.AGENT_LLM_MODEL in models:
+        return None
+    listed = ", ".join(models[:10]) + (", ..." if len(models) > 10 else "")
+    return (f"AGENT_LLM_MODEL is '{settings.AGENT_LLM_MODEL}', which {settings.AGENT_LLM_API_URL} does not list "
+            f"among its models ({listed}): agents that name no model will fail. Set AGENT_LLM_MODEL to one of them.")
 
 
 def get_chat_provider() -> ChatProvider:

@@ -23,6 +23,7 @@ from agents.runtime import services as runtime
 from agents.runtime.context import call_model
 from agents.runtime.tools.registry import model_schema, tool_registry
 from aiservices import client, llm
+from aiservices.apps import _warn_unserved_model
 from aiservices.models import ModelPrice
 from projects.models import Issue
 from tests import factories
@@ -201,6 +202,17 @@ def test_the_model_of_a_call_follows_the_documented_order(settings):
     assert call_model(override="", config={"model": " "}, template=template) == "from-template"
     assert call_model(override=None, config={}, template={"llm": {}}) == "from-setting"
     assert call_model(override=None, config=None, template=None) == "from-setting"
+
+
+def test_a_worker_warns_when_the_server_does_not_list_the_model(stub, caplog):
+    assert llm.unserved_model_warning() is None, "a server that lists no models says nothing"
+    stub.models = [MODEL, "other"]
+    assert llm.served_models() == [MODEL, "other"] and llm.unserved_model_warning() is None
+    with override_settings(AGENT_LLM_MODEL="gpt-4o"):
+        warning = llm.unserved_model_warning()
+        _warn_unserved_model()
+    assert "AGENT_LLM_MODEL is 'gpt-4o'" in warning and f"({MODEL}, other)" in warning
+    assert warning in caplog.text
 
 
 def test_built_in_agents_follow_the_setting(stub, project):

@@ -238,6 +238,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass
 
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        models = self.server.stub.models
+        if self.path.rstrip("/") != "/v1/models" or models is None:
+            _send(self, 404, b'{"error": {"message": "stub: no such endpoint"}}')
+            return
+        body = {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "stub"} for model in models]}
+        _send(self, 200, json.dumps(body).encode())
+
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -277,6 +285,8 @@ class StubLLM:
         self.in_flight = 0
         #: When set, a request with nothing scripted gets this instead of the 418 (the benchmark answers forever).
         self.default: Behaviour | None = None
+        #: What ``GET /v1/models`` lists (``None``: 404).
+        self.models: list[str] | None = None
 
     @property
     def port(self) -> int:
@@ -314,6 +324,7 @@ class StubLLM:
             self.unexpected = []
             self.refused = []
             self.default = None
+            self.models = None
 
     def release_all(self) -> None:
         with self._lock:
