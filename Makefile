@@ -54,6 +54,10 @@ DOCS_ENV = NO_MKDOCS_2_WARNING=1 DJANGO_ENV_FILE=
 docs: install
 	$(DOCS_ENV) $(BIN)/mkdocs build --strict --site-dir site
 
+# The manual's shell walk-throughs, typed as written against a live `make run` in a scratch copy (.ci/walkthroughs.py).
+docs-test: $(BIN)/.installed-run
+	$(BIN)/python .ci/walkthroughs.py $(PAGES)
+
 docs-serve: install
 	$(DOCS_ENV) $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:$(or $(DOCS_PORT),8001)
 
