@@ -2,18 +2,22 @@
 
 Every fenced block of the manual (docs/**/*.md) whose language is ``sh`` or ``bash`` is a walk-through step; a block
 right after the line ``<!-- walkthrough: skip REASON -->`` is left out (the reason is required: a block that cannot
-run here, such as ``make test`` or a command that needs another service). The blocks of one page run in order in one
-``bash -euo pipefail``, as a reader types the page top to bottom in one terminal, so a page must set every variable it
-uses; pages share nothing but the server.
+run here, such as ``make test`` or a command that needs another service), and ``<!-- walkthrough: skip-page REASON
+-->`` anywhere on a page leaves out all its blocks (production steps, say). A block of any language with a file name,
+```` ```python title="myagents/triage.py" ````, is a file the reader saves: it is written to that path (relative to
+the checkout) at its place in the page. The steps of one page run in order in one ``bash -euo pipefail``, as a reader
+types the page top to bottom in one terminal, so a page must set every variable it uses; pages share nothing but the
+server and the checkout.
 
 The server is started as the docs say, ``make run``, in a scratch copy of the working tree (its tracked and
 unignored files, the virtualenv linked), on a free port that replaces ``127.0.0.1:8000`` and ``localhost:8000`` in
 the blocks; it is stopped with SIGINT, as Ctrl-C does.
 
-A page fails when its shell fails (a command exits non-zero, an unset variable) or when the HTTP errors its ``curl``
-calls get differ from the ones it announces: a comment that starts with a 4xx/5xx status (``# 409 version_conflict``)
-announces one, and the errors received must be exactly the announced ones, in order. Every other answer must be
-2xx or 3xx. (``curl`` is run through a shim that records the status of each answer and changes nothing else.)
+Pages run two at a time (``--jobs``). A page fails when its shell fails (a command exits non-zero, an unset
+variable) or when the HTTP errors its ``curl`` calls get differ from the ones it announces: a comment that starts
+with a 4xx/5xx status (``# 409 version_conflict``) announces one, and the errors received must be exactly the
+announced ones, in order. Every other answer must be 2xx or 3xx. (``curl`` is run through a shim that records the
+status of each answer and changes nothing else.)
 
 Exit status 0 when every page passes. ``--keep`` leaves the scratch copy (and its server log) for a look.
 """
@@ -21,6 +25,7 @@ Exit status 0 when every page passes. ``--keep`` leaves the scratch copy (and it
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import re
 import shutil
@@ -39,7 +44,9 @@ FENCE = re.compile(
     r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
     re.MULTILINE | re.DOTALL,
 )
-SKIP = re.compile(r"<!--\s*walkthrough:\s*skip\b(?P<reason>.*?)-->")
+SKIP = re.compile(r"<!--\s*walkthrough:\s*skip\b(?!-)(?P<reason>.*?)-->")
+SKIP_PAGE = re.compile(r"<!--\s*walkthrough:\s*skip-page\b(?P<reason>.*?)-->", re.DOTALL)
+TITLE = re.compile(r'\btitle="(?P<path>[^"]+)"')
 SHELLS = {"sh", "bash"}
 #: A comment that starts with an HTTP error status announces that error.
 ANNOUNCED = re.compile(r"(?:^|\s)#\s*([45]\d\d)\b")
@@ -74,16 +81,29 @@ class Page:
 
 
 def read_page(path: Path) -> Page:
-    """The shell blocks of a Markdown page; ``ValueError`` for a skip marker without a reason."""
+    """The walk-through steps of a Markdown page; ``ValueError`` for a skip marker without a reason."""
     text = path.read_text()
     page = Page(path)
+    if skip_page := SKIP_PAGE.search(text):
+        if not skip_page["reason"].strip():
+            raise ValueError(f"{path}: a skipped page must say why (<!-- walkthrough: skip-page REASON -->)")
+        return page
     for match in FENCE.finditer(text):
         language = match["info"].strip().lstrip("{").lstrip(".").split()[0] if match["info"].strip() else ""
-        if language not in SHELLS:
+        if language not in SHELLS and not TITLE.search(match["info"]):
             continue
         before = text[: match.start()].rstrip().rsplit("\n", 1)[-1]
         skip = SKIP.search(before)
         body = "\n".join(line[len(match["indent"]):] for line in match["body"].splitlines())
+        title = TITLE.search(match["info"])
+        if title and language not in SHELLS:
+            target = Path(title["path"])
+            if target.is_absolute() or ".." in target.parts:
+                raise ValueError(f"{path}: a file block's title must be a path inside the checkout: {target}")
+            page.blocks.append(
+                f"mkdir -p '{target.parent}'\ncat > '{target}' <<'WALKTHROUGH_EOF'\n{body}\nWALKTHROUGH_EOF"
+            )
+            continue
         if skip:
             if not skip["reason"].strip():
                 raise ValueError(f"{path}: a skipped block must say why (<!-- walkthrough: skip REASON -->)")
@@ -211,6 +231,7 @@ def main() -> int:
     parser.add_argument("pages", nargs="*", type=Path, help="pages to run (default: every page of docs/)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy and its server log")
     parser.add_argument("--page-timeout", type=float, default=180.0, help="seconds per page (default 180)")
+    parser.add_argument("--jobs", type=int, default=2, help="pages run at once (default 2)")
     args = parser.parse_args()
     paths = [p.resolve() for p in args.pages] or sorted((ROOT / "docs").rglob("*.md"))
     pages = [page for page in map(read_page, paths) if page.blocks]
@@ -226,12 +247,14 @@ def main() -> int:
     try:
         ready = server.wait_ready(timeout=300)
         print(f"make run answered on port {port} after {ready:.1f} s ({workdir})", flush=True)
-        for page in pages:
-            passed, report, seconds = run_page(page, workdir=workdir, port=port, shims=shims,
-                                               timeout=args.page_timeout)
-            failed += not passed
-            print(f"{'ok  ' if passed else 'FAIL'} {page.path.relative_to(ROOT)} ({seconds:.1f} s): {report}",
-                  flush=True)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            runs = {pool.submit(run_page, page, workdir=workdir, port=port, shims=shims, timeout=args.page_timeout):
+                    page for page in pages}
+            for done in concurrent.futures.as_completed(runs):
+                passed, report, seconds = done.result()
+                failed += not passed
+                print(f"{'ok  ' if passed else 'FAIL'} {runs[done].path.relative_to(ROOT)} ({seconds:.1f} s): {report}",
+                      flush=True)
     finally:
         try:
             print(f"make run stopped {server.stop():.1f} s after SIGINT")
