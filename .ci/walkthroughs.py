@@ -68,16 +68,13 @@ exit $status
 
 @dataclass
 class Page:
-    """A page's runnable blocks (in order) and the blocks it leaves out, with their reasons."""
+    """A page's steps (shell blocks and files to write, in order), the HTTP error statuses its shell blocks
+    announce (in order), and the reasons of the blocks it leaves out."""
 
     path: Path
     blocks: list[str] = field(default_factory=list)
+    announced: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-
-    @property
-    def announced(self) -> list[int]:
-        """The HTTP error statuses the page announces, in order."""
-        return [int(code) for block in self.blocks for line in block.splitlines() for code in ANNOUNCED.findall(line)]
 
 
 def read_page(path: Path) -> Page:
@@ -110,6 +107,7 @@ def read_page(path: Path) -> Page:
             page.skipped.append(skip["reason"].strip())
         else:
             page.blocks.append(body)
+            page.announced += [int(code) for line in body.splitlines() for code in ANNOUNCED.findall(line)]
     return page
 
 
