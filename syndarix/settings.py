@@ -318,8 +318,16 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- AI services (upstream LLM) ---
-AI_SERVICES_PROVIDER = env.str("AI_SERVICES_PROVIDER", default="agenta")
 AI_SERVICES_API_URL = env.str("AI_SERVICES_API_URL", default="")
+# Without a URL, debug deployments use the offline stand-in (a scripted refinement, no LLM); production refuses it.
+AI_SERVICES_PROVIDER = env.str("AI_SERVICES_PROVIDER", default="") or (
+    "agenta" if AI_SERVICES_API_URL or not DEBUG else "offline"
+)
+if AI_SERVICES_PROVIDER.strip().lower() == "offline" and not DEBUG:
+    raise ImproperlyConfigured(
+        "AI_SERVICES_PROVIDER=offline is a stand-in for demos and is refused when DJANGO_DEBUG is false; "
+        "configure an upstream (AI_SERVICES_PROVIDER=agenta or openai, with AI_SERVICES_API_URL)."
+    )
 AI_SERVICES_API_KEY = env.str("AI_SERVICES_API_KEY", default="")
 AI_SERVICES_ENVIRONMENT_SLUG = env.str("AI_SERVICES_ENVIRONMENT_SLUG", default="")
 AI_SERVICES_REFINE_PROMPT_KEY = env.str("AI_SERVICES_REFINE_PROMPT_KEY", default="")
