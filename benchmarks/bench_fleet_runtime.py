@@ -238,7 +238,7 @@ def scenario(args, *, agents: int, delay: float, log_dir: Path, outage: float = 
 
     tag = uuid.uuid4().hex[:6]
     queue = new_queue_name()
-    app.conf.task_default_queue = queue
+    app.conf.task_default_queue, app.conf.maintenance_queue = queue, f"{queue}-maintenance"
     stub = StubServer(delay, log_dir)
     fleet = setup_fleet(agents, tag=tag)
     created = time.perf_counter()
