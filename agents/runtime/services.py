@@ -98,8 +98,13 @@ def _after_commit(func, *args) -> None:
 
 
 def _send(run_id: str, task_id: str, eta=None) -> None:
+    """Send the run's task (with ``eta``: not before then). In eager mode (``CELERY_TASK_ALWAYS_EAGER``, debugging)
+    a task with an ETA would run at once, ignoring it: it is left to the reaper, which sends it when it is due."""
     from .tasks import execute_run  # the task module imports this one
 
+    if eta is not None and execute_run.app.conf.task_always_eager:
+        logger.info("Eager mode: run %s tries again at %s when the reaper sends it", run_id, eta.isoformat())
+        return
     execute_run.apply_async(args=[run_id], task_id=task_id, **({"eta": eta} if eta is not None else {}))
 
 

@@ -624,3 +624,64 @@ def _purge(broker_url: str, matches: Callable[[str], bool], queues: Iterable[str
         if isinstance(routing_key, str) and matches(routing_key):
             client.hdel("unacked", tag)
             client.zrem("unacked_index", tag)
+
+
+# --- The Procfile's processes ------------------------------------------------------------------------------
+
+
+def procfile_lines() -> dict[str, str]:
+    """The root ``Procfile``'s process lines, ``{name: command}``."""
+    lines = (line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+             if ":" in line and not line.lstrip().startswith("#"))
+    return {name.strip(): command.strip() for name, command in lines}
+
+
+class ProcfileProcess:
+    """One ``Procfile`` line (``worker``, ``beat``) run as the shell runs it, in a session of its own, with ``env``;
+    its output goes to ``log_path``."""
+
+    def __init__(self, name: str, *, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.command = procfile_lines()[name]
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ProcfileProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["/bin/sh", "-c", f"exec {self.command}"], cwd=ROOT, env=self.env, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_logged(self, text: str, timeout: float = 30.0) -> None:
+        """Wait until the log shows ``text`` (``ready.``: the worker consumes), or raise ``HarnessError``."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_path.read_text(errors="replace"):
+            if not self.alive or time.monotonic() > deadline:
+                raise HarnessError(f"{self.name} never logged {text!r}:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.alive:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
