@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syndarix.settings")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/2")
+os.environ.setdefault("REDIS_URL", os.environ["CELERY_BROKER_URL"])  # the shared cache, as in production
 os.environ["RATELIMIT_ENABLE"] = "false"
 os.environ["AGENT_LLM_PROVIDER"] = "openai"
 
@@ -175,7 +176,6 @@ def box_env(*, stub_url: str, queue: str) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     })
-    env.pop("REDIS_URL", None)
     return env
 
 
@@ -292,8 +292,10 @@ def scenario(args, *, agents: int, delay: float, log_dir: Path, outage: float = 
 
 
 def statements_per_step(log_dir: Path) -> dict[str, float]:
-    """SQL statements per LLM step, from one run executed in this process (``CaptureQueriesContext``): the loop
-    (4 LLM calls, 3 read tool calls) and a plain agent class (``tests.runtime.agent_classes.CallsAgent``, 4 calls)."""
+    """SQL statements per LLM step, from runs executed in this process (``CaptureQueriesContext``): the loop (4 LLM
+    calls, 3 read tool calls) and a plain agent class (``tests.runtime.agent_classes.CallsAgent``, 4 calls), whole
+    runs divided by their 4 calls (claim and completion included), and per step alone (a 4-call run's count minus a
+    1-call run's, divided by 3)."""
     from django.test.utils import CaptureQueriesContext
 
     from agents import services
@@ -313,17 +315,21 @@ def statements_per_step(log_dir: Path) -> dict[str, float]:
         loop_agent = setup_fleet(2, tag=f"sql{uuid.uuid4().hex[:4]}")
         calls_type = AgentType.objects.create(name="Bench calls", slug=f"bench-calls-{uuid.uuid4().hex[:4]}",
                                               handler=CALLS, config_schema=CallsAgent.config_schema)
-        plain = services.agent_spawn(project=loop_agent[0].project, agent_type=calls_type, name="plain",
-                                     config={"calls": CALLS_PER_RUN, "model": MODEL})
+        plain, once = (services.agent_spawn(project=loop_agent[0].project, agent_type=calls_type, name=f"plain {n}",
+                                            config={"calls": n, "model": MODEL}) for n in (CALLS_PER_RUN, 1))
         counts = {}
-        for label, agent in (("warm-up", loop_agent[1]), ("loop", loop_agent[0]), ("plain", plain)):
-            run, _ = runtime.run_create(agent=agent, instruction="Count my statements")
+        for label, agent, instruction in (
+                ("warm-up", loop_agent[1], "Warm up"), ("loop", loop_agent[0], "Count"),
+                ("loop-1", loop_agent[0], "Count [turns=0]"), ("plain", plain, "Count"), ("plain-1", once, "Count")):
+            run, _ = runtime.run_create(agent=agent, instruction=instruction)
             with CaptureQueriesContext(connection) as queries:
                 outcome = executor.execute_run(run.pk, worker="bench")
             if outcome != "succeeded":
                 raise SystemExit(f"the {label} run ended {outcome}")
-            counts[label] = len(queries.captured_queries) / CALLS_PER_RUN
-        return {"loop": counts["loop"], "plain": counts["plain"]}
+            counts[label] = len(queries.captured_queries)
+        return {"loop": counts["loop"] / CALLS_PER_RUN, "plain": counts["plain"] / CALLS_PER_RUN,
+                "loop_step": (counts["loop"] - counts["loop-1"]) / (CALLS_PER_RUN - 1),
+                "plain_step": (counts["plain"] - counts["plain-1"]) / (CALLS_PER_RUN - 1)}
     finally:
         settings.AGENT_LLM_API_URL, runtime._send = old_url, old_send
         stub.process.stop()
@@ -359,8 +365,9 @@ def main() -> None:
         for item in args.scenarios.split(","):
             if item == "sql":
                 counts = statements_per_step(log_dir)
-                print(f"SQL statements per step: {counts['loop']:.2f} per loop step (an LLM call + a read tool "
-                      f"call), {counts['plain']:.2f} per plain agent class LLM step", flush=True)
+                print(f"SQL statements per step: a loop step (an LLM call + a read tool call) {counts['loop_step']:.2f}"
+                      f" ({counts['loop']:.2f} per call over a whole run); a plain agent class's LLM step "
+                      f"{counts['plain_step']:.2f} ({counts['plain']:.2f} over a whole run)", flush=True)
             elif item == "outage":
                 report(scenario(args, agents=40, delay=3.0, outage=20.0, log_dir=log_dir))
             else:

@@ -2,7 +2,8 @@
 thousands of concurrent calls cost it almost nothing, so it is never the bottleneck of a fleet benchmark.
 
 Each agent of the fleet benchmark makes ``TOOL_TURNS + 1`` calls: the first ``TOOL_TURNS`` answers ask for the
-read tool ``TOOL`` (the stub counts the assistant turns already in the conversation), the last one answers.
+read tool ``TOOL`` (the stub counts the assistant turns already in the conversation), the last one answers. A user
+message holding ``[turns=N]`` asks for N tool turns instead.
 
 Control (JSON): ``POST /control/outage {"seconds": 20, "status": 503}`` answers every call with that status for
 the next ``seconds`` (with ``Retry-After: 1``); ``GET /control/stats`` returns ``{"calls", "errors", "in_flight"}``.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import time
 import uuid
 
@@ -62,7 +64,10 @@ class Stub:
             self.in_flight -= 1
         request = json.loads(body)
         turns = sum(1 for m in request.get("messages", []) if m.get("role") == "assistant")
-        if turns < TOOL_TURNS and any(t["function"]["name"] == TOOL for t in request.get("tools", [])):
+        asked = re.search(r"\[turns=(\d+)\]", " ".join(str(m.get("content")) for m in request.get("messages", [])
+                                                      if m.get("role") == "user"))
+        offered = any(t["function"]["name"] == TOOL for t in request.get("tools", []))
+        if turns < (int(asked.group(1)) if asked else TOOL_TURNS) and offered:
             arguments = json.dumps({"name": "notes"})
             call = {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
                     "function": {"name": TOOL, "arguments": arguments}}

@@ -637,13 +637,14 @@ def procfile_lines() -> dict[str, str]:
 
 
 class ProcfileProcess:
-    """One ``Procfile`` line (``worker``, ``beat``) run as the shell runs it, in a session of its own, with ``env``;
-    its output goes to ``log_path``."""
+    """One ``Procfile`` line (``worker``, ``beat``) run as the shell runs it, in a session of its own, with ``env``
+    (and this interpreter's ``bin`` first on ``PATH``, as in an activated virtualenv); its output goes to
+    ``log_path``."""
 
     def __init__(self, name: str, *, env: dict[str, str], log_path: Path) -> None:
         self.name = name
         self.command = procfile_lines()[name]
-        self.env = env
+        self.env = {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])}
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 

@@ -26,6 +26,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -353,10 +354,10 @@ def call_tool(tool: Tool, call: ToolCall, arguments: Any) -> ToolResult:
 
     The arguments are checked against ``input_schema`` and for values the database cannot hold
     (``unstorable_arguments``) first (``invalid_arguments``, one message per path). The handler runs in its own
-    savepoint, so a refusal leaves nothing half-written. Domain errors keep their code (``not_found``,
-    ``invalid_transition``, ``version_conflict``, ...); Django validation errors, and a value the database still
-    refuses (``DataError``: a string longer than its column, a number out of its column's range), become
-    ``invalid_arguments``; a stale write ``conflict``.
+    savepoint (a read-only tool outside a transaction: in none), so a refusal leaves nothing half-written. Domain
+    errors keep their code (``not_found``, ``invalid_transition``, ``version_conflict``, ...); Django validation
+    errors, and a value the database still refuses (``DataError``: a string longer than its column, a number out
+    of its column's range), become ``invalid_arguments``; a stale write ``conflict``.
     """
     if tool.kind != KIND_PLATFORM:
         return ToolResult.error("not_callable", f"'{tool.name}' is a client tool; a person answers it.")
@@ -368,8 +369,12 @@ def call_tool(tool: Tool, call: ToolCall, arguments: Any) -> ToolResult:
         text = "; ".join(f"{path}: {message}" for path, message in problems)
         return ToolResult.error("invalid_arguments", f"Invalid arguments. {text}",
                                 problems=[{"field": p, "message": m} for p, m in problems])
+    # A read-only tool outside a transaction runs without one (it has nothing to roll back, and a failed statement
+    # poisons no transaction); anything else runs in its own savepoint.
+    scope = nullcontext() if tool.read_only and not transaction.get_connection().in_atomic_block else (
+        transaction.atomic())
     try:
-        with transaction.atomic():
+        with scope:
             return ToolResult(tool.handler(call, **arguments))
     except DomainError as exc:
         return ToolResult.error(exc.code, exc.message, **({"field": exc.field} if exc.field else {}))
