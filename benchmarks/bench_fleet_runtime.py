@@ -282,12 +282,18 @@ def scenario(args, *, agents: int, delay: float, log_dir: Path, outage: float = 
     if args.max_seconds and finished < len(runs):
         makespan = min(makespan, args.max_seconds)
     outcome = {status: rows.filter(status=status).count() for status in RunStatus.values}
+    starts = sorted(r.started_at for r in rows if r.started_at)
+    overheads = sorted((r.finished_at - r.started_at).total_seconds() - CALLS_PER_RUN * delay
+                       for r in rows if r.started_at and r.finished_at and r.status == RunStatus.SUCCEEDED)
     return {
         "agents": agents, "delay": delay, "outage": outage, "finished": finished, "calls": calls,
         "rate": calls / makespan if makespan else 0.0, "ideal": agents / delay, "makespan": makespan,
         "created_s": created, "peak_connections": peak_connections, "peak_rss_mb": peak_rss / 2**20,
         "cpu_ms_per_call": 1000 * cpu / calls if calls else float("nan"),
         "outcome": {k: v for k, v in outcome.items() if v},
+        "start_spread": (starts[-1] - starts[0]).total_seconds() if starts else float("nan"),
+        "overhead_median": overheads[len(overheads) // 2] if overheads else float("nan"),
+        "overhead_p90": overheads[int(len(overheads) * 0.9)] if overheads else float("nan"),
     }
 
 
@@ -342,8 +348,9 @@ def report(result: dict) -> None:
     print(f"{label}: {result['rate']:.1f} LLM calls/s = {share:.0f} % of the ideal {result['ideal']:.1f}/s; "
           f"makespan {result['makespan']:.1f} s; runs {result['outcome']} ({result['finished']} finished); "
           f"peak PostgreSQL connections {result['peak_connections']}; worker RSS peak {result['peak_rss_mb']:.0f} MB; "
-          f"worker CPU {result['cpu_ms_per_call']:.1f} ms per LLM call; runs queued in {result['created_s']:.1f} s",
-          flush=True)
+          f"worker CPU {result['cpu_ms_per_call']:.1f} ms per LLM call; runs queued in {result['created_s']:.1f} s; "
+          f"starts spread over {result['start_spread']:.1f} s; a run's time beyond its LLM calls: median "
+          f"{result['overhead_median']:.1f} s, p90 {result['overhead_p90']:.1f} s", flush=True)
 
 
 def main() -> None:

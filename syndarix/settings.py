@@ -88,12 +88,13 @@ DATABASES = {"default": env.db_url_config(_DATABASE_URL)}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
 # PostgreSQL connections come from a pool per process (Django's psycopg pool): at most DATABASE_POOL_MAX_SIZE
 # connections per process whatever it runs (a worker holding hundreds of runs, a web process), at least
-# DATABASE_POOL_MIN_SIZE kept open, a request or run waiting up to DATABASE_POOL_TIMEOUT seconds for one; each is
-# checked before use. DATABASE_POOL_MAX_SIZE=0 turns the pool off (then DATABASE_CONN_MAX_AGE keeps connections);
-# with the pool on, Django refuses a persistent connection, so DATABASE_CONN_MAX_AGE must stay 0.
+# DATABASE_POOL_MIN_SIZE kept open, each checked before use. A request waits up to DATABASE_POOL_TIMEOUT seconds for
+# one (a lost database answers 503 that fast; the Procfile's worker line waits longer, WORKER_DATABASE_POOL_TIMEOUT,
+# as its runs share the pool). DATABASE_POOL_MAX_SIZE=0 turns the pool off (then DATABASE_CONN_MAX_AGE keeps
+# connections); with the pool on, Django refuses a persistent connection, so DATABASE_CONN_MAX_AGE must stay 0.
 DATABASE_POOL_MIN_SIZE = env.int("DATABASE_POOL_MIN_SIZE", default=1)
 DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
-DATABASE_POOL_TIMEOUT = env.float("DATABASE_POOL_TIMEOUT", default=30.0)
+DATABASE_POOL_TIMEOUT = env.float("DATABASE_POOL_TIMEOUT", default=1.0)
 # A lost or silent database must cost a request seconds, not a worker: libpq gives up connecting after
 # DATABASE_CONNECT_TIMEOUT (whole seconds; libpq's minimum is 2), and PostgreSQL cancels any statement running
 # longer than DATABASE_STATEMENT_TIMEOUT (seconds; keep it below gunicorn's --timeout, 30 s by default; 0 = none).

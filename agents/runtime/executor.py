@@ -61,12 +61,21 @@ class WorkerHeartbeat:
             return list(self._held)
 
     def beat(self) -> int:
-        """Stamp every held agent now (one statement); returns how many rows it stamped."""
+        """Stamp every held agent now (one statement); returns how many rows it stamped.
+
+        A row locked at this moment is skipped (``SKIP LOCKED`` on PostgreSQL): its lock holder is that run's own
+        step or a service acting on it, so it is alive, and its step stamps it anyway. Waiting for such a lock while
+        holding hundreds of others would stall every run of the process behind one transaction.
+        """
         agents = self.held
         if not agents:
             return 0
         try:
-            return AgentInstance.objects.filter(pk__in=agents).update(last_heartbeat_at=timezone.now())
+            unlocked = AgentInstance.objects.filter(pk__in=agents)
+            if connection.vendor == "postgresql":
+                unlocked = AgentInstance.objects.filter(
+                    pk__in=unlocked.select_for_update(skip_locked=True).values("pk"))
+            return unlocked.update(last_heartbeat_at=timezone.now())
         finally:
             connection.close()  # back to the pool: a heartbeat holds no connection between stamps
 

@@ -68,7 +68,10 @@ INSTRUCTION_MAX_LENGTH = 100_000
 
 
 def _lock_agent(agent_id) -> AgentInstance:
-    return AgentInstance.objects.select_for_update().select_related("agent_type", "project").get(pk=agent_id)
+    """Lock the agent row (only it: its type and project are read, not locked, else every run of a project or a
+    type would wait for every other's claim and completion)."""
+    return AgentInstance.objects.select_for_update(of=("self",)).select_related("agent_type", "project").get(
+        pk=agent_id)
 
 
 def _lock_run(run_id) -> AgentRun:
@@ -80,8 +83,11 @@ def _save(run: AgentRun, *fields: str) -> None:
 
 
 def _transition(agent: AgentInstance, target: str, run: AgentRun, reason: str, actor=None) -> AgentInstance:
-    """Move ``agent`` through the lifecycle guard for ``run``; the ledger row names the run."""
-    return agent_services.agent_transition(agent, target, actor=actor, reason=f"run {run.pk}: {reason}", run=run)
+    """Move ``agent`` (locked in this transaction, ``_lock_agent``) through the lifecycle guard for ``run``; the
+    ledger row names the run. The services call it last in their transactions where they can: it updates the
+    project's counter row, which every run of the project shares, so its lock is held for the shortest time."""
+    return agent_services.agent_transition(agent, target, actor=actor, reason=f"run {run.pk}: {reason}", run=run,
+                                           locked=True)
 
 
 # --- Dispatch ------------------------------------------------------------------------------------------
@@ -410,8 +416,6 @@ def run_claim(run_id, *, worker: str = "", task_id: str | None = None) -> AgentR
             return None
         # A run parked before it ever started (its agent was over budget) starts its first attempt when resumed.
         run.attempts = attempt or max(run.attempts, 1)
-        if verb:
-            _transition(agent, S.WORKING, run, verb)
         now = timezone.now()
         task = run.instruction.strip().splitlines()[0][:200] if run.instruction.strip() else ""
         AgentInstance.objects.filter(pk=agent.pk).update(
@@ -421,6 +425,8 @@ def run_claim(run_id, *, worker: str = "", task_id: str | None = None) -> AgentR
         run.started_at = run.started_at or now
         run.retry_at = None
         _save(run, "status", "worker", "error_code", "error_message", "started_at", "attempts", "retry_at")
+        if verb:
+            _transition(agent, S.WORKING, run, verb)
     return run
 
 
@@ -447,10 +453,13 @@ def run_complete(run: AgentRun, result: Any) -> AgentRun:
             agent_services.usage_increment(agent.pk, tasks_completed=1)
         except UsageLimitExceeded:  # 2^63 - 1 tasks: the run still succeeded, it just cannot be counted
             logger.warning("Agent %s: tasks_completed is at its limit; run %s is not counted", agent.pk, run.pk)
+            counted = False
         else:
-            counters.usage_added(agent, tasks_completed=1)
+            counted = True
         if agent.status == S.WORKING:
-            _transition(agent, S.IDLE, locked, "succeeded")
+            agent = _transition(agent, S.IDLE, locked, "succeeded")
+        if counted:  # last: the project's counter row is locked from here to the commit
+            counters.usage_added(agent, tasks_completed=1)
     return locked
 
 
