@@ -16,8 +16,9 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 install: $(BIN)/.installed
 
-# Development workers: a Celery worker on threads (quick to start and to stop) and the periodic jobs (beat).
-DEV_WORKER = $(BIN)/celery -A syndarix worker --pool=threads --concurrency=4 --loglevel=INFO
+# Development workers: a Celery worker on threads (quick to start and to stop) consuming the run queue and the
+# maintenance queue, and the periodic jobs (beat).
+DEV_WORKER = $(BIN)/celery -A syndarix worker --pool=threads --concurrency=4 --queues=syndarix,syndarix-maintenance --loglevel=INFO
 DEV_BEAT = $(BIN)/celery -A syndarix beat --schedule=.celery/beat-schedule --loglevel=INFO
 
 # The web server, and a worker and beat beside it in a process group of their own, sharing SQLite and, without

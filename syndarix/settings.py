@@ -334,7 +334,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 # Runs go to the default queue; the housekeeping (the reaper, lifecycle hooks) to a queue of its own that the
 # Procfile's `beat` process consumes, so a run queue full of work never delays it.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="syndarix")
-CELERY_MAINTENANCE_QUEUE = env.str("CELERY_MAINTENANCE_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}-maintenance")
+CELERY_MAINTENANCE_QUEUE = env.str("CELERY_MAINTENANCE_QUEUE", default="") or f"{CELERY_TASK_DEFAULT_QUEUE}-maintenance"
 CELERY_TASK_ROUTES = ("agents.runtime.tasks.route_task",)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
