@@ -19,7 +19,8 @@ Usage::
         DATABASE_URL=postgres://postgres@127.0.0.1:5432/syndarix .venv/bin/python benchmarks/bench_fleet_runtime.py
     options: --scenarios 300x3,1000x5,outage (default); --processes N; --max-seconds S (stop a scenario after S s
     and report the rate so far); --worker-command "..." (instead of the Procfile's worker line, e.g. the old
-    prefork worker for a before/after comparison).
+    prefork worker for a before/after comparison); --code-root DIR (the box runs the code checked out there: an
+    older release, measured on the same database schema and broker).
 
 The database ``BENCH_FLEET_DATABASE`` (default ``syndarix_bench_fleet``) is created beside the one ``DATABASE_URL``
 names and dropped at the end; the broker queues are the benchmark's own.
@@ -79,11 +80,11 @@ def procfile() -> dict[str, str]:
 class Process:
     """A shell command in a session of its own (a Procfile line), its log in a file."""
 
-    def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path, cwd: Path = ROOT) -> None:
         self.name = name
         self.log = log_dir / f"{name}.log"
         with self.log.open("ab") as log:
-            self.popen = subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], cwd=ROOT, env=env, stdout=log,
+            self.popen = subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=log,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def pids(self) -> list[int]:
@@ -154,7 +155,7 @@ class StubServer:
             return json.loads(answer.read())
 
 
-def box_env(*, stub_url: str, queue: str) -> dict[str, str]:
+def box_env(*, stub_url: str, queue: str, code_root: Path = ROOT) -> dict[str, str]:
     """The environment of the box's processes: production settings pointed at the benchmark's database, broker
     queues and stub."""
     env = dict(os.environ)
@@ -173,7 +174,7 @@ def box_env(*, stub_url: str, queue: str) -> dict[str, str]:
         "AGENT_LLM_API_KEY": "stub-key",
         "AGENT_LLM_READ_TIMEOUT": "60",
         "AGENT_RUN_MAX_STEPS": "10",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(code_root),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     })
     return env
@@ -220,7 +221,7 @@ def start_box(args, env: dict[str, str], log_dir: Path, *, web: bool = True) -> 
     workers = []
     for n in range(args.processes):
         own = {**env, "PORT": str(5100 + n)}
-        workers.append(Process(f"worker{n + 1}", worker_command, own, log_dir))
+        workers.append(Process(f"worker{n + 1}", worker_command, own, log_dir, cwd=args.code_root))
     others = []
     if lines.get("beat") and not args.worker_command:
         others.append(Process("beat", lines["beat"], env, log_dir))
@@ -244,7 +245,7 @@ def scenario(args, *, agents: int, delay: float, log_dir: Path, outage: float = 
     created = time.perf_counter()
     runs = [runtime.run_create(agent=agent, instruction=f"Task {n}")[0].pk for n, agent in enumerate(fleet)]
     created = time.perf_counter() - created
-    env = box_env(stub_url=stub.base_url, queue=queue)
+    env = box_env(stub_url=stub.base_url, queue=queue, code_root=args.code_root)
     workers, others = start_box(args, env, log_dir)
     database = settings.DATABASES["default"]["NAME"]
     peak_connections = peak_rss = 0
@@ -360,6 +361,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="copies of the worker line")
     parser.add_argument("--max-seconds", type=float, default=0, help="stop a scenario after this many seconds")
     parser.add_argument("--worker-command", default="", help="instead of the Procfile's worker line")
+    parser.add_argument("--code-root", type=Path, default=ROOT, help="the checkout the box's processes run")
     args = parser.parse_args()
     name = os.environ.get("BENCH_FLEET_DATABASE", "syndarix_bench_fleet")
     log_dir = Path(tempfile.mkdtemp(prefix="bench_fleet_runtime_"))

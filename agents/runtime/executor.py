@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ..models import AgentInstance, AgentRun
@@ -71,11 +71,12 @@ class WorkerHeartbeat:
         if not agents:
             return 0
         try:
-            unlocked = AgentInstance.objects.filter(pk__in=agents)
-            if connection.vendor == "postgresql":
-                unlocked = AgentInstance.objects.filter(
-                    pk__in=unlocked.select_for_update(skip_locked=True).values("pk"))
-            return unlocked.update(last_heartbeat_at=timezone.now())
+            rows = AgentInstance.objects.filter(pk__in=agents)
+            if connection.vendor != "postgresql":
+                return rows.update(last_heartbeat_at=timezone.now())
+            with transaction.atomic():
+                unlocked = rows.select_for_update(skip_locked=True).values("pk")
+                return AgentInstance.objects.filter(pk__in=unlocked).update(last_heartbeat_at=timezone.now())
         finally:
             connection.close()  # back to the pool: a heartbeat holds no connection between stamps
 

@@ -54,7 +54,7 @@ def box(django_db_setup, stub, tmp_path_factory):
         llm_url=stub.base_url,
         extra={"AGENT_REGISTRY_MODULES": "tests.runtime.agent_classes", "REDIS_URL": settings.REDIS_URL,
                "WORKER_CONCURRENCY": str(BOX_CONCURRENCY), "DATABASE_POOL_MAX_SIZE": str(BOX_POOL_MAX),
-               "PORT": "7", "AGENT_HEARTBEAT_TIMEOUT_SECONDS": "2",
+               "PORT": "7", "AGENT_LLM_READ_TIMEOUT": "60",
                "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path_factory.mktemp("beat") / "schedule")},
     )
     log_dir = tmp_path_factory.mktemp("box")
