@@ -22,7 +22,8 @@ from ..models import AgentInstance, AgentRun
 from . import services
 from .context import RunContext
 from .exceptions import NotRunnable, RunFailure, RunInterrupted
-from .runners import agent_runner, template_for
+from .loop import ToolLoopAgent
+from .runners import agent_class, template_for
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def execute_run(run_id, *, worker: str = "", task_id: str | None = None) -> str:
     heartbeat.hold(agent.pk)
     try:
         try:
-            cls = agent_runner(agent)
+            cls = agent_class(agent) or ToolLoopAgent
             ctx = RunContext(run, agent, template=template_for(agent, cls))
             value = cls(agent).run(ctx)
             if ctx.stop_seen:  # the class returned early because should_stop() said so

@@ -18,8 +18,8 @@ is unavailable: the run stays ``running`` without a worker until its next attemp
 Housekeeping (the ``maintenance`` queue): ``runs_reap_stale`` (a periodic job), ``runs_requeue_for_worker`` (a
 worker that starts again) and the receivers of lifecycle changes.
 
-This module never imports the executor (``tasks`` → ``executor`` → ``services``); what both need is in
-``runners``.
+This module never imports the executor or the tasks (``tasks`` → ``executor`` → ``services``): what both need is in
+``runners``, and a task is sent by its registered name.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -54,7 +55,7 @@ from ..choices import (
 from ..exceptions import AgentTerminated, UsageLimitExceeded
 from ..models import AgentInstance, AgentRun, AgentRunRequest
 from .exceptions import NoPendingRequest, RequestAlreadyDecided, RunFinished
-from .runners import agent_runner
+from .runners import agent_class
 from .trace import step_record
 
 logger = logging.getLogger(__name__)
@@ -106,8 +107,7 @@ def _after_commit(func, *args) -> None:
 def _send(run_id: str, task_id: str, eta=None) -> None:
     """Send the run's task (with ``eta``: not before then). In eager mode (``CELERY_TASK_ALWAYS_EAGER``, debugging)
     a task with an ETA would run at once, ignoring it: it is left to the reaper, which sends it when it is due."""
-    from .tasks import execute_run  # the task module imports this one
-
+    execute_run = current_app.tasks["agents.runtime.tasks.execute_run"]  # registered by the tasks module
     if eta is not None and execute_run.app.conf.task_always_eager:
         logger.info("Eager mode: run %s tries again at %s when the reaper sends it", run_id, eta.isoformat())
         return
@@ -201,7 +201,7 @@ def run_create(
                 return replay, False
         if locked.status == S.TERMINATED:
             raise AgentTerminated("run")
-        agent_runner(locked)
+        agent_class(locked)  # refuses an agent nothing can run
         run = AgentRun.objects.create(
             agent=locked, issue=issue, instruction=instruction, requested_by=agent_services._user(actor),
             request_id=request_id,
