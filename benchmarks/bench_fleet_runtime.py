@@ -174,6 +174,7 @@ def box_env(*, stub_url: str, queue: str, code_root: Path = ROOT) -> dict[str, s
         "AGENT_LLM_API_KEY": "stub-key",
         "AGENT_LLM_READ_TIMEOUT": "60",
         "AGENT_RUN_MAX_STEPS": "10",
+        "CELERY_BEAT_SCHEDULE_FILE": str(Path(tempfile.gettempdir()) / f"{queue}-beat-schedule"),
         "PYTHONPATH": str(code_root),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     })

@@ -1,8 +1,8 @@
 """The worker side of a run: claim it, run the agent class, and record how it ended.
 
 ``execute_run`` is what the Celery task ``agents.runtime.tasks.execute_run`` calls. The agent's code runs here,
-in the worker, never in a web request. A worker process holds many runs at once (Celery's gevent pool: a run
-waiting on its LLM holds a greenlet, not a process, and no database connection). One heartbeat per process
+in the worker, never in a web request. A worker process holds many runs at once (Celery's threads pool: a run
+waiting on its LLM holds a thread, not a process, and no database connection). One heartbeat per process
 (``WorkerHeartbeat``) stamps ``last_heartbeat_at`` of every agent whose run the process holds, every
 ``AGENT_HEARTBEAT_SECONDS``, in one statement (and every step stamps its agent too), so the reaper can tell a long
 LLM call from a dead worker.
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 class WorkerHeartbeat:
-    """The heartbeat of one worker process: while it holds runs, a thread (a greenlet under gevent) stamps
+    """The heartbeat of one worker process: while it holds runs, one thread stamps
     ``last_heartbeat_at`` of their agents every ``AGENT_HEARTBEAT_SECONDS`` with one ``UPDATE … WHERE id IN``,
     and gives its database connection back after each stamp. It starts with the first run the process takes."""
 

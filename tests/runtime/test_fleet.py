@@ -1,4 +1,4 @@
-"""The Procfile's processes on real Redis and PostgreSQL: the ``worker`` line (the gevent pool) holds many runs in one
+"""The Procfile's processes on real Redis and PostgreSQL: the ``worker`` line (the threads pool) holds many runs in one
 process on a bounded connection pool; the ``beat`` line serves the maintenance queue while the run queue is full;
 a worker that starts again re-queues the runs it held at once; tool arguments the database cannot hold are an
 error the model reads in the loop (over MCP: ``tests/aiservices/test_mcp.py``)."""
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 S = AgentStatus
 R = RunStatus
 
-#: Greenlets of the box's worker, and the connections its pool may open.
+#: Threads of the box's worker, and the connections its pool may open.
 BOX_CONCURRENCY = 6
 BOX_POOL_MAX = 2
 BOX_APP = "syndarix-test-box"
@@ -46,7 +46,7 @@ BOX_APP = "syndarix-test-box"
 
 @pytest.fixture(scope="module")
 def box(django_db_setup, stub, tmp_path_factory):
-    """The Procfile's ``worker`` (gevent, ``BOX_CONCURRENCY`` greenlets, at most ``BOX_POOL_MAX`` connections) and
+    """The Procfile's ``worker`` (``BOX_CONCURRENCY`` threads, at most ``BOX_POOL_MAX`` connections) and
     ``beat`` (the maintenance queue and the periodic reaper) lines, on a queue pair of their own."""
     queue = new_queue_name()
     env = worker_env(
@@ -55,7 +55,7 @@ def box(django_db_setup, stub, tmp_path_factory):
         extra={"AGENT_REGISTRY_MODULES": "tests.runtime.agent_classes", "REDIS_URL": settings.REDIS_URL,
                "WORKER_CONCURRENCY": str(BOX_CONCURRENCY), "DATABASE_POOL_MAX_SIZE": str(BOX_POOL_MAX),
                "PORT": "7", "AGENT_LLM_READ_TIMEOUT": "60",
-               "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path_factory.mktemp("beat") / "schedule")},
+               "CELERY_BEAT_SCHEDULE_FILE": str(tmp_path_factory.mktemp("beat") / "schedule")},
     )
     log_dir = tmp_path_factory.mktemp("box")
     processes = {name: ProcfileProcess(name, env={**env, "PGAPPNAME": f"{BOX_APP}-{name}"},
@@ -93,7 +93,7 @@ def worker_connections() -> int:
         return cursor.fetchone()[0]
 
 
-def test_one_gevent_worker_holds_many_runs_at_once_on_a_bounded_pool(project, stub, on_box):
+def test_one_worker_process_holds_many_runs_at_once_on_a_bounded_pool(project, stub, on_box):
     agents = [calls_agent(project, calls=2, name=f"fleet {n}") for n in range(BOX_CONCURRENCY)]
     holds = [Hold(reply(f"first {n}")) for n in range(BOX_CONCURRENCY)]
     stub.script(*holds)
@@ -122,7 +122,7 @@ def test_the_maintenance_queue_is_served_while_the_run_queue_is_full(project, st
     holds = [Hold(reply("busy")) for _ in range(BOX_CONCURRENCY)]
     stub.script(*holds)
     busy = [runtime.run_create(agent=calls_agent(project, calls=1, name=f"busy {n}"), instruction="Hold")[0]
-            for n in range(BOX_CONCURRENCY + 4)]  # every greenlet held, four more runs queued behind them
+            for n in range(BOX_CONCURRENCY + 4)]  # every thread held, four more runs queued behind them
     for hold in holds:
         hold.wait_arrived()
     # A run whose worker died: claimed by a worker that is gone, its heartbeat five minutes old.
