@@ -422,7 +422,9 @@ class AgentCounter(models.Model):
     """The agents of one project (playground agents in a row of their own), counted by status, with their usage
     totals: what the project metrics and the list totals read instead of aggregating the agents.
 
-    One row per ``(project, is_playground)`` that has ever had an agent. The columns move in the same
+    Up to ``agents.counters.COUNTER_SHARDS`` rows per ``(project, is_playground)`` that has ever had an agent, one
+    per ``shard`` its agents fall in (an agent always updates the row of its own shard, so the agents of one project
+    do not all queue for one row); the counts are the sums over the shards. The columns move in the same
     transaction as the change that moves them (``agents.counters``: spawn, every transition, usage); the
     ``recompute_agent_counters`` command rebuilds them from the agents. Totals are sized for a fleet's
     lifetime: 64-bit counts and tokens, costs with 18 integer digits (USD).
@@ -431,6 +433,7 @@ class AgentCounter(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="agent_counters")
     is_playground = models.BooleanField(default=False)
+    shard = models.PositiveSmallIntegerField(default=0)
     idle = models.BigIntegerField(default=0)
     working = models.BigIntegerField(default=0)
     waiting = models.BigIntegerField(default=0)
@@ -442,11 +445,11 @@ class AgentCounter(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "is_playground"], name="unique_agent_counter"),
+            models.UniqueConstraint(fields=["project", "is_playground", "shard"], name="unique_agent_counter_shard"),
         ]
 
     def __str__(self) -> str:
-        return f"agents of {self.project_id}{' (playground)' if self.is_playground else ''}"
+        return f"agents of {self.project_id}{' (playground)' if self.is_playground else ''}, shard {self.shard}"
 
 
 class WorkspaceAgentCounter(models.Model):

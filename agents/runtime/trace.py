@@ -188,10 +188,10 @@ WITH agent AS (
     FROM run
     RETURNING id
 ), totals AS (
-    INSERT INTO {counter} (id, project_id, is_playground, {", ".join(_q(c) for c in usage + zeros)})
-    SELECT %(counter_id)s, agent.project_id, agent.is_playground, %(tokens)s, %(cost)s{", 0" * len(zeros)}
+    INSERT INTO {counter} (id, project_id, is_playground, shard, {", ".join(_q(c) for c in usage + zeros)})
+    SELECT %(counter_id)s, agent.project_id, agent.is_playground, %(shard)s, %(tokens)s, %(cost)s{", 0" * len(zeros)}
     FROM agent WHERE %(tokens)s > 0 OR %(cost)s > 0
-    ON CONFLICT (project_id, is_playground) DO UPDATE SET
+    ON CONFLICT (project_id, is_playground, shard) DO UPDATE SET
         tokens_used = {counter}.tokens_used + excluded.tokens_used,
         cost_incurred = {counter}.cost_incurred + excluded.cost_incurred
 )
@@ -216,7 +216,7 @@ def _record_postgresql(run_id, agent_id, step: dict[str, Any], *, tokens: int, c
         **step, **{name: field.get_db_prep_save(step[name], connection) for name, field in fields.items()},
         "run_id": run_id, "agent_id": agent_id, "step_id": uuid.uuid4(), "counter_id": uuid.uuid4(),
         "tokens": tokens, "cost": cost, "tokens_room": tokens_limit - tokens, "cost_room": cost_limit - cost,
-        "now": timezone.now(), "task_id": task_id, "clear_retry": clear_retry,
+        "now": timezone.now(), "task_id": task_id, "clear_retry": clear_retry, "shard": counters.shard_of(agent_id),
     }
     with connection.cursor() as cursor:
         cursor.execute(_RECORD_SQL[0], params)
