@@ -119,8 +119,7 @@ def execute_run(run_id, *, worker: str = "", task_id: str | None = None) -> str:
     run = services.run_claim(run_id, worker=worker, task_id=task_id)
     if run is None:
         return "skipped"
-    agent = AgentInstance.objects.select_related("agent_type", "project__workspace").get(pk=run.agent_id)
-    run = AgentRun.objects.select_related("issue").get(pk=run.pk)
+    agent = run.agent
     heartbeat.hold(agent.pk)
     try:
         try:

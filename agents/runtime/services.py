@@ -33,7 +33,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, Q, When
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
@@ -71,8 +71,8 @@ INSTRUCTION_MAX_LENGTH = 100_000
 def _lock_agent(agent_id) -> AgentInstance:
     """Lock the agent row (only it: its type and project are read, not locked, else every run of a project or a
     type would wait for every other's claim and completion)."""
-    return AgentInstance.objects.select_for_update(of=("self",)).select_related("agent_type", "project").get(
-        pk=agent_id)
+    return AgentInstance.objects.select_for_update(of=("self",)).select_related(
+        "agent_type", "project__workspace").get(pk=agent_id)
 
 
 def _lock_run(run_id) -> AgentRun:
@@ -374,7 +374,8 @@ def run_claim(run_id, *, worker: str = "", task_id: str | None = None) -> AgentR
     ``waiting`` run of a ``waiting`` agent whose requests are all answered (continue); a ``running`` run waiting
     out an LLM outage (``retry_at`` set) of a ``working`` agent, by the task ``task_id`` it was sent again as
     (its next attempt; the agent stays ``working``). Otherwise the agent moves to ``working`` (ledger row naming
-    the run); its heartbeat is stamped, the run becomes ``running`` on this worker.
+    the run); its heartbeat is stamped, the run becomes ``running`` on this worker. Returns the run, its ``agent``
+    loaded with the agent's type and project.
     An agent at or over its budget is paused instead (reason ``budget``), the run ``paused`` with
     ``budget_exceeded``. Safe to call for a message delivered twice: only one claim succeeds. Nothing starts
     while ``AGENTS_ENABLED`` is false.
@@ -390,9 +391,16 @@ def run_claim(run_id, *, worker: str = "", task_id: str | None = None) -> AgentR
         run = _lock_run(run_id)
         attempt = 0
         if run.status == R.QUEUED:
-            if agent.status != S.IDLE or agent.runs.filter(status__in=RUN_ACTIVE_STATUSES).exists():
+            if agent.status != S.IDLE:
                 return None
-            if agent.runs.filter(status=R.QUEUED, created_at__lt=run.created_at).exists():
+            # One look for what goes first: another active run of the agent, or an older queued one.
+            ahead = agent.runs.filter(
+                Q(status__in=RUN_ACTIVE_STATUSES) | Q(status=R.QUEUED, created_at__lt=run.created_at)
+            ).order_by(Case(When(status__in=RUN_ACTIVE_STATUSES, then=0), default=1)).values_list(
+                "status", flat=True).first()
+            if ahead in RUN_ACTIVE_STATUSES:
+                return None
+            if ahead == R.QUEUED:
                 _dispatch_next_locked(agent)  # the older run goes first
                 return None
             attempt = run.attempts + 1
@@ -426,7 +434,8 @@ def run_claim(run_id, *, worker: str = "", task_id: str | None = None) -> AgentR
         run.retry_at = None
         _save(run, "status", "worker", "error_code", "error_message", "started_at", "attempts", "retry_at")
         if verb:
-            _transition(agent, S.WORKING, run, verb)
+            agent = _transition(agent, S.WORKING, run, verb)
+    run.agent = agent  # with its type and project: what the executor runs it with
     return run
 
 
