@@ -17,7 +17,7 @@ Usage::
 
     BENCH_FLEET_DATABASE=syndarix_bench_i19 CELERY_BROKER_URL=redis://127.0.0.1:6379/5 \\
         DATABASE_URL=postgres://postgres@127.0.0.1:5432/syndarix .venv/bin/python benchmarks/bench_fleet_runtime.py
-    options: --scenarios 300x3,1000x5,outage (default); --processes N; --max-seconds S (stop a scenario after S s
+    options: --scenarios 300x3,1000x5,outage,sql (default); --processes N; --max-seconds S (stop a scenario after S s
     and report the rate so far); --worker-command "..." (instead of the Procfile's worker line, e.g. the old
     prefork worker for a before/after comparison); --code-root DIR (the box runs the code checked out there: an
     older release, measured on the same database schema and broker).
@@ -357,7 +357,7 @@ def report(result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="300x3,1000x5,outage",
+    parser.add_argument("--scenarios", default="300x3,1000x5,outage,sql",
                         help="comma-separated AGENTSxDELAY, 'outage' (40 agents x 3 s, a 20 s 503 outage) or 'sql'")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="copies of the worker line")
     parser.add_argument("--max-seconds", type=float, default=0, help="stop a scenario after this many seconds")
