@@ -6,6 +6,8 @@ TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/syn
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/1)
 # The broker gets a Redis database of its own: the tests clear the cache's database between tests.
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
+# The concurrency tests run more threads at once than a production process's connection pool holds.
+TEST_DATABASE_POOL_MAX_SIZE ?= 40
 
 .PHONY: install run worker test lint docs docs-serve docs-test bench fuzz clean
 
@@ -43,7 +45,8 @@ worker: $(BIN)/.installed-run
 
 test: install
 	DJANGO_ENV_FILE= DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-		CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_DEBUG=true $(BIN)/pytest $(PYTEST_ARGS)
+		CELERY_BROKER_URL=$(TEST_BROKER_URL) DATABASE_POOL_MAX_SIZE=$(TEST_DATABASE_POOL_MAX_SIZE) \
+		DJANGO_DEBUG=true $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
