@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0008_fleet_scale'),
+        ('agents', '0010_sharded_agent_counters'),
     ]
 
     operations = [
