@@ -1,14 +1,18 @@
 """The agent counters: per project, agents by status and usage per day; per workspace, live agents.
 
 The project metrics, the list totals, the admin's charts, ``/metrics`` and the spawn's concurrency check read these
-rows instead of aggregating the agents, runs and steps (O(fleet)). Every change that moves a counter moves it in its
-own transaction, with one upsert (``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``, PostgreSQL and SQLite
-alike):
+rows instead of aggregating the agents, runs and steps (O(fleet)). A project's counts and each of its days are spread
+over up to ``COUNTER_SHARDS`` rows (an agent's changes go to its shard's row, ``shard_of``), so a fleet's runs
+starting, stepping and finishing at once do not all wait for one row's lock; readers add the rows up. Every change
+that moves a counter moves it in the transaction of the change, with one upsert (``INSERT ... ON CONFLICT DO UPDATE
+SET n = n + excluded.n``, PostgreSQL and SQLite alike):
 
 - ``agent_spawned``: ``agents.services.agent_spawn`` (under the workspace lock);
 - ``agent_moved``: ``agents.services.agent_transition``, the one path of every status change;
-- ``usage_added``: ``agents.services.agent_record_usage`` and the runtime's LLM steps (today's ``UsageDay``);
-- ``run_finished``: the runtime's services, when a run succeeds, fails or is cancelled (today's ``UsageDay``).
+- ``usage_added``: ``agents.services.agent_record_usage`` and the runtime's steps (today's ``UsageDay``; on
+  PostgreSQL a step's upsert is part of the step's one statement, ``agents.runtime.trace``);
+- ``run_finished``: the runtime's services, when a run succeeds, fails or is cancelled (today's ``UsageDay``), after
+  the agent's transition: a transaction locks its ``AgentCounter`` row before its ``UsageDay`` row.
 
 Agents are never deleted one by one (they are terminated); they go with their project, and the project's counter
 rows with them. ``counters_recompute`` (the ``recompute_agent_counters`` command) rebuilds the rows from the agents,
@@ -23,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, DecimalField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Count, DecimalField, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -32,15 +36,25 @@ from projects.models import Project, Workspace
 from .choices import AgentStatus, RunStatus
 from .models import AgentCounter, AgentInstance, AgentRun, AgentRunStep, UsageDay, WorkspaceAgentCounter
 
+#: Counter rows per project (and playground flag, and day): an agent's changes go to the row of its shard
+#: (``shard_of``).
+COUNTER_SHARDS = 16
 #: The ``AgentCounter`` column of each status (the wire value).
 STATUS_COLUMNS = {status: status.value for status in AgentStatus}
 #: The ``UsageDay`` totals, kept equal to the sums over the agents.
 USAGE_COLUMNS = ("tasks_completed", "tokens_used", "cost_incurred")
+#: The ``UsageDay`` total kept equal to the sum over the runs: tokens of models without a price.
+UNPRICED = "unpriced_tokens"
 #: The ``UsageDay`` column counting the runs that ended in each status.
 RUN_COLUMNS = {RunStatus.SUCCEEDED: "runs_succeeded", RunStatus.FAILED: "runs_failed",
                RunStatus.CANCELLED: "runs_cancelled"}
-_DAY_COLUMNS = (*USAGE_COLUMNS, "prompt_tokens", "completion_tokens", *RUN_COLUMNS.values())
+_DAY_COLUMNS = (*USAGE_COLUMNS, "prompt_tokens", "completion_tokens", UNPRICED, *RUN_COLUMNS.values())
 _STATUS = tuple(STATUS_COLUMNS.values())
+
+
+def shard_of(agent_id) -> int:
+    """The counter shard (0 .. ``COUNTER_SHARDS`` - 1) of the agent ``agent_id`` (a UUID or its text)."""
+    return uuid.UUID(str(agent_id)).int % COUNTER_SHARDS
 
 
 def today() -> datetime.date:
@@ -68,14 +82,16 @@ def _upsert(model, key: dict[str, Any], columns: tuple[str, ...], deltas: dict[s
         )
 
 
-def _add_to_project(project_id, is_playground: bool, deltas: dict[str, Any]) -> None:
-    """Add ``deltas`` (status column → amount) to the project's counter row, creating the row when missing."""
-    _upsert(AgentCounter, {"project": project_id, "is_playground": is_playground}, _STATUS, deltas)
+def _add_to_project(agent: AgentInstance, deltas: dict[str, Any]) -> None:
+    """Add ``deltas`` (status column → amount) to the counter row of ``agent``'s project and shard, creating it."""
+    key = {"project": agent.project_id, "is_playground": agent.is_playground, "shard": shard_of(agent.pk)}
+    _upsert(AgentCounter, key, _STATUS, deltas)
 
 
-def _add_to_day(project_id, is_playground: bool, deltas: dict[str, Any], *, day=None) -> None:
-    """Add ``deltas`` (``UsageDay`` column → amount) to the project's row of ``day`` (default: today)."""
-    key = {"project": project_id, "is_playground": is_playground, "day": day or today()}
+def _add_to_day(agent: AgentInstance, deltas: dict[str, Any]) -> None:
+    """Add ``deltas`` (``UsageDay`` column → amount) to today's row of ``agent``'s project and shard."""
+    key = {"project": agent.project_id, "is_playground": agent.is_playground, "day": today(),
+           "shard": shard_of(agent.pk)}
     _upsert(UsageDay, key, _DAY_COLUMNS, deltas)
 
 
@@ -94,14 +110,14 @@ def _add_to_workspace(workspace_id, live: int) -> None:
 def agent_spawned(agent: AgentInstance, *, workspace_id) -> None:
     """Count a new (IDLE) ``agent`` in its project and as live in ``workspace_id``. Call it in the spawn's
     transaction, with the workspace locked."""
-    _add_to_project(agent.project_id, agent.is_playground, {STATUS_COLUMNS[AgentStatus.IDLE]: 1})
+    _add_to_project(agent, {STATUS_COLUMNS[AgentStatus.IDLE]: 1})
     _add_to_workspace(workspace_id, 1)
 
 
 def agent_moved(agent: AgentInstance, *, source: str, target: str) -> None:
     """Move ``agent`` from the ``source`` status column to ``target`` (and out of its workspace's live count when
     ``target`` is terminated). Call it in the transition's transaction, with the agent locked."""
-    _add_to_project(agent.project_id, agent.is_playground, {STATUS_COLUMNS[source]: -1, STATUS_COLUMNS[target]: 1})
+    _add_to_project(agent, {STATUS_COLUMNS[source]: -1, STATUS_COLUMNS[target]: 1})
     if target == AgentStatus.TERMINATED:
         if AgentInstance.project.is_cached(agent):
             workspace_id = agent.project.workspace_id
@@ -118,27 +134,33 @@ def usage_added(
     tasks_completed: int = 0,
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
+    unpriced_tokens: int = 0,
 ) -> None:
-    """Add usage to today's ``UsageDay`` of ``agent``'s project (``agent`` needs ``project_id`` and
-    ``is_playground``), with one statement. Call it in the transaction that adds the usage to the agent.
+    """Add usage to today's ``UsageDay`` of ``agent``'s project, in the row of the agent's shard (``agent`` needs
+    ``pk``, ``project_id`` and ``is_playground``), with one statement. Call it once per change, in the transaction
+    that adds the usage to the agent: a second upsert of the row in one transaction can deadlock with a concurrent
+    one's.
 
     Args:
         tokens: all tokens (default: ``prompt_tokens + completion_tokens``); usage posted without a split passes
             only this.
         prompt_tokens, completion_tokens: the input and output tokens of an LLM call.
         cost: USD. tasks_completed: tasks finished.
+        unpriced_tokens: those of ``tokens`` whose model has no price (in no ``cost``).
     """
     tokens = prompt_tokens + completion_tokens if tokens is None else tokens
     deltas = {"tokens_used": tokens, "cost_incurred": cost, "tasks_completed": tasks_completed,
-              "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+              "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, UNPRICED: unpriced_tokens}
     if any(deltas.values()):
-        _add_to_day(agent.project_id, agent.is_playground, deltas)
+        _add_to_day(agent, {key: n for key, n in deltas.items() if n})
 
 
 def run_finished(agent: AgentInstance, *, status: str, tasks_completed: int = 0) -> None:
     """Count a run of ``agent`` that ended today in ``status`` (succeeded, failed or cancelled), with the
-    ``tasks_completed`` it adds to the agent, in one statement. Call it in the transaction that ends the run."""
-    _add_to_day(agent.project_id, agent.is_playground, {RUN_COLUMNS[status]: 1, "tasks_completed": tasks_completed})
+    ``tasks_completed`` it adds to the agent, in one statement. Call it in the transaction that ends the run, after
+    the agent's transition (the ``AgentCounter`` row before the ``UsageDay`` row, in every transaction)."""
+    deltas = {RUN_COLUMNS[status]: 1, "tasks_completed": tasks_completed}
+    _add_to_day(agent, {key: n for key, n in deltas.items() if n})
 
 
 def usage_totals(days, *, group_by: tuple[str, ...] = ()) -> Any:
@@ -179,14 +201,16 @@ def project_metrics(project: Project, *, include_playground: bool = False) -> di
 
     Returns the shape of ``agents.selectors.agent_metrics``: ``total_instances``, ``active_instances``
     (WORKING), ``idle_instances``, ``waiting_instances``, ``paused_instances``, ``terminated_instances``,
-    ``total_tasks_completed``, ``total_tokens_used`` (tokens), ``total_cost_incurred`` (USD, Decimal).
+    ``total_tasks_completed``, ``total_tokens_used`` (tokens), ``total_cost_incurred`` (USD, Decimal),
+    ``total_unpriced_tokens`` (tokens of models without a price, in no cost).
     """
     playground = Q() if include_playground else Q(agent_counters__is_playground=False)
+    usage = (*USAGE_COLUMNS, UNPRICED)
     row = Project.objects.filter(pk=project.pk).annotate(
         **{column: Coalesce(Sum(f"agent_counters__{column}", filter=playground), 0) for column in _STATUS},
-        **{column: usage_subquery(column, include_playground=include_playground) for column in USAGE_COLUMNS},
-    ).values(*_STATUS, *USAGE_COLUMNS).first() or {}
-    totals = {column: row.get(column) or 0 for column in (*_STATUS, *USAGE_COLUMNS)}
+        **{column: usage_subquery(column, include_playground=include_playground) for column in usage},
+    ).values(*_STATUS, *usage).first() or {}
+    totals = {column: row.get(column) or 0 for column in (*_STATUS, *usage)}
     return {
         "total_instances": sum(totals[column] for column in _STATUS),
         "active_instances": totals["working"],
@@ -197,6 +221,7 @@ def project_metrics(project: Project, *, include_playground: bool = False) -> di
         "total_tasks_completed": totals["tasks_completed"],
         "total_tokens_used": totals["tokens_used"],
         "total_cost_incurred": Decimal(totals["cost_incurred"]),
+        "total_unpriced_tokens": totals[UNPRICED],
     }
 
 
@@ -222,8 +247,9 @@ def counters_recompute(*, workspaces=None, dry_run: bool = False) -> list[dict[s
     What is rebuilt: the agents by status (``AgentCounter``) and the live agents (``WorkspaceAgentCounter``) from the
     agents; per day, the LLM steps' ``prompt_tokens`` / ``completion_tokens`` (by the step's time) and the runs
     ended per outcome (by ``finished_at``); per project, the totals ``tokens_used``, ``cost_incurred`` and
-    ``tasks_completed`` against the sums over its agents (usage posted through the API has no date of its own, so a
-    difference is added to today's row).
+    ``tasks_completed`` against the sums over its agents and ``unpriced_tokens`` against the sum over its runs
+    (usage posted through the API has no date of its own, so a difference is added to today's row). A wrong value
+    spread over shard rows is rebuilt in the first of them; the others count 0 of it.
 
     One transaction per workspace: the workspace is locked (no spawn meanwhile) and its counter rows are locked
     before the agents are aggregated, so a concurrent transition or usage either committed before the aggregate
@@ -241,21 +267,36 @@ def counters_recompute(*, workspaces=None, dry_run: bool = False) -> list[dict[s
     return report
 
 
-def _difference(report: list, workspace_id, key: tuple, column: str, stored, actual, day=None) -> None:
-    report.append({"workspace": workspace_id, "project": key[0], "is_playground": key[1], "day": day,
-                   "column": column, "stored": stored, "actual": actual})
+def _difference(workspace_id, project_id, is_playground, day, column: str, stored, actual) -> dict[str, Any]:
+    return {"workspace": workspace_id, "project": project_id, "is_playground": is_playground, "day": day,
+            "column": column, "stored": stored, "actual": actual}
+
+
+def _rebuild(rows: list, want: dict[str, Any], *, report: list, where: tuple) -> list[str]:
+    """Set the columns of ``want`` (column → true total) whose sum over ``rows`` (one key's shard rows, first shard
+    first) differs: the total in the first row, 0 in the others. Reports each difference (``where``: workspace,
+    project, playground flag, day) and returns the columns changed."""
+    changed = []
+    for column, value in want.items():
+        have = sum(getattr(row, column) for row in rows)
+        if have != value:
+            changed.append(column)
+            report.append(_difference(*where, column, have, value))
+            for row in rows:
+                setattr(row, column, value if row is rows[0] else 0)
+    return changed
 
 
 def _recompute_workspace(workspace_id, *, dry_run: bool) -> list[dict[str, Any]]:
     Workspace.objects.select_for_update().filter(pk=workspace_id).first()
-    stored = {
-        (row.project_id, row.is_playground): row
-        for row in AgentCounter.objects.select_for_update().filter(project__workspace_id=workspace_id).order_by("pk")
-    }
-    days = {
-        (row.project_id, row.is_playground, row.day): row
-        for row in UsageDay.objects.select_for_update().filter(project__workspace_id=workspace_id).order_by("pk")
-    }
+    shards: dict[tuple, list[AgentCounter]] = {}
+    for row in AgentCounter.objects.select_for_update().filter(project__workspace_id=workspace_id).order_by("pk"):
+        shards.setdefault((row.project_id, row.is_playground), []).append(row)
+    days: dict[tuple, list[UsageDay]] = {}
+    for row in UsageDay.objects.select_for_update().filter(project__workspace_id=workspace_id).order_by("pk"):
+        days.setdefault((row.project_id, row.is_playground, row.day), []).append(row)
+    for rows in (*shards.values(), *days.values()):
+        rows.sort(key=lambda row: row.shard)
     stored_live = WorkspaceAgentCounter.objects.select_for_update().filter(workspace_id=workspace_id).first()
     agents = AgentInstance.objects.filter(project__workspace_id=workspace_id).order_by()
     aggregates = {column: Count("pk", filter=Q(status=status)) for status, column in STATUS_COLUMNS.items()}
@@ -264,55 +305,54 @@ def _recompute_workspace(workspace_id, *, dry_run: bool) -> list[dict[str, Any]]
         for row in agents.values("project_id", "is_playground").annotate(
             **aggregates, **{column: Sum(column) for column in USAGE_COLUMNS})
     }
+    for row in (
+        AgentRun.objects.filter(agent__project__workspace_id=workspace_id).order_by()
+        .values(project_id=F("agent__project_id"), is_playground=F("agent__is_playground"))
+        .annotate(n=Sum(UNPRICED))
+    ):
+        actual.setdefault((row["project_id"], row["is_playground"]), {})[UNPRICED] = row["n"]
     report: list[dict[str, Any]] = []
-    for key in sorted(set(stored) | set(actual), key=str):
-        row = stored.get(key) or AgentCounter(project_id=key[0], is_playground=key[1])
-        values = actual.get(key, {})
-        changed = []
-        for column in _STATUS:
-            want, have = values.get(column) or 0, getattr(row, column)
-            if have != want:
-                changed.append(column)
-                _difference(report, workspace_id, key, column, have, want)
-                setattr(row, column, want)
+    for key in sorted(set(shards) | set(actual), key=str):
+        rows = shards.get(key) or [AgentCounter(project_id=key[0], is_playground=key[1], shard=0)]
+        changed = _rebuild(rows, {column: actual.get(key, {}).get(column) or 0 for column in _STATUS},
+                           report=report, where=(workspace_id, *key, None))
         if changed and not dry_run:
-            row.save(update_fields=changed) if key in stored else row.save(force_insert=True)
+            for row in rows:
+                row.save(update_fields=changed) if key in shards else row.save(force_insert=True)
 
     changed_days: dict[tuple, set[str]] = {}
 
-    def day_row(key: tuple) -> UsageDay:
+    def day_rows(key: tuple) -> list[UsageDay]:
         if key not in days:
-            days[key] = UsageDay(project_id=key[0], is_playground=key[1], day=key[2])
+            days[key] = [UsageDay(project_id=key[0], is_playground=key[1], day=key[2], shard=0)]
         return days[key]
 
     exact = _dated_usage(workspace_id)
     for key in sorted(set(days) | set(exact), key=str):
-        row = day_row(key)
-        for column in ("prompt_tokens", "completion_tokens", *RUN_COLUMNS.values()):
-            want, have = exact.get(key, {}).get(column, 0), getattr(row, column)
-            if have != want:
-                _difference(report, workspace_id, key[:2], column, have, want, day=key[2])
-                setattr(row, column, want)
-                changed_days.setdefault(key, set()).add(column)
+        want = {column: exact.get(key, {}).get(column, 0)
+                for column in ("prompt_tokens", "completion_tokens", *RUN_COLUMNS.values())}
+        changed = _rebuild(day_rows(key), want, report=report, where=(workspace_id, *key))
+        changed_days.setdefault(key, set()).update(changed)
     zero = {"cost_incurred": Decimal("0")}
+    totals = (*USAGE_COLUMNS, UNPRICED)
     sums: dict[tuple, dict[str, Any]] = {}
-    for key, row in days.items():
-        total = sums.setdefault(key[:2], {column: zero.get(column, 0) for column in USAGE_COLUMNS})
-        for column in USAGE_COLUMNS:
-            total[column] += getattr(row, column)
+    for key, rows in days.items():
+        total = sums.setdefault(key[:2], {column: zero.get(column, 0) for column in totals})
+        for column in totals:
+            total[column] += sum(getattr(row, column) for row in rows)
     for key in sorted(set(actual) | set(sums), key=str):
-        for column in USAGE_COLUMNS:
+        for column in totals:
             have = sums.get(key, {}).get(column, zero.get(column, 0))
             want = actual.get(key, {}).get(column) or zero.get(column, 0)
             if have != want:
-                _difference(report, workspace_id, key, column, have, want)
-                row = day_row((*key, today()))
+                report.append(_difference(workspace_id, *key, None, column, have, want))
+                row = day_rows((*key, today()))[0]
                 setattr(row, column, getattr(row, column) + want - have)
                 changed_days.setdefault((*key, today()), set()).add(column)
     if not dry_run:
         for key, columns in changed_days.items():
-            row = days[key]
-            row.save(force_insert=True) if row._state.adding else row.save(update_fields=sorted(columns))
+            for row in days[key] if columns else ():
+                row.save(force_insert=True) if row._state.adding else row.save(update_fields=sorted(columns))
 
     live = agents.live().count()
     have_live = stored_live.live if stored_live else 0

@@ -330,12 +330,7 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
         Compares the lifetime counters ``tokens_used`` and ``cost_incurred`` (runs plus manual usage posts)
         with ``budget``.
         """
-        max_tokens, max_cost = self.budget
-        if max_tokens is not None and self.tokens_used >= max_tokens:
-            return f"tokens: {self.tokens_used} used of a budget of {max_tokens}"
-        if max_cost is not None and self.cost_incurred >= max_cost:
-            return f"cost: {self.cost_incurred} USD used of a budget of {max_cost} USD"
-        return ""
+        return budget_message(self.tokens_used, self.cost_incurred, *self.budget)
 
     # --- Reading the table. ---
 
@@ -353,6 +348,17 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
             if t.target == target:
                 return getattr(self, t.name)
         return None
+
+
+def budget_message(tokens_used: int, cost_incurred: Decimal, max_tokens: int | None, max_cost: Decimal | None) -> str:
+    """Why usage of ``tokens_used`` tokens and ``cost_incurred`` USD is at or over the budget ``max_tokens`` /
+    ``max_cost`` (``None``: no limit), or ``""`` (``AgentInstance.budget_exceeded``, and the runtime's step record,
+    which reads the counters back from its own ``UPDATE``)."""
+    if max_tokens is not None and tokens_used >= max_tokens:
+        return f"tokens: {tokens_used} used of a budget of {max_tokens}"
+    if max_cost is not None and cost_incurred >= max_cost:
+        return f"cost: {cost_incurred} USD used of a budget of {max_cost} USD"
+    return ""
 
 
 def _build_table() -> dict[str, list[str]]:
@@ -416,7 +422,9 @@ class AgentCounter(models.Model):
     """The agents of one project (playground agents in a row of their own), counted by status: what the project
     metrics and the list totals read instead of counting the agents. Their usage is in ``UsageDay``.
 
-    One row per ``(project, is_playground)`` that has ever had an agent. The columns move in the same
+    Up to ``agents.counters.COUNTER_SHARDS`` rows per ``(project, is_playground)`` that has ever had an agent, one
+    per ``shard`` its agents fall in (an agent always updates the row of its own shard, so the agents of one project
+    do not all queue for one row); the counts are the sums over the shards. The columns move in the same
     transaction as the change that moves them (``agents.counters``: spawn, every transition); the
     ``recompute_agent_counters`` command rebuilds them from the agents. Counts are 64-bit.
     """
@@ -424,6 +432,7 @@ class AgentCounter(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="agent_counters")
     is_playground = models.BooleanField(default=False)
+    shard = models.PositiveSmallIntegerField(default=0)
     idle = models.BigIntegerField(default=0)
     working = models.BigIntegerField(default=0)
     waiting = models.BigIntegerField(default=0)
@@ -432,33 +441,38 @@ class AgentCounter(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "is_playground"], name="unique_agent_counter"),
+            models.UniqueConstraint(fields=["project", "is_playground", "shard"], name="unique_agent_counter_shard"),
         ]
 
     def __str__(self) -> str:
-        return f"agents of {self.project_id}{' (playground)' if self.is_playground else ''}"
+        return f"agents of {self.project_id}{' (playground)' if self.is_playground else ''}, shard {self.shard}"
 
 
 class UsageDay(models.Model):
     """The usage of one project's agents on one day (UTC; playground agents in a row of their own): what the
     project totals, the admin's charts and the ``/metrics`` series read.
 
-    One row per ``(project, is_playground, day)`` with usage. Each LLM step, usage post and finished run adds to
-    today's row with one upsert (``agents.counters``), so a project's totals are the sum of its rows, exactly.
-    ``tokens_used`` counts every token (LLM steps and usage posted through the API); ``prompt_tokens`` and
-    ``completion_tokens`` only those of the runtime's LLM calls, whose split is known. ``cost_incurred`` is USD.
-    ``runs_succeeded`` / ``runs_failed`` / ``runs_cancelled`` count the runs that ended that day.
-    The ``recompute_agent_counters`` command rebuilds the rows from the steps, runs and agents.
+    Up to ``agents.counters.COUNTER_SHARDS`` rows per ``(project, is_playground, day)`` with usage, one per
+    ``shard`` of the agents that used it (as ``AgentCounter``: a fleet's steps do not all queue for one row). Each
+    LLM step, usage post and finished run adds to today's row of its agent's shard with one upsert
+    (``agents.counters``), so a project's totals are the sum of its rows, exactly. ``tokens_used`` counts every
+    token (LLM steps and usage posted through the API); ``prompt_tokens`` and ``completion_tokens`` only those of
+    the runtime's LLM calls, whose split is known; ``unpriced_tokens`` those of models without a price (metered at 0
+    USD, so in no ``cost_incurred``). ``cost_incurred`` is USD. ``runs_succeeded`` / ``runs_failed`` /
+    ``runs_cancelled`` count the runs that ended that day. The ``recompute_agent_counters`` command rebuilds the
+    rows from the steps, runs and agents.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="usage_days")
     is_playground = models.BooleanField(default=False)
     day = models.DateField(help_text="UTC.")
+    shard = models.PositiveSmallIntegerField(default=0)
     tasks_completed = models.BigIntegerField(default=0)
     tokens_used = models.BigIntegerField(default=0, help_text="Tokens.")
     prompt_tokens = models.BigIntegerField(default=0, help_text="Input tokens of the runtime's LLM calls.")
     completion_tokens = models.BigIntegerField(default=0, help_text="Output tokens of the runtime's LLM calls.")
+    unpriced_tokens = models.BigIntegerField(default=0, help_text="Tokens of models without a price (metered at 0).")
     cost_incurred = models.DecimalField(max_digits=24, decimal_places=6, default=Decimal("0"), help_text="USD.")
     runs_succeeded = models.BigIntegerField(default=0)
     runs_failed = models.BigIntegerField(default=0)
@@ -466,13 +480,14 @@ class UsageDay(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "is_playground", "day"], name="unique_usage_day"),
+            models.UniqueConstraint(fields=["project", "is_playground", "day", "shard"], name="unique_usage_day"),
         ]
         # The fleet's charts read the last 30 days of every project the user sees.
         indexes = [models.Index(fields=["day"], name="usage_day_idx")]
 
     def __str__(self) -> str:
-        return f"usage of {self.project_id} on {self.day}{' (playground)' if self.is_playground else ''}"
+        playground = " (playground)" if self.is_playground else ""
+        return f"usage of {self.project_id} on {self.day}{playground}, shard {self.shard}"
 
 
 class WorkspaceAgentCounter(models.Model):
@@ -670,9 +685,13 @@ class AgentRun(models.Model):
     At most one run per agent is ``running``, ``waiting`` or ``paused``; the others queue behind it.
 
     ``checkpoint`` is the state the agent class saved (``RunContext.save_checkpoint``) to continue
-    from after a pause, a wait or a lost worker. Usage: ``tokens_used`` (tokens), ``cost`` (USD),
-    both the sum of the run's steps. ``error_code``/``error_message`` say why it failed or stopped
-    (``budget_exceeded`` on a paused run). ``request_id`` is the ``Idempotency-Key`` that created it
+    from after a pause, a wait or a lost worker (the agent loop saves its first messages once and derives the rest
+    from its steps' ``message``). While the LLM upstream is unavailable (connection errors, timeouts, 429, 5xx) a
+    ``running`` run holds no worker: ``retry_at`` is when it tries again, ``retry_since`` when the outage began for
+    it, ``retry_count`` its failed attempts and ``retry_error`` the last error; a successful LLM call clears them,
+    and past ``AGENT_LLM_OUTAGE_SECONDS`` the run fails with ``upstream_unavailable``. Usage: ``tokens_used``
+    (tokens), ``cost`` (USD), both the sum of the run's steps. ``error_code``/``error_message`` say why it failed
+    or stopped (``budget_exceeded`` on a paused run). ``request_id`` is the ``Idempotency-Key`` that created it
     (unique per agent); ``task_id`` the Celery task last sent for it; ``worker`` the worker that ran it.
     """
 
@@ -690,6 +709,9 @@ class AgentRun(models.Model):
     steps_completed = models.PositiveIntegerField(default=0)
     tokens_used = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
+    unpriced_tokens = models.PositiveBigIntegerField(
+        default=0, help_text="Tokens of calls whose model has no price (aiservices.ModelPrice): metered at 0 USD."
+    )
     attempts = models.PositiveIntegerField(default=0)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -697,6 +719,14 @@ class AgentRun(models.Model):
     request_id = models.CharField(max_length=200, null=True, blank=True)
     task_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="While the LLM upstream is unavailable: when the run tries again.",
+    )
+    retry_since = models.DateTimeField(
+        null=True, blank=True, help_text="When the current upstream outage began for this run (its first failure).",
+    )
+    retry_count = models.PositiveIntegerField(default=0, help_text="Failed LLM attempts in the current outage.")
+    retry_error = models.TextField(blank=True, help_text="The last upstream error of the current outage.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -704,7 +734,11 @@ class AgentRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["agent", "status", "created_at"], name="run_agent_status_idx")]
+        indexes = [
+            models.Index(fields=["agent", "status", "created_at"], name="run_agent_status_idx"),
+            # The reaper's look for runs waiting out an outage whose message never came back.
+            models.Index(fields=["retry_at"], condition=models.Q(retry_at__isnull=False), name="run_retry_at_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["agent", "request_id"], condition=models.Q(request_id__isnull=False),
@@ -736,7 +770,9 @@ class AgentRunStep(models.Model):
     ``index`` counts 0, 1, ... per run. ``input`` / ``output`` are JSON, capped in size
     (``agents.runtime.trace.cap``). Usage of an ``llm_call``: ``prompt_tokens`` and ``completion_tokens``
     (from the upstream's ``usage``), ``cost`` (USD, from the price table); ``duration_ms`` is wall time.
-    ``error`` is ``{"code", "message"}`` when the step failed, else ``None``.
+    ``error`` is ``{"code", "message"}`` when the step failed, else ``None`` (an LLM call the upstream failed and
+    the run retries adds ``attempt`` and ``retry_at``). ``message`` is the conversation message the step added
+    (the model's assistant message, a tool result), exactly as the model is shown it again when the run continues.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -751,6 +787,10 @@ class AgentRunStep(models.Model):
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
     duration_ms = models.PositiveIntegerField(default=0)
     error = models.JSONField(null=True, blank=True)
+    message = models.JSONField(
+        null=True, blank=True,
+        help_text="The conversation message the step added (the agent loop's checkpoint is derived from these).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -70,6 +70,8 @@ def _usage(step: AgentRunStep) -> str:
         parts.append(f"{step.prompt_tokens:,} in / {step.completion_tokens:,} out tokens")
     if step.cost:
         parts.append(f"{step.cost.normalize() if step.cost < 1 else step.cost:f} USD")
+    elif isinstance(step.output, dict) and step.output.get("unpriced"):
+        parts.append("unpriced (no price for the model: 0 USD)")
     return " · ".join(parts)
 
 

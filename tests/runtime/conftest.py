@@ -25,6 +25,7 @@ from .harness import (
     HarnessError,
     StubLLM,
     Workers,
+    maintenance_queue,
     new_queue_name,
     purge_queue,
     purge_stale_queues,
@@ -52,27 +53,27 @@ def workers(django_db_setup, stub, tmp_path_factory):
         database=settings.DATABASES["default"], broker_url=broker, queue=queue, llm_url=stub.base_url,
         extra={"AGENT_REGISTRY_MODULES": AGENT_MODULE, "REDIS_URL": settings.REDIS_URL},
     )
-    previous_queue = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = queue
+    previous_queue = celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue
+    celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue = queue, maintenance_queue(queue)
     pool = Workers(app=celery_app, env=env, queue=queue, log_dir=tmp_path_factory.mktemp("workers"))
     try:
         pool.start_all(timeout=30)
     except HarnessError as exc:
         pool.stop()
         purge_queue(broker, queue)
-        celery_app.conf.task_default_queue = previous_queue
+        celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue = previous_queue
         pytest.fail(f"The runtime's integration tests need real Celery workers on {broker}:\n{exc}", pytrace=False)
     yield pool
     pool.stop()
     purge_queue(broker, queue)
-    celery_app.conf.task_default_queue = previous_queue
+    celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue = previous_queue
 
 
 @pytest.fixture(autouse=True)
 def _live_runtime(transactional_db, workers, stub):
     """Per test: workers up (a killed one restarted), the stub's script empty, eager mode off, the test agent
     classes registered. Afterwards: unfinished runs cancelled and the workers idle before the database is
-    flushed; a call the stub was not scripted for fails the test."""
+    flushed; a call the stub was not scripted for, or one a real server refuses, fails the test."""
     try:
         workers.ensure_running()
     except HarnessError as exc:
@@ -85,6 +86,7 @@ def _live_runtime(transactional_db, workers, stub):
     try:
         yield
         unexpected = [r.last_message for r in stub.unexpected]
+        refused = [(code, body[:300]) for _, code, body in stub.refused]
     finally:
         try:
             _quiesce(workers, stub)
@@ -94,6 +96,7 @@ def _live_runtime(transactional_db, workers, stub):
                 registry.unregister(CALLS)
                 registry.unregister(TICKS)
     assert not unexpected, f"the agent made LLM calls nobody scripted; their last messages: {unexpected}"
+    assert not refused, f"the runtime sent requests a real server refuses: {refused}"
 
 
 def _quiesce(workers: Workers, stub: StubLLM) -> None:

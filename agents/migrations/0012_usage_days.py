@@ -1,7 +1,7 @@
 """Usage per project and day (``UsageDay``): the LLM steps' tokens and cost and the runs ended per outcome on the
 days they happened, and what the counters held beyond them (usage posted through the API) on the day of the
-migration; the project counters keep only the agents by status. And an index of the pending requests to people, oldest
-first."""
+migration; the project counters keep only the agents by status. The dated rows go to shard 0 (a project's totals are
+the sums over its shards). And an index of the pending requests to people, oldest first."""
 
 import datetime
 import uuid
@@ -13,7 +13,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-USAGE = ("tasks_completed", "tokens_used", "cost_incurred")
+USAGE = ("tasks_completed", "tokens_used", "cost_incurred", "unpriced_tokens")
 RUNS = {"succeeded": "runs_succeeded", "failed": "runs_failed", "cancelled": "runs_cancelled"}
 
 
@@ -50,11 +50,13 @@ def fill_usage_days(apps, schema_editor):
         if run["status"] == "succeeded":
             values["tasks_completed"] = run["n"]
     today = timezone.now().astimezone(datetime.UTC).date()
-    for counter in counter_model.objects.all():
-        key = (counter.project_id, counter.is_playground)
+    totals = counter_model.objects.order_by().values("project_id", "is_playground").annotate(
+        **{column: Sum(column) for column in USAGE})
+    for counter in totals:
+        key = (counter["project_id"], counter["is_playground"])
         for column in USAGE:
             dated = sum((values.get(column, 0) for k, values in days.items() if k[:2] == key), 0)
-            rest = getattr(counter, column) - dated
+            rest = counter[column] - dated
             if rest:
                 values = row(*key, today)
                 values[column] = values.get(column, 0) + rest
@@ -66,14 +68,14 @@ def fill_usage_days(apps, schema_editor):
 
 
 def total_usage_days(apps, schema_editor):
-    """Backwards: the counters' usage totals are the sums over the days."""
+    """Backwards: the counters' usage totals are the sums over the days (in each project's shard 0 row)."""
     counter_model = apps.get_model("agents", "AgentCounter")
     day_model = apps.get_model("agents", "UsageDay")
     sums = day_model.objects.order_by().values("project_id", "is_playground").annotate(
         **{column: Sum(column) for column in USAGE})
     for total in sums:
-        counter_model.objects.filter(project_id=total.pop("project_id"), is_playground=total.pop("is_playground")) \
-            .update(**total)
+        counter_model.objects.filter(project_id=total.pop("project_id"), is_playground=total.pop("is_playground"),
+                                     shard=0).update(**total)
 
 
 def create_totals_index(apps, schema_editor):
@@ -82,7 +84,7 @@ def create_totals_index(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(
             "CREATE INDEX IF NOT EXISTS usage_day_totals_idx ON agents_usageday (project_id, is_playground) "
-            "INCLUDE (tasks_completed, tokens_used, cost_incurred)"
+            "INCLUDE (tasks_completed, tokens_used, cost_incurred, unpriced_tokens)"
         )
 
 
@@ -94,7 +96,7 @@ def drop_totals_index(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0008_fleet_scale'),
+        ('agents', '0011_unpriced_tokens'),
         ('projects', '0003_fleet_scale'),
     ]
 
@@ -105,12 +107,15 @@ class Migration(migrations.Migration):
                 ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
                 ('is_playground', models.BooleanField(default=False)),
                 ('day', models.DateField(help_text='UTC.')),
+                ('shard', models.PositiveSmallIntegerField(default=0)),
                 ('tasks_completed', models.BigIntegerField(default=0)),
                 ('tokens_used', models.BigIntegerField(default=0, help_text='Tokens.')),
                 ('prompt_tokens', models.BigIntegerField(
                     default=0, help_text="Input tokens of the runtime's LLM calls.")),
                 ('completion_tokens', models.BigIntegerField(
                     default=0, help_text="Output tokens of the runtime's LLM calls.")),
+                ('unpriced_tokens', models.BigIntegerField(
+                    default=0, help_text='Tokens of models without a price (metered at 0).')),
                 ('cost_incurred', models.DecimalField(
                     decimal_places=6, default=Decimal('0'), help_text='USD.', max_digits=24)),
                 ('runs_succeeded', models.BigIntegerField(default=0)),
@@ -122,7 +127,7 @@ class Migration(migrations.Migration):
             options={
                 'indexes': [models.Index(fields=['day'], name='usage_day_idx')],
                 'constraints': [
-                    models.UniqueConstraint(fields=('project', 'is_playground', 'day'), name='unique_usage_day'),
+                    models.UniqueConstraint(fields=('project', 'is_playground', 'day', 'shard'), name='unique_usage_day'),
                 ],
             },
         ),
@@ -143,5 +148,9 @@ class Migration(migrations.Migration):
         migrations.RemoveField(
             model_name='agentcounter',
             name='tokens_used',
+        ),
+        migrations.RemoveField(
+            model_name='agentcounter',
+            name='unpriced_tokens',
         ),
     ]
