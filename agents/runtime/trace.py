@@ -114,9 +114,9 @@ def step_record(
     ``AgentRun.tokens_used``/``cost`` and ``AgentInstance.tokens_used``/``cost_incurred`` with atomic increments
     (the agent's bounded by its columns' range, as ``agents.services.usage_increment``), and to the project's
     usage of the day (``agents.counters.usage_added``); ``input`` and ``output`` are ``cap``-ped. With ``agent_id``
-    the agent's ``last_activity_at`` and ``last_heartbeat_at`` are stamped too. The agent row is locked before the run row, the
-    order every runtime service locks them in (a claim, a cancel, the reaper), so recording a step never
-    deadlocks with one of them.
+    the agent's ``last_activity_at`` and ``last_heartbeat_at`` are stamped too. The agent row is locked before the
+    run row, the order every runtime service locks them in (a claim, a cancel, the reaper), so recording a step
+    never deadlocks with one of them.
 
     On PostgreSQL this is one statement (``_RECORD_SQL``); elsewhere (SQLite, ``make run``) one transaction of a
     few. A transactional outbox's event row joins ``_RECORD_SQL`` as one more data-modifying CTE reading the

@@ -1,5 +1,4 @@
-"""Usage per project and day (``UsageDay``): LLM steps add their split tokens and cost with the statement they
-always had, finished runs count per outcome, the totals stay the sum of the days, and the recompute rebuilds the
+"""Usage per project and day (``UsageDay``): LLM steps add their split tokens and cost within their one statement, finished runs count per outcome, the totals stay the sum of the days, and the recompute rebuilds the
 dated columns from the steps and runs."""
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents import counters, services
-from agents.models import UsageDay
+from agents.models import AgentRunStep, UsageDay
 from agents.runtime import services as runtime
 from agents.runtime.trace import step_record
 from tests import factories
@@ -35,7 +34,8 @@ def test_a_step_adds_its_split_tokens_and_cost_to_todays_row_in_one_statement(pr
         step_record(run.pk, kind="llm_call", name="m", prompt_tokens=5, completion_tokens=1, cost=Decimal("0.001"),
                     agent_id=agent.pk)
     usage_statements = [q["sql"] for q in second if "agents_usageday" in q["sql"]]
-    assert len(usage_statements) == 1 and usage_statements[0].startswith("INSERT")  # one upsert, as before
+    # The upsert of today's row (the agent's shard) is part of the step's one statement.
+    assert len(usage_statements) == 1 and "ON CONFLICT (project_id, is_playground, day, shard)" in usage_statements[0]
     assert not any("agents_agentcounter" in q["sql"] for q in second)  # the totals row is not written any more
     assert len(first) == len(second)
     row = day_row(project)
@@ -78,7 +78,7 @@ def test_recompute_rebuilds_the_dated_columns_and_puts_undated_differences_on_to
                        cost=Decimal("0.01"), agent_id=agent.pk)
     yesterday = counters.today() - datetime.timedelta(days=1)
     # The step happened yesterday; its usage row says today (written around the services).
-    type(step).objects.filter(pk=step.pk).update(created_at=timezone.now() - datetime.timedelta(days=1))
+    AgentRunStep.objects.filter(run=run, index=step.index).update(created_at=timezone.now() - datetime.timedelta(days=1))
     UsageDay.objects.filter(project=project).update(runs_failed=3)
 
     call_command("recompute_agent_counters", verbosity=2)
