@@ -7,7 +7,8 @@ Two kinds of series:
   theirs when they are ready, as ``agents.metrics`` does; this module adds the broker's queue lengths). One scrape
   of any web process is the whole fleet wherever the workers run; only ``/metrics`` serves them.
 - **Per process**: module-level ``prometheus_client`` metrics updated where things happen (``HTTP_REQUESTS`` and
-  ``HTTP_REQUEST_SECONDS`` by ``MetricsMiddleware``). With ``PROMETHEUS_MULTIPROC_DIR`` set in the environment
+  ``HTTP_REQUEST_SECONDS`` by ``MetricsMiddleware``; ``LLM_REQUEST_SECONDS``, ``RUN_STEPS`` and ``TOOL_CALLS`` by the
+  runtime, ``agents.runtime.telemetry``). With ``PROMETHEUS_MULTIPROC_DIR`` set in the environment
   (before the process starts), prometheus-client's multiprocess mode keeps them in files of that directory, and a
   scrape adds up every process of the machine that writes there: gunicorn's workers on ``/metrics``, a Celery
   worker's pool processes on its ``METRICS_PORT``. Give each of the two its own directory (``gunicorn.conf.py`` and
@@ -15,8 +16,8 @@ Two kinds of series:
 
 A new per-process series is a module-level metric and one call where it happens::
 
-    LLM_REQUEST_SECONDS = Histogram("syndarix_llm_request_duration_seconds", "...", ["model", "outcome"])
-    LLM_REQUEST_SECONDS.labels(model=model, outcome="ok").observe(seconds)
+    RUN_STEPS = Counter("syndarix_run_steps", "...", ["kind"])
+    RUN_STEPS.labels(kind=kind).inc()
 
 Label values stay bounded: route patterns, methods, status classes, statuses, model and tool names; never ids.
 
@@ -66,6 +67,17 @@ HTTP_REQUESTS = Counter(
 HTTP_REQUEST_SECONDS = Histogram(
     "syndarix_http_request_duration_seconds", "Time to answer an HTTP request (seconds), by route pattern and method.",
     ["route", "method"],
+)
+LLM_REQUEST_SECONDS = Histogram(
+    "syndarix_llm_request_duration_seconds",
+    "Time an LLM request took (seconds), by model (the price table's models and AGENT_LLM_MODEL; else other) and "
+    "outcome (ok, bad_answer, unavailable, error).",
+    ["model", "outcome"], buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, float("inf")),
+)
+RUN_STEPS = Counter("syndarix_run_steps", "Steps recorded in the runs' traces, by kind.", ["kind"])
+TOOL_CALLS = Counter(
+    "syndarix_tool_calls", "Tool calls of the agent loop, by tool (unknown: not a registered tool) and outcome "
+    "(ok, error, waiting: a person must approve or answer first).", ["tool", "outcome"],
 )
 
 

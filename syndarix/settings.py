@@ -390,6 +390,14 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # variable read by prometheus-client when a process starts) adds up the processes of one machine.
 METRICS_PORT = env.int("METRICS_PORT", default=0)
 
+# --- Traces (OpenTelemetry over OTLP/HTTP; syndarix.telemetry) ---
+# Traces are exported when the standard OTEL_EXPORTER_OTLP_ENDPOINT variable is set (read from the environment by the
+# OpenTelemetry SDK, like the other OTEL_* variables). Prompt and completion text go into the LLM calls' spans only
+# when this is true (the variable OpenTelemetry's GenAI instrumentations read).
+OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = env.bool(
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", default=False
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -26,6 +26,7 @@ from syndarix.exceptions import InvalidInput
 from .. import counters
 from ..models import AgentInstance, AgentRun, AgentRunStep, AgentType, UsageDay, budget_message
 from ..services import USAGE_COUNTERS, usage_increment, usage_refused
+from .telemetry import step_recorded
 
 #: Largest serialized ``input`` / ``output`` a step stores (bytes); a larger value is stored as a preview.
 STEP_VALUE_MAX_BYTES = 32 * 1024
@@ -154,8 +155,11 @@ def step_record(
     tokens = prompt_tokens + completion_tokens
     usage = {"tokens": tokens, "cost": cost, "unpriced_tokens": tokens if unpriced else 0}
     if connection.vendor == "postgresql" and agent_id is not None:
-        return _record_postgresql(run_id, agent_id, step, **usage, task_id=task_id, clear_retry=clear_retry)
-    return _record_orm(run_id, agent_id, step, **usage, task_id=task_id, clear_retry=clear_retry)
+        recorded = _record_postgresql(run_id, agent_id, step, **usage, task_id=task_id, clear_retry=clear_retry)
+    else:
+        recorded = _record_orm(run_id, agent_id, step, **usage, task_id=task_id, clear_retry=clear_retry)
+    step_recorded(kind)
+    return recorded
 
 
 def _q(name: str) -> str:

@@ -1,5 +1,6 @@
-"""Usage per project and day (``UsageDay``): LLM steps add their split tokens and cost within their one statement, finished runs count per outcome, the totals stay the sum of the days, and the recompute rebuilds the
-dated columns from the steps and runs."""
+"""Usage per project and day (``UsageDay``): LLM steps add their split tokens and cost within their one statement,
+finished runs count per outcome, the totals stay the sum of the days, and the recompute rebuilds the dated columns
+from the steps and runs."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def test_recompute_rebuilds_the_dated_columns_and_puts_undated_differences_on_to
                        cost=Decimal("0.01"), agent_id=agent.pk)
     yesterday = counters.today() - datetime.timedelta(days=1)
     # The step happened yesterday; its usage row says today (written around the services).
-    AgentRunStep.objects.filter(run=run, index=step.index).update(created_at=timezone.now() - datetime.timedelta(days=1))
+    AgentRunStep.objects.filter(run=run, index=step.index).update(
+        created_at=timezone.now() - datetime.timedelta(days=1))
     UsageDay.objects.filter(project=project).update(runs_failed=3)
 
     call_command("recompute_agent_counters", verbosity=2)
