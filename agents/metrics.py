@@ -27,7 +27,9 @@ def fleet_series() -> list[Metric]:
     - ``syndarix_agents{status}`` (gauge): agents by lifecycle status, terminated included;
     - ``syndarix_llm_tokens_total{type}`` (counter): ``input`` (prompt) and ``output`` (completion) tokens of the
       runtime's LLM calls;
-    - ``syndarix_llm_cost_usd_total`` (counter): USD of all usage (LLM calls and usage posted through the API).
+    - ``syndarix_llm_cost_usd_total`` (counter): USD of all usage (LLM calls and usage posted through the API);
+    - ``syndarix_llm_unpriced_tokens_total`` (counter): tokens of LLM calls whose model has no price (metered at 0
+      USD, so in no cost).
 
     Counters only grow while projects live; deleting a project takes its usage with it (Prometheus sees a reset).
     Raises ``DatabaseError`` when the database does not answer.
@@ -52,4 +54,6 @@ def fleet_series() -> list[Metric]:
     tokens.add_metric(["output"], usage["completion_tokens"])
     cost = CounterMetricFamily("syndarix_llm_cost_usd", "Cost of the agents' usage (USD).",
                                value=float(usage["cost_incurred"]))
-    return [runs, in_progress, by_status, tokens, cost]
+    unpriced = CounterMetricFamily("syndarix_llm_unpriced_tokens", "Tokens of models without a price (in no cost).",
+                                   value=usage["unpriced_tokens"])
+    return [runs, in_progress, by_status, tokens, cost, unpriced]

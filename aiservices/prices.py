@@ -50,6 +50,15 @@ def price_for(model: str) -> ModelPrice | None:
     return row
 
 
+def has_price(model: str) -> bool:
+    """Whether ``model`` has a price: from this process's cache when it holds the model (no cache read, no SQL;
+    the next ``price_for`` notices a change), else as ``price_for`` finds it."""
+    with _lock:
+        if model in _rows:
+            return _rows[model] is not None
+    return price_for(model) is not None
+
+
 def prices_changed(**kwargs) -> None:
     """Receiver of ``ModelPrice``'s ``post_save`` and ``post_delete``: every process reads prices afresh."""
     with _lock:

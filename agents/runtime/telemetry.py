@@ -10,7 +10,7 @@ Each point is one decorator or context manager in the runtime's code, the work i
   (``gen_ai.operation.name`` ``chat``, the request and response model, the usage, the finish reasons; the prompt and
   the answer only with ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), and
   ``syndarix_llm_request_duration_seconds{model,outcome}``;
-- ``tool_call`` (``ToolLoopAgent``): a span per tool call (``execute_tool``, ``gen_ai.tool.name``) and
+- ``tool_call`` (``ToolLoop``, the agent loop): a span per tool call (``execute_tool``, ``gen_ai.tool.name``) and
   ``syndarix_tool_calls_total{tool,outcome}``;
 - ``step_recorded`` (``trace.step_record``): ``syndarix_run_steps_total{kind}``.
 
@@ -32,7 +32,7 @@ from django.conf import settings
 
 from aiservices.exceptions import UpstreamError
 from aiservices.llm import BadAnswer, ChatCompletion, ChatRequest, transient
-from aiservices.prices import price_for
+from aiservices.prices import has_price
 from syndarix import telemetry
 from syndarix.metrics import LLM_REQUEST_SECONDS, RUN_STEPS, TOOL_CALLS
 
@@ -64,8 +64,9 @@ REQUEST_PARAMS = {"temperature": "gen_ai.request.temperature", "top_p": "gen_ai.
 
 def model_label(model: str) -> str:
     """The ``model`` label of ``model``: itself when it is ``AGENT_LLM_MODEL`` or in the price table (cached per
-    process, ``aiservices.prices``), else ``other``: the label's values stay bounded whatever a run asks for."""
-    if model == settings.AGENT_LLM_MODEL or price_for(model) is not None:
+    process, ``aiservices.prices.has_price``), else ``other``: the label's values stay bounded whatever a run asks
+    for."""
+    if model == settings.AGENT_LLM_MODEL or has_price(model):
         return model
     return "other"
 
@@ -176,8 +177,8 @@ def _observe(call: LLMCall, outcome: str) -> None:
 
 
 def tool_call(method: Callable) -> Callable:
-    """Decorate the agent loop's ``_outcome(self, call)``, which returns ``(name, arguments, result, permission)``
-    for one tool call of the model (``call``: ``{"id", "function": {"name", "arguments"}}``; ``result`` a
+    """Decorate the agent loop's ``ToolLoop._outcome(self, call)``, which returns ``(name, arguments, result,
+    permission)`` for one tool call of the model (``call``: ``{"id", "function": {"name", "arguments"}}``; ``result`` a
     ``ToolResult``, or what the loop waits on when a person must answer first): count it in
     ``syndarix_tool_calls_total{tool,outcome}`` (``ok``, ``error``, ``waiting``) and, with traces on, wrap it in an
     ``execute_tool {name}`` span (its error code as ``error.type``)."""

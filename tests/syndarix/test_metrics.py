@@ -70,6 +70,8 @@ def test_fleet_series_come_from_the_counters(client, project, agent_type):
     run = agent.runs.create(instruction="x")
     step_record(run.pk, kind="llm_call", name="m", prompt_tokens=300, completion_tokens=20, cost=Decimal("0.25"),
                 agent_id=agent.pk)
+    step_record(run.pk, kind="llm_call", name="free", prompt_tokens=40, completion_tokens=2, agent_id=agent.pk,
+                unpriced=True)
     runtime.run_cancel(run)
     factories.AgentFactory(agent_type=agent_type).runs.create(instruction="queued")
 
@@ -82,9 +84,10 @@ def test_fleet_series_come_from_the_counters(client, project, agent_type):
     assert moved("syndarix_agents", status="idle") == 3 and moved("syndarix_agents", status="paused") == 1
     assert moved("syndarix_runs_total", status="cancelled") == 1 and moved("syndarix_runs_total", status="failed") == 0
     assert moved("syndarix_runs_in_progress", status="queued") == 1
-    assert moved("syndarix_llm_tokens_total", type="input") == 300
-    assert moved("syndarix_llm_tokens_total", type="output") == 20
+    assert moved("syndarix_llm_tokens_total", type="input") == 340
+    assert moved("syndarix_llm_tokens_total", type="output") == 22
     assert moved("syndarix_llm_cost_usd_total") == pytest.approx(0.25)
+    assert moved("syndarix_llm_unpriced_tokens_total") == 42
     assert after[("syndarix_metrics_source_up", (("source", "database"),))] == 1
 
 
@@ -176,7 +179,16 @@ def test_the_grafana_dashboard_queries_only_series_that_are_served(client, proje
     import json
     import re
 
+    from agents.runtime import telemetry
+    from agents.runtime.tools.registry import ToolResult
+    from aiservices.llm import ChatRequest
+
     client.get(f"/api/v1/projects/{project.pk}/agents")  # so the HTTP series have samples
+    with telemetry.llm_call(ChatRequest(model="m", messages=[]), provider="openai"):  # and the runtime's
+        pass
+    telemetry.step_recorded("llm_call")
+    telemetry.tool_call(lambda loop, call: ("read_context", {}, ToolResult({"ok": True}), "allow"))(
+        None, {"id": "c1", "function": {"name": "read_context"}})
     served = {name for name, _ in scrape(client)}
     dashboard = json.loads((ROOT / "docs" / "grafana" / "syndarix-fleet.json").read_text())
     expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
