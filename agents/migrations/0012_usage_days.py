@@ -74,8 +74,8 @@ def total_usage_days(apps, schema_editor):
     sums = day_model.objects.order_by().values("project_id", "is_playground").annotate(
         **{column: Sum(column) for column in USAGE})
     for total in sums:
-        counter_model.objects.filter(project_id=total.pop("project_id"), is_playground=total.pop("is_playground"),
-                                     shard=0).update(**total)
+        counter_model.objects.update_or_create(
+            project_id=total.pop("project_id"), is_playground=total.pop("is_playground"), shard=0, defaults=total)
 
 
 def create_totals_index(apps, schema_editor):

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -104,3 +105,34 @@ def test_usage_totals_and_the_subquery_agree_with_the_rows(project, agent_type):
 
     row = Project.objects.annotate(c=counters.usage_subquery("cost_incurred")).get(pk=project.pk)
     assert row.c == Decimal("1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_dates_the_usage_and_back_puts_the_totals_on_the_counters(project, agent_type):
+    from django.db.migrations.executor import MigrationExecutor
+
+    from agents.models import AgentCounter
+
+    agents = [factories.AgentFactory(project=project, agent_type=agent_type) for _ in range(3)]
+    for n, agent in enumerate(agents):
+        run = agent.runs.create(instruction="count")
+        step_record(run.pk, kind="llm_call", name="m", prompt_tokens=10 * (n + 1), completion_tokens=n,
+                    cost=Decimal("0.01"), agent_id=agent.pk, unpriced=n == 2)
+    services.agent_record_usage(agents[0], tokens=100, cost="1", tasks_completed=2)  # undated usage
+    totals = counters.project_metrics(project)
+    assert (totals["total_tokens_used"], totals["total_unpriced_tokens"]) == (163, 32)
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("agents", "0011_unpriced_tokens")])
+    with connection.cursor() as cursor:  # the counters hold the totals again (in shard 0)
+        cursor.execute("SELECT SUM(tokens_used), SUM(cost_incurred), SUM(tasks_completed), SUM(unpriced_tokens) "
+                       "FROM agents_agentcounter WHERE project_id = %s", [project.pk])
+        assert cursor.fetchone() == (163, Decimal("1.03"), 2, 32)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes("agents"))
+
+    assert counters.project_metrics(project) == totals
+    row = UsageDay.objects.filter(project=project).aggregate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
+    assert row == {"p": 60, "c": 3}  # the steps, dated
+    assert counters.counters_recompute(dry_run=True) == []
+    assert AgentCounter.objects.filter(project=project).aggregate(n=Sum("idle"))["n"] == 3
