@@ -51,11 +51,12 @@ def price_for(model: str) -> ModelPrice | None:
 
 
 def has_price(model: str) -> bool:
-    """Whether ``model`` has a price: from this process's cache when it holds the model (no cache read, no SQL;
-    the next ``price_for`` notices a change), else as ``price_for`` finds it."""
+    """Whether ``model`` has a price. A price this process holds answers at once (no cache read, no SQL: a price
+    deleted since is noticed by the next ``price_for``); otherwise ``price_for`` looks, so a price added a moment
+    ago counts at once."""
     with _lock:
-        if model in _rows:
-            return _rows[model] is not None
+        if _rows.get(model) is not None:
+            return True
     return price_for(model) is not None
 
 

@@ -170,6 +170,11 @@ def test_the_per_process_series_move_when_a_run_executes(project, stub, in_proce
     _execute(runtime_agent)
     assert _sample("syndarix_llm_request_duration_seconds_count", model="other", outcome="ok") == other + 2
     assert _sample("syndarix_tool_calls_total", tool="unknown", outcome="error") == unknown + 1
+    # Priced a moment ago (this process had cached "no price"): its calls count under its name at once.
+    price_model("some-unpriced-model-7")
+    stub.script(reply("done"))
+    _execute(runtime_agent)
+    assert _sample("syndarix_llm_request_duration_seconds_count", model="some-unpriced-model-7", outcome="ok") == 1
 
 
 class _Receiver(ThreadingHTTPServer):
