@@ -125,6 +125,9 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "syndarix_cache"}}
+# Seconds a verified API token and a caller's access to a project are kept in the cache (Redis only; 0 = never):
+# every change that could alter them invalidates them at once, this only bounds how long an entry lives.
+API_ACCESS_CACHE_SECONDS = env.int("API_ACCESS_CACHE_SECONDS", default=300)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -353,7 +353,7 @@ def test_tools_list_costs_the_same_queries_whatever_the_tools(owner_mcp, setting
     settings.MCP_TOOLS_PAGE_SIZE = 2
     with CaptureQueriesContext(connection) as small_page:
         owner_mcp.request("tools/list")
-    assert len(one_page) == len(small_page) == 1  # the token lookup; sessions are in the cache
+    assert len(one_page) == len(small_page) == 0  # the token and the session are in the cache
 
 
 def test_an_unknown_tool_is_a_jsonrpc_error(owner_mcp):

@@ -173,6 +173,7 @@ def test_hot_paths_read_their_agent_once_and_do_not_grow_with_the_fleet(project,
                                    {"agent_type_id": str(agent_type.pk), "name": "new"}),
         }
 
+    write_queries(client, "get", agents_url(project))  # the token and the project access cached
     one = counts()
     for n in range(30):
         other = factories.AgentFactory(project=project, agent_type=agent_type)
@@ -180,16 +181,17 @@ def test_hot_paths_read_their_agent_once_and_do_not_grow_with_the_fleet(project,
         if n % 3 == 0:
             services.agent_pause(other)
     assert counts() == one
-    # Each: token, project (+ the caller's role), then what the path needs. A write runs in a transaction of its own
-    # (here a savepoint pair, as the test is a transaction) and locks and reads its agent once.
+    # Each: the token and the project with the caller's role come from the cache, then what the path needs. A write
+    # runs in a transaction of its own (here a savepoint pair, as the test is a transaction) and locks and reads its
+    # agent once.
     assert one == {
-        "detail": 3,  # the agent with its joins and issue count
-        "metrics": 3,  # the project's counter rows
+        "detail": 1,  # the agent with its joins and issue count
+        "metrics": 1,  # the project's counter rows
         # locked agent read (joins, issue count), its own savepoint pair, agent update, ledger insert, counter upsert
-        "pause": 10,
-        "resume": 10,  # (+ after commit, the runtime looks for a queued run)
-        "usage": 9,  # locked agent read, agent update, counter upsert
-        "spawn": 13,  # agent type, workspace lock, live counter, revision, inserts, counter upserts, issue count
+        "pause": 8,
+        "resume": 8,  # (+ after commit, the runtime looks for a queued run)
+        "usage": 7,  # locked agent read, agent update, counter upsert
+        "spawn": 11,  # agent type, workspace lock, live counter, revision, inserts, counter upserts, issue count
     }
 
 
