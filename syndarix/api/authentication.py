@@ -63,12 +63,16 @@ class TokenAuthentication(KnoxTokenAuthentication):
             auth[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
-        return self.authenticate_credentials(auth[1])
+        return self.authenticate_credentials(auth[1], view=(request.parser_context or {}).get("view"))
 
-    def authenticate_credentials(self, token: bytes) -> tuple[Any, AuthToken]:
+    def authenticate_credentials(self, token: bytes, view=None) -> tuple[Any, AuthToken]:
         """``(user, token row)`` of ``token``, from the cache when it holds the token, else from the database (knox's
         check, then the result is cached). The user from the cache has every field but ``password`` (deferred:
         read from the database if anything asks for it).
+
+        A ``view`` with a ``token_cache_keys(token_digest)`` method gets the entries of those keys looked up in the
+        same round trip, as ``view.cache_entries`` (``{key: value}``, found entries only): the project access of
+        ``projects.permissions.ProjectScopedMixin``.
 
         Raises:
             rest_framework.exceptions.AuthenticationFailed: unknown, revoked or expired token; inactive user.
@@ -78,7 +82,11 @@ class TokenAuthentication(KnoxTokenAuthentication):
         except (TypeError, ValueError, binascii.Error):
             raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
         key = token_cache_key(digest)
-        entry = cache_get_many([key]).get(key)
+        more = view.token_cache_keys(digest) if hasattr(view, "token_cache_keys") else ()
+        entries = cache_get_many([key, *more])
+        if more:
+            view.cache_entries = entries
+        entry = entries.get(key)
         found = _from_entry(digest, entry) if entry is not None else None
         if found is not None:
             return found
