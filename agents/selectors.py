@@ -36,15 +36,18 @@ def assigned_issues_count() -> Coalesce:
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
-def agent_queryset() -> QuerySet[AgentInstance]:
+def agent_queryset(project: Project | None = None) -> QuerySet[AgentInstance]:
     """Agents with everything their representation needs, in one query for any page size.
 
     Joins ``agent_type``, ``project`` and ``agent_type_revision``; ``assigned_issues_count`` is an annotation
     (``assigned_issues_count()``). Counting the queryset (the paginator) leaves the joins and the annotation out.
+    With ``project``: that project's agents, each given that very instance as its ``project`` (no join).
     """
-    return AgentInstance.objects.select_related("agent_type", "project", "agent_type_revision").annotate(
-        assigned_issues_count=assigned_issues_count()
-    )
+    if project is None:
+        agents = AgentInstance.objects.select_related("agent_type", "project", "agent_type_revision")
+    else:
+        agents = project.agents.select_related("agent_type", "agent_type_revision")
+    return agents.annotate(assigned_issues_count=assigned_issues_count())
 
 
 _STATUS_KEYS = {

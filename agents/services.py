@@ -64,13 +64,8 @@ def agent_lock(agent_id, *, project: Project | None = None) -> AgentInstance:
     Raises:
         AgentInstance.DoesNotExist: no such agent (in ``project``).
     """
-    queryset = agent_queryset().select_for_update(of=("self",))
-    if project is not None:
-        queryset = queryset.filter(project=project)
-    agent = queryset.get(pk=agent_id)
-    if project is not None:
-        agent.project = project  # the caller's copy (resolved with the caller's role), not a second one
-    return agent
+    # With ``project``, the agent gets the caller's copy of it (resolved with the caller's role), not a second one.
+    return agent_queryset(project).select_for_update(of=("self",)).get(pk=agent_id)
 
 
 def _locked(agent: AgentInstance, locked: bool) -> AgentInstance:

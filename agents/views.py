@@ -242,12 +242,11 @@ class AgentViewSet(
         if getattr(self, "swagger_fake_view", False):
             return AgentInstance.objects.none()
         # Newest first, matching the ``agent_list_idx`` index (``id`` breaks ties, so cursors are exact).
-        return agent_queryset().filter(project=self.project).order_by("-created_at", "-id")
+        return agent_queryset(self.project).order_by("-created_at", "-id")
 
     def get_object(self) -> AgentInstance:
         """The URL's agent within the URL's project (list filters such as ``include_playground`` do not apply)."""
         agent = get_object_or_404(self.get_queryset(), pk=self.kwargs[self.lookup_url_kwarg])
-        agent.project = self.project
         self.check_object_permissions(self.request, agent)
         return agent
 

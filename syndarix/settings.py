@@ -194,7 +194,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "syndarix.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "syndarix.api.schema.SyndarixAutoSchema",
     "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
+        "syndarix.api.renderers.JSONRenderer",  # DRF's JSON, encoded by orjson
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
