@@ -305,8 +305,9 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
         "socket_timeout": CELERY_BROKER_SOCKET_TIMEOUT,
     }
-# One retry of a failed publish, then the caller logs it (the run is sent again by the reaper).
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# A publish is one attempt, then the caller logs the failure (a run is sent again by the reaper): retrying on a
+# broker that went silent would hold the request for another connect and answer timeout each time (6 s, not 2).
+CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="syndarix")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
