@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from django.db.models import Count, DecimalField, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
@@ -23,9 +24,13 @@ def agent_type_by_id_or_slug(value: str) -> AgentType | None:
         return AgentType.objects.filter(slug=value).first()
 
 
+@cache
 def assigned_issues_count() -> Coalesce:
     """The number of issues assigned to the outer agent: a correlated subquery on the issues' ``assigned_agent``
-    index, evaluated only for the rows a page returns (never a join + GROUP BY over the whole fleet)."""
+    index, evaluated only for the rows a page returns (never a join + GROUP BY over the whole fleet).
+
+    Built once (expressions are copied when a query uses them): every agent list and write that reads an agent
+    annotates with it, and building the subquery costs more than compiling it."""
     counted = (
         Issue.objects.filter(assigned_agent=OuterRef("pk"))
         .order_by()
