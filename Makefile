@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/1)
 # The broker gets a Redis database of its own: the tests clear the cache's database between tests.
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
 
-.PHONY: install run worker test lint bench fuzz clean
+.PHONY: install run worker test lint docs docs-serve bench fuzz clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+# The manual (MkDocs, Material theme): built with --strict into site/ (git-ignored); docs-serve reloads on edits.
+# The API reference page is generated from `manage.py spectacular` at build time (docs/hooks/openapi_schema.py).
+DOCS_ENV = NO_MKDOCS_2_WARNING=1 DJANGO_ENV_FILE=
+docs: install
+	$(DOCS_ENV) $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: install
+	$(DOCS_ENV) $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:$(or $(DOCS_PORT),8001)
+
 # schemathesis over the whole API (every check), served by gunicorn on a free port with a fresh demo database
 # (FUZZ_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/syndarix_fuzz); see .ci/fuzz and .ci/schemathesis.toml.
 fuzz: install
@@ -56,4 +65,4 @@ bench: install
 	for script in benchmarks/bench_*.py; do echo "== $$script"; DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm .celery .pytest_cache .ruff_cache
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm .celery .pytest_cache .ruff_cache site docs/api/openapi.yaml

@@ -1,4 +1,4 @@
-"""Access rules for workspaces and projects (the tenancy rules are in the README, "Authentication and access").
+"""Access rules for workspaces and projects (the tenancy rules are in docs/api/authentication.md).
 
 Superusers see everything; a project's owner and its workspace's members see the project;
 workspace viewers only read. Views nested under ``/projects/{project_id}/`` (the apps' issues,

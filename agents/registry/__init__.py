@@ -1,7 +1,7 @@
 """The registry of Python agent classes, their lifecycle hooks, and their API and admin.
 
 ``agents.registry`` is the public import path for agent modules (``from agents.registry import BaseAgent``,
-documented in the README): it names the public parts of ``base``. The package holds ``base`` (``BaseAgent``,
+see docs/concepts/agent-classes.md): it names the public parts of ``base``. The package holds ``base`` (``BaseAgent``,
 ``AgentRegistry``, the application's ``registry``, module loading), ``hooks`` (running the classes' lifecycle
 hooks on workers), ``builtin`` (the built-in classes), ``selectors`` (the classes with their synced agent types)
 and the API (``views``, ``serializers``) and admin (``admin``) pieces.

@@ -47,7 +47,7 @@ class StrictBooleanField(forms.NullBooleanField):
 
 
 class StrictBooleanFilter(django_filters.BooleanFilter):
-    """``BooleanFilter`` whose unknown values are 400 ``invalid`` (``StrictBooleanField``), as the README promises."""
+    """``BooleanFilter`` whose unknown values are 400 ``invalid`` (``StrictBooleanField``; docs/api/filters.md)."""
 
     field_class = StrictBooleanField
 

@@ -1,4 +1,4 @@
-"""Responses match the published schema, and malformed query strings are 400 as the README promises (the
+"""Responses match the published schema, and malformed query strings are 400 as docs/api/filters.md promises (the
 mismatches schemathesis found; `make fuzz` runs it over the whole API)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The layering of the apps (README, "Development"), held by walking every import of every module: plumbing
+"""The layering of the apps (docs/development.md), held by walking every import of every module: plumbing
 (``syndarix``) imports no app, tenancy (``projects``) imports no other app, ``agents`` never imports ``buildkit``,
 ``aiservices`` never imports ``agents`` or ``buildkit``. Migrations are history and are not walked."""
 
