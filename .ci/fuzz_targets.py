@@ -7,6 +7,9 @@ them. One project of the demo admin holds:
   create and get runs, their steps, the approval;
 - an agent whose run waits for input (`FUZZ_INPUT_AGENT_ID`, `FUZZ_INPUT_RUN_ID`): the answer;
 - an agent with a queued run (`FUZZ_CANCEL_AGENT_ID`, `FUZZ_CANCEL_RUN_ID`): cancel;
+- an agent for pause and resume (`FUZZ_LIFECYCLE_AGENT_ID`), one for PATCH (`FUZZ_PATCHED_AGENT_ID`) and one for
+  DELETE (`FUZZ_TERMINATED_AGENT_ID`): the fuzzer also reuses ids it read from responses, and with its own targets
+  these operations never terminate the agents above;
 - a context with three versions (`FUZZ_CONTEXT_ID`): get, change, versions, diff, write, rollback, pin and unpin;
   and another (`FUZZ_DELETED_CONTEXT_ID`) for DELETE, so deleting cannot take the first away from the others.
 
@@ -61,6 +64,7 @@ def main() -> None:
         return services.agent_spawn(project=project, agent_type=agent_type, name=name, actor=admin)
 
     runs_agent, input_agent, cancel_agent = spawn("runs"), spawn("input"), spawn("cancel")
+    lifecycle_agent, patched_agent, terminated_agent = spawn("lifecycle"), spawn("patched"), spawn("terminated")
     run, approval = waiting(runs_agent, RunRequestKind.APPROVAL, tool_name="write_context",
                             arguments={"name": "notes", "data": {}})
     input_run, _ = waiting(input_agent, RunRequestKind.INPUT, tool_name="request_input", message="Who?",
@@ -75,6 +79,8 @@ def main() -> None:
         "FUZZ_APPROVAL_ID": approval.pk, "FUZZ_INPUT_AGENT_ID": input_agent.pk, "FUZZ_INPUT_RUN_ID": input_run.pk,
         "FUZZ_CANCEL_AGENT_ID": cancel_agent.pk, "FUZZ_CANCEL_RUN_ID": cancel_run.pk,
         "FUZZ_CONTEXT_ID": context.pk, "FUZZ_DELETED_CONTEXT_ID": doomed.pk,
+        "FUZZ_LIFECYCLE_AGENT_ID": lifecycle_agent.pk, "FUZZ_PATCHED_AGENT_ID": patched_agent.pk,
+        "FUZZ_TERMINATED_AGENT_ID": terminated_agent.pk,
     }
     for name, value in ids.items():
         print(f"export {name}={shlex.quote(str(value))}")
