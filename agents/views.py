@@ -290,6 +290,7 @@ class AgentViewSet(
 
     def create(self, request, *args, **kwargs):
         data = self.validated_input(AgentSpawnSerializer)
+        request_id = idempotency_key(request)
         agent = services.agent_spawn(
             project=self.project,
             agent_type=data["agent_type_id"],
@@ -297,11 +298,12 @@ class AgentViewSet(
             config=data["config"],
             current_task=data["current_task"],
             actor=request.user,
-            request_id=idempotency_key(request),
+            request_id=request_id,
         )
         if agent.project_id == self.project.pk:
             agent.project = self.project
-        agent.assigned_issues_count = agent.assigned_issues.count()  # 0 unless this is a replay
+        # A new agent has no issue; only a replay (an Idempotency-Key seen before) may return one that has.
+        agent.assigned_issues_count = agent.assigned_issues.count() if request_id else 0
         return self._present(agent, status.HTTP_201_CREATED)
 
     # Writes lock and read their agent once (``get_locked_object``) and answer from that instance.

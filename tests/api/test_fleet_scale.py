@@ -182,16 +182,15 @@ def test_hot_paths_read_their_agent_once_and_do_not_grow_with_the_fleet(project,
             services.agent_pause(other)
     assert counts() == one
     # Each: the token and the project with the caller's role come from the cache, then what the path needs. A write
-    # runs in a transaction of its own (here a savepoint pair, as the test is a transaction) and locks and reads its
-    # agent once.
+    # runs in one transaction (here a savepoint pair, as the test is a transaction; in production BEGIN and COMMIT),
+    # locks and reads its agent once, and the service joins the view's transaction without a savepoint of its own.
     assert one == {
         "detail": 1,  # the agent with its joins and issue count
         "metrics": 1,  # the project's counter rows
-        # locked agent read (joins, issue count), its own savepoint pair, agent update, ledger insert, counter upsert
-        "pause": 8,
-        "resume": 8,  # (+ after commit, the runtime looks for a queued run)
-        "usage": 7,  # locked agent read, agent update, counter upsert
-        "spawn": 11,  # agent type, workspace lock, live counter, revision, inserts, counter upserts, issue count
+        "pause": 6,  # locked agent read (joins, issue count), agent update, ledger insert, counter upsert
+        "resume": 6,  # (+ after commit, the runtime looks for a queued run)
+        "usage": 5,  # locked agent read, agent update, counter upsert
+        "spawn": 10,  # agent type, revision, workspace lock, live counter, inserts, counter upserts (no issue count)
     }
 
 

@@ -40,13 +40,13 @@ def requested_schema_errors(schema: Any) -> list[str]:
     """Why ``schema`` is not an MCP elicitation ``requestedSchema``; ``[]`` when it is one.
 
     Accepted: ``{"type": "object", "properties": {...}, "required": [...]}`` (with ``title``, ``description``,
-    ``$schema`` and a boolean ``additionalProperties`` optional), each property a flat primitive: ``string`` (``minLength`` / ``maxLength`` whole numbers,
-    ``format`` one of ``ELICITATION_STRING_FORMATS``, or ``enum`` of strings with ``enumNames`` of the same
-    length), ``number`` / ``integer`` (``minimum`` / ``maximum``), ``boolean``; each may carry ``title``,
-    ``description`` and a ``default`` of its type. Anything else is refused, so no regular expression chosen by a
-    model is ever evaluated when a person answers. The one place this rule lives: the agent loop refuses such a
-    ``request_input`` call (``invalid_arguments``, which the model sees), and ``run_request_answer`` refuses to
-    check an answer against a stored schema that breaks it.
+    ``$schema`` and a boolean ``additionalProperties`` optional), each property a flat primitive: ``string``
+    (``minLength`` / ``maxLength`` whole numbers, ``format`` one of ``ELICITATION_STRING_FORMATS``, or ``enum`` of
+    strings with ``enumNames`` of the same length), ``number`` / ``integer`` (``minimum`` / ``maximum``),
+    ``boolean``; each may carry ``title``, ``description`` and a ``default`` of its type. Anything else is refused,
+    so no regular expression chosen by a model is ever evaluated when a person answers. The one place this rule
+    lives: the agent loop refuses such a ``request_input`` call (``invalid_arguments``, which the model sees), and
+    ``run_request_answer`` refuses to check an answer against a stored schema that breaks it.
 
     Returns one sentence per problem (at most one per property).
     """
