@@ -11,7 +11,8 @@ them. One project of the demo admin holds:
   DELETE (`FUZZ_TERMINATED_AGENT_ID`): the fuzzer also reuses ids it read from responses, and with its own targets
   these operations never terminate the agents above;
 - a context with three versions (`FUZZ_CONTEXT_ID`): get, change, versions, diff, write, rollback, pin and unpin;
-  and another (`FUZZ_DELETED_CONTEXT_ID`) for DELETE, so deleting cannot take the first away from the others.
+  and another (`FUZZ_DELETED_CONTEXT_ID`) for DELETE, so deleting cannot take the first away from the others;
+- an issue (`FUZZ_ISSUE_ID`) to read and change, and another (`FUZZ_DELETED_ISSUE_ID`) to delete.
 
 The waiting runs are set up as the worker leaves them (the run and its agent `waiting`, a pending request), since
 `make fuzz` runs no worker. Run with the fuzzer's environment (`DATABASE_URL` ...), after `seed_demo`.
@@ -39,6 +40,7 @@ from agents.contexts import services as contexts  # noqa: E402
 from agents.models import AgentRun, AgentRunRequest, AgentType  # noqa: E402
 from agents.runtime import services as runtime  # noqa: E402
 from projects.models import Project, Workspace  # noqa: E402
+from projects.services import issue_create  # noqa: E402
 
 TEMPLATE = {"llm": {"model": "fuzz"}, "tools": [{"type": "platform", "op": "write_context", "permission": "ask"}]}
 INPUT_SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 100}}, "required": ["name"]}
@@ -74,13 +76,15 @@ def main() -> None:
     for n in (2, 3):
         contexts.context_write(context, {"n": n}, actor=admin)
     doomed = contexts.context_create(project=project, name="fuzz-delete", data={}, actor=admin)
+    issue, doomed_issue = (issue_create(project=project, title=title) for title in ("Fuzz", "Fuzz, deleted"))
     ids = {
         "FUZZ_PROJECT_ID": project.pk, "FUZZ_RUN_AGENT_ID": runs_agent.pk, "FUZZ_RUN_ID": run.pk,
         "FUZZ_APPROVAL_ID": approval.pk, "FUZZ_INPUT_AGENT_ID": input_agent.pk, "FUZZ_INPUT_RUN_ID": input_run.pk,
         "FUZZ_CANCEL_AGENT_ID": cancel_agent.pk, "FUZZ_CANCEL_RUN_ID": cancel_run.pk,
         "FUZZ_CONTEXT_ID": context.pk, "FUZZ_DELETED_CONTEXT_ID": doomed.pk,
         "FUZZ_LIFECYCLE_AGENT_ID": lifecycle_agent.pk, "FUZZ_PATCHED_AGENT_ID": patched_agent.pk,
-        "FUZZ_TERMINATED_AGENT_ID": terminated_agent.pk,
+        "FUZZ_TERMINATED_AGENT_ID": terminated_agent.pk, "FUZZ_ISSUE_ID": issue.pk,
+        "FUZZ_DELETED_ISSUE_ID": doomed_issue.pk,
     }
     for name, value in ids.items():
         print(f"export {name}={shlex.quote(str(value))}")
