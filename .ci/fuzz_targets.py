@@ -13,7 +13,8 @@ them. One project of the demo admin holds:
 - a context with three versions (`FUZZ_CONTEXT_ID`): get, change, versions, diff, write, rollback, pin and unpin;
   and another (`FUZZ_DELETED_CONTEXT_ID`) for DELETE, so deleting cannot take the first away from the others;
 - an issue (`FUZZ_ISSUE_ID`) to read and change, and another (`FUZZ_DELETED_ISSUE_ID`) to delete;
-- an empty project to delete (`FUZZ_DELETED_PROJECT_ID`).
+- an empty project to delete (`FUZZ_DELETED_PROJECT_ID`), in a workspace that holds no agents (limit 0), so that
+  nothing spawned into it by an id the fuzzer read can make the delete refused.
 
 The waiting runs are set up as the worker leaves them (the run and its agent `waiting`, a pending request), since
 `make fuzz` runs no worker. Run with the fuzzer's environment (`DATABASE_URL` ...), after `seed_demo`.
@@ -86,8 +87,10 @@ def main() -> None:
         "FUZZ_LIFECYCLE_AGENT_ID": lifecycle_agent.pk, "FUZZ_PATCHED_AGENT_ID": patched_agent.pk,
         "FUZZ_TERMINATED_AGENT_ID": terminated_agent.pk, "FUZZ_ISSUE_ID": issue.pk,
         "FUZZ_DELETED_ISSUE_ID": doomed_issue.pk,
-        "FUZZ_DELETED_PROJECT_ID": Project.objects.create(workspace=workspace, owner=admin, name="Fuzz, deleted",
-                                                          slug="fuzz-deleted").pk,
+        "FUZZ_DELETED_PROJECT_ID": Project.objects.create(
+            workspace=Workspace.objects.create(name="Fuzz, no agents", slug="fuzz-no-agents", max_concurrent_agents=0),
+            owner=admin, name="Fuzz, deleted", slug="fuzz-deleted",
+        ).pk,
     }
     for name, value in ids.items():
         print(f"export {name}={shlex.quote(str(value))}")
