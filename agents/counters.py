@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 
 from projects.models import Project, Workspace
 
@@ -122,11 +122,19 @@ def project_metrics(project: Project, *, include_playground: bool = False) -> di
 def agent_count(project: Project, *, statuses=None, include_playground: bool = False) -> int:
     """How many agents ``project`` has (of ``statuses``, a collection of status values; default all), from its
     counter rows: the total of the agent list when it is filtered by nothing else."""
+    query = agent_count_query(project, statuses=statuses, include_playground=include_playground)
+    return next((row["n"] for row in query), 0)  # one row at most
+
+
+def agent_count_query(project: Project, *, statuses=None, include_playground: bool = False) -> QuerySet:
+    """``agent_count`` as a query of one row, ``{"n": count}`` (none when the project never had an agent): a list can
+    read it in its own page query, as a subquery (``syndarix.api.pagination``), instead of a query of its own."""
     columns = [STATUS_COLUMNS[AgentStatus(s)] for s in statuses] if statuses else list(STATUS_COLUMNS.values())
     rows = AgentCounter.objects.filter(project=project)
     if not include_playground:
         rows = rows.filter(is_playground=False)
-    return sum(row[column] for row in rows.values(*columns) for column in columns)
+    return rows.order_by().values("project").annotate(n=Sum(sum((F(column) for column in columns[1:]),
+                                                                F(columns[0])))).values("n")
 
 
 def workspace_live(workspace: Workspace) -> int:

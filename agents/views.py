@@ -260,16 +260,17 @@ class AgentViewSet(
         self.check_object_permissions(self.request, agent)
         return agent
 
-    def list_total(self) -> int | None:
+    def list_total(self):
         """The list's exact ``total`` from the project's counters when it is filtered by ``status`` and
-        ``include_playground`` only (``None`` otherwise, and for the other lists: the paginator counts)."""
+        ``include_playground`` only, as a query the page's own query carries (``counters.agent_count_query``);
+        ``None`` otherwise, and for the other lists: the paginator counts."""
         filterset = getattr(self, "filterset", None)  # set by the filter backend, validated already
         if self.action != "list" or filterset is None:
             return None
         data = filterset.form.cleaned_data
         if data.get("q") or data.get("agent_type"):
             return None
-        return counters.agent_count(
+        return counters.agent_count_query(
             self.project, statuses=data.get("status"), include_playground=bool(data.get("include_playground"))
         )
 

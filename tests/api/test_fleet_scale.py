@@ -134,6 +134,23 @@ def test_agent_list_total_comes_from_the_counters_and_others_are_capped(owner_cl
     assert (body["pagination"]["total"], body["pagination"]["total_exact"]) == (5, False)
 
 
+def test_the_agent_list_reads_its_total_in_the_page_query(owner_client, project, agent_type):
+    """One query for a page and its total; a page without rows reads the total alone (then 404 past the end)."""
+    for _ in range(3):
+        factories.AgentFactory(project=project, agent_type=agent_type)
+    url = agents_url(project)
+    owner_client.get(url)  # the token and the project access cached
+    with CaptureQueriesContext(connection) as one:
+        first = owner_client.get(url, {"limit": 2}).json()
+    assert (len(one.captured_queries), len(first["data"]), first["pagination"]["total"]) == (1, 2, 3)
+    cursor = owner_client.get(url, {"limit": 2, "cursor": first["pagination"]["next_cursor"]}).json()
+    assert (len(cursor["data"]), cursor["pagination"]["total"], cursor["pagination"]["has_next"]) == (1, 3, False)
+    with CaptureQueriesContext(connection) as empty:
+        none = owner_client.get(url, {"status": "waiting"}).json()
+    assert (len(empty.captured_queries), none["data"], none["pagination"]["total"]) == (2, [], 0)
+    assert owner_client.get(url, {"limit": 2, "page": 3}).status_code == 404
+
+
 def test_q_uses_a_trigram_index_on_postgresql(owner_client, project, agent_type):
     assert connection.vendor == "postgresql"
     with connection.cursor() as cursor:
