@@ -26,7 +26,7 @@ def main(schema_path: str, har_path: str) -> int:
         operations += [(method.upper(), template, pattern) for method in METHODS if method in item]
     # Templates without parameters first, then the most specific: a literal segment wins over a parameter.
     operations.sort(key=lambda op: (op[1].count("{"), -len(op[1])))
-    sent, ok, missing = Counter(), Counter(), Counter()
+    sent, ok, missing, statuses = Counter(), Counter(), Counter(), {}
     for entry in json.loads(Path(har_path).read_text())["log"]["entries"]:
         method, path = entry["request"]["method"], urlsplit(entry["request"]["url"]).path
         match = next(((m, t) for m, t, p in operations if m == method and p.match(path)), None)
@@ -36,13 +36,15 @@ def main(schema_path: str, har_path: str) -> int:
         sent[match] += 1
         ok[match] += 200 <= status < 300
         missing[match] += status == 404
+        statuses.setdefault(match, Counter())[status] += 1
     only_404, never_2xx = [], []
     print(f"{'cases':>6} {'2xx':>6} {'404':>6}  operation")
     for method, template, _ in sorted(operations, key=lambda op: (op[1], op[0])):
         key = (method, template)
         print(f"{sent[key]:>6} {ok[key]:>6} {missing[key]:>6}  {method} {template}")
         if sent[key] and not ok[key]:
-            (only_404 if missing[key] == sent[key] else never_2xx).append(f"{method} {template}")
+            answers = ", ".join(f"{status} × {n}" for status, n in sorted(statuses[key].items()))
+            (only_404 if missing[key] == sent[key] else never_2xx).append(f"{method} {template} ({answers})")
     if never_2xx:
         print(f"\nNever answered 2xx, but reached ({len(never_2xx)}): " + "; ".join(never_2xx))
     if only_404:
