@@ -89,6 +89,8 @@ def test_the_schema_says_pages_start_at_one_and_lists_may_be_404(schema):
     [
         ("/agents", {"include_playground": "-4895"}, "include_playground"),
         ("/agents/metrics", {"include_playground": "maybe"}, "include_playground"),
+        ("/agents", {"include_playground": ""}, "include_playground"),
+        ("/agents/metrics", {"include_playground": ""}, "include_playground"),  # refused like the list's
         ("/agents", {"agent_type": ""}, None),  # free text (id or slug): empty is allowed
         ("/contexts", {"shared": "yes please"}, "shared"),
         ("/contexts", {"instance": ""}, "instance"),
