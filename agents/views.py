@@ -9,6 +9,7 @@ in ``agents.services``; an ``Idempotency-Key`` header is passed on as ``request_
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -260,7 +261,7 @@ class AgentViewSet(
         self.check_object_permissions(self.request, agent)
         return agent
 
-    def list_total(self):
+    def list_total(self) -> QuerySet | None:
         """The list's exact ``total`` from the project's counters when it is filtered by ``status`` and
         ``include_playground`` only, as a query the page's own query carries (``counters.agent_count_query``);
         ``None`` otherwise, and for the other lists: the paginator counts."""
