@@ -7,7 +7,9 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from django.db.models import Count, DecimalField, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db import connection
+from django.db.models import Count, DecimalField, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
 from projects.models import Issue, Project
@@ -25,20 +27,19 @@ def agent_type_by_id_or_slug(value: str) -> AgentType | None:
 
 
 @cache
-def assigned_issues_count() -> Coalesce:
+def assigned_issues_count() -> RawSQL:
     """The number of issues assigned to the outer agent: a correlated subquery on the issues' ``assigned_agent``
     index, evaluated only for the rows a page returns (never a join + GROUP BY over the whole fleet).
 
-    Built once (expressions are copied when a query uses them): every agent list and write that reads an agent
-    annotates with it, and building the subquery costs more than compiling it."""
-    counted = (
-        Issue.objects.filter(assigned_agent=OuterRef("pk"))
-        .order_by()
-        .values("assigned_agent")
-        .annotate(n=Count("pk"))
-        .values("n")
+    Raw SQL naming the agent table (the base table of every query that annotates with it), built once: the ORM's
+    ``Subquery`` of a ``Count`` cost more to build and compile on each request than the page query it is part of
+    takes to run."""
+    issue, agent, quote = Issue._meta.db_table, AgentInstance._meta.db_table, connection.ops.quote_name
+    column = Issue._meta.get_field("assigned_agent").column
+    return RawSQL(
+        f"SELECT COUNT(*) FROM {quote(issue)} WHERE {quote(issue)}.{quote(column)} = {quote(agent)}.{quote('id')}",
+        (), output_field=IntegerField(),
     )
-    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
 def agent_queryset(project: Project | None = None) -> QuerySet[AgentInstance]:

@@ -9,7 +9,7 @@ in ``agents.services``; an ``Idempotency-Key`` header is passed on as ``request_
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -261,17 +261,17 @@ class AgentViewSet(
         self.check_object_permissions(self.request, agent)
         return agent
 
-    def list_total(self) -> QuerySet | None:
+    def list_total(self) -> RawSQL | None:
         """The list's exact ``total`` from the project's counters when it is filtered by ``status`` and
-        ``include_playground`` only, as a query the page's own query carries (``counters.agent_count_query``);
-        ``None`` otherwise, and for the other lists: the paginator counts."""
+        ``include_playground`` only, as SQL the page's own query carries (``counters.agent_count_sql``); ``None``
+        otherwise, and for the other lists: the paginator counts."""
         filterset = getattr(self, "filterset", None)  # set by the filter backend, validated already
         if self.action != "list" or filterset is None:
             return None
         data = filterset.form.cleaned_data
         if data.get("q") or data.get("agent_type"):
             return None
-        return counters.agent_count_query(
+        return counters.agent_count_sql(
             self.project, statuses=data.get("status"), include_playground=bool(data.get("include_playground"))
         )
 

@@ -397,7 +397,7 @@ def count_queries(fleet: dict, spec: dict, explain: bool) -> int:
     method, path = spec["requests"][0].split(" ", 1)
     client = api_client(fleet)
     body = (spec.get("body") or "{}").replace("{n}", "explain")
-    client.get("/api/v1/projects")  # the token in the cache
+    client.get(path.split("/agents")[0] + "/agents")  # the token and the project access in the cache
     with CaptureQueriesContext(connection) as captured:
         if method == "GET":
             response = client.get(path)

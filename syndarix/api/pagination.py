@@ -11,7 +11,9 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet, Subquery
+from django.db import connections
+from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
 from rest_framework import exceptions
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -26,7 +28,7 @@ COUNT_LIMIT = 10_000
 MAX_COUNT = 2**62
 
 
-#: The annotation that carries a list's total in the rows of its page (a total given as a query).
+#: The annotation that carries a list's total in the rows of its page (a total given as SQL).
 TOTAL_ANNOTATION = "list_total_"
 
 
@@ -34,27 +36,26 @@ class CappedCountPaginator(Paginator):
     """A Django paginator whose ``count`` is ``known_total`` when the view has one, else counted on the stripped
     queryset (primary keys only: no joins, annotations or ordering) and capped at ``count_cap`` rows.
 
-    ``known_total`` is the total, or a query of one row ``{"n": total}`` (a ``QuerySet``, none when the total is 0):
-    then the page's own query carries it as a subquery (``rows``), and a page costs one query, not two; it is read
-    alone only when the page has no rows.
+    ``known_total`` is the total, or a scalar SQL subquery that yields it (``RawSQL``): then the page's own query
+    carries it (``rows``), and a page costs one query, not two; it is read alone only when the page has no rows.
     """
 
-    def __init__(self, object_list, per_page, *, known_total: int | QuerySet | None = None,
+    def __init__(self, object_list, per_page, *, known_total: int | RawSQL | None = None,
                  count_cap: int = COUNT_LIMIT):
         super().__init__(object_list, per_page)
         self.known_total, self.count_cap, self.exact = known_total, count_cap, True
 
     def rows(self, queryset: QuerySet, bottom: int, top: int) -> list:
-        """``queryset[bottom:top]`` as a list; with a total given as a query, the total comes in the same query."""
-        if not isinstance(self.known_total, QuerySet):
+        """``queryset[bottom:top]`` as a list; with a total given as SQL, the total comes in the same query."""
+        if not isinstance(self.known_total, RawSQL):
             return list(queryset[bottom:top])
-        rows = list(queryset.annotate(**{TOTAL_ANNOTATION: Subquery(self.known_total)})[bottom:top])
+        rows = list(queryset.annotate(**{TOTAL_ANNOTATION: self.known_total})[bottom:top])
         if rows:
-            self.__dict__["count"] = getattr(rows[0], TOTAL_ANNOTATION) or 0  # the cached ``count``
+            self.__dict__["count"] = getattr(rows[0], TOTAL_ANNOTATION)  # the cached ``count``
         return rows
 
     def page(self, number):
-        if not isinstance(self.known_total, QuerySet):
+        if not isinstance(self.known_total, RawSQL):
             return super().page(number)
         number = int(number)  # a whole number ≥ 1 (``EnvelopePagination`` refuses anything else)
         rows = self.rows(self.object_list, (number - 1) * self.per_page, number * self.per_page)
@@ -62,9 +63,10 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        if isinstance(self.known_total, QuerySet):
-            row = next(iter(self.known_total), None)  # one row at most
-            return row["n"] if row else 0
+        if isinstance(self.known_total, RawSQL):
+            with connections[self.object_list.db].cursor() as cursor:
+                cursor.execute(f"SELECT ({self.known_total.sql})", self.known_total.params)
+                return cursor.fetchone()[0]
         if self.known_total is not None:
             return self.known_total
         if not isinstance(self.object_list, QuerySet):
@@ -83,7 +85,7 @@ class EnvelopePagination(PageNumberPagination):
     "has_next", "has_prev", "next_cursor"}}``.
 
     - ``total``: exact when ``total_exact`` is true. The agent list knows it from its counters whatever the size (and
-      reads it in the page's own query: ``view.list_total()`` may give the total as a query); other lists count up to
+      reads it in the page's own query: ``view.list_total()`` may give the total as SQL); other lists count up to
       ``COUNT_LIMIT`` rows (or to the end of the requested page), and past that answer one row more than they counted
       to, with ``total_exact: false`` ("at least this many").
     - ``next_cursor``: an opaque position after the page's last row, or ``null`` on the last page (or when the list's
