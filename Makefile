@@ -6,43 +6,47 @@ TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/syn
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/1)
 # The broker gets a Redis database of its own: the tests clear the cache's database between tests.
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
+# The concurrency tests run more threads at once than a production process's connection pool holds.
+TEST_DATABASE_POOL_MAX_SIZE ?= 40
 
-.PHONY: install run worker test lint docs docs-serve bench fuzz clean
+.PHONY: install run worker test lint docs docs-serve docs-test bench fuzz clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+# Two installs: `make run` needs only the runtime (requirements.txt); tests, lint and docs need the dev tools too.
+PIP_INSTALL = $(BIN)/pip install --quiet --disable-pip-version-check --no-input --progress-bar off
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+
+$(BIN)/.installed-run: requirements.txt | $(BIN)/python
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(PIP_INSTALL) -r requirements-dev.txt
+	touch $@ $(BIN)/.installed-run
 
 install: $(BIN)/.installed
 
-# Development workers: a Celery worker on threads (quick to start and to stop) and the periodic jobs (beat).
-DEV_WORKER = $(BIN)/celery -A syndarix worker --pool=threads --concurrency=4 --loglevel=INFO
-DEV_BEAT = $(BIN)/celery -A syndarix beat --schedule=.celery/beat-schedule --loglevel=INFO
-
-# The web server, and a worker and beat beside it in a process group of their own, sharing SQLite and, without
-# REDIS_URL, a folder broker in .celery/. Ctrl-C stops them all: the worker gets 10 s to finish what it runs,
-# then it is stopped (a run it held continues from its checkpoint at the next start).
-run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py createcachetable
-	$(BIN)/python manage.py seed_demo
+# The web server, a Celery worker and beat: the processes of Procfile.dev, run by honcho. prepare_demo first
+# migrates, creates the cache table and loads the demo (one Django process, idempotent). Ctrl-C stops them all:
+# honcho sends SIGTERM and, after 5 s, SIGKILL to whatever still runs (a run in progress continues from its
+# checkpoint at the next start). honcho reads no .env (--env /dev/null): Django reads it itself (DJANGO_ENV_FILE).
+PORT ?= 8000
+HONCHO = PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho --no-colour --env /dev/null -f Procfile.dev start
+run: $(BIN)/.installed-run
 	mkdir -p .celery
-	setsid sh -c '$(DEV_WORKER) --logfile=.celery/worker.log & $(DEV_BEAT) --logfile=.celery/beat.log & wait' \
-		>/dev/null 2>&1 & workers=$$!; \
-	stop() { kill -TERM -$$workers 2>/dev/null; for _ in $$(seq 50); do \
-		kill -0 -$$workers 2>/dev/null || return 0; sleep 0.2; done; kill -KILL -$$workers 2>/dev/null; }; \
-	trap stop EXIT; trap 'exit 130' INT TERM; \
-	echo "Worker and beat started (logs: .celery/worker.log, .celery/beat.log)"; \
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py prepare_demo
+	$(HONCHO) --port $(PORT)
 
-worker: install
+# The worker and beat alone (for a second terminal, or when the server runs elsewhere).
+worker: $(BIN)/.installed-run
 	mkdir -p .celery
-	$(DEV_BEAT) & beat=$$!; trap 'kill $$beat 2>/dev/null' EXIT; $(DEV_WORKER)
+	$(HONCHO) worker beat
 
 test: install
 	DJANGO_ENV_FILE= DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-		CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_DEBUG=true $(BIN)/pytest $(PYTEST_ARGS)
+		CELERY_BROKER_URL=$(TEST_BROKER_URL) DATABASE_POOL_MAX_SIZE=$(TEST_DATABASE_POOL_MAX_SIZE) \
+		DJANGO_DEBUG=true $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -52,6 +56,10 @@ lint: install
 DOCS_ENV = NO_MKDOCS_2_WARNING=1 DJANGO_ENV_FILE=
 docs: install
 	$(DOCS_ENV) $(BIN)/mkdocs build --strict --site-dir site
+
+# The manual's shell walk-throughs, typed as written against a live `make run` in a scratch copy (.ci/walkthroughs.py).
+docs-test: $(BIN)/.installed-run
+	$(BIN)/python .ci/walkthroughs.py $(PAGES)
 
 docs-serve: install
 	$(DOCS_ENV) $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:$(or $(DOCS_PORT),8001)

@@ -1,8 +1,11 @@
 """The agent counters: per project, agents by status and usage totals; per workspace, live agents.
 
 The project metrics, the list totals and the spawn's concurrency check read these rows (O(1)) instead of
-aggregating the agents (O(fleet)). Every change that moves a counter moves it in its own transaction, with one
-upsert (``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``, PostgreSQL and SQLite alike):
+aggregating the agents (O(fleet)). A project's counts are spread over up to ``COUNTER_SHARDS`` rows (an agent's
+changes go to its shard's row, ``shard_of``), so a fleet's runs starting, stepping and finishing at once do not all
+wait for one row's lock; readers add the rows up. Every change that moves a counter moves it in the transaction of
+the change, with one upsert (``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``, PostgreSQL and SQLite
+alike):
 
 - ``agent_spawned``: ``agents.services.agent_spawn`` (under the workspace lock);
 - ``agent_moved``: ``agents.services.agent_transition``, the one path of every status change;
@@ -28,14 +31,21 @@ from projects.models import Project, Workspace
 from .choices import AgentStatus
 from .models import AgentCounter, AgentInstance, WorkspaceAgentCounter
 
+#: Counter rows per project (and playground flag): an agent's changes go to the row of its shard (``shard_of``).
+COUNTER_SHARDS = 16
 #: The ``AgentCounter`` column of each status (the wire value).
 STATUS_COLUMNS = {status: status.value for status in AgentStatus}
 USAGE_COLUMNS = ("tasks_completed", "tokens_used", "cost_incurred")
 _COLUMNS = (*STATUS_COLUMNS.values(), *USAGE_COLUMNS)
 
 
-def _add_to_project(project_id, is_playground: bool, deltas: dict[str, Any]) -> None:
-    """Add ``deltas`` (column → amount) to the project's counter row, creating the row when missing."""
+def shard_of(agent_id) -> int:
+    """The counter shard (0 .. ``COUNTER_SHARDS`` - 1) of the agent ``agent_id`` (a UUID or its text)."""
+    return uuid.UUID(str(agent_id)).int % COUNTER_SHARDS
+
+
+def _add_to_project(project_id, is_playground: bool, deltas: dict[str, Any], *, shard: int) -> None:
+    """Add ``deltas`` (column → amount) to the project's counter row of ``shard``, creating the row when missing."""
     table, quote = AgentCounter._meta.db_table, connection.ops.quote_name
     values = [deltas.get(column, 0) for column in _COLUMNS]
     names = ", ".join(quote(column) for column in _COLUMNS)
@@ -47,10 +57,10 @@ def _add_to_project(project_id, is_playground: bool, deltas: dict[str, Any]) -> 
     project = AgentCounter._meta.get_field("project").target_field.get_db_prep_value(project_id, connection)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(table)} (id, project_id, is_playground, {names}) "
-            f"VALUES (%s, %s, %s, {', '.join(['%s'] * len(_COLUMNS))}) "
-            f"ON CONFLICT (project_id, is_playground) DO UPDATE SET {updates}",
-            [pk, project, is_playground, *values],
+            f"INSERT INTO {quote(table)} (id, project_id, is_playground, shard, {names}) "
+            f"VALUES (%s, %s, %s, %s, {', '.join(['%s'] * len(_COLUMNS))}) "
+            f"ON CONFLICT (project_id, is_playground, shard) DO UPDATE SET {updates}",
+            [pk, project, is_playground, shard, *values],
         )
 
 
@@ -69,14 +79,16 @@ def _add_to_workspace(workspace_id, live: int) -> None:
 def agent_spawned(agent: AgentInstance, *, workspace_id) -> None:
     """Count a new (IDLE) ``agent`` in its project and as live in ``workspace_id``. Call it in the spawn's
     transaction, with the workspace locked."""
-    _add_to_project(agent.project_id, agent.is_playground, {STATUS_COLUMNS[AgentStatus.IDLE]: 1})
+    _add_to_project(agent.project_id, agent.is_playground, {STATUS_COLUMNS[AgentStatus.IDLE]: 1},
+                    shard=shard_of(agent.pk))
     _add_to_workspace(workspace_id, 1)
 
 
 def agent_moved(agent: AgentInstance, *, source: str, target: str) -> None:
     """Move ``agent`` from the ``source`` status column to ``target`` (and out of its workspace's live count when
     ``target`` is terminated). Call it in the transition's transaction, with the agent locked."""
-    _add_to_project(agent.project_id, agent.is_playground, {STATUS_COLUMNS[source]: -1, STATUS_COLUMNS[target]: 1})
+    _add_to_project(agent.project_id, agent.is_playground, {STATUS_COLUMNS[source]: -1, STATUS_COLUMNS[target]: 1},
+                    shard=shard_of(agent.pk))
     if target == AgentStatus.TERMINATED:
         if AgentInstance.project.is_cached(agent):
             workspace_id = agent.project.workspace_id
@@ -90,7 +102,8 @@ def usage_added(agent: AgentInstance, *, tokens: int = 0, cost: Decimal = Decima
     ``is_playground``). Call it in the transaction that adds the usage to the agent."""
     if tokens or cost or tasks_completed:
         _add_to_project(agent.project_id, agent.is_playground,
-                        {"tokens_used": tokens, "cost_incurred": cost, "tasks_completed": tasks_completed})
+                        {"tokens_used": tokens, "cost_incurred": cost, "tasks_completed": tasks_completed},
+                        shard=shard_of(agent.pk))
 
 
 def project_metrics(project: Project, *, include_playground: bool = False) -> dict[str, Any]:
@@ -171,10 +184,11 @@ def counters_recompute(*, workspaces=None, dry_run: bool = False) -> list[dict[s
 
 def _recompute_workspace(workspace_id, *, dry_run: bool) -> list[dict[str, Any]]:
     Workspace.objects.select_for_update().filter(pk=workspace_id).first()
-    stored = {
-        (row.project_id, row.is_playground): row
-        for row in AgentCounter.objects.select_for_update().filter(project__workspace_id=workspace_id).order_by("pk")
-    }
+    shards: dict[tuple, list[AgentCounter]] = {}
+    for row in AgentCounter.objects.select_for_update().filter(project__workspace_id=workspace_id).order_by("pk"):
+        shards.setdefault((row.project_id, row.is_playground), []).append(row)
+    for rows in shards.values():
+        rows.sort(key=lambda row: row.shard)
     stored_live = WorkspaceAgentCounter.objects.select_for_update().filter(workspace_id=workspace_id).first()
     aggregates = {column: Count("pk", filter=Q(status=status)) for status, column in STATUS_COLUMNS.items()}
     actual = {
@@ -185,20 +199,23 @@ def _recompute_workspace(workspace_id, *, dry_run: bool) -> list[dict[str, Any]]
         .annotate(**aggregates, **{column: Sum(column) for column in USAGE_COLUMNS})
     }
     report = []
-    for key in sorted(set(stored) | set(actual), key=str):
-        row = stored.get(key) or AgentCounter(project_id=key[0], is_playground=key[1])
+    for key in sorted(set(shards) | set(actual), key=str):
+        # A wrong total is rebuilt in the key's first shard row; its other shard rows count 0 of that column.
+        rows = shards.get(key) or [AgentCounter(project_id=key[0], is_playground=key[1], shard=0)]
         values = actual.get(key, {})
         changed = []
         for column in _COLUMNS:
             want = values.get(column) or 0
-            have = getattr(row, column)
+            have = sum(getattr(row, column) for row in rows)
             if have != want:
                 changed.append(column)
                 report.append({"workspace": workspace_id, "project": key[0], "is_playground": key[1],
                                "column": column, "stored": have, "actual": want})
-                setattr(row, column, want)
+                for row in rows:
+                    setattr(row, column, want if row is rows[0] else 0)
         if changed and not dry_run:
-            row.save(update_fields=changed) if key in stored else row.save(force_insert=True)
+            for row in rows:
+                row.save(update_fields=changed) if key in shards else row.save(force_insert=True)
     live = AgentInstance.objects.filter(project__workspace_id=workspace_id).live().count()
     have_live = stored_live.live if stored_live else 0
     if have_live != live or stored_live is None:

@@ -336,12 +336,7 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
         Compares the lifetime counters ``tokens_used`` and ``cost_incurred`` (runs plus manual usage posts)
         with ``budget``.
         """
-        max_tokens, max_cost = self.budget
-        if max_tokens is not None and self.tokens_used >= max_tokens:
-            return f"tokens: {self.tokens_used} used of a budget of {max_tokens}"
-        if max_cost is not None and self.cost_incurred >= max_cost:
-            return f"cost: {self.cost_incurred} USD used of a budget of {max_cost} USD"
-        return ""
+        return budget_message(self.tokens_used, self.cost_incurred, *self.budget)
 
     # --- Reading the table. ---
 
@@ -359,6 +354,17 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
             if t.target == target:
                 return getattr(self, t.name)
         return None
+
+
+def budget_message(tokens_used: int, cost_incurred: Decimal, max_tokens: int | None, max_cost: Decimal | None) -> str:
+    """Why usage of ``tokens_used`` tokens and ``cost_incurred`` USD is at or over the budget ``max_tokens`` /
+    ``max_cost`` (``None``: no limit), or ``""`` (``AgentInstance.budget_exceeded``, and the runtime's step record,
+    which reads the counters back from its own ``UPDATE``)."""
+    if max_tokens is not None and tokens_used >= max_tokens:
+        return f"tokens: {tokens_used} used of a budget of {max_tokens}"
+    if max_cost is not None and cost_incurred >= max_cost:
+        return f"cost: {cost_incurred} USD used of a budget of {max_cost} USD"
+    return ""
 
 
 def _build_table() -> dict[str, list[str]]:
@@ -422,7 +428,9 @@ class AgentCounter(models.Model):
     """The agents of one project (playground agents in a row of their own), counted by status, with their usage
     totals: what the project metrics and the list totals read instead of aggregating the agents.
 
-    One row per ``(project, is_playground)`` that has ever had an agent. The columns move in the same
+    Up to ``agents.counters.COUNTER_SHARDS`` rows per ``(project, is_playground)`` that has ever had an agent, one
+    per ``shard`` its agents fall in (an agent always updates the row of its own shard, so the agents of one project
+    do not all queue for one row); the counts are the sums over the shards. The columns move in the same
     transaction as the change that moves them (``agents.counters``: spawn, every transition, usage); the
     ``recompute_agent_counters`` command rebuilds them from the agents. Totals are sized for a fleet's
     lifetime: 64-bit counts and tokens, costs with 18 integer digits (USD).
@@ -431,6 +439,7 @@ class AgentCounter(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="agent_counters")
     is_playground = models.BooleanField(default=False)
+    shard = models.PositiveSmallIntegerField(default=0)
     idle = models.BigIntegerField(default=0)
     working = models.BigIntegerField(default=0)
     waiting = models.BigIntegerField(default=0)
@@ -442,11 +451,11 @@ class AgentCounter(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "is_playground"], name="unique_agent_counter"),
+            models.UniqueConstraint(fields=["project", "is_playground", "shard"], name="unique_agent_counter_shard"),
         ]
 
     def __str__(self) -> str:
-        return f"agents of {self.project_id}{' (playground)' if self.is_playground else ''}"
+        return f"agents of {self.project_id}{' (playground)' if self.is_playground else ''}, shard {self.shard}"
 
 
 class WorkspaceAgentCounter(models.Model):
@@ -644,9 +653,13 @@ class AgentRun(models.Model):
     At most one run per agent is ``running``, ``waiting`` or ``paused``; the others queue behind it.
 
     ``checkpoint`` is the state the agent class saved (``RunContext.save_checkpoint``) to continue
-    from after a pause, a wait or a lost worker. Usage: ``tokens_used`` (tokens), ``cost`` (USD),
-    both the sum of the run's steps. ``error_code``/``error_message`` say why it failed or stopped
-    (``budget_exceeded`` on a paused run). ``request_id`` is the ``Idempotency-Key`` that created it
+    from after a pause, a wait or a lost worker (the agent loop saves its first messages once and derives the rest
+    from its steps' ``message``). While the LLM upstream is unavailable (connection errors, timeouts, 429, 5xx) a
+    ``running`` run holds no worker: ``retry_at`` is when it tries again, ``retry_since`` when the outage began for
+    it, ``retry_count`` its failed attempts and ``retry_error`` the last error; a successful LLM call clears them,
+    and past ``AGENT_LLM_OUTAGE_SECONDS`` the run fails with ``upstream_unavailable``. Usage: ``tokens_used``
+    (tokens), ``cost`` (USD), both the sum of the run's steps. ``error_code``/``error_message`` say why it failed
+    or stopped (``budget_exceeded`` on a paused run). ``request_id`` is the ``Idempotency-Key`` that created it
     (unique per agent); ``task_id`` the Celery task last sent for it; ``worker`` the worker that ran it.
     """
 
@@ -671,6 +684,14 @@ class AgentRun(models.Model):
     request_id = models.CharField(max_length=200, null=True, blank=True)
     task_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="While the LLM upstream is unavailable: when the run tries again.",
+    )
+    retry_since = models.DateTimeField(
+        null=True, blank=True, help_text="When the current upstream outage began for this run (its first failure).",
+    )
+    retry_count = models.PositiveIntegerField(default=0, help_text="Failed LLM attempts in the current outage.")
+    retry_error = models.TextField(blank=True, help_text="The last upstream error of the current outage.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -678,7 +699,11 @@ class AgentRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["agent", "status", "created_at"], name="run_agent_status_idx")]
+        indexes = [
+            models.Index(fields=["agent", "status", "created_at"], name="run_agent_status_idx"),
+            # The reaper's look for runs waiting out an outage whose message never came back.
+            models.Index(fields=["retry_at"], condition=models.Q(retry_at__isnull=False), name="run_retry_at_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["agent", "request_id"], condition=models.Q(request_id__isnull=False),
@@ -710,7 +735,9 @@ class AgentRunStep(models.Model):
     ``index`` counts 0, 1, ... per run. ``input`` / ``output`` are JSON, capped in size
     (``agents.runtime.trace.cap``). Usage of an ``llm_call``: ``prompt_tokens`` and ``completion_tokens``
     (from the upstream's ``usage``), ``cost`` (USD, from the price table); ``duration_ms`` is wall time.
-    ``error`` is ``{"code", "message"}`` when the step failed, else ``None``.
+    ``error`` is ``{"code", "message"}`` when the step failed, else ``None`` (an LLM call the upstream failed and
+    the run retries adds ``attempt`` and ``retry_at``). ``message`` is the conversation message the step added
+    (the model's assistant message, a tool result), exactly as the model is shown it again when the run continues.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -725,6 +752,10 @@ class AgentRunStep(models.Model):
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
     duration_ms = models.PositiveIntegerField(default=0)
     error = models.JSONField(null=True, blank=True)
+    message = models.JSONField(
+        null=True, blank=True,
+        help_text="The conversation message the step added (the agent loop's checkpoint is derived from these).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -73,13 +73,6 @@ def _locked(agent: AgentInstance, locked: bool) -> AgentInstance:
     return agent if locked else AgentInstance.objects.select_for_update().get(pk=agent.pk)
 
 
-def _atomic(locked: bool):
-    """The transaction of a write: its own, or, when the caller holds the agent's lock (``locked``), the caller's
-    without a savepoint (two round trips fewer; an error the service raises then ends the caller's transaction,
-    which must let it propagate, as the API's views do)."""
-    return transaction.atomic(savepoint=not locked)
-
-
 def ensure_agents_enabled() -> None:
     """Raise ``AgentsDisabled`` (503) when ``AGENTS_ENABLED`` is false."""
     if not settings.AGENTS_ENABLED:
@@ -221,7 +214,9 @@ def agent_transition(
         raise InvalidInput(f"'{target}' is not a valid status.", field="status")
     if termination_reason not in TerminationReason.values:
         raise InvalidInput(f"'{termination_reason}' is not a termination reason.", field="reason")
-    with _atomic(locked):
+    # A caller holding the lock is in its own transaction, and nothing below is written before the last refusal:
+    # no savepoint (two round trips fewer while the project's counter row, shared by all its agents, is locked).
+    with transaction.atomic(savepoint=not locked):
         locked = _locked(agent, locked)
         if request_id and locked.transitions.filter(request_id=request_id).exists():
             return locked
@@ -338,7 +333,7 @@ def agent_update(
     if "config" in fields:
         agent.agent_type.validate_config(fields["config"])
     target = data.get("status")
-    with _atomic(locked):
+    with transaction.atomic(savepoint=not locked):  # the caller's transaction holds the lock
         locked = _locked(agent, locked)
         if request_id and locked.transitions.filter(request_id=request_id).exists():
             return locked
@@ -415,6 +410,17 @@ def usage_increment(
         updates[column] = F(column) + value
     if not updates or queryset.filter(**bounds).update(**updates):
         return
+    usage_refused(agent_id, increments, live_only=live_only)
+
+
+def usage_refused(agent_id, increments: dict[str, Any], *, live_only: bool = False) -> None:
+    """Raise why a bounded increment of ``increments`` (``{"tokens", "cost", "tasks_completed"}``) changed nothing
+    (``usage_increment``, and the runtime's one-statement step record).
+
+    Raises:
+        UsageLimitExceeded: a counter would pass its limit.
+        AgentTerminated: the agent is gone, or ``live_only`` and it is terminated.
+    """
     current = AgentInstance.objects.filter(pk=agent_id).values("status", *(c for c, _ in USAGE_COUNTERS.values()))
     row = current.first()
     if row is None or (live_only and row["status"] == AgentStatus.TERMINATED):
@@ -466,7 +472,7 @@ def agent_record_usage(
     for field, value in (("tokens", tokens), ("cost", cost), ("tasks_completed", tasks_completed)):
         if value < 0:
             raise InvalidInput(f"{field} must be zero or more.", field=field)
-    with _atomic(locked):
+    with transaction.atomic(savepoint=not locked):  # the caller's transaction holds the lock
         locked = _locked(agent, locked)
         if locked.is_terminated:
             raise AgentTerminated("record usage on")

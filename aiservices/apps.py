@@ -7,8 +7,14 @@ class AIServicesConfig(AppConfig):
     verbose_name = "AI services"
 
     def ready(self) -> None:
-        """Register the system checks, and the AI tools with the MCP server."""
+        """Register the system checks, the AI tools with the MCP server, and the price cache's invalidation."""
+        from django.db.models.signals import post_delete, post_save
+
         from . import checks  # noqa: F401  (registers the system checks)
         from .mcp.providers import AIToolProvider, register_provider
+        from .models import ModelPrice
+        from .prices import prices_changed
 
         register_provider(AIToolProvider())
+        post_save.connect(prices_changed, sender=ModelPrice, dispatch_uid="aiservices.prices.saved")
+        post_delete.connect(prices_changed, sender=ModelPrice, dispatch_uid="aiservices.prices.deleted")

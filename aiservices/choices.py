@@ -21,3 +21,4 @@ class Provider(models.TextChoices):
 
     AGENTA = "agenta", "Agenta deployment"
     OPENAI = "openai", "OpenAI-compatible Chat Completions"
+    OFFLINE = "offline", "Offline stand-in (scripted, no LLM)"

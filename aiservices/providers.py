@@ -4,6 +4,8 @@
   ``POST {AI_SERVICES_API_URL}/services/completion/run`` (agenta-contracts.md A7).
 - ``openai``: any OpenAI-compatible Chat Completions endpoint (OpenAI, vLLM, Ollama, llama.cpp,
   LM Studio...), ``POST {AI_SERVICES_API_URL}/chat/completions`` with Syndarix's own system prompt.
+- ``offline``: **the offline stand-in**, a scripted refinement for debug deployments without an upstream
+  (``make run``); it calls no model and says so. The settings refuse it when ``DJANGO_DEBUG`` is false.
 
 A provider is enabled exactly when all its ``required_settings`` are non-blank. A provider returns
 the upstream's output object unchecked (``RefineOutput.output``); the tool validates it.
@@ -224,7 +226,42 @@ def _loads(text: str, *, trace_id: str | None) -> Any:
         ) from exc
 
 
-PROVIDERS: dict[str, type[BaseProvider]] = {Provider.AGENTA: AgentaProvider, Provider.OPENAI: OpenAIProvider}
+class OfflineProvider(BaseProvider):
+    """The offline stand-in: a scripted refinement for demos without an upstream, like the runtime's offline
+    provider (``aiservices.llm.OfflineChatProvider``).
+
+    No model is called and nothing leaves the process. Each message keeps its role and its text, with runs of
+    spaces and of blank lines tidied; the guidelines (their braces dropped, so they add no ``{{variable}}``) are
+    appended to the first system or developer message; the summary starts "[offline stand-in: ...]". The answer
+    goes through the same checks as an upstream's. Needs no settings; refused when ``DJANGO_DEBUG`` is false.
+    """
+
+    name = Provider.OFFLINE
+    #: The summary's opening words: every answer names the stand-in.
+    LABEL = "[offline stand-in: no AI service is configured, this refinement is scripted]"
+
+    def refine_prompt(self, *, prompt_template_json, guidelines, context, request_id) -> RefineOutput:
+        messages = json.loads(prompt_template_json)["messages"]
+        notes = " ".join((guidelines or "").replace("{", "").replace("}", "").split())
+        refined, added = [], False
+        for message in messages:
+            content = _tidy(message["content"])
+            if notes and not added and message["role"] in ("system", "developer"):
+                content, added = f"{content}\n\nGuidelines: {notes}", True
+            refined.append({"role": message["role"], "content": content})
+        done = "Added the guidelines to the system message." if added else "Tidied the whitespace."
+        return RefineOutput(output={"messages": refined, "summary": f"{self.LABEL} {done}"})
+
+
+def _tidy(text: str) -> str:
+    """``text`` with runs of spaces or tabs made one space, lines stripped, and at most one blank line in a row."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+PROVIDERS: dict[str, type[BaseProvider]] = {
+    Provider.AGENTA: AgentaProvider, Provider.OPENAI: OpenAIProvider, Provider.OFFLINE: OfflineProvider,
+}
 
 
 def get_provider() -> BaseProvider | None:

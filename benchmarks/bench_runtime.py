@@ -212,7 +212,7 @@ def main() -> None:
         broker = settings.CELERY_BROKER_URL
         purge_stale_queues(broker)
         queue = new_queue_name()
-        app.conf.task_default_queue = queue
+        app.conf.task_default_queue, app.conf.maintenance_queue = queue, f"{queue}-maintenance"
         app.conf.task_always_eager = False
         stub = StubLLM().start()
         env = worker_env(database=settings.DATABASES["default"], broker_url=broker, queue=queue, llm_url=stub.base_url,

@@ -2,13 +2,14 @@
 
 The page shows the playground build kit (read-only, removed on commit) with an on/off switch, the
 draft template in a JSON editor with validation messages, a hint beside each draft value the kit
-overrides, "Run in playground" (spawns a playground agent through ``services.playground_run`` with
-the instance config from its own editor, prefilled by ``config_initial`` and checked against the
-agent type's config schema), "Commit" (``services.template_commit``, never with the kit), and the
-revision history with diffs. Both editors take strict JSON only (``parse_json_object``): NaN,
-Infinity, NUL characters and over-deep documents are form errors. Every refusal (no project, a draft that is not
-JSON, a draft the same as the latest revision) is also a message at the top of the page. Staff who are not
-superusers run in the projects of the workspaces where their role writes.
+overrides, "Run in playground" (queues a run of the draft with an instruction through
+``services.playground_start_run``, on the playground agent of that draft, spawned on the first run and reused
+while the draft, the config and the name stay the same; the config comes from its own editor, prefilled by
+``config_initial`` and checked against the agent type's config schema), "Commit" (``services.template_commit``,
+never with the kit), and the revision history with diffs. Both editors take strict JSON only
+(``parse_json_object``): NaN, Infinity, NUL characters and over-deep documents are form errors. Every refusal (no
+project, a draft that is not JSON, a draft the same as the latest revision) is also a message at the top of the
+page. Staff who are not superusers run in the projects of the workspaces where their role writes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
 from agents.forms import ProjectChoiceField
+from agents.runtime.services import INSTRUCTION_MAX_LENGTH
 from projects.admin import workspace_scope
 from projects.choices import WRITE_ROLES
 from projects.models import Project
@@ -41,6 +43,8 @@ from .platform_ops import get_op
 from .schema import check_document, template_errors
 from .selectors import revision_queryset, template_diff
 
+#: What "Run in playground" asks the agent to do until the person says otherwise.
+DEFAULT_INSTRUCTION = "Show what you can do with your tools: look around the project and report what you find."
 #: The draft a type without revisions starts from.
 STARTER_TEMPLATE = {
     "instructions": {"agents_md": "Describe what this agent does and how it should work."},
@@ -53,7 +57,7 @@ STARTER_TEMPLATE = {
 HISTORY_LIMIT = 50
 #: How the page's messages name the form's fields.
 _FIELD_NAMES = {"draft": "draft template", "config": "config", "project": "project", "name": "agent name",
-                "message": "commit message", "__all__": "form"}
+                "message": "commit message", "instruction": "instruction", "__all__": "form"}
 
 
 class PlaygroundForm(forms.Form):
@@ -67,6 +71,9 @@ class PlaygroundForm(forms.Form):
         required=False, widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "bk-editor bk-config"})
     )
     message = forms.CharField(max_length=2000, required=False)
+    instruction = forms.CharField(
+        max_length=INSTRUCTION_MAX_LENGTH, required=False, widget=forms.Textarea(attrs={"rows": 3}),
+    )
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -240,6 +247,14 @@ def _ordered(template: Any) -> Any:
     return ordered
 
 
+def _admin_url(name: str, pk: Any) -> str | None:
+    """The admin page ``name`` of ``pk``, or ``None`` when that admin is not installed."""
+    try:
+        return reverse(name, args=[pk])
+    except NoReverseMatch:
+        return None
+
+
 def _json(value: Any) -> str:
     return json.dumps(_ordered(value), indent=2, ensure_ascii=False)
 
@@ -337,7 +352,7 @@ class AgentTemplateAdmin(admin.ModelAdmin):
         else:
             draft = latest.template if latest else STARTER_TEMPLATE
             config = json.dumps(config_initial(agent_type.config_schema), indent=2, ensure_ascii=False)
-            initial = {"draft": _json(draft), "build_kit": True, "config": config}
+            initial = {"draft": _json(draft), "build_kit": True, "config": config, "instruction": DEFAULT_INSTRUCTION}
             form = PlaygroundForm(initial=initial, user=request.user)
         return TemplateResponse(
             request, "admin/buildkit/agenttemplate/playground.html",
@@ -371,11 +386,15 @@ class AgentTemplateAdmin(admin.ModelAdmin):
             form.add_error("project", "Choose a project to run in.")
             messages.error(request, "Not run: choose a project to run in (under “Run in playground”).")
             return None
+        if not form.cleaned_data["instruction"].strip():
+            form.add_error("instruction", "Say what the run should do.")
+            messages.error(request, "Not run: give the run an instruction (under “Run in playground”).")
+            return None
         try:
-            run = services.playground_run(
+            started = services.playground_start_run(
                 agent_type=agent_type, project=project, actor=request.user, template=form.cleaned_data["draft"],
                 build_kit=form.cleaned_data["build_kit"], name=form.cleaned_data["name"] or None,
-                config=form.cleaned_data["config"],
+                config=form.cleaned_data["config"], instruction=form.cleaned_data["instruction"],
             )
         except ValidationError as exc:
             paths = exc.message_dict
@@ -387,14 +406,15 @@ class AgentTemplateAdmin(admin.ModelAdmin):
         except DomainError as exc:
             messages.error(request, f"Not run: {exc.message}")
             return None
-        try:
-            agent_url = reverse("admin:agents_agentinstance_change", args=[run.agent.pk])
-        except NoReverseMatch:
-            agent_url = None
-        messages.success(request, f"Spawned playground agent “{run.agent}” in {project.name}.")
+        agent = started.playground.agent
+        how = "reused" if started.reused else "spawned"
+        messages.success(request, f"Queued a run of the draft on the playground agent “{agent}” ({how}) in "
+                                  f"{project.name}.")
         return {
-            "agent": run.agent, "agent_url": agent_url, "effective": _json(run.effective),
-            "overrides": run.overrides, "build_kit": run.build_kit,
+            "agent": agent, "agent_url": _admin_url("admin:agents_agentinstance_change", agent.pk),
+            "run": started.run, "run_url": _admin_url("admin:agents_agentrun_change", started.run.pk),
+            "reused": started.reused, "effective": _json(started.playground.effective),
+            "overrides": started.playground.overrides, "build_kit": started.playground.build_kit,
         }
 
     def _context(self, request, agent_type, form, revisions, latest, result) -> dict[str, Any]:

@@ -15,7 +15,9 @@ from typing import Any
 
 from django.db import transaction
 
-from agents.models import AgentInstance, AgentType, AgentTypeRevision
+from agents.choices import AgentStatus
+from agents.models import AgentInstance, AgentRun, AgentType, AgentTypeRevision
+from agents.runtime.services import run_create
 from agents.services import agent_spawn, agent_type_commit_revision, ensure_agents_enabled
 from projects.models import Project
 from syndarix.exceptions import DomainError, InvalidInput
@@ -241,3 +243,69 @@ def playground_run(
             agent=agent, build_kit=build_kit, template_source=source, overrides=overrides,
             references_used=resolution.references_used,
         )
+
+
+#: Most earlier playground agents of a type in a project ``playground_start_run`` compares a draft with.
+REUSE_CANDIDATES = 50
+
+
+@dataclass
+class PlaygroundStart:
+    """What ``playground_start_run`` did: the playground run (its agent, effective template and overrides), the
+    queued ``AgentRun``, and whether the agent was an earlier one of the same draft (``reused``)."""
+
+    playground: PlaygroundRun
+    run: AgentRun
+    reused: bool
+
+
+def playground_start_run(
+    *,
+    agent_type: AgentType,
+    project: Project,
+    instruction: str,
+    actor=None,
+    template: dict[str, Any] | None = None,
+    build_kit: bool = True,
+    name: str | None = None,
+    config: dict[str, Any] | None = None,
+) -> PlaygroundStart:
+    """Run a draft in the playground: queue a run with ``instruction`` on the playground agent of this draft.
+
+    The agent is the newest playground agent of ``agent_type`` in ``project`` that is not terminated and was
+    spawned with the same name, config, build-kit switch and effective template (so clicking "Run" again on an
+    unchanged draft reuses it; a run queued while an earlier one is unfinished starts after it); else one is spawned
+    through ``playground_run``. The caller checks that ``actor`` may write to ``project``.
+
+    Returns a ``PlaygroundStart``.
+
+    Raises: what ``playground_run`` raises for the draft and the spawn, and what ``run_create`` raises for the run
+    (``InvalidInput`` for a blank or overlong instruction, 400; ``AgentsDisabled``, 503).
+    """
+    draft = template
+    if draft is None:
+        revision = agent_type_latest_revision(agent_type)
+        draft = revision.template if revision is not None else None
+    if draft is not None:
+        validate_template(draft)
+        effective, _, _ = playground_template(draft=draft, build_kit=build_kit)
+        config = config or {}
+        name = name or f"{agent_type.slug}-playground"
+        candidates = (
+            AgentInstance.objects.filter(project=project, agent_type=agent_type, is_playground=True, name=name,
+                                         playground_run__build_kit=build_kit)
+            .exclude(status=AgentStatus.TERMINATED)
+            .select_related("playground_run", "agent_type_revision")
+            .order_by("-created_at")[:REUSE_CANDIDATES]
+        )
+        for agent in candidates:
+            if agent.effective_template == effective and agent.config == config:
+                run, _ = run_create(agent=agent, instruction=instruction, actor=actor)
+                return PlaygroundStart(playground=agent.playground_run, run=run, reused=True)
+    with transaction.atomic():
+        playground = playground_run(
+            agent_type=agent_type, project=project, actor=actor, template=template, build_kit=build_kit, name=name,
+            config=config,
+        )
+        run, _ = run_create(agent=playground.agent, instruction=instruction, actor=actor)
+    return PlaygroundStart(playground=playground, run=run, reused=False)

@@ -86,6 +86,15 @@ TEMPLATES = [
 _DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 DATABASES = {"default": env.db_url_config(_DATABASE_URL)}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+# PostgreSQL connections come from a pool per process (Django's psycopg pool): at most DATABASE_POOL_MAX_SIZE
+# connections per process whatever it runs (a worker holding hundreds of runs, a web process), at least
+# DATABASE_POOL_MIN_SIZE kept open, each checked before use. A request waits up to DATABASE_POOL_TIMEOUT seconds for
+# one (a lost database answers 503 that fast; the Procfile's worker line waits longer, WORKER_DATABASE_POOL_TIMEOUT,
+# as its runs share the pool). DATABASE_POOL_MAX_SIZE=0 turns the pool off (then DATABASE_CONN_MAX_AGE keeps
+# connections); with the pool on, Django refuses a persistent connection, so DATABASE_CONN_MAX_AGE must stay 0.
+DATABASE_POOL_MIN_SIZE = env.int("DATABASE_POOL_MIN_SIZE", default=1)
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
+DATABASE_POOL_TIMEOUT = env.float("DATABASE_POOL_TIMEOUT", default=1.0)
 # A lost or silent database must cost a request seconds, not a worker: libpq gives up connecting after
 # DATABASE_CONNECT_TIMEOUT (whole seconds; libpq's minimum is 2), and PostgreSQL cancels any statement running
 # longer than DATABASE_STATEMENT_TIMEOUT (seconds; keep it below gunicorn's --timeout, 30 s by default; 0 = none).
@@ -94,6 +103,18 @@ DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=20.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     _db_options = DATABASES["default"].setdefault("OPTIONS", {})
     _db_options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+    if DATABASE_POOL_MAX_SIZE > 0:
+        if DATABASES["default"]["CONN_MAX_AGE"]:
+            raise ImproperlyConfigured(
+                "DATABASE_CONN_MAX_AGE must be 0 while connections are pooled (DATABASE_POOL_MAX_SIZE > 0): the pool "
+                "keeps them. Set DATABASE_POOL_MAX_SIZE=0 to keep persistent connections without a pool instead."
+            )
+        if not 0 <= DATABASE_POOL_MIN_SIZE <= DATABASE_POOL_MAX_SIZE:
+            raise ImproperlyConfigured("DATABASE_POOL_MIN_SIZE must be between 0 and DATABASE_POOL_MAX_SIZE.")
+        _db_options.setdefault("pool", {
+            "min_size": DATABASE_POOL_MIN_SIZE, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": DATABASE_POOL_TIMEOUT,
+        })
+        DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
     if DATABASE_STATEMENT_TIMEOUT > 0:
         _statement_timeout = f"-c statement_timeout={round(DATABASE_STATEMENT_TIMEOUT * 1000)}"
         _db_options["options"] = " ".join(filter(None, [_db_options.get("options"), _statement_timeout]))
@@ -279,6 +300,13 @@ AGENT_LLM_READ_TIMEOUT = env.float("AGENT_LLM_READ_TIMEOUT", default=120.0)
 AGENT_LLM_TOTAL_TIMEOUT = env.float("AGENT_LLM_TOTAL_TIMEOUT", default=180.0)
 AGENT_LLM_MAX_RETRIES = env.int("AGENT_LLM_MAX_RETRIES", default=2)
 AGENT_LLM_RETRY_BACKOFF_SECONDS = env.float("AGENT_LLM_RETRY_BACKOFF_SECONDS", default=0.5)
+# Past those quick retries, an unavailable upstream (connection errors, timeouts, 429, 5xx) makes a run wait for its
+# next attempt without a worker, with exponential backoff and jitter from AGENT_LLM_OUTAGE_BACKOFF_SECONDS up to
+# AGENT_LLM_OUTAGE_BACKOFF_MAX_SECONDS (or the upstream's Retry-After), for up to AGENT_LLM_OUTAGE_SECONDS; then the
+# run fails with upstream_unavailable.
+AGENT_LLM_OUTAGE_SECONDS = env.float("AGENT_LLM_OUTAGE_SECONDS", default=900.0)
+AGENT_LLM_OUTAGE_BACKOFF_SECONDS = env.float("AGENT_LLM_OUTAGE_BACKOFF_SECONDS", default=2.0)
+AGENT_LLM_OUTAGE_BACKOFF_MAX_SECONDS = env.float("AGENT_LLM_OUTAGE_BACKOFF_MAX_SECONDS", default=60.0)
 
 # --- Celery (the distributed engine): Redis as broker in production; a folder when there is no Redis ---
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://localhost/"
@@ -308,7 +336,11 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 # A publish is one attempt, then the caller logs the failure (a run is sent again by the reaper): retrying on a
 # broker that went silent would hold the request for another connect and answer timeout each time (6 s, not 2).
 CELERY_TASK_PUBLISH_RETRY = False
+# Runs go to the default queue; the housekeeping (the reaper, lifecycle hooks) to a queue of its own that the
+# Procfile's `beat` process consumes, so a run queue full of work never delays it.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="syndarix")
+CELERY_MAINTENANCE_QUEUE = env.str("CELERY_MAINTENANCE_QUEUE", default="") or f"{CELERY_TASK_DEFAULT_QUEUE}-maintenance"
+CELERY_TASK_ROUTES = ("agents.runtime.tasks.route_task",)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 # A message is acknowledged after its task ran, and given back when the worker process dies mid-task,
@@ -323,8 +355,16 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- AI services (upstream LLM) ---
-AI_SERVICES_PROVIDER = env.str("AI_SERVICES_PROVIDER", default="agenta")
 AI_SERVICES_API_URL = env.str("AI_SERVICES_API_URL", default="")
+# Without a URL, debug deployments use the offline stand-in (a scripted refinement, no LLM); production refuses it.
+AI_SERVICES_PROVIDER = env.str("AI_SERVICES_PROVIDER", default="") or (
+    "agenta" if AI_SERVICES_API_URL or not DEBUG else "offline"
+)
+if AI_SERVICES_PROVIDER.strip().lower() == "offline" and not DEBUG:
+    raise ImproperlyConfigured(
+        "AI_SERVICES_PROVIDER=offline is a stand-in for demos and is refused when DJANGO_DEBUG is false; "
+        "configure an upstream (AI_SERVICES_PROVIDER=agenta or openai, with AI_SERVICES_API_URL)."
+    )
 AI_SERVICES_API_KEY = env.str("AI_SERVICES_API_KEY", default="")
 AI_SERVICES_ENVIRONMENT_SLUG = env.str("AI_SERVICES_ENVIRONMENT_SLUG", default="")
 AI_SERVICES_REFINE_PROMPT_KEY = env.str("AI_SERVICES_REFINE_PROMPT_KEY", default="")

@@ -43,6 +43,13 @@ def _redis_reachable() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _ai_services_as_in_production(settings) -> None:
+    """The suite runs with DJANGO_DEBUG=true, where settings pick the AI services' offline stand-in; tests run with
+    production's default instead (no upstream: disabled) and configure a provider when they use one."""
+    settings.AI_SERVICES_PROVIDER = "agenta"
+
+
+@pytest.fixture(autouse=True)
 def _clean_cache() -> None:
     """Rate-limit counters live in Redis: start every test from zero."""
     cache.clear()

@@ -60,7 +60,8 @@ class UnsupportedRequestedSchema(DomainError):
 class RunFailure(Exception):
     """Raised by agent code (or the metered client) to end the run as ``failed`` with ``code`` and ``message``.
 
-    Codes the runtime uses: ``upstream_unavailable``, ``upstream_timeout``, ``upstream_error`` (LLM upstream),
+    Codes the runtime uses: ``upstream_unavailable`` (the LLM upstream stayed unavailable for
+    ``AGENT_LLM_OUTAGE_SECONDS``), ``upstream_error`` (it refused the request, or answered nonsense),
     ``max_steps_exceeded`` (the agent loop), ``agent_error`` (an unexpected exception in the agent class).
     """
 
@@ -74,12 +75,14 @@ class RunInterrupted(BaseException):  # noqa: N818 - a control-flow signal, like
     """Stops agent code at a step boundary: the agent was paused or terminated, the run cancelled, or the run
     now waits for a person. A ``BaseException`` so that agent code catching ``Exception`` cannot swallow it.
 
-    ``reason`` is ``PAUSED``, ``CANCELLED`` or ``WAITING``.
+    ``reason`` is ``PAUSED``, ``CANCELLED``, ``WAITING`` or ``RETRYING`` (the LLM upstream is unavailable: the run
+    waits for its next attempt without a worker, ``agents.runtime.services.run_retry_later``).
     """
 
     PAUSED = "paused"
     CANCELLED = "cancelled"
     WAITING = "waiting"
+    RETRYING = "retrying"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

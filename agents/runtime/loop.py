@@ -24,9 +24,12 @@ The client tool ``request_input`` (an MCP elicitation) and ``request_connection`
 same way; the answer becomes the tool result. A failing tool call (bad arguments, not found, refused by
 the guard) goes back to the model as an error result it can act on; it never fails the run.
 
-The checkpoint (``ctx.save_checkpoint``) after every step holds the conversation, the LLM calls made
-and the tool calls still to run, so a paused, waiting or re-queued run continues where it stopped; a
-tool call, its trace step and the checkpoint after it commit together, so a crash never runs one twice.
+The checkpoint is incremental: the run's first messages are saved once (``ctx.save_checkpoint``), and every
+later message travels in the step that added it (``AgentRunStep.message``: the model's answer in its
+``llm_call`` step, a tool result in its ``tool_call`` step), so a paused, waiting or re-queued run rebuilds the
+conversation, the LLM calls made and the tool calls still to run from its steps and continues where it stopped;
+a write tool's effect and its step commit together, so a crash never runs one twice. Tool arguments the database
+could not hold (NUL characters, NaN, integers past 64 bits) are an ``invalid_arguments`` error to the model.
 """
 
 from __future__ import annotations
@@ -41,14 +44,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..choices import RunRequestKind, RunRequestStatus, StepKind
-from ..models import RESERVED_SLUG_PREFIX, AgentInstance, AgentRunRequest
+from ..models import RESERVED_SLUG_PREFIX, AgentInstance, AgentRunRequest, AgentRunStep
 from ..registry import BaseAgent
 from . import services
 from .context import RunContext
 from .exceptions import RunFailure, RunInterrupted
 from .tools.client import REQUEST_CONNECTION, REQUEST_INPUT, requested_schema_errors
-from .tools.registry import KIND_CLIENT, PERMISSIONS, Tool, ToolResult, call_tool, tool_registry
-from .trace import step_record
+from .tools.registry import (
+    KIND_CLIENT,
+    PERMISSIONS,
+    Tool,
+    ToolResult,
+    call_tool,
+    tool_registry,
+    unstorable_arguments,
+)
 
 #: Characters of a tool result the model reads; a longer result is cut and says so.
 TOOL_RESULT_MAX_CHARS = 16_000
@@ -177,17 +187,17 @@ class ToolLoop:
         self.max_steps = max_steps(ctx.template)
 
     def run(self) -> dict[str, Any]:
-        state = self.ctx.checkpoint if isinstance(self.ctx.checkpoint, dict) else None
+        state = self._restore()
         if state is None:
-            state = {"messages": [{"role": "system", "content": system_prompt(self.ctx)},
-                                  {"role": "user", "content": user_prompt(self.ctx) or "Do your task."}],
-                     "llm_calls": 0, "pending": []}
+            messages = [{"role": "system", "content": system_prompt(self.ctx)},
+                        {"role": "user", "content": user_prompt(self.ctx) or "Do your task."}]
             self.ctx.record_step(StepKind.MESSAGE, name="start", input={
-                "system": state["messages"][0]["content"], "user": state["messages"][1]["content"],
+                "system": messages[0]["content"], "user": messages[1]["content"],
                 "tools": {o.tool.name: o.permission for o in self.offered}, "not_offered": self.skipped,
                 "max_steps": self.max_steps,
             })
-            self.ctx.save_checkpoint(state)
+            self.ctx.save_checkpoint({"messages": messages, "from_steps": 0, "llm_calls": 0})
+            state = {"messages": list(messages), "llm_calls": 0, "pending": []}
         tools = [o.tool.openai_function() for o in self.offered]
         while True:
             while state["pending"]:
@@ -200,20 +210,62 @@ class ToolLoop:
             state["llm_calls"] += 1
             state["messages"].append(completion.message)
             state["pending"] = completion.tool_calls
-            self.ctx.save_checkpoint(state)
             if not completion.tool_calls:
                 return {"message": completion.content}
 
+    def _restore(self) -> dict[str, Any] | None:
+        """The loop's state when the run continues (``None`` on its first start): ``{"messages", "llm_calls",
+        "pending"}``.
+
+        The checkpoint holds the first messages (``messages``), the index of the step from which the run's steps
+        carry the rest (``from_steps``) and the LLM calls made before it (``llm_calls``); the conversation is those
+        messages followed by each later step's ``message``, in order, so no step ever rewrites it. A checkpoint of
+        the whole conversation (``pending`` in it, as runs wrote before) is converted once.
+        """
+        checkpoint = self.ctx.checkpoint
+        if not isinstance(checkpoint, dict):
+            return None
+        if "from_steps" not in checkpoint:
+            checkpoint = {"messages": checkpoint.get("messages") or [], "from_steps": self.ctx.run.steps_completed,
+                          "llm_calls": checkpoint.get("llm_calls", 0)}
+            self.ctx.save_checkpoint(checkpoint)
+        added = list(AgentRunStep.objects.filter(
+            run_id=self.ctx.run.pk, index__gte=checkpoint["from_steps"], message__isnull=False,
+        ).order_by("index").values_list("message", flat=True))
+        messages = [*checkpoint["messages"], *added]
+        last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "assistant"), None)
+        answered = {m.get("tool_call_id") for m in messages[last + 1:]} if last is not None else set()
+        pending = [c for c in messages[last].get("tool_calls") or [] if c.get("id") not in answered] if (
+            last is not None) else []
+        llm_calls = checkpoint["llm_calls"] + sum(1 for m in added if m.get("role") == "assistant")
+        return {"messages": messages, "llm_calls": llm_calls, "pending": pending}
+
     # --- One tool call ---
 
+    def _needs_lock(self, name: str) -> bool:
+        """Whether a call of ``name`` may touch more than reads: a write (its effect and its step commit together,
+        so a crash never runs it twice) or a call a person answers (the agent row is locked first, as the services
+        that decide or answer a request lock it)."""
+        offered = self.by_name.get(name)
+        if offered is None or offered.permission == "deny":
+            return False
+        return offered.permission == "ask" or offered.tool.kind == KIND_CLIENT or not offered.tool.read_only
+
     def _run_pending(self, state: dict[str, Any]) -> None:
-        """Run the first pending tool call; its step, its ``tool`` message and the checkpoint commit together.
+        """Run the first pending tool call and record it (its step carries the ``tool`` message the model reads).
+
+        A read-only call runs on its own (its savepoint is the tool's transaction) and is recorded by one statement;
+        any other runs with the agent row locked, it and its step in one transaction.
 
         Raises ``RunInterrupted(WAITING)`` after putting the run in ``waiting`` when the call needs a person.
         """
         self.ctx.stop_if_requested()
         call = state["pending"][0]
         started = time.monotonic()
+        if not self._needs_lock(call["function"]["name"]):
+            name, arguments, result, permission = self._outcome(call)
+            self._record(call, state, name, arguments, result, permission, started)
+            return
         with transaction.atomic():
             # The agent row first, as the services that decide or answer a request lock it (agent, run, request),
             # so a person deciding while this call runs waits for it instead of deadlocking with it.
@@ -236,15 +288,15 @@ class ToolLoop:
         text = result.text()
         if len(text) > TOOL_RESULT_MAX_CHARS:
             text = text[:TOOL_RESULT_MAX_CHARS] + f"... [cut: the result had {len(result.text())} characters]"
-        step_record(
-            self.ctx.run.pk, kind=StepKind.TOOL_CALL, name=name, agent_id=self.ctx.agent.pk,
+        message = {"role": "tool", "tool_call_id": call["id"], "content": text}
+        self.ctx.record_step(
+            StepKind.TOOL_CALL, name=name, message=message,
             input={"tool_call_id": call["id"], "arguments": arguments, "permission": permission},
             output=result.structured, error=result.structured["error"] if result.is_error else None,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        state["messages"].append({"role": "tool", "tool_call_id": call["id"], "content": text})
+        state["messages"].append(message)
         state["pending"].pop(0)
-        self.ctx.save_checkpoint(state)
 
     def _outcome(self, call: dict[str, Any]) -> tuple[str, Any, ToolResult | Wait, str]:
         """``(tool name, arguments, result, permission)`` of one call; the result is a ``Wait`` when a person
@@ -255,6 +307,9 @@ class ToolLoop:
             arguments = json.loads(raw)
         except ValueError:
             return name, raw, _error("invalid_arguments", "The arguments are not valid JSON."), ""
+        unstorable = unstorable_arguments(arguments)
+        if unstorable:
+            return name, raw, _error("invalid_arguments", unstorable), ""
         offered = self.by_name.get(name)
         if offered is None:
             known = ", ".join(self.by_name) or "none"

@@ -16,6 +16,16 @@ class RunErrorSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class RunRetrySerializer(serializers.Serializer):
+    """The LLM upstream is unavailable and the run waits for its next attempt (it stays ``running``, holding no
+    worker), for up to ``AGENT_LLM_OUTAGE_SECONDS`` from ``since``; then it fails with ``upstream_unavailable``."""
+
+    next_attempt_at = serializers.DateTimeField(source="retry_at", help_text="When the run tries the upstream again.")
+    attempts = serializers.IntegerField(source="retry_count", help_text="Failed attempts so far in this outage.")
+    last_error = serializers.CharField(source="retry_error", help_text="The upstream's last error.")
+    since = serializers.DateTimeField(source="retry_since", help_text="When the outage began for this run.")
+
+
 class AgentRunRequestSerializer(serializers.ModelSerializer):
     """Something the run asks a person: an ``approval`` of a tool call (``tool_name``, ``arguments``), or
     ``input`` / a ``connection`` (``message``, ``requested_schema``; MCP elicitation)."""
@@ -53,16 +63,23 @@ class AgentRunSerializer(serializers.ModelSerializer):
     issue_id = serializers.UUIDField(read_only=True, allow_null=True)
     requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, allow_null=True)
     error = RunErrorSerializer(read_only=True, allow_null=True)
+    retry = serializers.SerializerMethodField()
     pending = AgentRunRequestSerializer(source="pending_requests", many=True, read_only=True)
 
     class Meta:
         model = AgentRun
         fields = [
-            "id", "agent_id", "project_id", "issue_id", "instruction", "status", "result", "error", "steps_completed",
-            "tokens_used", "cost", "attempts", "requested_by", "request_id", "worker", "pending", "created_at",
-            "started_at", "finished_at", "updated_at",
+            "id", "agent_id", "project_id", "issue_id", "instruction", "status", "result", "error", "retry",
+            "steps_completed", "tokens_used", "cost", "attempts", "requested_by", "request_id", "worker", "pending",
+            "created_at", "started_at", "finished_at", "updated_at",
         ]
         read_only_fields = fields
+
+
+    @extend_schema_field(RunRetrySerializer(allow_null=True))
+    def get_retry(self, run: AgentRun) -> dict | None:
+        """``RunRetrySerializer`` while the run waits out an LLM outage (``retry_at`` set), else ``None``."""
+        return RunRetrySerializer(run).data if run.retry_at is not None else None
 
 
 class AgentRunDetailSerializer(AgentRunSerializer):

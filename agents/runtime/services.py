@@ -12,9 +12,14 @@ time an agent becomes ``idle`` (a run ended, the agent was resumed) its next run
 ``paused`` run continues first, then the oldest ``queued`` one.
 
 Worker side (``agents.runtime.executor``): ``run_claim`` → the agent class runs → ``run_complete`` /
-``run_fail`` / ``run_park`` (paused) / ``run_wait`` (a person is asked). People: ``run_create``,
+``run_fail`` / ``run_park`` (paused) / ``run_wait`` (a person is asked) / ``run_retry_later`` (the LLM upstream
+is unavailable: the run stays ``running`` without a worker until its next attempt). People: ``run_create``,
 ``run_cancel``, ``run_request_decide`` (approvals), ``run_request_answer`` (input, connections).
-Housekeeping: ``runs_reap_stale`` (a periodic job) and the receivers of lifecycle changes.
+Housekeeping (the ``maintenance`` queue): ``runs_reap_stale`` (a periodic job), ``runs_requeue_for_worker`` (a
+worker that starts again) and the receivers of lifecycle changes.
+
+This module never imports the executor or the tasks (``tasks`` → ``executor`` → ``services``): what both need is in
+``runners``, and a task is sent by its registered name.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, Q, When
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
@@ -49,6 +55,7 @@ from ..choices import (
 from ..exceptions import AgentTerminated, UsageLimitExceeded
 from ..models import AgentInstance, AgentRun, AgentRunRequest
 from .exceptions import NoPendingRequest, RequestAlreadyDecided, RunFinished, UnsupportedRequestedSchema
+from .runners import agent_class
 from .trace import step_record
 
 logger = logging.getLogger(__name__)
@@ -62,7 +69,10 @@ INSTRUCTION_MAX_LENGTH = 100_000
 
 
 def _lock_agent(agent_id) -> AgentInstance:
-    return AgentInstance.objects.select_for_update().select_related("agent_type", "project").get(pk=agent_id)
+    """Lock the agent row (only it: its type and project are read, not locked, else every run of a project or a
+    type would wait for every other's claim and completion)."""
+    return AgentInstance.objects.select_for_update(of=("self",)).select_related(
+        "agent_type", "project__workspace").get(pk=agent_id)
 
 
 def _lock_run(run_id) -> AgentRun:
@@ -74,8 +84,11 @@ def _save(run: AgentRun, *fields: str) -> None:
 
 
 def _transition(agent: AgentInstance, target: str, run: AgentRun, reason: str, actor=None) -> AgentInstance:
-    """Move ``agent`` through the lifecycle guard for ``run``; the ledger row names the run."""
-    return agent_services.agent_transition(agent, target, actor=actor, reason=f"run {run.pk}: {reason}", run=run)
+    """Move ``agent`` (locked in this transaction, ``_lock_agent``) through the lifecycle guard for ``run``; the
+    ledger row names the run. The services call it last in their transactions where they can: it updates the
+    project's counter row, which every run of the project shares, so its lock is held for the shortest time."""
+    return agent_services.agent_transition(agent, target, actor=actor, reason=f"run {run.pk}: {reason}", run=run,
+                                           locked=True)
 
 
 # --- Dispatch ------------------------------------------------------------------------------------------
@@ -91,10 +104,14 @@ def _after_commit(func, *args) -> None:
     transaction.on_commit(callback, robust=True)
 
 
-def _send(run_id: str, task_id: str) -> None:
-    from .tasks import execute_run  # the task module imports this one
-
-    execute_run.apply_async(args=[run_id], task_id=task_id)
+def _send(run_id: str, task_id: str, eta=None) -> None:
+    """Send the run's task (with ``eta``: not before then). In eager mode (``CELERY_TASK_ALWAYS_EAGER``, debugging)
+    a task with an ETA would run at once, ignoring it: it is left to the reaper, which sends it when it is due."""
+    execute_run = current_app.tasks["agents.runtime.tasks.execute_run"]  # registered by the tasks module
+    if eta is not None and execute_run.app.conf.task_always_eager:
+        logger.info("Eager mode: run %s tries again at %s when the reaper sends it", run_id, eta.isoformat())
+        return
+    execute_run.apply_async(args=[run_id], task_id=task_id, **({"eta": eta} if eta is not None else {}))
 
 
 def _dispatch(run: AgentRun) -> None:
@@ -167,8 +184,6 @@ def run_create(
         NotRunnable: the agent has no runnable class and no template (400).
         AgentTerminated: the agent is terminated (409 ``agent_terminated``).
     """
-    from .executor import agent_runner
-
     agent_services.ensure_agents_enabled()
     if not isinstance(instruction, str) or "\x00" in instruction:
         raise InvalidInput("instruction must be text without NUL characters.", field="instruction")
@@ -186,7 +201,7 @@ def run_create(
                 return replay, False
         if locked.status == S.TERMINATED:
             raise AgentTerminated("run")
-        agent_runner(locked)
+        agent_class(locked)  # refuses an agent nothing can run
         run = AgentRun.objects.create(
             agent=locked, issue=issue, instruction=instruction, requested_by=agent_services._user(actor),
             request_id=request_id,
@@ -205,7 +220,8 @@ def _cancel_locked(agent: AgentInstance, run: AgentRun, *, message: str, actor=N
     run.status = R.CANCELLED
     run.finished_at = timezone.now()
     run.error_code, run.error_message = "cancelled", message
-    _save(run, "status", "finished_at", "error_code", "error_message")
+    run.retry_at = None
+    _save(run, "status", "finished_at", "error_code", "error_message", "retry_at")
     for request in run.requests.filter(status=Q_.PENDING):
         request.status, request.decided_at = Q_.CANCELLED, timezone.now()
         request.save(update_fields=["status", "decided_at"])
@@ -223,10 +239,10 @@ def _revoke(task_id: str) -> None:
 
 
 def run_cancel(run: AgentRun, *, actor=None) -> AgentRun:
-    """Cancel ``run``: a queued, paused or waiting run at once; a running one stops at its next step boundary
-    (no upstream call is made after this commits, though one already in flight completes and is metered)
-    and its agent goes back to ``idle``. Its Celery task is revoked and its pending requests cancelled.
-    Cancelling a cancelled run changes nothing.
+    """Cancel ``run``: a queued, paused or waiting run at once, and a running one waiting out an LLM outage; a
+    running one stops at its next step boundary (no upstream call is made after this commits, though one already
+    in flight completes and is metered) and its agent goes back to ``idle``. Its Celery task is revoked and its
+    pending requests cancelled. Cancelling a cancelled run changes nothing.
 
     Returns the run. Raises ``RunFinished`` (409 ``run_finished``) for a run that succeeded or failed.
     """
@@ -355,13 +371,16 @@ def run_request_answer(
 # --- Worker side ---------------------------------------------------------------------------------------
 
 
-def run_claim(run_id, *, worker: str = "") -> AgentRun | None:
+def run_claim(run_id, *, worker: str = "", task_id: str | None = None) -> AgentRun | None:
     """Take ``run_id`` for execution on this worker, or return ``None`` when it is not this worker's to run.
 
     Startable: a ``queued`` run that is its agent's oldest, while the agent is ``idle`` and has no other
     active run (a new attempt: ``attempts`` + 1); a ``paused`` run of an ``idle`` agent (resume); a
-    ``waiting`` run of a ``waiting`` agent whose requests are all answered (continue). The agent moves to
-    ``working`` (ledger row naming the run), its heartbeat is stamped, the run becomes ``running``.
+    ``waiting`` run of a ``waiting`` agent whose requests are all answered (continue); a ``running`` run waiting
+    out an LLM outage (``retry_at`` set) of a ``working`` agent, by the task ``task_id`` it was sent again as
+    (its next attempt; the agent stays ``working``). Otherwise the agent moves to ``working`` (ledger row naming
+    the run); its heartbeat is stamped, the run becomes ``running`` on this worker. Returns the run, its ``agent``
+    loaded with the agent's type and project.
     An agent at or over its budget is paused instead (reason ``budget``), the run ``paused`` with
     ``budget_exceeded``. Safe to call for a message delivered twice: only one claim succeeds. Nothing starts
     while ``AGENTS_ENABLED`` is false.
@@ -377,9 +396,16 @@ def run_claim(run_id, *, worker: str = "") -> AgentRun | None:
         run = _lock_run(run_id)
         attempt = 0
         if run.status == R.QUEUED:
-            if agent.status != S.IDLE or agent.runs.filter(status__in=RUN_ACTIVE_STATUSES).exists():
+            if agent.status != S.IDLE:
                 return None
-            if agent.runs.filter(status=R.QUEUED, created_at__lt=run.created_at).exists():
+            # One look for what goes first: another active run of the agent, or an older queued one.
+            ahead = agent.runs.filter(
+                Q(status__in=RUN_ACTIVE_STATUSES) | Q(status=R.QUEUED, created_at__lt=run.created_at)
+            ).order_by(Case(When(status__in=RUN_ACTIVE_STATUSES, then=0), default=1)).values_list(
+                "status", flat=True).first()
+            if ahead in RUN_ACTIVE_STATUSES:
+                return None
+            if ahead == R.QUEUED:
                 _dispatch_next_locked(agent)  # the older run goes first
                 return None
             attempt = run.attempts + 1
@@ -389,6 +415,9 @@ def run_claim(run_id, *, worker: str = "") -> AgentRun | None:
         elif run.status == R.WAITING and agent.status == S.WAITING and not run.requests.filter(
                 status=Q_.PENDING).exists():
             verb = "continued"
+        elif (run.status == R.RUNNING and run.retry_at is not None and agent.status == S.WORKING
+              and task_id is not None and task_id == run.task_id):
+            verb = ""  # the next attempt after an LLM outage: the agent is working already
         else:
             return None
         exceeded = agent.budget_exceeded()
@@ -400,7 +429,6 @@ def run_claim(run_id, *, worker: str = "") -> AgentRun | None:
             return None
         # A run parked before it ever started (its agent was over budget) starts its first attempt when resumed.
         run.attempts = attempt or max(run.attempts, 1)
-        _transition(agent, S.WORKING, run, verb)
         now = timezone.now()
         task = run.instruction.strip().splitlines()[0][:200] if run.instruction.strip() else ""
         AgentInstance.objects.filter(pk=agent.pk).update(
@@ -408,7 +436,11 @@ def run_claim(run_id, *, worker: str = "") -> AgentRun | None:
         )
         run.status, run.worker, run.error_code, run.error_message = R.RUNNING, worker[:200], "", ""
         run.started_at = run.started_at or now
-        _save(run, "status", "worker", "error_code", "error_message", "started_at", "attempts")
+        run.retry_at = None
+        _save(run, "status", "worker", "error_code", "error_message", "started_at", "attempts", "retry_at")
+        if verb:
+            agent = _transition(agent, S.WORKING, run, verb)
+    run.agent = agent  # with its type and project: what the executor runs it with
     return run
 
 
@@ -435,10 +467,13 @@ def run_complete(run: AgentRun, result: Any) -> AgentRun:
             agent_services.usage_increment(agent.pk, tasks_completed=1)
         except UsageLimitExceeded:  # 2^63 - 1 tasks: the run still succeeded, it just cannot be counted
             logger.warning("Agent %s: tasks_completed is at its limit; run %s is not counted", agent.pk, run.pk)
+            counted = False
         else:
-            counters.usage_added(agent, tasks_completed=1)
+            counted = True
         if agent.status == S.WORKING:
-            _transition(agent, S.IDLE, locked, "succeeded")
+            agent = _transition(agent, S.IDLE, locked, "succeeded")
+        if counted:  # last: the project's counter row is locked from here to the commit
+            counters.usage_added(agent, tasks_completed=1)
     return locked
 
 
@@ -466,16 +501,51 @@ def run_park(run: AgentRun) -> AgentRun:
         agent, locked = _lock_running(run)
         if locked is None:
             return AgentRun.objects.get(pk=run.pk)
-        exceeded = agent.budget_exceeded()
-        if agent.status == S.TERMINATED:
-            return _cancel_locked(agent, locked, message="The agent was terminated.")
-        if agent.status in (S.WORKING, S.WAITING):
-            _transition(agent, S.PAUSED, locked, f"budget: {exceeded}" if exceeded else "paused")
-        locked.status = R.PAUSED
-        locked.error_code, locked.error_message = ("budget_exceeded", exceeded) if exceeded else ("", "")
-        _save(locked, "status", "error_code", "error_message")
-        if agent.status == S.IDLE:
-            _dispatch_next_locked(agent)
+        return _park_locked(agent, locked)
+
+
+def _park_locked(agent: AgentInstance, run: AgentRun) -> AgentRun:
+    """``run_park`` with the agent and the running run locked (an outage's wait ends with it too)."""
+    exceeded = agent.budget_exceeded()
+    if agent.status == S.TERMINATED:
+        return _cancel_locked(agent, run, message="The agent was terminated.")
+    if agent.status in (S.WORKING, S.WAITING):
+        _transition(agent, S.PAUSED, run, f"budget: {exceeded}" if exceeded else "paused")
+    if run.retry_at is not None:  # its next attempt was sent with an ETA: take it back
+        _after_commit(_revoke, run.task_id)
+    run.status = R.PAUSED
+    run.error_code, run.error_message = ("budget_exceeded", exceeded) if exceeded else ("", "")
+    run.retry_at, run.retry_since, run.retry_count, run.retry_error = None, None, 0, ""
+    _save(run, "status", "error_code", "error_message", "retry_at", "retry_since", "retry_count", "retry_error")
+    if agent.status == S.IDLE:
+        _dispatch_next_locked(agent)
+    return run
+
+
+def run_retry_later(run: AgentRun, *, retry_at, since, failures: int, error: str) -> AgentRun | None:
+    """The LLM upstream is unavailable: ``run`` waits for its next attempt at ``retry_at`` without holding a worker.
+
+    The run stays ``running`` (its agent ``working``) with ``retry_at``, ``retry_since`` (``since``: when the
+    outage began for it), ``retry_count`` (``failures``) and ``retry_error`` (``error``); its task is sent again
+    under a new task id with that ETA after the transaction commits (``run_claim`` takes it then). Pause, cancel
+    and terminate act on such a run at once (``on_agent_transitioned``, ``run_cancel``); the reaper sends it again
+    when its message is lost. An agent paused or terminated meanwhile gets the run parked or cancelled now.
+
+    Returns the run, or ``None`` when it is no longer this worker's (cancelled, reaped).
+    """
+    with transaction.atomic():
+        agent, locked = _lock_running(run)
+        if locked is None:
+            return None
+        if agent.status != S.WORKING:
+            return _park_locked(agent, locked)
+        locked.retry_at, locked.retry_since, locked.retry_count = retry_at, since, failures
+        locked.retry_error, locked.worker = error[:2000], ""
+        locked.task_id = str(uuid.uuid4())
+        _save(locked, "retry_at", "retry_since", "retry_count", "retry_error", "worker", "task_id")
+        _after_commit(_send, str(locked.pk), locked.task_id, retry_at)
+    logger.info("Run %s waits out an LLM outage (attempt %d failed: %s); next attempt at %s", run.pk, failures,
+                error, retry_at.isoformat())
     return locked
 
 
@@ -513,9 +583,17 @@ def run_wait(run: AgentRun, *, kind: str, tool_name: str, tool_call_id: str = ""
 
 def on_agent_transitioned(sender, *, agent: AgentInstance, source: str, target: str, **kwargs) -> None:
     """After a committed lifecycle change: ``idle`` → dispatch the next run; ``paused`` from ``waiting`` →
-    the waiting run is ``paused``; ``terminated`` → every unfinished run is ``cancelled``."""
+    the waiting run is ``paused``; ``paused`` from ``working`` → a run waiting out an LLM outage is ``paused`` at
+    once; ``terminated`` → every unfinished run is ``cancelled``."""
     if target == S.IDLE:
         run_dispatch_next(agent.pk)
+    elif target == S.PAUSED and source == S.WORKING:
+        with transaction.atomic():
+            locked = _lock_agent(agent.pk)
+            retrying = AgentRun.objects.select_for_update().filter(
+                agent_id=agent.pk, status=R.RUNNING, retry_at__isnull=False).first()
+            if retrying is not None and locked.status == S.PAUSED:
+                _park_locked(locked, retrying)
     elif target == S.PAUSED and source == S.WAITING:
         with transaction.atomic():
             _lock_agent(agent.pk)
@@ -547,6 +625,7 @@ class ReapReport:
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     dispatched: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
 
 
 def runs_reap_stale(*, now=None) -> ReapReport:
@@ -559,15 +638,25 @@ def runs_reap_stale(*, now=None) -> ReapReport:
     - Unfinished runs of terminated agents are cancelled.
     - Idle agents with a queued or paused run, and waiting runs whose requests are all answered, are
       dispatched again (a message lost by the broker never strands a run).
+    - A ``running`` run waiting out an LLM outage holds no worker and has no heartbeat: it is never reaped;
+      when its next attempt is ``AGENT_HEARTBEAT_TIMEOUT_SECONDS`` overdue (its message was lost) it is sent again.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.AGENT_HEARTBEAT_TIMEOUT_SECONDS)
     report = ReapReport()
-    stale = AgentRun.objects.filter(status=R.RUNNING).filter(
+    stale = AgentRun.objects.filter(status=R.RUNNING, retry_at__isnull=True).filter(
         Q(agent__last_heartbeat_at__lt=cutoff) | Q(agent__last_heartbeat_at__isnull=True, updated_at__lt=cutoff)
     )
     for run_id in stale.values_list("pk", flat=True):
-        _reap(run_id, cutoff, report)
+        _reap(run_id, report, cutoff=cutoff)
+    for run_id in AgentRun.objects.filter(status=R.RUNNING, retry_at__lt=cutoff).values_list("pk", flat=True):
+        with transaction.atomic():
+            agent_id = AgentRun.objects.filter(pk=run_id).values_list("agent_id", flat=True).first()
+            _lock_agent(agent_id)
+            run = _lock_run(run_id)
+            if run.status == R.RUNNING and run.retry_at is not None and run.retry_at < cutoff:
+                _dispatch(run)
+                report.retried.append(str(run_id))
     reaped = set(report.requeued)  # their agents' return to idle sent them already
     for agent_id in set(
         AgentRun.objects.filter(agent__status=S.TERMINATED).exclude(status__in=RUN_FINISHED_STATUSES)
@@ -591,15 +680,36 @@ def runs_reap_stale(*, now=None) -> ReapReport:
     return report
 
 
-def _reap(run_id, cutoff, report: ReapReport) -> None:
+def runs_requeue_for_worker(worker: str) -> ReapReport:
+    """A worker (re)started: its node name's ``running`` runs lost their executor with the previous process, so
+    they are recovered at once as the reaper would recover them after the heartbeat timeout (queued again and
+    continued from their checkpoint, or failed with ``heartbeat_lost`` once their attempts are spent). Runs waiting
+    out an LLM outage hold no worker and are left alone. Returns the report."""
+    report = ReapReport()
+    if not worker:
+        return report
+    mine = AgentRun.objects.filter(status=R.RUNNING, retry_at__isnull=True, worker=worker[:200])
+    for run_id in mine.values_list("pk", flat=True):
+        _reap(run_id, report, worker=worker[:200])
+    return report
+
+
+def _reap(run_id, report: ReapReport, *, cutoff=None, worker: str | None = None) -> None:
+    """Recover a running run whose worker is gone: its heartbeat is older than ``cutoff``, or its ``worker`` is the
+    one that just started again."""
     with transaction.atomic():
         agent_id = AgentRun.objects.filter(pk=run_id).values_list("agent_id", flat=True).first()
         agent = _lock_agent(agent_id)
         run = _lock_run(run_id)
         heartbeat = agent.last_heartbeat_at
-        if run.status != R.RUNNING or (heartbeat is not None and heartbeat >= cutoff):
+        if run.status != R.RUNNING or run.retry_at is not None:
             return
-        lost = f"heartbeat lost (worker {run.worker or 'unknown'})"
+        if worker is not None and run.worker != worker:
+            return
+        if cutoff is not None and heartbeat is not None and heartbeat >= cutoff:
+            return
+        lost = (f"heartbeat lost (worker {run.worker or 'unknown'})" if worker is None
+                else f"worker {worker} restarted")
         if agent.status == S.TERMINATED:
             _cancel_locked(agent, run, message="The agent was terminated.")
             report.cancelled.append(str(run_id))

@@ -67,7 +67,8 @@ def test_seed_demo_creates_the_demo_world(credentials):
     agents = AgentInstance.objects.all()
     assert agents.count() == 15
     by_status = {s: agents.filter(status=s).count() for s in S.values}
-    assert all(by_status.values()), by_status  # every status is represented
+    # working and waiting belong to a run a worker executes or a person answers: nothing backs a seeded one
+    assert by_status == {S.IDLE: 7, S.WORKING: 0, S.WAITING: 0, S.PAUSED: 6, S.TERMINATED: 2}, by_status
     assert sum(a.tokens_used for a in agents) > 0 and sum(a.cost_incurred for a in agents) > Decimal("0")
     assert Issue.objects.filter(assigned_agent__isnull=False).count() >= 8
     for issue in Issue.objects.filter(assigned_agent__isnull=False):
@@ -93,7 +94,7 @@ def test_seed_demo_users_credentials_and_token(credentials):
     out = run("seed_demo", credentials_file=str(credentials))
     User = get_user_model()
     admin, operator = User.objects.get(username="admin"), User.objects.get(username="operator")
-    assert admin.is_superuser and admin.is_staff and not operator.is_staff
+    assert admin.is_superuser and admin.is_staff and operator.is_staff and not operator.is_superuser
     assert WorkspaceMembership.objects.get(user=operator).role == "operator"
     stored = dict(line.split("=", 1) for line in credentials.read_text().splitlines() if not line.startswith("#"))
     assert admin.check_password(stored["admin"]) and operator.check_password(stored["operator"])
@@ -101,6 +102,47 @@ def test_seed_demo_users_credentials_and_token(credentials):
     assert stored["admin"] in out and stored["operator"] in out
     token = stored["operator:api-token"]
     assert auth_token_owner(token) == operator and token in out
+
+
+def test_seed_demo_operator_signs_in_to_the_admin_and_sees_what_an_operator_may_do(credentials, client):
+    """The operator ``seed_demo`` presents under "Sign in to the admin" can sign in (it was not staff) and works with
+    its workspace's agents, runs, contexts and issues; it manages no members and creates no workspaces."""
+    run("seed_demo", credentials_file=str(credentials))
+    password = read_credentials(credentials)["operator"]
+    assert client.login(username="operator", password=password)
+    assert client.get("/admin/").status_code == 200
+    agent = AgentInstance.objects.get(name="Search engineer")
+    for page in ("agents/agentinstance/", f"agents/agentinstance/{agent.pk}/change/", "agents/agentrun/",
+                 "agents/agentcontext/", "projects/issue/add/", "agents/agenttype/", "buildkit/agenttemplate/"):
+        assert client.get(f"/admin/{page}").status_code == 200, page
+    client.post(f"/admin/agents/agentinstance/{agent.pk}/transition/", {"transition": "pause"})
+    assert status_of(agent) == S.PAUSED
+    for page in ("projects/workspace/add/", "projects/workspacemembership/add/", "agents/agenttype/add/"):
+        assert client.get(f"/admin/{page}").status_code == 403, page
+
+
+def test_seed_demo_makes_an_existing_operator_staff_and_keeps_its_group_exact(credentials):
+    from django.contrib.auth.models import Group, Permission
+
+    UserFactory(username="operator", is_staff=False)
+    run("seed_demo", credentials_file=str(credentials))
+    operator = get_user_model().objects.get(username="operator")
+    assert operator.is_staff and list(operator.groups.values_list("name", flat=True)) == ["Workspace operators"]
+    group = Group.objects.get(name="Workspace operators")
+    group.permissions.add(Permission.objects.get(codename="delete_workspace"))
+    run("seed_demo", credentials_file=str(credentials))
+    assert not group.permissions.filter(codename="delete_workspace").exists()
+    assert group.permissions.filter(codename="change_agentrun").exists()
+
+
+def test_prepare_demo_migrates_only_what_is_pending_and_seeds_once(credentials):
+    from agents.management.commands.prepare_demo import pending_migrations
+
+    assert pending_migrations() == 0  # the test database is migrated: prepare_demo applies nothing
+    first = run("prepare_demo", credentials_file=str(credentials))
+    assert "Applying" not in first and "Demo data created" in first and AgentInstance.objects.count() == 15
+    second = run("prepare_demo", credentials_file=str(credentials))
+    assert "nothing to create" in second and AgentInstance.objects.count() == 15
 
 
 def test_seed_demo_keeps_a_working_token_and_replaces_a_revoked_one(credentials):
@@ -169,7 +211,8 @@ def test_seed_demo_verbosity(credentials):
 
 def test_seed_demo_verbosity_2_lists_each_object(credentials):
     out = run("seed_demo", verbosity=2, credentials_file=str(credentials))
-    assert "created agent: Checkout engineer (working)" in out
+    assert "created agent: Checkout engineer (idle)" in out
+    assert "created group: Workspace operators" in out
     assert "created agent type: qa" in out
 
 

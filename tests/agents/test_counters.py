@@ -174,3 +174,17 @@ def test_counters_equal_a_recompute_after_a_random_concurrent_workload(agent_typ
     for project in projects:
         assert counters.project_metrics(project, include_playground=True) == from_rows(project, include_playground=True)
     assert counters.workspace_live(workspace) == live_rows(workspace)
+
+
+@pytest.mark.django_db
+def test_a_projects_agents_spread_over_shard_rows_whose_sums_are_the_counts(project, agent_type):
+    agents = [factories.AgentFactory(project=project, agent_type=agent_type) for _ in range(12)]
+    for agent in agents[:5]:
+        services.agent_pause(agent)
+    services.agent_record_usage(agents[0], tokens=7, cost="0.5", tasks_completed=2)
+
+    rows = AgentCounter.objects.filter(project=project, is_playground=False)
+    assert rows.count() == len({counters.shard_of(agent.pk) for agent in agents}) > 1
+    assert {row.shard for row in rows} <= set(range(counters.COUNTER_SHARDS))
+    assert counters.project_metrics(project) == from_rows(project)
+    assert counters.agent_count(project, statuses=["paused"]) == 5

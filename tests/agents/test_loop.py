@@ -25,7 +25,7 @@ from agents.runtime import executor
 from agents.runtime import services as runtime
 from agents.runtime.exceptions import RequestAlreadyDecided
 from aiservices import llm
-from aiservices.exceptions import UpstreamBadResponse, UpstreamHTTPError, UpstreamTimeout
+from aiservices.exceptions import UpstreamBadResponse, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
 from aiservices.models import ModelPrice
 from tests import factories
 
@@ -88,7 +88,8 @@ INPUT = {"@ag.embed": {"@ag.references": {"workflow": {"slug": "__sx__request_in
 
 
 def execute(run) -> AgentRun:
-    executor.execute_run(run.pk)
+    """Execute ``run`` as the message last sent for it would (its current task id)."""
+    executor.execute_run(run.pk, task_id=AgentRun.objects.get(pk=run.pk).task_id)
     return AgentRun.objects.get(pk=run.pk)
 
 
@@ -331,16 +332,45 @@ def test_cancel_a_running_run_frees_the_agent_at_once(model, project, user):
 
 
 @pytest.mark.parametrize(
+    "failure",
+    [
+        UpstreamHTTPError("The AI service failed (HTTP 500).", status=500),
+        UpstreamHTTPError("rate limited", status=429, retry_after=7),
+        UpstreamTimeout("The AI service did not answer within 2 s."),
+        UpstreamUnreachable("Connection refused."),
+    ],
+)
+def test_an_unavailable_upstream_makes_the_run_wait_then_fail_past_the_outage_window(model, project, user, failure):
+    agent = loop_agent(project, user, [READ])
+    model.script = [failure]
+    before = timezone.now()
+    run = execute(start(agent))
+    assert (run.status, run.error_code, run.worker) == (RunStatus.RUNNING, "", "")
+    assert run.retry_count == 1 and run.retry_error == failure.message and run.retry_since >= before
+    step = run.steps.get(kind="llm_call")
+    assert (step.error["code"], step.error["attempt"]) == ("upstream_unavailable", 1)
+    wait = (run.retry_at - run.retry_since).total_seconds()
+    assert (7 <= wait <= 7.7) if getattr(failure, "retry_after", None) else (1 <= wait <= 2)  # 2 s x 1/2..1
+    assert reload(agent).status == AgentStatus.WORKING
+
+    # Past AGENT_LLM_OUTAGE_SECONDS of it, the next failure fails the run.
+    AgentRun.objects.filter(pk=run.pk).update(retry_since=timezone.now() - timedelta(seconds=901))
+    model.script = [failure]
+    run = execute(run)
+    assert (run.status, run.error_code) == (RunStatus.FAILED, "upstream_unavailable")
+    assert "AGENT_LLM_OUTAGE_SECONDS" in run.error_message
+    assert run.steps.filter(kind="llm_call").latest("index").error["attempt"] == 2
+    assert reload(agent).status == AgentStatus.IDLE and "upstream_unavailable" in reload(agent).last_error
+
+
+@pytest.mark.parametrize(
     ("failure", "code"),
     [
-        (UpstreamHTTPError("The AI service failed (HTTP 500).", status=500), "upstream_unavailable"),
-        (UpstreamHTTPError("rate limited", status=429), "upstream_unavailable"),
         (UpstreamHTTPError("bad request", status=400), "upstream_error"),
-        (UpstreamTimeout("The AI service did not answer within 2 s."), "upstream_timeout"),
         (UpstreamBadResponse("not JSON"), "upstream_error"),
     ],
 )
-def test_upstream_failures_fail_the_run_with_their_code(model, project, user, failure, code):
+def test_upstream_refusals_fail_the_run_at_once(model, project, user, failure, code):
     agent = loop_agent(project, user, [READ])
     model.script = [failure]
     run = execute(start(agent))

@@ -606,3 +606,17 @@ def test_model_prices_are_listed_searched_and_edited(admin_client):
     assert (price.input_usd_per_mtok, price.output_usd_per_mtok) == (Decimal("0.2"), Decimal("0.8"))
     bad = admin_client.post(change, {"model": "gpt-4o-mini", "input_usd_per_mtok": "-1", "output_usd_per_mtok": "1"})
     assert bad.status_code == 200
+
+
+def test_run_page_shows_a_run_waiting_out_an_llm_outage(admin_client, runnable):
+    run = make_run(runnable)
+    now = timezone.now()
+    AgentRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, retry_at=now + timedelta(seconds=30), retry_since=now - timedelta(seconds=60),
+        retry_count=3, retry_error="The AI service failed (HTTP 503).",
+    )
+    page = admin_client.get(run_url(run)).content.decode()
+    assert "Upstream outage" in page and "3 attempts failed since" in page
+    assert "The AI service failed (HTTP 503)." in page
+    AgentRun.objects.filter(pk=run.pk).update(retry_at=None)
+    assert "Upstream outage" not in admin_client.get(run_url(run)).content.decode()

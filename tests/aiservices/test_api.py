@@ -21,7 +21,17 @@ from tests.conftest import client_for
 from tests.factories import UserFactory
 from tests.threads import run_concurrently
 
-from .conftest import REFINE, REFINED, TEMPLATE_JSON, agenta_body, answer_agenta, openai_body, refine_args
+from .conftest import (
+    DISABLED_SETTINGS,
+    REFINE,
+    REFINED,
+    TEMPLATE_JSON,
+    agenta_body,
+    answer_agenta,
+    apply,
+    openai_body,
+    refine_args,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -141,6 +151,47 @@ def test_call_with_openai_records_tokens(tool_client, openai, upstream):
     assert response.status_code == 200
     assert response.json()["meta"] == {"trace_id": "oa-1"}
     assert AIServiceCall.objects.get().tokens == 150
+
+
+def test_the_offline_stand_in_refines_without_an_upstream_and_says_so(tool_client, settings, upstream):
+    """``make run`` (debug, no AI_SERVICES_API_URL) answers through the offline stand-in: nothing is sent anywhere
+    (``upstream`` refuses every URL), the variables stay, the guidelines land in the system message without braces."""
+    apply(settings, {**DISABLED_SETTINGS, "AI_SERVICES_PROVIDER": "offline"})
+    template = {"messages": [{"role": "system", "content": "You answer   questions about {{country}}.\n\n\n\nBe kind."},
+                             {"role": "user", "content": "{{question}}"}]}
+    response = call(tool_client, arguments={"prompt_template_json": json.dumps(template),
+                                            "guidelines": "Be precise; never invent {{facts}}."})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["isError"] is False and body["content"][0]["text"].startswith("[offline stand-in:")
+    assert body["structuredContent"]["messages"] == [
+        {"role": "system", "content": "You answer questions about {{country}}.\n\nBe kind."
+                                      "\n\nGuidelines: Be precise; never invent facts."},
+        {"role": "user", "content": "{{question}}"},
+    ]
+    assert AIServiceCall.objects.get().provider == "offline"
+
+
+def test_the_settings_choose_the_offline_stand_in_only_for_debug_without_a_url():
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    def provider(**env):
+        code = "import django; django.setup(); from django.conf import settings; print(settings.AI_SERVICES_PROVIDER)"
+        return subprocess.run(
+            [sys.executable, "-c", code], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60,
+            env={"DJANGO_SETTINGS_MODULE": "syndarix.settings", "DJANGO_ENV_FILE": "", "PATH": "/usr/bin:/bin",
+                 "DJANGO_SECRET_KEY": "x" * 50, **env},
+        )
+
+    assert provider(DJANGO_DEBUG="true").stdout.strip() == "offline"
+    # production never answers through the stand-in: its default stays agenta (disabled until configured), and
+    # naming the stand-in stops it at start-up
+    assert provider(DJANGO_DEBUG="false").stdout.strip() == "agenta"
+    refused = provider(DJANGO_DEBUG="false", AI_SERVICES_PROVIDER="offline")
+    assert refused.returncode != 0 and "AI_SERVICES_PROVIDER=offline" in refused.stderr
 
 
 def test_upstream_failure_is_200_is_error_with_our_request_id(tool_client, agenta, upstream):

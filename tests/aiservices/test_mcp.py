@@ -588,3 +588,12 @@ def test_agents_do_not_decide_approvals(loop_agent, project, agent_type):
                        {"run_id": str(run.pk), "approval_id": str(approval.pk), "decision": "approve"})
     assert result.is_error and result.structured["error"]["code"] == "permission_denied"
     assert AgentRunRequest.objects.get(pk=approval.pk).status == RunRequestStatus.PENDING
+
+
+def test_tool_arguments_the_database_cannot_hold_are_is_error_not_a_500(user, project):
+    client = mcp_for(user)
+    for name, arguments in (("read_context", {"project_id": str(project.pk), "name": "no\u0000tes"}),
+                            ("query_agents", {"project_id": str(project.pk), "limit": 10**30})):
+        result = client.call(name, arguments)
+        assert result["isError"] is True, result
+        assert result["structuredContent"]["error"]["code"] == "invalid_arguments"

@@ -9,12 +9,16 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from agents.models import AgentInstance, AgentTypeRevision
+from agents.models import AgentInstance, AgentRun, AgentTypeRevision
 from buildkit.overlay import OVERRIDE_HINT
 from tests import factories
 from tests.buildkit.conftest import embed
 
 pytestmark = pytest.mark.django_db
+
+
+#: The "Run in playground" button and an instruction.
+RUN = {"action": "run", "instruction": "Try it"}
 
 
 def project_of(user):
@@ -120,34 +124,64 @@ def test_invalid_json_and_schema_errors_are_shown(staff_admin, agent_type):
     assert "template.tools.0.op" in response.content.decode()
 
 
-def test_run_in_playground_spawns_a_playground_agent(staff_admin, staff, agent_type, template):
+def test_run_in_playground_runs_the_draft_and_reuses_its_agent(staff_admin, staff, agent_type, template,
+                                                                django_capture_on_commit_callbacks):
+    """"Run in playground" queues a run of the draft with the instruction; clicking again on the same draft reuses
+    its playground agent (it used to spawn an idle agent per click and run nothing); a changed draft gets its own."""
     project = project_of(staff)
-    response = staff_admin.post(playground_url(agent_type), {
-        "draft": json.dumps(template), "build_kit": "on", "project": str(project.pk), "name": "trial",
-        "action": "run",
-    })
+    data = {"draft": json.dumps(template), "build_kit": "on", "project": str(project.pk), "name": "trial",
+            "action": "run", "instruction": "Summarize the open issues"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_admin.post(playground_url(agent_type), data)
     assert response.status_code == 200
     agent = AgentInstance.objects.get()
     assert agent.is_playground and agent.name == "trial" and agent.project == project
     assert agent.effective_template["sandbox"]["permissions"]["write_files"] == "allow"
-    assert "Spawned playground agent" in response.content.decode()
-    assert response.context["result"]["agent"] == agent
+    run = AgentRun.objects.get()
+    assert (run.agent, run.instruction, run.requested_by) == (agent, "Summarize the open issues", staff)
+    page = response.content.decode()
+    assert "Queued a run of the draft on the playground agent" in page and "(spawned)" in page
+    assert reverse("admin:agents_agentrun_change", args=[run.pk]) in page
+    assert response.context["result"]["agent"] == agent and response.context["result"]["run"] == run
     assert not AgentTypeRevision.objects.exists()
+
+    response = staff_admin.post(playground_url(agent_type), {**data, "instruction": "Again"})
+    assert AgentInstance.objects.get() == agent and AgentRun.objects.filter(agent=agent).count() == 2
+    assert "(reused)" in response.content.decode()
+
+    changed = {**template, "instructions": {"agents_md": "Something else."}}
+    staff_admin.post(playground_url(agent_type), {**data, "draft": json.dumps(changed)})
+    assert AgentInstance.objects.count() == 2 and AgentRun.objects.count() == 3
+
+
+def test_run_in_playground_needs_an_instruction(staff_admin, staff, agent_type, template):
+    project = project_of(staff)
+    response = staff_admin.post(playground_url(agent_type), {
+        "draft": json.dumps(template), "project": str(project.pk), "action": "run", "instruction": "  ",
+    })
+    assert "Say what the run should do." in response.content.decode()
+    assert not AgentInstance.objects.exists() and not AgentRun.objects.exists()
+
+
+def test_the_playground_prefills_an_instruction(staff_admin, agent_type):
+    from buildkit.admin import DEFAULT_INSTRUCTION
+
+    assert staff_admin.get(playground_url(agent_type)).context["form"].initial["instruction"] == DEFAULT_INSTRUCTION
 
 
 def test_run_with_the_kit_off_spawns_the_draft_as_is(staff_admin, staff, agent_type, template):
     project = project_of(staff)
     staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "project": str(project.pk),
-                                                  "action": "run"})
+                                                  **RUN})
     assert AgentInstance.objects.get().effective_template == template
 
 
 def test_run_needs_a_writable_project(staff_admin, agent_type, template):
     foreign = factories.ProjectFactory()
     response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "build_kit": "on",
-                                                             "project": str(foreign.pk), "action": "run"})
+                                                             "project": str(foreign.pk), **RUN})
     assert "project" in response.context["form"].errors
-    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "action": "run"})
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), **RUN})
     assert "Choose a project to run in." in response.content.decode()
     assert not AgentInstance.objects.exists()
 
@@ -275,10 +309,10 @@ def test_run_in_playground_passes_the_config(staff_admin, staff, engineer, templ
     project = project_of(staff)
     config = {"model": "gpt-4o-mini", "language": "typescript", "branch_prefix": "feat/"}
     response = staff_admin.post(playground_url(engineer), {
-        "draft": json.dumps(template), "config": json.dumps(config), "project": str(project.pk), "action": "run",
+        "draft": json.dumps(template), "config": json.dumps(config), "project": str(project.pk), **RUN,
     })
     assert response.status_code == 200
-    assert "Spawned playground agent" in response.content.decode(), response.context["config_errors"]
+    assert "Queued a run of the draft" in response.content.decode(), response.context["config_errors"]
     assert AgentInstance.objects.get().config == config
 
 
@@ -286,7 +320,7 @@ def test_config_errors_are_shown_by_path_and_nothing_runs(staff_admin, staff, en
     project = project_of(staff)
     config = {"model": "gpt-5", "branch_prefix": "Feat"}
     response = staff_admin.post(playground_url(engineer), {
-        "draft": json.dumps(template), "config": json.dumps(config), "project": str(project.pk), "action": "run",
+        "draft": json.dumps(template), "config": json.dumps(config), "project": str(project.pk), **RUN,
     })
     errors = dict(response.context["config_errors"])
     assert set(errors) == {"config", "config.model", "config.branch_prefix"}
@@ -304,7 +338,7 @@ def test_config_errors_are_shown_by_path_and_nothing_runs(staff_admin, staff, en
 def test_a_malformed_config_is_a_form_error(staff_admin, staff, engineer, template, text, message):
     project = project_of(staff)
     response = staff_admin.post(playground_url(engineer), {
-        "draft": json.dumps(template), "config": text, "project": str(project.pk), "action": "run",
+        "draft": json.dumps(template), "config": text, "project": str(project.pk), **RUN,
     })
     assert message in " ".join(response.context["form"].errors["config"])
     assert not AgentInstance.objects.exists()
@@ -313,7 +347,7 @@ def test_a_malformed_config_is_a_form_error(staff_admin, staff, engineer, templa
 def test_an_empty_config_is_an_empty_object(staff_admin, staff, agent_type, template):
     project = project_of(staff)
     staff_admin.post(playground_url(agent_type), {
-        "draft": json.dumps(template), "config": "  ", "project": str(project.pk), "action": "run",
+        "draft": json.dumps(template), "config": "  ", "project": str(project.pk), **RUN,
     })
     assert AgentInstance.objects.get().config == {}
 
@@ -341,9 +375,9 @@ def test_run_from_the_prefilled_page_spawns(staff_admin, staff, template):
     form = page.context["form"]
     response = staff_admin.post(playground_url(engineer), {
         "draft": form.initial["draft"], "config": form.initial["config"], "project": str(project.pk),
-        "build_kit": "on", "action": "run",
+        "build_kit": "on", **RUN,
     })
-    assert "Spawned playground agent" in response.content.decode()
+    assert "Queued a run of the draft on the playground agent" in response.content.decode()
     assert AgentInstance.objects.get().config == {"model": "gpt-4o", "language": "python"}
 
 
@@ -382,7 +416,7 @@ def page_messages(response) -> list[str]:
 
 
 def test_run_without_a_project_says_so_at_the_top(staff_admin, agent_type, template):
-    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), "action": "run"})
+    response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(template), **RUN})
     assert page_messages(response) == ["Not run: choose a project to run in (under “Run in playground”)."]
     assert response.context["form"].errors["project"] == ["Choose a project to run in."]
     assert not AgentInstance.objects.exists()

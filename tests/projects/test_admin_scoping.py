@@ -258,7 +258,8 @@ def test_the_playground_runs_only_in_the_staff_members_projects(ours, theirs, ag
     page = client.get(url)
     assert list(page.context["form"].fields["project"].queryset) == [ours.project]
     draft = json.dumps({"llm": {"model": "m"}})
-    response = client.post(url, {"draft": draft, "project": str(theirs.project.pk), "action": "run"})
+    response = client.post(url, {"draft": draft, "project": str(theirs.project.pk), "action": "run",
+                                 "instruction": "Go"})
     assert "Select a valid choice" in str(response.context["form"].errors["project"])
     assert not AgentInstance.objects.filter(is_playground=True).exists()
 

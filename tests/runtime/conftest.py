@@ -25,6 +25,7 @@ from .harness import (
     HarnessError,
     StubLLM,
     Workers,
+    maintenance_queue,
     new_queue_name,
     purge_queue,
     purge_stale_queues,
@@ -52,20 +53,20 @@ def workers(django_db_setup, stub, tmp_path_factory):
         database=settings.DATABASES["default"], broker_url=broker, queue=queue, llm_url=stub.base_url,
         extra={"AGENT_REGISTRY_MODULES": AGENT_MODULE, "REDIS_URL": settings.REDIS_URL},
     )
-    previous_queue = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = queue
+    previous_queue = celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue
+    celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue = queue, maintenance_queue(queue)
     pool = Workers(app=celery_app, env=env, queue=queue, log_dir=tmp_path_factory.mktemp("workers"))
     try:
         pool.start_all(timeout=30)
     except HarnessError as exc:
         pool.stop()
         purge_queue(broker, queue)
-        celery_app.conf.task_default_queue = previous_queue
+        celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue = previous_queue
         pytest.fail(f"The runtime's integration tests need real Celery workers on {broker}:\n{exc}", pytrace=False)
     yield pool
     pool.stop()
     purge_queue(broker, queue)
-    celery_app.conf.task_default_queue = previous_queue
+    celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue = previous_queue
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ import it before ``django.setup()``.
   behaviour (``reply``, ``status``, ``garbage``, ``sleep``, ``Hold``) and is recorded
   (``StubLLM.requests``); a request with nothing scripted is answered HTTP 418 and recorded in
   ``StubLLM.unexpected``, so a test whose agent makes a call it did not expect fails.
-- ``Workers``: ``celery -A syndarix worker`` processes (prefork, concurrency 1, one queue), each in a
-  session of its own so a test can SIGKILL its whole process group; logs go to files.
+- ``Workers``: ``celery -A syndarix worker`` processes (prefork, concurrency 1, a run queue and its maintenance
+  queue), each in a session of its own so a test can SIGKILL its whole process group; logs go to files.
 - ``wait_for``: poll a condition with a deadline.
 """
 
@@ -356,6 +356,11 @@ def new_queue_name() -> str:
     return f"{QUEUE_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:6]}"
 
 
+def maintenance_queue(queue: str) -> str:
+    """The maintenance queue (``CELERY_MAINTENANCE_QUEUE``) that goes with the run queue ``queue``."""
+    return f"{queue}-maintenance"
+
+
 def worker_env(*, database: dict[str, Any], broker_url: str, queue: str, llm_url: str,
                extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a worker process: this process's, pointed at ``database``, the broker, the queue and
@@ -366,6 +371,7 @@ def worker_env(*, database: dict[str, Any], broker_url: str, queue: str, llm_url
         "DATABASE_URL": database_url(database),
         "CELERY_BROKER_URL": broker_url,
         "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "CELERY_MAINTENANCE_QUEUE": maintenance_queue(queue),
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "AGENT_LLM_PROVIDER": "openai",
         "AGENT_LLM_API_URL": llm_url,
@@ -374,6 +380,10 @@ def worker_env(*, database: dict[str, Any], broker_url: str, queue: str, llm_url
         "AGENT_LLM_READ_TIMEOUT": "3",
         "AGENT_LLM_MAX_RETRIES": "1",
         "AGENT_LLM_RETRY_BACKOFF_SECONDS": "0.01",
+        # An upstream outage: the run waits 0.2-0.5 s between attempts, and fails after 4 s of it.
+        "AGENT_LLM_OUTAGE_SECONDS": "4",
+        "AGENT_LLM_OUTAGE_BACKOFF_SECONDS": "0.4",
+        "AGENT_LLM_OUTAGE_BACKOFF_MAX_SECONDS": "1",
         "AGENT_HEARTBEAT_SECONDS": "0.5",
         "DJANGO_DEBUG": "true",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
@@ -404,7 +414,7 @@ class Worker:
 
 
 class Workers:
-    """``count`` Celery worker processes on ``queue`` (prefork, concurrency 1 each).
+    """``count`` Celery worker processes on ``queue`` and its maintenance queue (prefork, concurrency 1 each).
 
     Args:
         app: the Celery app of this process (to ping and inspect the workers).
@@ -444,7 +454,8 @@ class Workers:
         """Start ``worker``'s process (returns at once; ``wait_ready`` waits for it to answer)."""
         command = [
             sys.executable, "-m", "celery", "-A", "syndarix", "worker", "--pool=prefork", "--concurrency=1",
-            "-n", worker.name, "-Q", self.queue, "--without-gossip", "--without-mingle", "-l", self.loglevel,
+            "-n", worker.name, "-Q", f"{self.queue},{maintenance_queue(self.queue)}", "--without-gossip",
+            "--without-mingle", "-l", self.loglevel,
         ]
         log = worker.log_path.open("ab")
         try:
@@ -527,7 +538,8 @@ class Workers:
         when a worker did not answer."""
         import redis
 
-        waiting = redis.Redis.from_url(self.broker_url).llen(self.queue)
+        client = redis.Redis.from_url(self.broker_url)
+        waiting = client.llen(self.queue) + client.llen(maintenance_queue(self.queue))
         names = [w.name for w in self.workers if w.alive]
         if not names:
             return waiting
@@ -566,9 +578,10 @@ def _queue_keys(client, queue: str) -> list:
 
 
 def purge_queue(broker_url: str, queue: str) -> None:
-    """Delete ``queue`` from the Redis broker: its messages (every priority), its binding and the unacknowledged
-    messages that were delivered from it (a killed worker's)."""
-    _purge(broker_url, lambda name: name == queue, [queue])
+    """Delete ``queue`` and its maintenance queue from the Redis broker: their messages (every priority), their
+    bindings and the unacknowledged messages that were delivered from them (a killed worker's)."""
+    queues = [queue, maintenance_queue(queue)]
+    _purge(broker_url, lambda name: name in queues, queues)
 
 
 def purge_stale_queues(broker_url: str, *, older_than: float = STALE_QUEUE_SECONDS) -> None:
@@ -611,3 +624,65 @@ def _purge(broker_url: str, matches: Callable[[str], bool], queues: Iterable[str
         if isinstance(routing_key, str) and matches(routing_key):
             client.hdel("unacked", tag)
             client.zrem("unacked_index", tag)
+
+
+# --- The Procfile's processes ------------------------------------------------------------------------------
+
+
+def procfile_lines() -> dict[str, str]:
+    """The root ``Procfile``'s process lines, ``{name: command}``."""
+    lines = (line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+             if ":" in line and not line.lstrip().startswith("#"))
+    return {name.strip(): command.strip() for name, command in lines}
+
+
+class ProcfileProcess:
+    """One ``Procfile`` line (``worker``, ``beat``) run as the shell runs it, in a session of its own, with ``env``
+    (and this interpreter's ``bin`` first on ``PATH``, as in an activated virtualenv); its output goes to
+    ``log_path``."""
+
+    def __init__(self, name: str, *, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.command = procfile_lines()[name]
+        self.env = {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])}
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ProcfileProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["/bin/sh", "-c", f"exec {self.command}"], cwd=ROOT, env=self.env, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_logged(self, text: str, timeout: float = 30.0) -> None:
+        """Wait until the log shows ``text`` (``ready.``: the worker consumes), or raise ``HarnessError``."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_path.read_text(errors="replace"):
+            if not self.alive or time.monotonic() > deadline:
+                raise HarnessError(f"{self.name} never logged {text!r}:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.alive:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
 
 from agents import services
@@ -31,9 +32,26 @@ from ._base import dry_run_atomic
 
 WORKSPACE = {"slug": "demo", "name": "Demo Workspace"}
 USERS = {
-    # username: (env var with the password, is superuser, workspace role)
+    # username: (env var with the password, is superuser, workspace role); both are staff: they sign in to the admin
     "admin": ("SYNDARIX_DEMO_ADMIN_PASSWORD", True, WorkspaceRole.ADMIN),
     "operator": ("SYNDARIX_DEMO_OPERATOR_PASSWORD", False, WorkspaceRole.OPERATOR),
+}
+#: The group that gives a seeded user who is not a superuser the admin's model permissions its workspace role needs
+#: (what it may do; its memberships say where): an operator works with agents, runs, contexts and issues, reads the
+#: catalogs (agent types, templates, prices) and its own AI tool calls and API tokens, and manages no members.
+ROLE_GROUPS = {
+    WorkspaceRole.OPERATOR: ("Workspace operators", (
+        "projects.view_workspace", "projects.view_workspacemembership",
+        "projects.add_project", "projects.change_project", "projects.view_project",
+        "projects.add_issue", "projects.change_issue", "projects.delete_issue", "projects.view_issue",
+        "agents.view_agenttype", "agents.add_agentinstance", "agents.change_agentinstance",
+        "agents.view_agentinstance", "agents.view_agenttransition",
+        "agents.add_agentrun", "agents.change_agentrun", "agents.view_agentrun",
+        "agents.add_agentcontext", "agents.change_agentcontext", "agents.delete_agentcontext",
+        "agents.view_agentcontext", "agents.view_agentcontextversion",
+        "buildkit.view_agenttemplate", "aiservices.view_aiservicecall", "aiservices.view_modelprice",
+        "knox.view_authtoken", "knox.delete_authtoken",
+    )),
 }
 #: The credentials-file entry holding the operator's API token (tokens are stored hashed: the file is the only
 #: place that knows it). Usernames cannot contain ":", so it never clashes with a user's password line.
@@ -129,20 +147,22 @@ class DemoAgent:
     termination_reason: str = TerminationReason.USER
 
 
+#: No agent is seeded ``working`` or ``waiting``: those states belong to a run a worker executes or a person answers,
+#: and the demo's one run (below) gets there by itself.
 AGENTS = [
-    DemoAgent("storefront", "product-owner", "Backlog curator", S.WORKING,
+    DemoAgent("storefront", "product-owner", "Backlog curator", S.PAUSED,
               {"model": "gpt-4o", "story_format": "user-story"}, "Split the checkout epic into stories", 3, 18_000),
-    DemoAgent("storefront", "architect", "Storefront architect", S.WAITING,
+    DemoAgent("storefront", "architect", "Storefront architect", S.PAUSED,
               {"model": "claude-sonnet", "review_depth": "deep"},
               "Waiting for the payment provider's API review", 2, 42_000),
-    DemoAgent("storefront", "engineer", "Checkout engineer", S.WORKING,
+    DemoAgent("storefront", "engineer", "Checkout engineer", S.IDLE,
               {"model": "gpt-4o", "language": "python", "run_tests": True, "branch_prefix": "checkout/"},
               "Validate shipping addresses in checkout", 4, 65_000),
     DemoAgent("storefront", "engineer", "Search engineer", S.IDLE, {"model": "gpt-4o-mini", "language": "python"},
               "", 2, 30_000),
     DemoAgent("storefront", "engineer", "Catalog engineer", S.PAUSED, {"model": "gpt-4o", "language": "typescript"},
               "Migrate product images to the CDN", 1, 52_000),
-    DemoAgent("storefront", "qa", "Regression tester", S.WORKING,
+    DemoAgent("storefront", "qa", "Regression tester", S.IDLE,
               {"model": "gpt-4o-mini", "framework": "playwright", "coverage_target": 85},
               "Run the checkout regression suite", 5, 12_000),
     DemoAgent("storefront", "engineer", "Legacy importer", S.TERMINATED, {"model": "gpt-4o-mini", "language": "python"},
@@ -151,14 +171,14 @@ AGENTS = [
               "", 1, 15_000),
     DemoAgent("mobile-app", "architect", "Mobile architect", S.PAUSED,
               {"model": "claude-sonnet", "diagram_format": "c4"}, "Design the offline sync protocol", 1, 38_000),
-    DemoAgent("mobile-app", "engineer", "iOS engineer", S.WAITING, {"model": "gpt-4o", "language": "swift"},
+    DemoAgent("mobile-app", "engineer", "iOS engineer", S.PAUSED, {"model": "gpt-4o", "language": "swift"},
               "Waiting for design sign-off on the onboarding screens", 3, 47_000),
     DemoAgent("mobile-app", "engineer", "Android engineer", S.IDLE, {"model": "gpt-4o", "language": "kotlin"},
               "", 0, 0),
     DemoAgent("mobile-app", "qa", "Release tester", S.TERMINATED, {"model": "gpt-4o-mini", "framework": "espresso"},
               "", 3, 25_000, TerminationReason.BUDGET),
     # Agents of the built-in classes (agents/registry/builtin.py): their lifecycle hooks fill short_term_memory.
-    DemoAgent("storefront", "reviewer", "Pull-request reviewer", S.WORKING,
+    DemoAgent("storefront", "reviewer", "Pull-request reviewer", S.IDLE,
               {"model": "claude-sonnet", "strictness": "strict"}, "Review the checkout refactoring", 2, 21_000),
     DemoAgent("storefront", "builder", "Release builder", S.IDLE, {"model": "gpt-4o", "language": "python"},
               "", 1, 33_000),
@@ -169,11 +189,9 @@ AGENTS = [
 #: The first committed template (``parameters.agent``) of each demo agent type.
 TEMPLATE_LLM = {"product-owner": "gpt-4o", "architect": "claude-sonnet", "engineer": "gpt-4o", "qa": "gpt-4o-mini"}
 
-#: Final steps from IDLE to each status (after the completed-task cycles).
+#: Final steps from IDLE to each status a demo agent may have (after the completed-task cycles).
 FINAL_STEPS = {
     S.IDLE: [],
-    S.WORKING: [S.WORKING],
-    S.WAITING: [S.WORKING, S.WAITING],
     S.PAUSED: [S.WORKING, S.PAUSED],
     S.TERMINATED: [S.TERMINATED],
 }
@@ -217,7 +235,7 @@ ISSUES = [
 SINGULAR = {
     "users": "user", "workspaces": "workspace", "memberships": "membership", "projects": "project",
     "agent types": "agent type", "template revisions": "template revision", "agents": "agent", "issues": "issue",
-    "API tokens": "API token", "model prices": "model price", "runs": "run", "contexts": "context",
+    "API tokens": "API token", "model prices": "model price", "runs": "run", "contexts": "context", "groups": "group",
 }
 
 
@@ -233,12 +251,12 @@ class Report:
 
 class Command(BaseCommand):
     help = (
-        "Load demo data: the 'demo' workspace with two projects, an 'admin' superuser and an 'operator' "
-        "user (passwords from SYNDARIX_DEMO_ADMIN_PASSWORD / SYNDARIX_DEMO_OPERATOR_PASSWORD, else "
-        "generated and kept in .demo-credentials), the operator's API token, four agent types with a first "
-        "committed template plus the built-in agent classes' types, fifteen agents in every status with usage, "
-        "issues assigned to them, the LLM price table and one queued run of the 'Release builder'. Idempotent: a "
-        "second run creates nothing and prints the credentials again."
+        "Load demo data: the 'demo' workspace with two projects, an 'admin' superuser and an 'operator' (staff, "
+        "in the 'Workspace operators' group), their passwords from SYNDARIX_DEMO_ADMIN_PASSWORD / "
+        "SYNDARIX_DEMO_OPERATOR_PASSWORD, else generated and kept in .demo-credentials, the operator's API token, "
+        "four agent types with a first committed template plus the built-in agent classes' types, fifteen agents "
+        "(idle, paused, terminated) with usage, issues assigned to them, the LLM price table and one queued run of "
+        "the 'Release builder'. Idempotent: a second run creates nothing and prints the credentials again."
     )
 
     def add_arguments(self, parser) -> None:
@@ -258,6 +276,7 @@ class Command(BaseCommand):
         try:
             with dry_run_atomic(dry_run):
                 users = self.seed_users(report, stored)
+                self.seed_groups(report, users)
                 workspace = self.seed_workspace(report, users)
                 projects = self.seed_projects(report, workspace, owner=users["admin"])
                 agent_types = self.seed_agent_types(report, actor=users["admin"])
@@ -290,7 +309,7 @@ class Command(BaseCommand):
             if user is None:
                 password = from_env or stored.get(username) or secrets.token_urlsafe(12)
                 make = User.objects.create_superuser if is_superuser else User.objects.create_user
-                user = make(username=username, email=f"{username}@example.com", password=password)
+                user = make(username=username, email=f"{username}@example.com", password=password, is_staff=True)
                 self.created(report, "users", username)
             elif from_env and not user.check_password(from_env):
                 user.set_password(from_env)
@@ -308,6 +327,23 @@ class Command(BaseCommand):
             report.passwords[username] = password
             users[username] = user
         return users
+
+    def seed_groups(self, report: Report, users: dict) -> None:
+        """Every seeded user signs in to the admin: staff, and in the group of its role (``ROLE_GROUPS``) unless a
+        superuser. The group's permissions are set to exactly the listed ones on every run."""
+        for username, (_env, is_superuser, role) in USERS.items():
+            user = users[username]
+            if not user.is_staff:
+                user.is_staff = True
+                user.save(update_fields=["is_staff"])
+            if is_superuser or role not in ROLE_GROUPS:
+                continue
+            name, perms = ROLE_GROUPS[role]
+            group, created = Group.objects.get_or_create(name=name)
+            if created:
+                self.created(report, "groups", name)
+            group.permissions.set(permissions(perms))
+            user.groups.add(group)
 
     def seed_token(self, report: Report, operator, stored: dict[str, str]) -> str:
         """The operator's API token kept in the credentials file while it still works, else a new one.
@@ -475,6 +511,19 @@ class Command(BaseCommand):
         write(f'  curl -H "Authorization: Token {token}" http://127.0.0.1:8000/api/v1/projects')
         if any(report.passwords.values()):
             write(f"Credentials are kept in {credentials_path} (git-ignored); a re-run prints them again.")
+
+
+def permissions(names) -> list[Permission]:
+    """The ``Permission`` rows of ``"app_label.codename"`` names; ``CommandError`` naming any that do not exist."""
+    pairs = {tuple(name.split(".", 1)) for name in names}
+    candidates = Permission.objects.filter(
+        content_type__app_label__in={app for app, _ in pairs}, codename__in={codename for _, codename in pairs}
+    ).select_related("content_type")
+    rows = [p for p in candidates if (p.content_type.app_label, p.codename) in pairs]
+    missing = pairs - {(p.content_type.app_label, p.codename) for p in rows}
+    if missing:
+        raise CommandError(f"Unknown permissions: {', '.join(sorted('.'.join(m) for m in missing))}.")
+    return rows
 
 
 def demo_template(agent_type: AgentType) -> dict:

@@ -26,18 +26,20 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import OperationalError, transaction
+from django.db import DataError, OperationalError, transaction
 from django.http import Http404
 from django_fsm import ConcurrentTransition
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from syndarix.exceptions import STALE_WRITE_MESSAGE, DomainError, NotFound, PermissionDenied
+from syndarix.exceptions import STALE_WRITE_MESSAGE, DomainError, InvalidInput, NotFound, PermissionDenied
+from syndarix.jsondoc import check_json_document
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -317,24 +319,62 @@ class ToolRegistry:
 tool_registry = ToolRegistry()
 
 
+#: Most levels of nested objects/arrays in a tool call's arguments.
+ARGUMENTS_MAX_DEPTH = 64
+#: The integers a tool argument may hold (the database's 64-bit range).
+ARGUMENT_INT_RANGE = (-(2**63), 2**63 - 1)
+
+
+def unstorable_arguments(arguments: Any) -> str | None:
+    """Why the database could not hold ``arguments`` (a decoded JSON value), or ``None``: a NUL character in a key
+    or string, NaN or Infinity, a lone surrogate, nesting deeper than ``ARGUMENTS_MAX_DEPTH``, or an integer outside
+    ``ARGUMENT_INT_RANGE``. Checked before a tool runs or a person is asked (an ``invalid_arguments`` tool error,
+    never a failed run)."""
+    try:
+        check_json_document(arguments, field="arguments", max_depth=ARGUMENTS_MAX_DEPTH, what="The arguments")
+    except InvalidInput as exc:
+        return f"Invalid arguments. {exc.message}"
+    stack = [arguments]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, int) and not isinstance(node, bool) and not (
+                ARGUMENT_INT_RANGE[0] <= node <= ARGUMENT_INT_RANGE[1]):
+            low, high = ARGUMENT_INT_RANGE
+            return f"Invalid arguments. An integer is outside the range {low}..{high}."
+    return None
+
+
 def call_tool(tool: Tool, call: ToolCall, arguments: Any) -> ToolResult:
     """Run a platform ``tool`` for ``call`` with ``arguments`` and return its result; never raises for the
     tool's sake.
 
-    The arguments are checked against ``input_schema`` first (``invalid_arguments``, one message per
-    path). The handler runs in its own savepoint, so a refusal leaves nothing half-written. Domain
-    errors keep their code (``not_found``, ``invalid_transition``, ``version_conflict``, ...); Django
-    validation errors become ``invalid_arguments``; a stale write ``conflict``.
+    The arguments are checked against ``input_schema`` and for values the database cannot hold
+    (``unstorable_arguments``) first (``invalid_arguments``, one message per path). The handler runs in its own
+    savepoint (a read-only tool outside a transaction: in none), so a refusal leaves nothing half-written. Domain
+    errors keep their code (``not_found``, ``invalid_transition``, ``version_conflict``, ...); Django validation
+    errors, and a value the database still refuses (``DataError``: a string longer than its column, a number out
+    of its column's range), become ``invalid_arguments``; a stale write ``conflict``.
     """
     if tool.kind != KIND_PLATFORM:
         return ToolResult.error("not_callable", f"'{tool.name}' is a client tool; a person answers it.")
+    unstorable = unstorable_arguments(arguments)
+    if unstorable:
+        return ToolResult.error("invalid_arguments", unstorable)
     problems = tool.validate_arguments(arguments)
     if problems:
         text = "; ".join(f"{path}: {message}" for path, message in problems)
         return ToolResult.error("invalid_arguments", f"Invalid arguments. {text}",
                                 problems=[{"field": p, "message": m} for p, m in problems])
+    # A read-only tool outside a transaction runs without one (it has nothing to roll back, and a failed statement
+    # poisons no transaction); anything else runs in its own savepoint.
+    scope = nullcontext() if tool.read_only and not transaction.get_connection().in_atomic_block else (
+        transaction.atomic())
     try:
-        with transaction.atomic():
+        with scope:
             return ToolResult(tool.handler(call, **arguments))
     except DomainError as exc:
         return ToolResult.error(exc.code, exc.message, **({"field": exc.field} if exc.field else {}))
@@ -346,6 +386,9 @@ def call_tool(tool: Tool, call: ToolCall, arguments: Any) -> ToolResult:
         return ToolResult.error("not_found", "Not found.")
     except ConcurrentTransition:
         return ToolResult.error("conflict", STALE_WRITE_MESSAGE)
+    except DataError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return ToolResult.error("invalid_arguments", f"Invalid arguments: the database refused a value ({reason}).")
     except OperationalError as exc:
         # Two agents steering each other at the same moment can deadlock; the database picks one of them, whose
         # savepoint is rolled back (and its row locks released). The model may try again; any other failure of

@@ -1,0 +1,96 @@
+"""SQL statements per step on PostgreSQL (``CaptureQueriesContext``), the run executed in this process against the
+local stub, whatever the length of the run (the count of a 4-step run minus a 1-step run's, divided by 3).
+
+A loop step (one LLM call, then one allowed read-tool call) costs 4: the LLM step's one statement
+(``trace.step_record``), the tool's own two reads (``read_context``) and the tool step's one statement; the stop
+check before the next call rides on the tool step's ``RETURNING``. A plain agent class's LLM step costs 2: the step
+and its checkpoint. The limits below allow one more, for a stop check that cannot ride (a step boundary more than
+``STOP_CHECK_FRESH_SECONDS`` after the previous step, on a loaded machine). A transactional outbox's event insert
+joins the step's own statement, so these hold with it."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from agents.contexts import services as contexts
+from agents.runtime import executor
+from agents.runtime import services as runtime
+
+from .harness import reply, tool_call
+from .support import calls_agent, fresh, loop_agent, platform_tool, price_model
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: Statements of one loop step (an LLM call and an allowed read-tool call), and of a plain class's LLM step.
+LOOP_STEP_MAX = 5
+PLAIN_STEP_MAX = 3
+
+
+@pytest.fixture
+def in_process(stub, monkeypatch):
+    """Runs execute here (``executor.execute_run``), their Celery messages dropped, the LLM calls going to the stub."""
+    monkeypatch.setattr(runtime, "_send", lambda *args: None)
+    with override_settings(AGENT_LLM_PROVIDER="openai", AGENT_LLM_API_URL=stub.base_url, AGENT_LLM_API_KEY="k"):
+        yield
+
+
+def _statements(agent, instruction: str) -> list[str]:
+    run, _ = runtime.run_create(agent=agent, instruction=instruction)
+    with CaptureQueriesContext(connection) as queries:
+        assert executor.execute_run(run.pk, worker="here") == "succeeded", fresh(run).error_message
+    return [q["sql"] for q in queries.captured_queries]
+
+
+def test_a_loop_step_costs_at_most_five_statements(project, stub, in_process):
+    price_model()
+    context, _ = contexts.context_get_or_create(project=project, name="notes")
+    contexts.context_write(context, {"note": "hello"})
+    agent = loop_agent(project, [platform_tool("read_context", "allow")], max_steps=10)
+
+    def script(reads: int) -> None:
+        stub.script(*[reply(tool_calls=[tool_call("read_context", {"name": "notes"})]) for _ in range(reads)],
+                    reply("done"))
+
+    script(1)
+    _statements(agent, "warm up")  # the price, the tool's first look-ups
+    script(1)
+    short = _statements(agent, "one read")
+    script(4)
+    long = _statements(agent, "four reads")
+
+    per_step = (len(long) - len(short)) / 3
+    assert per_step <= LOOP_STEP_MAX, "\n".join(long)
+    assert not [sql for sql in long if "modelprice" in sql.lower()], "prices come from the process's cache"
+
+
+def test_a_plain_agent_class_llm_step_costs_at_most_three_statements(project, stub, in_process):
+    price_model()
+    agent = calls_agent(project, calls=4)
+    one = calls_agent(project, calls=1, name="once")
+    stub.script(reply("warm"))
+    _statements(one, "warm up")
+    stub.script(reply("a"))
+    short = _statements(one, "one call")
+    stub.script(*[reply(str(n)) for n in range(4)])
+    long = _statements(agent, "four calls")
+
+    per_step = (len(long) - len(short)) / 3
+    assert per_step <= PLAIN_STEP_MAX, "\n".join(long)
+
+
+def test_a_saved_price_counts_from_the_next_call_on(project, stub, in_process):
+    agent = calls_agent(project, calls=1)
+    stub.script(reply("free", usage=(1000, 0)))
+    run, _ = runtime.run_create(agent=agent, instruction="free")
+    executor.execute_run(run.pk, worker="here")
+    assert fresh(run).cost == 0  # no price yet (cached as "none" in this process)
+
+    price_model(input_usd="1", output_usd="1")
+    stub.script(reply("paid", usage=(1000, 0)))
+    run, _ = runtime.run_create(agent=agent, instruction="paid")
+    executor.execute_run(run.pk, worker="here")
+
+    assert str(fresh(run).cost) == "0.001000"
