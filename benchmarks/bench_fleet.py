@@ -8,8 +8,8 @@ What it does:
    of statuses (60 % idle, 10 % working, 5 % waiting, 10 % paused, 15 % terminated, 2 % playground), 1.4
    ledger rows per agent and one issue per 10 agents (half of them assigned). Rows go in with set-based
    ``INSERT ... SELECT generate_series`` batches of 100,000; 1M agents load in a few minutes here.
-2. Serves the app with gunicorn (2 workers, production settings: ``DJANGO_DEBUG=false``, persistent database
-   connections, Redis cache, rate limits off) on 127.0.0.1 and drives it with ``wrk`` (installed with
+2. Serves the app with gunicorn (2 workers, production settings: ``DJANGO_DEBUG=false``, pooled database
+   connections (the default), Redis cache, rate limits off) on 127.0.0.1 and drives it with ``wrk`` (installed with
    ``apt-get install -y wrk`` when missing and the user may), bounded in time.
    A second gunicorn, configured alike, serves the plain-DRF reference (``benchmarks/reference``: its own
    settings and URLconf, never the product's URLs): the agents of a project as a ``ModelSerializer`` with
@@ -167,8 +167,8 @@ def server_env(url: str) -> dict[str, str]:
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "DJANGO_LOG_LEVEL": "ERROR",
         "DATABASE_URL": url,
-        # Persistent connections (a pool, where the settings default to one, is used as configured).
-        "DATABASE_CONN_MAX_AGE": "60",
+        # The settings' default: Django's psycopg pool per process (health-checked connections), no CONN_MAX_AGE.
+        "DATABASE_CONN_MAX_AGE": "0",
         "RATELIMIT_ENABLE": "false",
         "AGENT_LLM_API_URL": os.environ.get("AGENT_LLM_API_URL", "http://127.0.0.1:9/v1"),
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1"),
