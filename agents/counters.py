@@ -23,20 +23,22 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Count, Q, Sum
+from django.db.models import BigIntegerField, Count, F, Q, Sum
 from django.db.models.expressions import RawSQL
 
 from projects.models import Project, Workspace
 
 from .choices import AgentStatus
-from .models import AgentCounter, AgentInstance, WorkspaceAgentCounter
+from .models import AgentCounter, AgentInstance, AgentRun, WorkspaceAgentCounter
 
 #: Counter rows per project (and playground flag): an agent's changes go to the row of its shard (``shard_of``).
 COUNTER_SHARDS = 16
 #: The ``AgentCounter`` column of each status (the wire value).
 STATUS_COLUMNS = {status: status.value for status in AgentStatus}
 USAGE_COLUMNS = ("tasks_completed", "tokens_used", "cost_incurred")
-_COLUMNS = (*STATUS_COLUMNS.values(), *USAGE_COLUMNS)
+#: Columns rebuilt from the runs rather than the agents.
+RUN_COLUMNS = ("unpriced_tokens",)
+_COLUMNS = (*STATUS_COLUMNS.values(), *USAGE_COLUMNS, *RUN_COLUMNS)
 
 
 def shard_of(agent_id) -> int:
@@ -97,12 +99,16 @@ def agent_moved(agent: AgentInstance, *, source: str, target: str) -> None:
         _add_to_workspace(workspace_id, -1)
 
 
-def usage_added(agent: AgentInstance, *, tokens: int = 0, cost: Decimal = Decimal("0"), tasks_completed: int = 0):
-    """Add usage (tokens, USD, tasks) to the totals of ``agent``'s project (``agent`` needs ``project_id`` and
-    ``is_playground``). Call it in the transaction that adds the usage to the agent."""
-    if tokens or cost or tasks_completed:
-        _add_to_project(agent.project_id, agent.is_playground,
-                        {"tokens_used": tokens, "cost_incurred": cost, "tasks_completed": tasks_completed},
+def usage_added(agent: AgentInstance, *, tokens: int = 0, cost: Decimal = Decimal("0"), tasks_completed: int = 0,
+                unpriced_tokens: int = 0):
+    """Add usage (tokens, USD, tasks; ``unpriced_tokens``: those of ``tokens`` whose model has no price) to the
+    totals of ``agent``'s project (``agent`` needs ``pk``, ``project_id`` and ``is_playground``), in the row of the
+    agent's shard. Call it once per change, in the transaction that adds the usage to the agent: a second upsert of
+    the row in one transaction can deadlock with a concurrent one's."""
+    deltas = {"tokens_used": tokens, "cost_incurred": cost, "tasks_completed": tasks_completed,
+              "unpriced_tokens": unpriced_tokens}
+    if any(deltas.values()):
+        _add_to_project(agent.project_id, agent.is_playground, {key: n for key, n in deltas.items() if n},
                         shard=shard_of(agent.pk))
 
 
@@ -111,7 +117,8 @@ def project_metrics(project: Project, *, include_playground: bool = False) -> di
 
     Returns the shape of ``agents.selectors.agent_metrics``: ``total_instances``, ``active_instances``
     (WORKING), ``idle_instances``, ``waiting_instances``, ``paused_instances``, ``terminated_instances``,
-    ``total_tasks_completed``, ``total_tokens_used`` (tokens), ``total_cost_incurred`` (USD, Decimal).
+    ``total_tasks_completed``, ``total_tokens_used`` (tokens), ``total_cost_incurred`` (USD, Decimal),
+    ``total_unpriced_tokens`` (tokens of models without a price, in no cost).
     """
     rows = AgentCounter.objects.filter(project=project)
     if not include_playground:
@@ -130,6 +137,7 @@ def project_metrics(project: Project, *, include_playground: bool = False) -> di
         "total_tasks_completed": totals["tasks_completed"],
         "total_tokens_used": totals["tokens_used"],
         "total_cost_incurred": Decimal(totals["cost_incurred"]),
+        "total_unpriced_tokens": totals["unpriced_tokens"],
     }
 
 
@@ -198,6 +206,15 @@ def _recompute_workspace(workspace_id, *, dry_run: bool) -> list[dict[str, Any]]
         .values("project_id", "is_playground")
         .annotate(**aggregates, **{column: Sum(column) for column in USAGE_COLUMNS})
     }
+    for row in (
+        AgentRun.objects.filter(agent__project__workspace_id=workspace_id)
+        .order_by()
+        .values(project_id=F("agent__project_id"), is_playground=F("agent__is_playground"))
+        .annotate(**{column: Sum(column) for column in RUN_COLUMNS})
+    ):
+        actual.setdefault((row["project_id"], row["is_playground"]), {}).update(
+            {column: row[column] for column in RUN_COLUMNS}
+        )
     report = []
     for key in sorted(set(shards) | set(actual), key=str):
         # A wrong total is rebuilt in the key's first shard row; its other shard rows count 0 of that column.

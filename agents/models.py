@@ -448,6 +448,7 @@ class AgentCounter(models.Model):
     tasks_completed = models.BigIntegerField(default=0)
     tokens_used = models.BigIntegerField(default=0, help_text="Tokens.")
     cost_incurred = models.DecimalField(max_digits=24, decimal_places=6, default=Decimal("0"), help_text="USD.")
+    unpriced_tokens = models.BigIntegerField(default=0, help_text="Tokens of models without a price (metered at 0).")
 
     class Meta:
         constraints = [
@@ -677,6 +678,9 @@ class AgentRun(models.Model):
     steps_completed = models.PositiveIntegerField(default=0)
     tokens_used = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
+    unpriced_tokens = models.PositiveBigIntegerField(
+        default=0, help_text="Tokens of calls whose model has no price (aiservices.ModelPrice): metered at 0 USD."
+    )
     attempts = models.PositiveIntegerField(default=0)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

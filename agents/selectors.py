@@ -15,7 +15,7 @@ from django.db.models.functions import Coalesce
 from projects.models import Issue, Project
 
 from .choices import AgentStatus
-from .models import AgentInstance, AgentType
+from .models import AgentInstance, AgentRun, AgentType
 
 
 def agent_type_by_id_or_slug(value: str) -> AgentType | None:
@@ -70,7 +70,8 @@ def agent_metrics(queryset: QuerySet[AgentInstance]) -> dict[str, Any]:
 
     Returns ``{"total_instances", "active_instances" (WORKING), "idle_instances",
     "waiting_instances", "paused_instances", "terminated_instances", "total_tasks_completed",
-    "total_tokens_used" (tokens), "total_cost_incurred" (USD, Decimal)}``.
+    "total_tokens_used" (tokens), "total_cost_incurred" (USD, Decimal), "total_unpriced_tokens" (tokens of models
+    without a price, summed over the agents' runs: a second query)}``.
     """
     aggregates = {key: Count("pk", filter=Q(status=status)) for key, status in _STATUS_KEYS.items()}
     row = queryset.order_by().aggregate(
@@ -83,6 +84,10 @@ def agent_metrics(queryset: QuerySet[AgentInstance]) -> dict[str, Any]:
     row["total_tasks_completed"] = row["total_tasks_completed"] or 0
     row["total_tokens_used"] = row["total_tokens_used"] or 0
     row["total_cost_incurred"] = row["total_cost_incurred"] or Decimal("0")
+    row["total_unpriced_tokens"] = (
+        AgentRun.objects.filter(agent__in=queryset.order_by().values("pk")).aggregate(n=Sum("unpriced_tokens"))["n"]
+        or 0
+    )
     return row
 
 

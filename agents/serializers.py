@@ -227,6 +227,10 @@ class AgentMetricsSerializer(serializers.Serializer):
     total_tasks_completed = serializers.IntegerField()
     total_tokens_used = serializers.IntegerField()
     total_cost_incurred = serializers.DecimalField(max_digits=None, decimal_places=6)
+    total_unpriced_tokens = serializers.IntegerField(
+        help_text="Tokens of calls whose model has no price: metered at 0 USD, so not in the cost. Add the model's "
+                  "price (AI services › Model prices) to cost them."
+    )
 
 
 class AgentTransitionSerializer(serializers.ModelSerializer):

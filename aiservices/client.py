@@ -50,6 +50,8 @@ CONNECT_BACKOFF = 0.2
 #: Largest upstream answer accepted (bytes); a refined template is at most a few hundred KB.
 MAX_RESPONSE_BYTES = 5 * 1024 * 1024
 _LOG_BODY_CHARS = 500
+#: Characters of the upstream's own error text kept on ``UpstreamHTTPError.detail``.
+UPSTREAM_DETAIL_CHARS = 500
 #: Bytes asked of the socket per read while streaming an answer.
 _CHUNK_BYTES = 64 * 1024
 
@@ -294,6 +296,7 @@ def _post_json(
                 _status_message(response.status_code, settings_prefix),
                 status=response.status_code,
                 retry_after=_retry_after_seconds(response),
+                detail=error_detail(excerpt),
             )
         if _announced_length(response) > MAX_RESPONSE_BYTES:
             logger.warning("AI upstream answer too large url=%s request_id=%s length=%s", url, request_id,
@@ -320,6 +323,31 @@ def _post_json(
         )
         raise UpstreamBadResponse("The AI service returned an answer that is not JSON.") from exc
     return UpstreamResponse(body=body, headers=response.headers)
+
+
+def error_detail(body: bytes) -> str:
+    """The upstream's own text in an error answer: ``error.message`` (OpenAI, vLLM, LiteLLM, Ollama's ``error``
+    string), FastAPI's ``detail`` (a validation error's messages, with their fields), or ``message``; else the start
+    of the body. Whitespace is collapsed and the text cut at ``UPSTREAM_DETAIL_CHARS``; ``""`` for an empty body."""
+    text = _text(body).strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        found = error.get("message") if isinstance(error, dict) else error
+        found = found or data.get("detail") or data.get("message")
+        if isinstance(found, list):  # FastAPI/pydantic: [{"loc": [...], "msg": "..."}]
+            found = "; ".join(
+                f"{'.'.join(str(p) for p in item.get('loc', []))}: {item.get('msg')}" if isinstance(item, dict)
+                else str(item)
+                for item in found
+            )
+        if found:
+            text = found if isinstance(found, str) else json.dumps(found)
+    text = " ".join(text.split())
+    return text if len(text) <= UPSTREAM_DETAIL_CHARS else text[: UPSTREAM_DETAIL_CHARS - 1] + "…"
 
 
 def _announced_length(response: requests.Response) -> int:

@@ -76,16 +76,23 @@ class UpstreamUnreachable(UpstreamError):
 
 
 class UpstreamHTTPError(UpstreamError):
-    """The upstream answered a non-2xx ``status``; ``retry_after`` is its ``Retry-After`` (seconds) or ``None``."""
+    """The upstream answered a non-2xx ``status``; ``retry_after`` is its ``Retry-After`` (seconds) or ``None``.
+
+    ``detail`` is the upstream's own error text (its ``error.message``, ``detail`` or ``message``, else the start of
+    its body), at most ``client.UPSTREAM_DETAIL_CHARS`` characters, or ``""``. It is kept apart from ``message``:
+    the agent runtime shows it on the run (the operator configured that upstream), the AI tools do not.
+    """
 
     code = "upstream_http_error"
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None, trace_id: str | None = None
+        self, message: str, *, status: int | None = None, retry_after: float | None = None, trace_id: str | None = None,
+        detail: str = "",
     ) -> None:
         super().__init__(message, trace_id=trace_id)
         self.status = status
         self.retry_after = retry_after
+        self.detail = detail
 
 
 class UpstreamBadResponse(UpstreamError):

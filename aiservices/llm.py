@@ -15,11 +15,21 @@ Providers, chosen by ``AGENT_LLM_PROVIDER``:
   ``write_context`` once when offered, then answers with a summary. Its model is named ``offline``
   and every answer says so. The settings refuse it when ``DJANGO_DEBUG`` is false.
 
-Wire format (the OpenAI Chat Completions API): a request carries ``model``, ``messages`` (``{"role",
-"content"}``, assistant messages with ``tool_calls``, ``tool`` messages with ``tool_call_id``) and
-``tools`` (``{"type": "function", "function": {"name", "description", "parameters"}}``); the answer's
-``choices[0].message`` is the assistant message and ``usage`` holds ``prompt_tokens`` and
-``completion_tokens``.
+Wire format: OpenAI's documented Chat Completions request, and nothing llama.cpp, vLLM, Ollama or LiteLLM
+rejects (``ChatRequest.body``). A request carries ``model``, ``messages`` (``{"role", "content"}``, assistant
+messages with ``tool_calls`` and ``content: ""`` — never ``null``, which llama-cpp-python refuses — and ``tool``
+messages with ``tool_call_id``), ``tools`` (``{"type": "function", "function": {"name", "description",
+"parameters"}}``) with ``tool_choice`` whenever tools are offered (``AGENT_LLM_TOOL_CHOICE``, default ``auto``:
+without it llama-cpp-python's function-calling chat formats leave the tools out of the prompt), and
+``max_tokens`` (``AGENT_LLM_MAX_TOKENS``; 0 sends none). Headers: ``X-Request-ID`` is a plain UUID (servers that
+check it want one); the run and the step go in ``X-Syndarix-Run-ID`` and ``X-Syndarix-Step``. The answer's
+``choices[0].message`` is the assistant message and ``usage`` holds ``prompt_tokens`` and ``completion_tokens``.
+
+Errors: the upstream's own text (``UpstreamHTTPError.detail``) travels with the error. A request the upstream
+refuses as invalid (400, 413 or 422, or a 5xx whose text is a validation error: ``request_invalid``) is not retried:
+sending it again cannot help. Connection errors, timeouts, 429 and other 5xx are ``transient``. An answer that is
+a chat completion but empty or unusable raises ``BadAnswer`` (``empty_answer`` / ``unparsable_answer``) with the
+usage the upstream reported and the raw answer, so the caller can meter it, keep it, and ask again once.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
 from django.conf import settings
 
 from . import client
@@ -46,6 +57,78 @@ MAX_BACKOFF_SECONDS = 20.0
 
 OFFLINE = "offline"
 OPENAI = "openai"
+#: Headers naming the run and the step of a call (``X-Request-ID`` stays a plain UUID).
+RUN_HEADER = "X-Syndarix-Run-ID"
+STEP_HEADER = "X-Syndarix-Step"
+#: Characters of an error answer's text that mark a refused request rather than a failing server: pydantic's and
+#: FastAPI's validation messages (llama-cpp-python answers 500 with them), OpenAI's and vLLM's error types.
+_INVALID_REQUEST_MARKERS = (
+    "validation error", "input should be", "field required", "invalid_request_error", "badrequesterror",
+    "extra inputs are not permitted", "unprocessable",
+)
+#: What the model is told when its answer was empty or unusable (asked once more, then the run fails).
+NUDGES = {
+    "empty_answer": "Your last answer was empty. Answer in text, or call one of the tools.",
+    "unparsable_answer": (
+        "Your last answer could not be read. Answer in plain text, or call one of the tools with JSON arguments."
+    ),
+}
+
+
+class BadAnswer(UpstreamBadResponse):
+    """The upstream answered a chat completion that cannot be used: empty (no text and no tool calls:
+    ``code`` ``empty_answer``) or unparsable (no choices, no message, content that is not text, malformed
+    ``tool_calls``: ``unparsable_answer``).
+
+    Attributes:
+        prompt_tokens, completion_tokens: the usage the upstream reported (tokens; 0 when it reported none).
+        model: the model that answered (else the one asked for).
+        raw: the answer as received (any JSON).
+        nudge: the user message that asks the model to try again.
+    """
+
+    def __init__(self, code: str, message: str, *, raw: Any, model: str, prompt_tokens: int = 0,
+                 completion_tokens: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.raw = raw
+        self.model = model
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+
+    @property
+    def nudge(self) -> dict[str, str]:
+        return {"role": "user", "content": NUDGES[self.code]}
+
+
+def request_invalid(exc: UpstreamError) -> bool:
+    """True when the upstream refused the request itself: HTTP 400, 413 or 422, or a 5xx whose text is a
+    validation error (llama-cpp-python answers a pydantic validation error with 500). Sending it again cannot
+    help."""
+    if not isinstance(exc, UpstreamHTTPError) or exc.status is None:
+        return False
+    if exc.status in (400, 413, 422):
+        return True
+    detail = exc.detail.lower()
+    return exc.status >= 500 and any(marker in detail for marker in _INVALID_REQUEST_MARKERS)
+
+
+def transient(exc: UpstreamError) -> bool:
+    """True for a failure that may pass: the connection failed or timed out, the upstream rate-limits (429) or
+    fails (5xx) — unless it refused the request as invalid (``request_invalid``). Other 4xx and bad answers are
+    not transient."""
+    if isinstance(exc, UpstreamTimeout | UpstreamUnreachable):
+        return True
+    if isinstance(exc, UpstreamHTTPError) and exc.status is not None:
+        return (exc.status == 429 or exc.status >= 500) and not request_invalid(exc)
+    return False
+
+
+def error_text(exc: UpstreamError) -> str:
+    """``exc.message`` followed by the upstream's own text, when it said something: ``The AI service failed (HTTP
+    500). Upstream: Input should be a valid string``."""
+    detail = getattr(exc, "detail", "")
+    return f"{exc.message} Upstream: {detail}" if detail else exc.message
 
 
 @dataclass(frozen=True)
@@ -86,18 +169,36 @@ class ChatCompletion:
 @dataclass
 class ChatRequest:
     """What to ask: ``messages`` and ``tools`` in the wire format; ``params`` are extra body keys
-    (``temperature``, ``max_tokens``, ...)."""
+    (``temperature``, ``max_tokens``, ``tool_choice``...); ``headers`` extra HTTP headers (``RUN_HEADER``...)."""
 
     model: str
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
-        body = {**self.params, "model": self.model, "messages": self.messages}
+        """The JSON body: ``params``, then ``model``, ``messages`` (assistant tool-call messages with ``content:
+        ""``), ``tools`` and ``tool_choice`` (``params``' or ``AGENT_LLM_TOOL_CHOICE``) when tools are offered,
+        ``max_tokens`` (``params``' or ``AGENT_LLM_MAX_TOKENS`` when not 0). ``tool_choice`` is never sent
+        without tools (OpenAI refuses it)."""
+        body = {key: value for key, value in self.params.items() if key != "tool_choice"}
+        body.update(model=self.model, messages=[_sendable(message) for message in self.messages])
         if self.tools:
             body["tools"] = self.tools
+            choice = self.params.get("tool_choice") or settings.AGENT_LLM_TOOL_CHOICE
+            if choice:
+                body["tool_choice"] = choice
+        if "max_tokens" not in body and settings.AGENT_LLM_MAX_TOKENS > 0:
+            body["max_tokens"] = settings.AGENT_LLM_MAX_TOKENS
         return body
+
+
+def _sendable(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` as every server takes it: an assistant message's ``content: null`` becomes ``""``."""
+    if message.get("role") == "assistant" and message.get("content") is None:
+        return {**message, "content": ""}
+    return message
 
 
 class ChatProvider:
@@ -106,10 +207,11 @@ class ChatProvider:
     name: str = ""
 
     def complete(self, request: ChatRequest, *, request_id: str) -> ChatCompletion:
-        """Ask for one completion.
+        """Ask for one completion; ``request_id`` (a UUID) goes in ``X-Request-ID``.
 
         Raises ``UpstreamError`` subclasses: ``UpstreamTimeout``, ``UpstreamUnreachable``,
-        ``UpstreamHTTPError`` (with ``status``), ``UpstreamBadResponse``.
+        ``UpstreamHTTPError`` (with ``status`` and ``detail``), ``UpstreamBadResponse`` (``BadAnswer`` for a chat
+        completion that is empty or unusable).
         """
         raise NotImplementedError
 
@@ -123,7 +225,7 @@ class OpenAIChatProvider(ChatProvider):
         base = settings.AGENT_LLM_API_URL.strip().rstrip("/")
         if not base:
             raise UpstreamUnreachable("No LLM upstream is configured: set AGENT_LLM_API_URL.")
-        headers = {}
+        headers = dict(request.headers)
         if settings.AGENT_LLM_API_KEY.strip():
             headers["Authorization"] = f"Bearer {settings.AGENT_LLM_API_KEY.strip()}"
         retries = max(0, settings.AGENT_LLM_MAX_RETRIES)
@@ -139,24 +241,17 @@ class OpenAIChatProvider(ChatProvider):
                     settings_prefix="AGENT_LLM", total_timeout=remaining,
                 ).body
             except (UpstreamHTTPError, UpstreamUnreachable) as exc:
-                if attempt == retries or not _retryable(exc):
+                if attempt == retries or not transient(exc):
                     raise
                 delay = _backoff(attempt, getattr(exc, "retry_after", None))
                 if delay >= deadline - time.monotonic():
                     raise  # no time left for another attempt within AGENT_LLM_TOTAL_TIMEOUT
-                logger.warning("LLM call %s failed (%s); retry %d of %d in %.2f s", request_id, exc.message,
+                logger.warning("LLM call %s failed (%s); retry %d of %d in %.2f s", request_id, error_text(exc),
                                attempt + 1, retries, delay)
                 time.sleep(delay)
                 continue
             return parse_completion(answer, asked_model=request.model, attempts=attempt + 1)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
-
-def _retryable(exc: UpstreamError) -> bool:
-    """Worth another attempt: the connection failed, the upstream rate-limits (429) or failed (5xx)."""
-    if isinstance(exc, UpstreamHTTPError):
-        return exc.status == 429 or (exc.status is not None and exc.status >= 500)
-    return isinstance(exc, UpstreamUnreachable)
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
@@ -171,31 +266,44 @@ def _count(value: Any) -> int | None:
 def parse_completion(answer: Any, *, asked_model: str, attempts: int = 1, provider: str = OPENAI) -> ChatCompletion:
     """Check an OpenAI Chat Completions answer and return its ``ChatCompletion``.
 
+    A ``refusal`` without content is answered as the text of the refusal.
+
     Raises:
-        UpstreamBadResponse: no ``choices``, a message that is not an assistant message, ``content``
-            that is not text, or ``tool_calls`` that are not ``[{"id", "function": {"name", "arguments"}}]``.
+        BadAnswer: ``unparsable_answer`` (no ``choices``, no message, ``content`` that is not text, or
+            ``tool_calls`` that are not ``[{"id", "function": {"name", "arguments"}}]``) or ``empty_answer``
+            (neither content nor tool calls), with the usage the answer reported.
     """
-    if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list) or not answer["choices"]:
-        raise UpstreamBadResponse("The LLM returned an unexpected response format (no choices).")
-    choice = answer["choices"][0]
-    message = choice.get("message") if isinstance(choice, dict) else None
+    body = answer if isinstance(answer, dict) else {}
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    model = body.get("model") if isinstance(body.get("model"), str) and body.get("model") else asked_model
+
+    def bad(code: str, why: str) -> BadAnswer:
+        text = "was empty (no content and no tool calls)" if code == "empty_answer" else f"could not be read ({why})"
+        return BadAnswer(code, f"The LLM's answer {text}.", raw=answer, model=model, prompt_tokens=prompt or 0,
+                         completion_tokens=completion or 0)
+
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise bad("unparsable_answer", "no choices")
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message")
     if not isinstance(message, dict):
-        raise UpstreamBadResponse("The LLM returned an unexpected response format (no message).")
+        raise bad("unparsable_answer", "no message")
     content = message.get("content")
     if content is not None and not isinstance(content, str):
-        raise UpstreamBadResponse("The LLM returned an unexpected response format (content is not text).")
+        raise bad("unparsable_answer", "content is not text")
     tool_calls = message.get("tool_calls") or []
     if not isinstance(tool_calls, list) or not all(_is_tool_call(call) for call in tool_calls):
-        raise UpstreamBadResponse("The LLM returned an unexpected response format (malformed tool_calls).")
-    if not content and not tool_calls:
+        raise bad("unparsable_answer", "malformed tool_calls")
+    if not (content or "").strip() and not tool_calls:
         if message.get("refusal"):
             return ChatCompletion(
-                message={"role": "assistant", "content": str(message["refusal"])}, model=asked_model,
-                finish_reason="refusal", provider=provider, attempts=attempts,
+                message={"role": "assistant", "content": str(message["refusal"])}, model=model,
+                prompt_tokens=prompt or 0, completion_tokens=completion or 0, finish_reason="refusal",
+                provider=provider, attempts=attempts,
             )
-        raise UpstreamBadResponse("The LLM returned an empty answer (no content and no tool calls).")
-    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
-    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        raise bad("empty_answer", "")
     clean = {"role": "assistant", "content": content}
     if tool_calls:
         clean["tool_calls"] = [
@@ -203,7 +311,6 @@ def parse_completion(answer: Any, *, asked_model: str, attempts: int = 1, provid
              "function": {"name": call["function"]["name"], "arguments": call["function"].get("arguments") or "{}"}}
             for call in tool_calls
         ]
-    model = answer.get("model") if isinstance(answer.get("model"), str) and answer.get("model") else asked_model
     return ChatCompletion(
         message=clean, model=model, prompt_tokens=prompt or 0, completion_tokens=completion or 0,
         finish_reason=choice.get("finish_reason"), provider=provider, attempts=attempts,
@@ -310,6 +417,38 @@ def _json(text: Any) -> dict[str, Any]:
 
 
 PROVIDERS: dict[str, type[ChatProvider]] = {OPENAI: OpenAIChatProvider, OFFLINE: OfflineChatProvider}
+
+
+def served_models() -> list[str] | None:
+    """The model ids the upstream lists (``GET {AGENT_LLM_API_URL}/models``: ``{"data": [{"id"}, ...]}``, which
+    OpenAI, vLLM, llama.cpp, llama-cpp-python, Ollama and LiteLLM all serve), or ``None`` when it cannot say: no
+    upstream, a failed request, an answer of another shape. Uses the ``AGENT_LLM`` connect and read timeouts."""
+    base = settings.AGENT_LLM_API_URL.strip().rstrip("/")
+    if not base or settings.AGENT_LLM_PROVIDER != OPENAI:
+        return None
+    headers = {"Authorization": f"Bearer {settings.AGENT_LLM_API_KEY.strip()}"} if settings.AGENT_LLM_API_KEY else {}
+    try:
+        response = client.get_session().get(
+            f"{base}/models", headers=headers, allow_redirects=False,
+            timeout=(settings.AGENT_LLM_CONNECT_TIMEOUT, settings.AGENT_LLM_READ_TIMEOUT),
+        )
+        data = response.json().get("data") if response.ok else None
+    except (ValueError, AttributeError, requests.RequestException):
+        return None
+    if not isinstance(data, list):
+        return None
+    return [item["id"] for item in data if isinstance(item, dict) and isinstance(item.get("id"), str)]
+
+
+def unserved_model_warning() -> str | None:
+    """A warning when the upstream lists its models and ``AGENT_LLM_MODEL`` is not one of them (the calls of every
+    agent that names no model would fail), else ``None``. Logged when a worker starts."""
+    models = served_models()
+    if not models or settings.AGENT_LLM_MODEL in models:
+        return None
+    listed = ", ".join(models[:10]) + (", ..." if len(models) > 10 else "")
+    return (f"AGENT_LLM_MODEL is '{settings.AGENT_LLM_MODEL}', which {settings.AGENT_LLM_API_URL} does not list "
+            f"among its models ({listed}): agents that name no model will fail. Set AGENT_LLM_MODEL to one of them.")
 
 
 def get_chat_provider() -> ChatProvider:

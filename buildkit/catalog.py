@@ -102,7 +102,9 @@ by committing a new revision; revisions are immutable and numbered 1, 2, ... per
 
 ## The template
 - `instructions.agents_md` — the agent's standing instructions, in markdown.
-- `llm` — `{"model": "...", "provider": "...", "connection": "...", "extras": {}}`; `model` is required.
+- `llm` — `{"model": "...", "tool_choice": "auto", "max_tokens": 1024, "provider": "...", "connection": "...",
+  "extras": {}}`; every key is optional: without `model` the agent follows its config's `model`, else the
+  setting `AGENT_LLM_MODEL` (the model the server serves).
 - `tools` — what the agent can call. Each entry is typed by `type`:
   - `{"type": "platform", "op": "query_agents"}` — an operation of this platform;
   - `{"type": "client", "name", "description", "input_schema"}` — carried out on the person's side;

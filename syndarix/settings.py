@@ -300,10 +300,18 @@ AGENT_LLM_READ_TIMEOUT = env.float("AGENT_LLM_READ_TIMEOUT", default=120.0)
 AGENT_LLM_TOTAL_TIMEOUT = env.float("AGENT_LLM_TOTAL_TIMEOUT", default=180.0)
 AGENT_LLM_MAX_RETRIES = env.int("AGENT_LLM_MAX_RETRIES", default=2)
 AGENT_LLM_RETRY_BACKOFF_SECONDS = env.float("AGENT_LLM_RETRY_BACKOFF_SECONDS", default=0.5)
-# Past those quick retries, an unavailable upstream (connection errors, timeouts, 429, 5xx) makes a run wait for its
-# next attempt without a worker, with exponential backoff and jitter from AGENT_LLM_OUTAGE_BACKOFF_SECONDS up to
-# AGENT_LLM_OUTAGE_BACKOFF_MAX_SECONDS (or the upstream's Retry-After), for up to AGENT_LLM_OUTAGE_SECONDS; then the
-# run fails with upstream_unavailable.
+# tool_choice sent whenever tools are offered (a template's llm.tool_choice overrides); empty sends none.
+AGENT_LLM_TOOL_CHOICE = env.str("AGENT_LLM_TOOL_CHOICE", default="auto").strip()
+if AGENT_LLM_TOOL_CHOICE not in ("", "auto", "required", "none"):
+    raise ImproperlyConfigured("AGENT_LLM_TOOL_CHOICE must be auto, required, none or empty.")
+# max_tokens of every call (tokens; a template's llm.max_tokens overrides); 0 sends none.
+AGENT_LLM_MAX_TOKENS = env.int("AGENT_LLM_MAX_TOKENS", default=2048)
+if AGENT_LLM_MAX_TOKENS < 0:
+    raise ImproperlyConfigured("AGENT_LLM_MAX_TOKENS must be 0 (send none) or a number of tokens.")
+# Past those quick retries, an unavailable upstream (connection errors, timeouts, 429, a 5xx that is not a validation
+# error of the request) makes a run wait for its next attempt without a worker, with exponential backoff and jitter
+# from AGENT_LLM_OUTAGE_BACKOFF_SECONDS up to AGENT_LLM_OUTAGE_BACKOFF_MAX_SECONDS (or the upstream's Retry-After),
+# for up to AGENT_LLM_OUTAGE_SECONDS; then the run fails with upstream_unavailable.
 AGENT_LLM_OUTAGE_SECONDS = env.float("AGENT_LLM_OUTAGE_SECONDS", default=900.0)
 AGENT_LLM_OUTAGE_BACKOFF_SECONDS = env.float("AGENT_LLM_OUTAGE_BACKOFF_SECONDS", default=2.0)
 AGENT_LLM_OUTAGE_BACKOFF_MAX_SECONDS = env.float("AGENT_LLM_OUTAGE_BACKOFF_MAX_SECONDS", default=60.0)

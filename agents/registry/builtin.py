@@ -47,10 +47,11 @@ READ_TOOLS = [_tool(op, "allow") for op in ("query_issues", "query_agents", "lis
 
 def _template(instructions: str, writes: list[str]) -> dict[str, Any]:
     """A built-in's template: its instructions, the read tools (``allow``), its write tools (``ask``: a person
-    approves each call) and ``request_input``."""
+    approves each call) and ``request_input``. It names no model: the agent's config ``model``, else the setting
+    ``AGENT_LLM_MODEL`` (the model the deployment's server serves)."""
     return {
         "instructions": {"agents_md": instructions},
-        "llm": {"model": "gpt-4o-mini", "extras": {"temperature": 0.2}},
+        "llm": {"extras": {"temperature": 0.2}},
         "tools": [*READ_TOOLS, *(_tool(op, "ask") for op in writes), REQUEST_INPUT_EMBED],
         "runner": {"permissions": {"default": "allow_reads"}, "max_steps": 20},
     }
@@ -215,7 +216,8 @@ class BuilderAgent(WorkingMemoryAgent):
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "model": {"type": "string", "minLength": 1, "description": "LLM used to write code."},
+            "model": {"type": "string", "minLength": 1,
+                      "description": "LLM used to write code (default: the setting AGENT_LLM_MODEL)."},
             "language": {"enum": ["python", "typescript", "go", "rust", "java"], "default": "python"},
             "build_command": {"type": "string", "minLength": 1, "default": "make build"},
             "max_iterations": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5},
@@ -260,7 +262,8 @@ class TesterAgent(WorkingMemoryAgent):
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "model": {"type": "string", "minLength": 1, "description": "LLM used to write tests."},
+            "model": {"type": "string", "minLength": 1,
+                      "description": "LLM used to write tests (default: the setting AGENT_LLM_MODEL)."},
             "framework": {"enum": ["pytest", "unittest", "jest", "go-test"], "default": "pytest"},
             "test_command": {"type": "string", "minLength": 1, "default": "pytest -q"},
             "coverage_threshold": {"type": "number", "minimum": 0, "maximum": 100, "default": 80},

@@ -75,6 +75,14 @@ def run_status_badge(status: str, *, short: bool = False):
     )
 
 
+def run_cost(run: AgentRun):
+    """The run's cost (USD), marked ``unpriced`` when some of its tokens came from a model without a price."""
+    if not run.unpriced_tokens:
+        return f"{run.cost:,.4f}"
+    return format_html('{} <span class="unpriced" title="{} tokens of a model without a price, metered at 0 USD">'
+                       'unpriced</span>', f"{run.cost:,.4f}", f"{run.unpriced_tokens:,}")
+
+
 def short_id(run_id) -> str:
     """The first 8 hex digits of a run's id (how runs are named in lists and messages)."""
     return str(run_id)[:8]
@@ -188,7 +196,7 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
 
     @admin.display(description="Cost (USD)", ordering="cost")
     def cost_display(self, obj: AgentRun) -> str:
-        return f"{obj.cost:,.4f}"
+        return run_cost(obj)
 
     @admin.display(description="Created", ordering="created_at")
     def created(self, obj: AgentRun):
@@ -475,7 +483,7 @@ class AgentRunInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     @admin.display(description="Cost (USD)")
     def cost_display(self, obj: AgentRun) -> str:
-        return f"{obj.cost:,.4f}"
+        return run_cost(obj)
 
     @admin.display(description="Created")
     def created(self, obj: AgentRun) -> str:

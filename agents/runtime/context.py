@@ -3,16 +3,23 @@
 Every LLM call a run makes goes through ``ctx.llm.chat`` (``MeteredLLM``): it stops the run when a
 stop was requested (so no upstream call is made after a pause, a termination or a cancel commits),
 gives its database connection back to the pool for the length of the call, calls the provider
-(``aiservices.llm``), and records an ``llm_call`` step with the upstream's token usage and the cost from the
-price table (``aiservices.prices``, cached per process; an unknown model costs 0 and logs a warning). The step's
-one statement (``trace.step_record``) adds both to the run and the agent and reads back whether the run must stop
-and whether the agent is now over budget, which pauses it (ledger reason ``budget``).
+(``aiservices.llm``) with the model ``call_model`` decides, and records an ``llm_call`` step with the upstream's
+token usage and the cost from the price table (``aiservices.prices``, cached per process; a model without a price
+is metered at 0 and the step is marked ``unpriced``, never priced as another model). The step's one statement
+(``trace.step_record``) adds both to the run and the agent and reads back whether the run must stop and whether
+the agent is now over budget, which pauses it (ledger reason ``budget``).
 
-An upstream outage (a failed connection, a timeout, 429 or 5xx, after the client's own quick retries) does not
-fail the run: the failed call is recorded, the run waits for its next attempt without holding a worker
-(``services.run_retry_later``: exponential backoff with jitter, or the upstream's ``Retry-After``), and only
-when the upstream has been unavailable to it for ``AGENT_LLM_OUTAGE_SECONDS`` does it fail with
-``upstream_unavailable``. Any other refusal (4xx) or a malformed answer fails it at once (``upstream_error``).
+An upstream outage (``aiservices.llm.transient``: a failed connection, a timeout, 429 or a 5xx that is not a
+validation error of the request, after the client's own quick retries) does not fail the run: the failed call is
+recorded, the run waits for its next attempt without holding a worker (``services.run_retry_later``: exponential
+backoff with jitter, or the upstream's ``Retry-After``), and only when the upstream has been unavailable to it for
+``AGENT_LLM_OUTAGE_SECONDS`` does it fail with ``upstream_unavailable``. Any other refusal (a 4xx other than 429, or
+a request the upstream called invalid whatever its status) or an answer that is not a chat completion fails it at
+once (``upstream_error``), with the upstream's own text (``aiservices.llm.error_text``).
+
+An answer that is empty or cannot be read (``aiservices.llm.BadAnswer``) is metered all the same (the usage the
+upstream reported), recorded with the raw answer, and asked again once with a nudge; a second one fails the run
+with ``empty_answer`` or ``unparsable_answer``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,8 +36,17 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from aiservices.exceptions import UpstreamError, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
-from aiservices.llm import ChatCompletion, ChatRequest, get_chat_provider
+from aiservices.exceptions import UpstreamError
+from aiservices.llm import (
+    RUN_HEADER,
+    STEP_HEADER,
+    BadAnswer,
+    ChatCompletion,
+    ChatRequest,
+    error_text,
+    get_chat_provider,
+    transient,
+)
 from aiservices.models import ModelPrice
 from aiservices.prices import price_for
 from syndarix.exceptions import InvalidInput
@@ -42,20 +59,14 @@ from ..models import AgentInstance, AgentRun
 from . import services
 from .exceptions import RunFailure, RunInterrupted
 from .tools.registry import ToolCall
-from .trace import StepRecorded, step_record
+from .trace import StepRecorded, cap, step_record
 
 logger = logging.getLogger(__name__)
 
 #: A stop check may ride on the answer of the run's last step when that answer is younger than this (seconds).
 STOP_CHECK_FRESH_SECONDS = 1.0
-
-
-def is_outage(exc: UpstreamError) -> bool:
-    """True when ``exc`` means the upstream is unavailable for now (the run waits and tries again): it could not
-    be reached, it did not answer in time, or it answered 429 or 5xx."""
-    if isinstance(exc, UpstreamTimeout | UpstreamUnreachable):
-        return True
-    return isinstance(exc, UpstreamHTTPError) and exc.status is not None and (exc.status == 429 or exc.status >= 500)
+#: Largest serialized raw answer kept on the step of an empty or unreadable answer (bytes).
+RAW_ANSWER_MAX_BYTES = 8 * 1024
 
 
 def outage_delay(failures: int, retry_after: float | None = None) -> float:
@@ -79,12 +90,39 @@ def outage_retry_at(*, since: datetime, failures: int, retry_after: float | None
     return min(now + timedelta(seconds=outage_delay(failures, retry_after)), deadline)
 
 
-def price(model: str) -> ModelPrice | None:
-    """The price table's row for ``model`` (``aiservices.prices.price_for``), or ``None`` (logged: such calls
-    cost 0)."""
+def call_model(*, override: str | None, config: Any, template: dict[str, Any] | None) -> str:
+    """The model of one LLM call, the first named of (in this order):
+
+    1. ``override``: the run's own choice (the ``model`` an agent class passes to ``ctx.llm.chat``);
+    2. the agent's ``config["model"]``;
+    3. the template's ``llm.model``;
+    4. the setting ``AGENT_LLM_MODEL`` (what the built-in and demo agents follow: they name no model).
+
+    Blank values count as not named. Returns the model name the request carries.
+    """
+    def named(value: Any) -> str | None:
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    llm = (template or {}).get("llm")
+    return (
+        named(override)
+        or named(config.get("model") if isinstance(config, dict) else None)
+        or named(llm.get("model") if isinstance(llm, dict) else None)
+        or settings.AGENT_LLM_MODEL
+    )
+
+
+def price(model: str, *, asked: str | None = None) -> ModelPrice | None:
+    """The price table's row for the model that answered (``aiservices.prices.price_for``, cached per process), or
+    ``None``: such a call is metered at 0 and marked unpriced (logged), never priced as another model.
+
+    ``asked`` is the model the request named: its row applies only when the upstream answered with a dated or
+    versioned name of it (``gpt-4o`` answered as ``gpt-4o-2024-08-06``)."""
     row = price_for(model)
+    if row is None and asked and model != asked and model.startswith((f"{asked}-", f"{asked}@", f"{asked}:")):
+        row = price_for(asked)
     if row is None:
-        logger.warning("No price for model '%s' (aiservices.ModelPrice): its calls are recorded at cost 0.", model)
+        logger.warning("No price for model '%s' (aiservices.ModelPrice): its calls are metered at 0, unpriced.", model)
     return row
 
 
@@ -104,13 +142,6 @@ class MeteredLLM:
         self._ctx = ctx
         self._recorded = 0  # messages already shown in an earlier step's input
 
-    @property
-    def default_model(self) -> str:
-        """The agent's ``config["model"]``, else the template's ``llm.model``, else ``AGENT_LLM_MODEL``."""
-        config_model = self._ctx.agent.config.get("model") if isinstance(self._ctx.agent.config, dict) else None
-        template_model = (self._ctx.template.get("llm") or {}).get("model") if self._ctx.template else None
-        return config_model or template_model or settings.AGENT_LLM_MODEL
-
     def chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
              model: str | None = None, **params: Any) -> ChatCompletion:
         """Ask the model for the next message and meter the call.
@@ -118,22 +149,40 @@ class MeteredLLM:
         Args:
             messages: the conversation in the OpenAI Chat Completions format.
             tools: OpenAI ``tools`` entries (``Tool.openai_function()``), or ``None``.
-            model: default ``default_model``.
-            params: more request keys (``temperature``, ``max_tokens``, ...).
+            model: the run's override of the model (see ``call_model``).
+            params: more request keys (``temperature``, ``max_tokens``, ``tool_choice``...).
 
         Returns the ``aiservices.llm.ChatCompletion``; its step's ``message`` is the assistant message (the agent
-        loop's checkpoint).
+        loop's checkpoint). An empty or unreadable answer is recorded (with its usage and raw answer, and no
+        ``message``) and asked once more with a nudge appended to ``messages`` for that one request.
 
         Raises:
             RunInterrupted: a stop was requested before the call (nothing is sent); or ``RETRYING``: the upstream
                 is unavailable and the run now waits for its next attempt without a worker (the failed call is
                 recorded as a step with its error, ``attempt`` and ``retry_at``).
             RunFailure: the upstream stayed unavailable for ``AGENT_LLM_OUTAGE_SECONDS`` (``upstream_unavailable``)
-                or refused the call (``upstream_error``); the failed call is recorded as a step with its error. Or
-                the usage it reported cannot be counted (``usage_limit_exceeded``: past the agent's counters' range).
+                or refused the call (``upstream_error``, with the upstream's own text); the failed call is recorded
+                as a step with its error. Twice an unusable answer (``empty_answer``, ``unparsable_answer``). Or the
+                usage it reported cannot be counted (``usage_limit_exceeded``: past the agent's counters' range).
         """
+        request = ChatRequest(model=call_model(override=model, config=self._ctx.agent.config,
+                                               template=self._ctx.template),
+                              messages=messages, tools=tools or [], params=params)
+        try:
+            return self._call(request)
+        except BadAnswer as bad:
+            again = ChatRequest(model=request.model, messages=[*messages, bad.nudge], tools=request.tools,
+                                params=params)
+            try:
+                return self._call(again)
+            except BadAnswer as still:
+                raise RunFailure(still.code, f"{still.message} (asked twice)") from still
+
+    def _call(self, request: ChatRequest) -> ChatCompletion:
+        """One metered call of ``request`` (see ``chat``); raises ``BadAnswer`` after recording an unusable answer."""
         self._ctx.stop_if_requested()
-        request = ChatRequest(model=model or self.default_model, messages=messages, tools=tools or [], params=params)
+        messages, params = request.messages, request.params
+        request.headers = {RUN_HEADER: str(self._ctx.run.pk), STEP_HEADER: str(self._ctx.run.steps_completed)}
         shown = {
             "model": request.model, "messages": messages[self._recorded:], "message_count": len(messages),
             "tools": [t["function"]["name"] for t in request.tools if t.get("type") == "function"],
@@ -144,32 +193,60 @@ class MeteredLLM:
         try:
             provider = get_chat_provider()
             shown["provider"] = provider.name
-            completion = provider.complete(request, request_id=f"{self._ctx.run.pk}-{self._ctx.run.steps_completed}")
+            completion = provider.complete(request, request_id=str(uuid.uuid4()))
+        except BadAnswer as bad:
+            self._record_bad_answer(request, shown, bad, started)
+            raise
         except UpstreamError as exc:
             self._upstream_failed(exc, name=request.model, shown=shown, started=started)
         self._recorded = len(messages)
-        row = price(completion.model) or (price(request.model) if request.model != completion.model else None)
-        cost = row.cost(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens) if (
-            row) else Decimal("0")
+        cost, unpriced = self._cost(completion.model, request.model, completion.prompt_tokens,
+                                    completion.completion_tokens)
         output = {"message": completion.message, "finish_reason": completion.finish_reason, "model": completion.model,
-                  "attempts": completion.attempts, "usage_reported": completion.usage_reported}
+                  "attempts": completion.attempts, "usage_reported": completion.usage_reported,
+                  **({"unpriced": True} if unpriced else {})}
+        self._record_answer(
+            name=completion.model, input=shown, output=output, duration_ms=_ms(started),
+            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens, cost=cost,
+            unpriced=unpriced, message=completion.message,
+        )
+        return completion
+
+    @staticmethod
+    def _cost(model: str, asked: str, prompt_tokens: int, completion_tokens: int) -> tuple[Decimal, bool]:
+        """``(cost in USD, unpriced)`` of a call's usage: 0 and ``True`` when the model has no price."""
+        row = price(model, asked=asked)
+        if row is None:
+            return Decimal("0"), bool(prompt_tokens or completion_tokens)
+        return row.cost(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens), False
+
+    def _record_answer(self, **step: Any) -> None:
+        """Record the ``llm_call`` step of an answer (``step``: ``RunContext.record_step``'s keywords): the upstream
+        answered, so the run's outage, if any, ends in the same statement; then enforce the budget."""
         try:
-            self._ctx.record_step(
-                StepKind.LLM_CALL, name=completion.model, input=shown, output=output, duration_ms=_ms(started),
-                prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens, cost=cost,
-                message=completion.message, clear_retry=bool(self._ctx.run.retry_count),
-            )
+            self._ctx.record_step(StepKind.LLM_CALL, clear_retry=bool(self._ctx.run.retry_count), **step)
         except (InvalidInput, UsageLimitExceeded) as exc:  # usage no counter can hold: nothing was recorded
             raise RunFailure("usage_limit_exceeded", exc.message) from exc
         self._ctx.run.retry_count, self._ctx.run.retry_since = 0, None
         self._ctx.enforce_budget()
-        return completion
+
+    def _record_bad_answer(self, request: ChatRequest, shown: dict[str, Any], bad: BadAnswer, started: float) -> None:
+        """Record an unusable answer as a failed step: metered with the usage the upstream reported, the raw answer
+        kept (capped at ``RAW_ANSWER_MAX_BYTES``); it adds no message to the conversation."""
+        cost, unpriced = self._cost(bad.model, request.model, bad.prompt_tokens, bad.completion_tokens)
+        output = {"raw": cap(bad.raw, max_bytes=RAW_ANSWER_MAX_BYTES), "model": bad.model,
+                  **({"unpriced": True} if unpriced else {})}
+        self._record_answer(
+            name=bad.model, input=shown, output=output, duration_ms=_ms(started),
+            error={"code": bad.code, "message": bad.message}, prompt_tokens=bad.prompt_tokens,
+            completion_tokens=bad.completion_tokens, cost=cost, unpriced=unpriced,
+        )
 
     def _upstream_failed(self, exc: UpstreamError, *, name: str, shown: dict[str, Any], started: float) -> None:
         """Record the failed call and stop the run: it waits out an outage, or fails (see ``chat``)."""
         run = self._ctx.run
-        if not is_outage(exc):
-            failure = RunFailure("upstream_error", exc.message)
+        if not transient(exc):
+            failure = RunFailure("upstream_error", error_text(exc))
             self._ctx.record_step(StepKind.LLM_CALL, name=name, input=shown, duration_ms=_ms(started),
                                   error={"code": failure.code, "message": failure.message})
             raise failure from exc
@@ -177,17 +254,18 @@ class MeteredLLM:
         since, failures = run.retry_since or now, run.retry_count + 1
         retry_at = outage_retry_at(since=since, failures=failures, retry_after=getattr(exc, "retry_after", None),
                                    now=now)
-        error = {"code": "upstream_unavailable", "message": exc.message, "attempt": failures,
+        text = error_text(exc)
+        error = {"code": "upstream_unavailable", "message": text, "attempt": failures,
                  "retry_at": retry_at.isoformat() if retry_at else None}
         self._ctx.record_step(StepKind.LLM_CALL, name=name, input=shown, duration_ms=_ms(started), error=error)
         if retry_at is None:
             waited = (now - since).total_seconds()
             raise RunFailure(
                 "upstream_unavailable",
-                f"{exc.message} (the LLM upstream was unavailable for {waited:.0f} s over {failures} attempts; "
+                f"{text} (the LLM upstream was unavailable for {waited:.0f} s over {failures} attempts; "
                 f"AGENT_LLM_OUTAGE_SECONDS is {settings.AGENT_LLM_OUTAGE_SECONDS:g})",
             ) from exc
-        services.run_retry_later(run, retry_at=retry_at, since=since, failures=failures, error=exc.message)
+        services.run_retry_later(run, retry_at=retry_at, since=since, failures=failures, error=text)
         raise RunInterrupted(RunInterrupted.RETRYING) from exc
 
 
@@ -283,7 +361,7 @@ class RunContext:
     def record_step(self, kind: str, *, name: str = "", input: Any = None, output: Any = None,
                     error: dict[str, Any] | None = None, duration_ms: int = 0, prompt_tokens: int = 0,
                     completion_tokens: int = 0, cost: Decimal = Decimal("0"), message: dict[str, Any] | None = None,
-                    clear_retry: bool = False) -> StepRecorded:
+                    clear_retry: bool = False, unpriced: bool = False) -> StepRecorded:
         """Append a step to the run's trace (and its usage to the run and the agent); see ``trace.step_record``.
 
         ``kind`` is a ``StepKind`` (``message`` for a note of the agent's own); ``message`` is the conversation
@@ -292,7 +370,7 @@ class RunContext:
         recorded = step_record(
             self.run.pk, kind=kind, name=name, input=input, output=output, error=error, duration_ms=duration_ms,
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost, agent_id=self.agent.pk,
-            message=message, task_id=self.run.task_id, clear_retry=clear_retry,
+            message=message, task_id=self.run.task_id, clear_retry=clear_retry, unpriced=unpriced,
         )
         self.run.steps_completed = recorded.index + 1
         self._last = recorded

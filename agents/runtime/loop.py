@@ -56,14 +56,17 @@ from .tools.registry import (
     Tool,
     ToolResult,
     call_tool,
+    check_call,
     tool_registry,
     unstorable_arguments,
 )
 
 #: Characters of a tool result the model reads; a longer result is cut and says so.
 TOOL_RESULT_MAX_CHARS = 16_000
-#: ``llm`` keys (or ``llm.extras`` keys) passed to the chat-completions request.
-LLM_PARAMS = ("temperature", "top_p", "max_tokens", "seed", "stop", "presence_penalty", "frequency_penalty")
+#: ``llm`` keys (or ``llm.extras`` keys; ``llm``'s own win) passed to the chat-completions request. ``tool_choice``
+#: (``auto``, ``required``, ``none``) and ``max_tokens`` override ``AGENT_LLM_TOOL_CHOICE`` / ``AGENT_LLM_MAX_TOKENS``.
+LLM_PARAMS = ("temperature", "top_p", "max_tokens", "tool_choice", "seed", "stop", "presence_penalty",
+              "frequency_penalty")
 _REQUEST_KINDS = {REQUEST_INPUT: RunRequestKind.INPUT, REQUEST_CONNECTION: RunRequestKind.CONNECTION}
 
 
@@ -315,6 +318,7 @@ class ToolLoop:
             known = ", ".join(self.by_name) or "none"
             return name, arguments, _error("unknown_tool", f"No tool '{name}' is offered. Tools: {known}."), ""
         tool, permission = offered.tool, offered.permission
+        arguments = tool.from_model(arguments)
         problems = tool.validate_arguments(arguments)
         if problems:
             text = "; ".join(f"{path}: {message}" for path, message in problems)
@@ -333,7 +337,14 @@ class ToolLoop:
         ).order_by("-requested_at").first()
 
     def _approved(self, call: dict[str, Any], tool: Tool, arguments: dict) -> ToolResult | Wait:
+        """A call with permission ``ask``: checked first (``check_call``: arguments, referenced ids, the lifecycle
+        now), so nobody is asked to approve a call that cannot succeed — it goes back to the model as the error it
+        would end in; then a person approves or denies it; approved, it runs once (checked again as it runs)."""
         request = self._request(call)
+        if request is None:
+            refused = check_call(tool, self.ctx.tool_call, arguments)
+            if refused is not None:
+                return refused
         if request is None or request.status == RunRequestStatus.PENDING:
             return Wait(RunRequestKind.APPROVAL, tool.name, arguments, f"Allow '{tool.name}'?", existing=request)
         if request.status != RunRequestStatus.APPROVED:

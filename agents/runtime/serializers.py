@@ -55,7 +55,8 @@ class AgentRunStepSerializer(serializers.ModelSerializer):
 
 
 class AgentRunSerializer(serializers.ModelSerializer):
-    """A run. ``tokens_used`` (tokens) and ``cost`` (USD, decimal string) are the sums of its steps; ``error`` is
+    """A run. ``tokens_used`` (tokens) and ``cost`` (USD, decimal string) are the sums of its steps;
+    ``unpriced_tokens`` are the tokens of models without a price (metered at 0, so not in ``cost``); ``error`` is
     ``{"code", "message"}`` or null; ``pending`` lists what it waits for a person to answer."""
 
     agent_id = serializers.UUIDField(read_only=True)
@@ -70,8 +71,8 @@ class AgentRunSerializer(serializers.ModelSerializer):
         model = AgentRun
         fields = [
             "id", "agent_id", "project_id", "issue_id", "instruction", "status", "result", "error", "retry",
-            "steps_completed", "tokens_used", "cost", "attempts", "requested_by", "request_id", "worker", "pending",
-            "created_at", "started_at", "finished_at", "updated_at",
+            "steps_completed", "tokens_used", "cost", "unpriced_tokens", "attempts", "requested_by", "request_id",
+            "worker", "pending", "created_at", "started_at", "finished_at", "updated_at",
         ]
         read_only_fields = fields
 

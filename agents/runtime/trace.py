@@ -1,9 +1,10 @@
 """A run's trace: its steps, each recorded with its usage, and the size cap on what a step stores.
 
 ``step_record`` is the one place every step is written. On PostgreSQL it is one statement (``_RECORD_SQL``): the
-agent's usage and activity, the run's counters and the step row, and the project's usage totals, with the
-agent's and the run's status, the run's task id and the agent's budget read back from the same ``UPDATE …
-RETURNING``, so the worker learns at no extra cost whether it must stop and whether the agent went over budget.
+agent's usage and activity, the run's counters and the step row, and the project's usage totals (unpriced tokens
+included), with the agent's and the run's status, the run's task id and the agent's budget read back from the same
+``UPDATE … RETURNING``, so the worker learns at no extra cost whether it must stop and whether the agent went over
+budget.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def step_record(
     agent_id=None,
     task_id: str | None = None,
     clear_retry: bool = False,
+    unpriced: bool = False,
 ) -> StepRecorded:
     """Append one step to run ``run_id`` and add its usage to the run and (with ``agent_id``) the agent.
 
@@ -129,6 +131,8 @@ def step_record(
             worker's.
         clear_retry: the upstream answered: end the run's outage (``retry_since``, ``retry_count``,
             ``retry_error``).
+        unpriced: the call's model has no price (``cost`` is 0): its tokens also count as ``unpriced_tokens`` of
+            the run and the project, in the same statement.
 
     Returns a ``StepRecorded``.
 
@@ -147,10 +151,10 @@ def step_record(
         "completion_tokens": completion_tokens, "cost": cost,
     }
     tokens = prompt_tokens + completion_tokens
+    usage = {"tokens": tokens, "cost": cost, "unpriced_tokens": tokens if unpriced else 0}
     if connection.vendor == "postgresql" and agent_id is not None:
-        return _record_postgresql(run_id, agent_id, step, tokens=tokens, cost=cost, task_id=task_id,
-                                  clear_retry=clear_retry)
-    return _record_orm(run_id, agent_id, step, tokens=tokens, cost=cost, task_id=task_id, clear_retry=clear_retry)
+        return _record_postgresql(run_id, agent_id, step, **usage, task_id=task_id, clear_retry=clear_retry)
+    return _record_orm(run_id, agent_id, step, **usage, task_id=task_id, clear_retry=clear_retry)
 
 
 def _q(name: str) -> str:
@@ -163,7 +167,7 @@ def _record_sql() -> str:
     counter = _q(AgentCounter._meta.db_table)
     step_columns = ["id", "run_id", "index", "kind", "name", "input", "output", "error", "message", "duration_ms",
                     "prompt_tokens", "completion_tokens", "cost", "created_at"]
-    usage = ["tokens_used", "cost_incurred"]
+    usage = ["tokens_used", "cost_incurred", "unpriced_tokens"]
     zeros = [column for column in counters._COLUMNS if column not in usage]
     return f"""
 WITH agent AS (
@@ -174,7 +178,7 @@ WITH agent AS (
         max_cost_usd
 ), run AS (
     UPDATE {run} AS r SET steps_completed = r.steps_completed + 1, tokens_used = r.tokens_used + %(tokens)s,
-        cost = r.cost + %(cost)s, updated_at = %(now)s,
+        cost = r.cost + %(cost)s, unpriced_tokens = r.unpriced_tokens + %(unpriced_tokens)s, updated_at = %(now)s,
         retry_since = CASE WHEN %(clear_retry)s THEN NULL ELSE r.retry_since END,
         retry_count = CASE WHEN %(clear_retry)s THEN 0 ELSE r.retry_count END,
         retry_error = CASE WHEN %(clear_retry)s THEN '' ELSE r.retry_error END
@@ -189,11 +193,13 @@ WITH agent AS (
     RETURNING id
 ), totals AS (
     INSERT INTO {counter} (id, project_id, is_playground, shard, {", ".join(_q(c) for c in usage + zeros)})
-    SELECT %(counter_id)s, agent.project_id, agent.is_playground, %(shard)s, %(tokens)s, %(cost)s{", 0" * len(zeros)}
+    SELECT %(counter_id)s, agent.project_id, agent.is_playground, %(shard)s, %(tokens)s, %(cost)s,
+        %(unpriced_tokens)s{", 0" * len(zeros)}
     FROM agent WHERE %(tokens)s > 0 OR %(cost)s > 0
     ON CONFLICT (project_id, is_playground, shard) DO UPDATE SET
         tokens_used = {counter}.tokens_used + excluded.tokens_used,
-        cost_incurred = {counter}.cost_incurred + excluded.cost_incurred
+        cost_incurred = {counter}.cost_incurred + excluded.cost_incurred,
+        unpriced_tokens = {counter}.unpriced_tokens + excluded.unpriced_tokens
 )
 SELECT run.idx, run.status, run.task_id, agent.status, agent.tokens_used, agent.cost_incurred,
     COALESCE(agent.max_tokens, agent_type.max_tokens), COALESCE(agent.max_cost_usd, agent_type.max_cost_usd)
@@ -204,8 +210,8 @@ FROM agent CROSS JOIN run JOIN {agent_type} AS agent_type ON agent_type.id = age
 _RECORD_SQL: list[str] = []
 
 
-def _record_postgresql(run_id, agent_id, step: dict[str, Any], *, tokens: int, cost: Decimal, task_id: str | None,
-                       clear_retry: bool) -> StepRecorded:
+def _record_postgresql(run_id, agent_id, step: dict[str, Any], *, tokens: int, cost: Decimal, unpriced_tokens: int,
+                       task_id: str | None, clear_retry: bool) -> StepRecorded:
     if not _RECORD_SQL:
         _RECORD_SQL.append(_record_sql())
     fields = {name: AgentRunStep._meta.get_field(name) for name in ("input", "output", "error", "message")}
@@ -215,7 +221,8 @@ def _record_postgresql(run_id, agent_id, step: dict[str, Any], *, tokens: int, c
     params = {
         **step, **{name: field.get_db_prep_save(step[name], connection) for name, field in fields.items()},
         "run_id": run_id, "agent_id": agent_id, "step_id": uuid.uuid4(), "counter_id": uuid.uuid4(),
-        "tokens": tokens, "cost": cost, "tokens_room": tokens_limit - tokens, "cost_room": cost_limit - cost,
+        "tokens": tokens, "cost": cost, "unpriced_tokens": unpriced_tokens, "tokens_room": tokens_limit - tokens,
+        "cost_room": cost_limit - cost,
         "now": timezone.now(), "task_id": task_id, "clear_retry": clear_retry, "shard": counters.shard_of(agent_id),
     }
     with connection.cursor() as cursor:
@@ -232,8 +239,8 @@ def _record_postgresql(run_id, agent_id, step: dict[str, Any], *, tokens: int, c
     )
 
 
-def _record_orm(run_id, agent_id, step: dict[str, Any], *, tokens: int, cost: Decimal, task_id: str | None,
-                clear_retry: bool) -> StepRecorded:
+def _record_orm(run_id, agent_id, step: dict[str, Any], *, tokens: int, cost: Decimal, unpriced_tokens: int,
+                task_id: str | None, clear_retry: bool) -> StepRecorded:
     """``step_record`` in a transaction of a few statements (SQLite, and steps recorded without an agent)."""
     with transaction.atomic():
         agent = None
@@ -241,7 +248,7 @@ def _record_orm(run_id, agent_id, step: dict[str, Any], *, tokens: int, cost: De
             now = timezone.now()
             usage_increment(agent_id, tokens=tokens, cost=cost, last_heartbeat_at=now, last_activity_at=now)
             agent = AgentInstance.objects.select_related("agent_type").get(pk=agent_id)
-            counters.usage_added(agent, tokens=tokens, cost=cost)
+            counters.usage_added(agent, tokens=tokens, cost=cost, unpriced_tokens=unpriced_tokens)
         index, run_status, current_task = AgentRun.objects.select_for_update().values_list(
             "steps_completed", "status", "task_id").get(pk=run_id)
         if task_id is not None and current_task != task_id:
@@ -250,7 +257,7 @@ def _record_orm(run_id, agent_id, step: dict[str, Any], *, tokens: int, cost: De
         retry = {"retry_since": None, "retry_count": 0, "retry_error": ""} if clear_retry else {}
         AgentRun.objects.filter(pk=run_id).update(
             steps_completed=F("steps_completed") + 1, tokens_used=F("tokens_used") + tokens, cost=F("cost") + cost,
-            updated_at=timezone.now(), **retry,
+            unpriced_tokens=F("unpriced_tokens") + unpriced_tokens, updated_at=timezone.now(), **retry,
         )
     return StepRecorded(
         index=index, run_status=run_status, task_id=current_task,

@@ -62,8 +62,12 @@ def test_seed_demo_creates_the_demo_world(credentials):
     builtin_types = {"reviewer", "builder", "tester"}
     assert set(AgentType.objects.values_list("slug", flat=True)) == demo_types | builtin_types
     for agent_type in AgentType.objects.filter(slug__in=demo_types):
-        assert agent_type.config_schema["properties"] and agent_type.config_schema["required"]
+        assert agent_type.config_schema["properties"]
         assert agent_type.revisions.count() == 1
+    # No demo or built-in agent pins a vendor model: each follows AGENT_LLM_MODEL, the model the server serves.
+    for agent_type in AgentType.objects.all():
+        assert "model" not in (agent_type.revisions.get().template.get("llm") or {}), agent_type.slug
+    assert not [a.name for a in AgentInstance.objects.all() if "model" in a.config]
     agents = AgentInstance.objects.all()
     assert agents.count() == 15
     by_status = {s: agents.filter(status=s).count() for s in S.values}

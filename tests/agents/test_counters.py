@@ -45,7 +45,7 @@ def test_counters_follow_spawn_transitions_and_usage(project, agent_type):
     assert metrics == {
         "total_instances": 2, "active_instances": 1, "idle_instances": 0, "waiting_instances": 0,
         "paused_instances": 0, "terminated_instances": 1, "total_tasks_completed": 2, "total_tokens_used": 1200,
-        "total_cost_incurred": Decimal("0.25"),
+        "total_cost_incurred": Decimal("0.25"), "total_unpriced_tokens": 0,
     }
     assert counters.project_metrics(project, include_playground=True) == from_rows(project, include_playground=True)
     assert counters.workspace_live(project.workspace) == live_rows(project.workspace) == 2

@@ -381,11 +381,15 @@ def test_upstream_refusals_fail_the_run_at_once(model, project, user, failure, c
     assert step.error["code"] == code
 
 
-def test_garbage_from_the_upstream_is_upstream_error(model, project, user):
+def test_an_answer_twice_unreadable_fails_the_run_as_unparsable_answer(model, project, user):
     agent = loop_agent(project, user, [READ])
-    model.script = [{"choices": [{"message": {"role": "assistant", "tool_calls": [{"id": 3}]}}]}]
+    garbled = {"choices": [{"message": {"role": "assistant", "tool_calls": [{"id": 3}]}}],
+               "usage": {"prompt_tokens": 50, "completion_tokens": 5}}
+    model.script = [garbled, garbled]
     run = execute(start(agent))
-    assert (run.status, run.error_code) == (RunStatus.FAILED, "upstream_error")
+    assert (run.status, run.error_code) == (RunStatus.FAILED, "unparsable_answer")
+    assert "malformed tool_calls" in run.error_message and run.tokens_used == 110
+    assert model.requests[1]["messages"][-1] == {"role": "user", "content": llm.NUDGES["unparsable_answer"]}
 
 
 def test_an_agent_class_that_raises_fails_the_run(project, monkeypatch):

@@ -46,7 +46,7 @@ def test_the_request_and_the_answer_follow_the_openai_format():
     answer = ask(tools=[tool], params={"temperature": 0.2})
     sent = json.loads(responses.calls[0].request.body)
     assert sent == {"temperature": 0.2, "model": "gpt-test", "messages": [{"role": "user", "content": "hi"}],
-                    "tools": [tool]}
+                    "tools": [tool], "tool_choice": "auto", "max_tokens": 2048}
     headers = responses.calls[0].request.headers
     assert headers["Authorization"] == "Bearer sk-test" and headers["X-Request-ID"] == "run-1"
     assert (answer.content, answer.prompt_tokens, answer.completion_tokens, answer.model) == ("hello", 12, 3,

@@ -302,6 +302,7 @@ def test_project_metrics_count_by_status_and_sum_usage(owner_client, project, ag
         "total_tasks_completed": 2,
         "total_tokens_used": 105,
         "total_cost_incurred": "1.250001",
+        "total_unpriced_tokens": 0,
     }
 
 
@@ -326,6 +327,7 @@ def test_agent_metrics_have_the_project_shape_for_one_agent(owner_client, projec
         "total_tasks_completed": 3,
         "total_tokens_used": 42,
         "total_cost_incurred": "0.500000",
+        "total_unpriced_tokens": 0,
     }
 
 

@@ -116,11 +116,11 @@ def test_invalid_json_and_schema_errors_are_shown(staff_admin, agent_type):
     response = staff_admin.post(playground_url(agent_type), {"draft": "{oops", "build_kit": "on",
                                                              "action": "validate"})
     assert "Not valid JSON" in response.content.decode()
-    draft = {"llm": {}, "tools": [{"type": "platform", "op": "nope"}]}
+    draft = {"llm": {"model": ""}, "tools": [{"type": "platform", "op": "nope"}]}
     response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(draft), "build_kit": "on",
                                                              "action": "validate"})
     errors = dict(response.context["draft_errors"])
-    assert set(errors) == {"template.llm", "template.tools.0.op"}
+    assert set(errors) == {"template.llm.model", "template.tools.0.op"}
     assert "template.tools.0.op" in response.content.decode()
 
 
@@ -198,7 +198,7 @@ def test_commit_stores_the_draft_without_the_kit(staff_admin, agent_type, templa
 
 
 def test_commit_of_an_invalid_draft_writes_nothing(staff_admin, agent_type):
-    draft = {"llm": {}}
+    draft = {"llm": {"model": ""}}
     response = staff_admin.post(playground_url(agent_type), {"draft": json.dumps(draft), "action": "commit"})
     assert response.status_code == 200
     assert "Not committed" in response.content.decode()
@@ -378,7 +378,7 @@ def test_run_from_the_prefilled_page_spawns(staff_admin, staff, template):
         "build_kit": "on", **RUN,
     })
     assert "Queued a run of the draft on the playground agent" in response.content.decode()
-    assert AgentInstance.objects.get().config == {"model": "gpt-4o", "language": "python"}
+    assert AgentInstance.objects.get().config == {"language": "python"}
 
 
 def test_kit_rows_show_an_embeds_display_name_else_its_slug():

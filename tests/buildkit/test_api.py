@@ -59,10 +59,10 @@ def test_commit_returns_201_and_stores_exactly_the_template(staff_client, agent_
 
 
 def test_commit_reports_each_template_error_at_its_path(staff_client, agent_type):
-    template = {"llm": {}, "tools": [{"type": "platform", "op": "nope"}]}
+    template = {"llm": {"model": ""}, "tools": [{"type": "platform", "op": "nope"}]}
     response = staff_client.post(revisions_url(agent_type.pk), {"template": template}, format="json")
     assert response.status_code == 400
-    assert set(fields(response)) == {"template.llm", "template.tools.0.op"}
+    assert set(fields(response)) == {"template.llm.model", "template.tools.0.op"}
     assert not AgentTypeRevision.objects.exists()
 
 

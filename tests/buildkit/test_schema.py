@@ -42,6 +42,8 @@ def test_a_full_template_is_valid():
 
 def test_the_smallest_template_is_an_llm_model():
     assert template_errors({"llm": {"model": "m"}}) == {}
+    assert template_errors({"llm": {}}) == {}, "without a model the agent follows AGENT_LLM_MODEL"
+    assert template_errors({"llm": {"tool_choice": "required", "max_tokens": 512}}) == {}
     assert template_errors({}) == {"template": ["'llm' is a required property"]}
 
 
@@ -86,8 +88,10 @@ def test_errors_are_reported_by_path(template, errors):
 
 
 def test_several_errors_are_all_reported():
-    errors = template_errors({"llm": {}, "tools": [{"type": "platform", "op": "nope"}], "sandbox": {"kind": "moon"}})
-    assert set(errors) == {"template.llm", "template.tools.0.op", "template.sandbox.kind"}
+    errors = template_errors(
+        {"llm": {"model": ""}, "tools": [{"type": "platform", "op": "nope"}], "sandbox": {"kind": "moon"}}
+    )
+    assert set(errors) == {"template.llm.model", "template.tools.0.op", "template.sandbox.kind"}
 
 
 def test_embeds_deep_inside_other_fields_are_checked():

@@ -73,7 +73,7 @@ def workers(django_db_setup, stub, tmp_path_factory):
 def _live_runtime(transactional_db, workers, stub):
     """Per test: workers up (a killed one restarted), the stub's script empty, eager mode off, the test agent
     classes registered. Afterwards: unfinished runs cancelled and the workers idle before the database is
-    flushed; a call the stub was not scripted for fails the test."""
+    flushed; a call the stub was not scripted for, or one a real server refuses, fails the test."""
     try:
         workers.ensure_running()
     except HarnessError as exc:
@@ -86,6 +86,7 @@ def _live_runtime(transactional_db, workers, stub):
     try:
         yield
         unexpected = [r.last_message for r in stub.unexpected]
+        refused = [(code, body[:300]) for _, code, body in stub.refused]
     finally:
         try:
             _quiesce(workers, stub)
@@ -95,6 +96,7 @@ def _live_runtime(transactional_db, workers, stub):
                 registry.unregister(CALLS)
                 registry.unregister(TICKS)
     assert not unexpected, f"the agent made LLM calls nobody scripted; their last messages: {unexpected}"
+    assert not refused, f"the runtime sent requests a real server refuses: {refused}"
 
 
 def _quiesce(workers: Workers, stub: StubLLM) -> None:

@@ -5,10 +5,13 @@ Used by the integration tests (``tests/runtime/conftest.py``) and the benchmark
 import it before ``django.setup()``.
 
 - ``StubLLM``: ``POST /v1/chat/completions`` on ``127.0.0.1`` (a free port), served by a
-  ``ThreadingHTTPServer`` in a thread of the calling process. Each request takes the next scripted
-  behaviour (``reply``, ``status``, ``garbage``, ``sleep``, ``Hold``) and is recorded
-  (``StubLLM.requests``); a request with nothing scripted is answered HTTP 418 and recorded in
-  ``StubLLM.unexpected``, so a test whose agent makes a call it did not expect fails.
+  ``ThreadingHTTPServer`` in a thread of the calling process. It is strict: a request that one of the real
+  servers refuses (``tests/conformance.py``: a ``X-Request-ID`` that is not a UUID, ``content: null``, tools
+  without ``tool_choice``, untyped enums...) is answered as that server answers it and recorded in
+  ``StubLLM.refused``. Each other request takes the next scripted behaviour (``reply``, ``status``, ``answer``,
+  ``garbage``, ``sleep``, ``Hold``) and is recorded (``StubLLM.requests``); a request with nothing scripted is
+  answered HTTP 418 and recorded in ``StubLLM.unexpected``, so a test whose agent makes a call it did not expect
+  fails.
 - ``Workers``: ``celery -A syndarix worker`` processes (prefork, concurrency 1, a run queue and its maintenance
   queue), each in a session of its own so a test can SIGKILL its whole process group; logs go to files.
 - ``wait_for``: poll a condition with a deadline.
@@ -33,6 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from tests.conformance import refusal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,19 +133,26 @@ def reply(content: str | None = None, *, tool_calls: list[dict[str, Any]] | None
 
 @dataclass
 class Status(Behaviour):
-    """An HTTP error status with a small JSON error body."""
+    """An HTTP status with a JSON body (default: a small error body)."""
 
     code: int
     headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
 
     def respond(self, handler) -> None:
-        body = json.dumps({"error": {"message": f"stub: HTTP {self.code}", "type": "stub"}}).encode()
-        _send(handler, self.code, body, headers=self.headers)
+        body = self.body if self.body is not None else {"error": {"message": f"stub: HTTP {self.code}", "type": "stub"}}
+        _send(handler, self.code, json.dumps(body).encode(), headers=self.headers)
 
 
-def status(code: int, **headers: str) -> Status:
-    """Answer HTTP ``code`` (500, 429, 400...), with optional headers (``Retry_After="0"`` → ``Retry-After``)."""
-    return Status(code, {key.replace("_", "-"): value for key, value in headers.items()})
+def status(code: int, body: Any = None, **headers: str) -> Status:
+    """Answer HTTP ``code`` (500, 429, 400...) with ``body`` (JSON; default a small error body), with optional
+    headers (``Retry_After="0"`` → ``Retry-After``)."""
+    return Status(code, {key.replace("_", "-"): value for key, value in headers.items()}, body)
+
+
+def answer(body: Any) -> Status:
+    """Answer HTTP 200 with ``body`` as it is (an empty choice, a malformed message, usage without a message...)."""
+    return Status(200, body=body)
 
 
 class Garbage(Behaviour):
@@ -226,6 +238,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass
 
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        models = self.server.stub.models
+        if self.path.rstrip("/") != "/v1/models" or models is None:
+            _send(self, 404, b'{"error": {"message": "stub: no such endpoint"}}')
+            return
+        body = {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "stub"} for model in models]}
+        _send(self, 200, json.dumps(body).encode())
+
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -260,9 +280,13 @@ class StubLLM:
         self._holds: list[Hold] = []
         self.requests: list[Received] = []
         self.unexpected: list[Received] = []
+        #: Requests a real server refuses (``tests.conformance.refusal``), answered as it answers them.
+        self.refused: list[tuple[Received, int, bytes]] = []
         self.in_flight = 0
         #: When set, a request with nothing scripted gets this instead of the 418 (the benchmark answers forever).
         self.default: Behaviour | None = None
+        #: What ``GET /v1/models`` lists (``None``: 404).
+        self.models: list[str] | None = None
 
     @property
     def port(self) -> int:
@@ -298,7 +322,9 @@ class StubLLM:
             self._holds.clear()
             self.requests = []
             self.unexpected = []
+            self.refused = []
             self.default = None
+            self.models = None
 
     def release_all(self) -> None:
         with self._lock:
@@ -320,6 +346,13 @@ class StubLLM:
 
     def handle(self, handler: _Handler) -> None:
         received = Received(body=handler.stub_body, headers=dict(handler.headers.items()), at=time.monotonic())
+        refused = refusal(received.body, received.headers)
+        if refused is not None:
+            with self._lock:
+                self.refused.append((received, *refused))
+            _send(handler, refused[0], refused[1])
+            received.answered_at = time.monotonic()
+            return
         with self._lock:
             self.requests.append(received)
             behaviour = self._queue.popleft() if self._queue else self.default

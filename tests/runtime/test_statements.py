@@ -15,11 +15,12 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
+from agents import counters
 from agents.contexts import services as contexts
 from agents.runtime import executor
 from agents.runtime import services as runtime
 
-from .harness import reply, tool_call
+from .harness import answer, reply, tool_call
 from .support import calls_agent, fresh, loop_agent, platform_tool, price_model
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,3 +95,25 @@ def test_a_saved_price_counts_from_the_next_call_on(project, stub, in_process):
     executor.execute_run(run.pk, worker="here")
 
     assert str(fresh(run).cost) == "0.001000"
+
+
+def test_an_unpriced_step_and_an_unusable_answer_add_no_statement(project, stub, in_process):
+    """A model without a price: its tokens count as unpriced (run, project shard) in the step's own statement. An
+    empty answer is one step of its own (one statement, its usage and raw answer in it) before the nudged retry."""
+    agent = calls_agent(project, calls=4)
+    one = calls_agent(project, calls=1, name="once")
+    stub.script(reply("warm"))
+    _statements(one, "warm up")
+    stub.script(reply("a"))
+    short = _statements(one, "one call")
+    stub.script(*[reply(str(n)) for n in range(4)])
+    long = _statements(agent, "four calls")
+    assert (len(long) - len(short)) / 3 <= PLAIN_STEP_MAX, "\n".join(long)
+    assert counters.project_metrics(project)["total_unpriced_tokens"] == 6 * 15
+
+    empty = {"model": "rt-model", "usage": {"prompt_tokens": 20, "completion_tokens": 1},
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}]}
+    stub.script(answer(empty), reply("b"))
+    nudged = _statements(one, "one call, asked twice")
+    assert len(nudged) - len(short) <= 2, "\n".join(nudged)  # its step, and a stop check that could not ride
+    assert counters.project_metrics(project)["total_unpriced_tokens"] == 7 * 15 + 21

@@ -4,6 +4,7 @@ killed worker, budgets, upstream failures, one run at a time per agent, and hook
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,7 +13,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from agents import services
+from agents import counters, services
 from agents.choices import AgentStatus, RunStatus, StepKind
 from agents.models import AgentInstance, AgentRun
 from agents.registry import BaseAgent, registry
@@ -76,7 +77,10 @@ def test_a_run_goes_queued_running_succeeded_metered_and_traced(project, stub, w
     assert [b["model"] for b in bodies] == [MODEL] * 3
     assert [b["messages"][-1]["content"] for b in bodies] == [f"Count to three / step {i}" for i in range(3)]
     assert stub.requests[0].headers["Authorization"] == "Bearer stub-key"
-    assert [r.headers["X-Request-ID"] for r in stub.requests] == [f"{run.pk}-{i}" for i in range(3)]
+    # X-Request-ID a plain UUID per call (servers check it); the run and its step in headers of their own.
+    assert len({str(uuid.UUID(r.headers["X-Request-ID"])) for r in stub.requests}) == 3
+    assert [(r.headers["X-Syndarix-Run-ID"], r.headers["X-Syndarix-Step"]) for r in stub.requests] == [
+        (str(run.pk), str(i)) for i in range(3)]
 
 
 def test_a_model_without_a_price_costs_nothing_but_its_tokens_count(project, stub):
@@ -86,8 +90,11 @@ def test_a_model_without_a_price_costs_nothing_but_its_tokens_count(project, stu
     run, _ = runtime.run_create(agent=agent, instruction="Go")
 
     done = run_in(run, R.SUCCEEDED)
-    assert (done.tokens_used, done.cost) == (100, Decimal("0"))
+    assert (done.tokens_used, done.cost, done.unpriced_tokens) == (100, Decimal("0"), 100)
     assert (fresh(agent).tokens_used, fresh(agent).cost_incurred) == (100, Decimal("0"))
+    assert done.steps.get(kind=StepKind.LLM_CALL).output["unpriced"] is True
+    metrics = counters.project_metrics(project)
+    assert (metrics["total_tokens_used"], metrics["total_unpriced_tokens"]) == (100, 100)
 
 
 def test_pause_mid_run_parks_it_after_the_call_in_flight_and_resume_continues_without_repeating(

@@ -63,7 +63,8 @@ PROJECTS = [
      "description": "Native iOS and Android apps for the shop, with offline browsing."},
 ]
 
-_MODEL = {"type": "string", "description": "LLM used by the agent.", "enum": ["gpt-4o", "gpt-4o-mini", "claude-sonnet"]}
+_MODEL = {"type": "string", "minLength": 1,
+          "description": "LLM used by the agent (default: the setting AGENT_LLM_MODEL)."}
 _TEMPERATURE = {"type": "number", "minimum": 0, "maximum": 2, "description": "Sampling temperature."}
 _MAX_TOKENS = {"type": "integer", "minimum": 256, "maximum": 200000, "description": "Most tokens per reply."}
 
@@ -79,7 +80,6 @@ AGENT_TYPES = [
                 "story_format": {"type": "string", "enum": ["user-story", "job-story"]},
                 "max_backlog_items": {"type": "integer", "minimum": 1, "maximum": 500},
             },
-            "required": ["model"],
             "additionalProperties": False,
         },
     },
@@ -94,7 +94,6 @@ AGENT_TYPES = [
                 "diagram_format": {"type": "string", "enum": ["mermaid", "plantuml", "c4"]},
                 "review_depth": {"type": "string", "enum": ["light", "standard", "deep"]},
             },
-            "required": ["model"],
             "additionalProperties": False,
         },
     },
@@ -111,7 +110,7 @@ AGENT_TYPES = [
                 "run_tests": {"type": "boolean"},
                 "branch_prefix": {"type": "string", "pattern": "^[a-z0-9][a-z0-9/-]*$"},
             },
-            "required": ["model", "language"],
+            "required": ["language"],
             "additionalProperties": False,
         },
     },
@@ -127,7 +126,7 @@ AGENT_TYPES = [
                 "coverage_target": {"type": "number", "minimum": 0, "maximum": 100},
                 "flaky_retries": {"type": "integer", "minimum": 0, "maximum": 5},
             },
-            "required": ["model", "framework"],
+            "required": ["framework"],
             "additionalProperties": False,
         },
     },
@@ -151,43 +150,40 @@ class DemoAgent:
 #: and the demo's one run (below) gets there by itself.
 AGENTS = [
     DemoAgent("storefront", "product-owner", "Backlog curator", S.PAUSED,
-              {"model": "gpt-4o", "story_format": "user-story"}, "Split the checkout epic into stories", 3, 18_000),
+              {"story_format": "user-story"}, "Split the checkout epic into stories", 3, 18_000),
     DemoAgent("storefront", "architect", "Storefront architect", S.PAUSED,
-              {"model": "claude-sonnet", "review_depth": "deep"},
+              {"review_depth": "deep"},
               "Waiting for the payment provider's API review", 2, 42_000),
     DemoAgent("storefront", "engineer", "Checkout engineer", S.IDLE,
-              {"model": "gpt-4o", "language": "python", "run_tests": True, "branch_prefix": "checkout/"},
+              {"language": "python", "run_tests": True, "branch_prefix": "checkout/"},
               "Validate shipping addresses in checkout", 4, 65_000),
-    DemoAgent("storefront", "engineer", "Search engineer", S.IDLE, {"model": "gpt-4o-mini", "language": "python"},
+    DemoAgent("storefront", "engineer", "Search engineer", S.IDLE, {"language": "python"},
               "", 2, 30_000),
-    DemoAgent("storefront", "engineer", "Catalog engineer", S.PAUSED, {"model": "gpt-4o", "language": "typescript"},
+    DemoAgent("storefront", "engineer", "Catalog engineer", S.PAUSED, {"language": "typescript"},
               "Migrate product images to the CDN", 1, 52_000),
     DemoAgent("storefront", "qa", "Regression tester", S.IDLE,
-              {"model": "gpt-4o-mini", "framework": "playwright", "coverage_target": 85},
+              {"framework": "playwright", "coverage_target": 85},
               "Run the checkout regression suite", 5, 12_000),
-    DemoAgent("storefront", "engineer", "Legacy importer", S.TERMINATED, {"model": "gpt-4o-mini", "language": "python"},
+    DemoAgent("storefront", "engineer", "Legacy importer", S.TERMINATED, {"language": "python"},
               "", 2, 90_000, TerminationReason.SUPERSEDED),
-    DemoAgent("mobile-app", "product-owner", "App product owner", S.IDLE, {"model": "gpt-4o", "max_backlog_items": 60},
+    DemoAgent("mobile-app", "product-owner", "App product owner", S.IDLE, {"max_backlog_items": 60},
               "", 1, 15_000),
     DemoAgent("mobile-app", "architect", "Mobile architect", S.PAUSED,
-              {"model": "claude-sonnet", "diagram_format": "c4"}, "Design the offline sync protocol", 1, 38_000),
-    DemoAgent("mobile-app", "engineer", "iOS engineer", S.PAUSED, {"model": "gpt-4o", "language": "swift"},
+              {"diagram_format": "c4"}, "Design the offline sync protocol", 1, 38_000),
+    DemoAgent("mobile-app", "engineer", "iOS engineer", S.PAUSED, {"language": "swift"},
               "Waiting for design sign-off on the onboarding screens", 3, 47_000),
-    DemoAgent("mobile-app", "engineer", "Android engineer", S.IDLE, {"model": "gpt-4o", "language": "kotlin"},
+    DemoAgent("mobile-app", "engineer", "Android engineer", S.IDLE, {"language": "kotlin"},
               "", 0, 0),
-    DemoAgent("mobile-app", "qa", "Release tester", S.TERMINATED, {"model": "gpt-4o-mini", "framework": "espresso"},
+    DemoAgent("mobile-app", "qa", "Release tester", S.TERMINATED, {"framework": "espresso"},
               "", 3, 25_000, TerminationReason.BUDGET),
     # Agents of the built-in classes (agents/registry/builtin.py): their lifecycle hooks fill short_term_memory.
     DemoAgent("storefront", "reviewer", "Pull-request reviewer", S.IDLE,
-              {"model": "claude-sonnet", "strictness": "strict"}, "Review the checkout refactoring", 2, 21_000),
-    DemoAgent("storefront", "builder", "Release builder", S.IDLE, {"model": "gpt-4o", "language": "python"},
+              {"strictness": "strict"}, "Review the checkout refactoring", 2, 21_000),
+    DemoAgent("storefront", "builder", "Release builder", S.IDLE, {"language": "python"},
               "", 1, 33_000),
-    DemoAgent("mobile-app", "tester", "Smoke tester", S.PAUSED, {"model": "gpt-4o-mini", "framework": "jest"},
+    DemoAgent("mobile-app", "tester", "Smoke tester", S.PAUSED, {"framework": "jest"},
               "Smoke-test the onboarding flow", 1, 9_000),
 ]
-
-#: The first committed template (``parameters.agent``) of each demo agent type.
-TEMPLATE_LLM = {"product-owner": "gpt-4o", "architect": "claude-sonnet", "engineer": "gpt-4o", "qa": "gpt-4o-mini"}
 
 #: Final steps from IDLE to each status a demo agent may have (after the completed-task cycles).
 FINAL_STEPS = {
@@ -196,14 +192,15 @@ FINAL_STEPS = {
     S.TERMINATED: [S.TERMINATED],
 }
 
-#: USD per 1,000 tokens, per model (demo prices).
-PRICE_PER_1K = {"gpt-4o": Decimal("0.0100"), "gpt-4o-mini": Decimal("0.0006"), "claude-sonnet": Decimal("0.0090")}
+#: USD per 1,000 tokens of the demo agents' recorded history (their past tasks, not calls of a model).
+DEMO_PRICE_PER_1K = Decimal("0.0010")
 
-#: USD per million tokens (prompt, completion), per model; the offline provider is free.
+#: USD per million tokens (prompt, completion): OpenAI's published prices of its small models, and the offline
+#: provider at 0. A model the deployment serves that is not here is metered at 0 and shown as unpriced; add its
+#: price in the admin (AI services › Model prices).
 MODEL_PRICES = {
     "gpt-4o": (Decimal("2.50"), Decimal("10.00")),
     "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
-    "claude-sonnet": (Decimal("3.00"), Decimal("15.00")),
     "offline": (Decimal("0"), Decimal("0")),
 }
 
@@ -429,7 +426,7 @@ class Command(BaseCommand):
         return agents
 
     def walk(self, agent: AgentInstance, spec: DemoAgent, actor) -> AgentInstance:
-        price = PRICE_PER_1K[spec.config["model"]]
+        price = DEMO_PRICE_PER_1K
         for n in range(spec.tasks_done):
             agent = services.agent_transition(agent, S.WORKING, actor=actor, reason=f"demo task {n + 1}")
             tokens = spec.tokens_per_task + 1_000 * n
@@ -456,7 +453,7 @@ class Command(BaseCommand):
                 self.created(report, "issues", title)
 
     def seed_prices(self, report: Report) -> None:
-        """The LLM price table (USD per million tokens): the demo models, and the offline provider at 0."""
+        """The LLM price table (USD per million tokens): ``MODEL_PRICES``."""
         for model, (input_price, output_price) in MODEL_PRICES.items():
             _, created = ModelPrice.objects.get_or_create(
                 model=model, defaults={"input_usd_per_mtok": input_price, "output_usd_per_mtok": output_price}
@@ -530,7 +527,7 @@ def demo_template(agent_type: AgentType) -> dict:
     """A small valid ``parameters.agent`` document for a demo agent type."""
     return {
         "instructions": {"agents_md": f"# {agent_type.name}\n\n{agent_type.description}"},
-        "llm": {"model": TEMPLATE_LLM[agent_type.slug], "extras": {}},
+        "llm": {"extras": {}},
         "tools": [{"type": "platform", "op": "query_agents", "permission": "allow"}],
         "skills": [],
         "mcps": [],

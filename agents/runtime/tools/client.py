@@ -155,7 +155,8 @@ CLIENT_TOOLS = (
             "properties": {
                 "integration": {"type": "string", "description": "The integration to connect, e.g. 'github'."},
                 "slug": {"type": "string", "description": "A name for the connection, unique in the project."},
-                "mode": {"enum": ["oauth", "api_key"], "description": "How the person authenticates."},
+                "mode": {"type": "string", "enum": ["oauth", "api_key"],
+                         "description": "How the person authenticates."},
             },
             "additionalProperties": False,
         },

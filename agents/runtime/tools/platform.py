@@ -32,12 +32,25 @@ _PROJECT = {**_UUID, "description": "A project in your reach (an agent's default
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
 _REASON = {"type": "string", "maxLength": 2000, "description": "Why, for the ledger."}
 _CONTEXT_NAME = {"type": "string", "minLength": 1, "maxLength": 200,
-                 "description": "The name of one of the project's shared contexts."}
+                 "description": "The name of one of the project's shared contexts (or give context_id instead)."}
 
 
 def _object(properties: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required or [], "additionalProperties": False,
-            **extra}
+    schema = {"type": "object", "properties": properties, "additionalProperties": False, **extra}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _choice(values: list[str], **extra: Any) -> dict[str, Any]:
+    """A string enum (typed: some servers refuse an untyped ``enum``)."""
+    return {"type": "string", "enum": values, **extra}
+
+
+#: A context is named by ``context_id`` or by ``name``: the schema says so (MCP clients validate it; the model is
+#: offered it as two complete alternatives, ``registry.model_schema``).
+_CONTEXT_ID_OR_NAME = {"anyOf": [{"required": ["context_id"]}, {"required": ["name"]}]}
+_CONTEXT_ID = {**_UUID, "description": "The context's id (or give its name instead)."}
 
 
 _AGENT_OUT = _object({
@@ -353,7 +366,7 @@ PLATFORM_TOOLS = (
         description="List a project's agents, newest first, filtered by status, agent type (id or slug) or name.",
         input_schema=_object({
             "project_id": _PROJECT,
-            "status": {"type": "array", "items": {"enum": list(AgentStatus.values)}},
+            "status": {"type": "array", "items": _choice(list(AgentStatus.values))},
             "agent_type": {"type": "string", "description": "Agent type id or slug."},
             "q": {"type": "string", "maxLength": 200, "description": "Text in the agent's name."},
             "limit": _LIMIT,
@@ -376,9 +389,9 @@ PLATFORM_TOOLS = (
             "Read a project's shared context by id or by name: its current data, or the data at a given version."
         ),
         input_schema=_object({
-            "project_id": _PROJECT, "context_id": _UUID, "name": _CONTEXT_NAME,
+            "project_id": _PROJECT, "context_id": _CONTEXT_ID, "name": _CONTEXT_NAME,
             "version": {"type": "integer", "minimum": 1},
-        }),
+        }, **_CONTEXT_ID_OR_NAME),
         output_schema=_CONTEXT_OUT, handler=read_context, read_only=True, idempotent=True, in_build_kit=True,
         route=("GET", "/api/v1/projects/{project_id}/contexts/{context_id}"),
     ),
@@ -390,13 +403,16 @@ PLATFORM_TOOLS = (
         ),
         input_schema=_object(
             {
-                "project_id": _PROJECT, "context_id": _UUID, "name": _CONTEXT_NAME,
-                "data": {"type": "object"},
-                "mode": {"enum": ["replace", "merge"], "default": "replace"},
-                "change_description": {"type": "string", "maxLength": 2000},
+                "project_id": _PROJECT, "context_id": _CONTEXT_ID,
+                "name": {**_CONTEXT_NAME, "description": "The context's name (created when missing), or give "
+                                                         "context_id instead."},
+                "data": {"type": "object", "description": "The data: the whole new data, or a merge patch."},
+                "mode": _choice(["replace", "merge"], default="replace"),
+                "change_description": {"type": "string", "maxLength": 2000, "description": "What changed, in a line."},
                 "expected_version": {"type": "integer", "minimum": 1},
             },
             ["data"],
+            **_CONTEXT_ID_OR_NAME,
         ),
         output_schema=_CONTEXT_OUT, handler=write_context, in_build_kit=True,
         route=("POST", "/api/v1/projects/{project_id}/contexts/{context_id}/write"),
@@ -469,7 +485,7 @@ PLATFORM_TOOLS = (
             "then continues. Only people decide approvals."
         ),
         input_schema=_object(
-            {"run_id": _UUID, "approval_id": _UUID, "decision": {"enum": ["approve", "deny"]}, "reason": _REASON},
+            {"run_id": _UUID, "approval_id": _UUID, "decision": _choice(["approve", "deny"]), "reason": _REASON},
             ["run_id", "approval_id", "decision"],
         ),
         output_schema=_RUN_OUT, handler=decide_approval,
@@ -480,7 +496,7 @@ PLATFORM_TOOLS = (
         description="List a project's issues, newest first, filtered by status, title text or assignment to you.",
         input_schema=_object({
             "project_id": _PROJECT,
-            "status": {"type": "array", "items": {"enum": list(IssueStatus.values)}},
+            "status": {"type": "array", "items": _choice(list(IssueStatus.values))},
             "q": {"type": "string", "maxLength": 200},
             "assigned_to_me": {"type": "boolean", "default": False},
             "limit": _LIMIT,
@@ -508,8 +524,10 @@ PLATFORM_TOOLS = (
         input_schema=_object(
             {
                 "issue_id": _UUID, "title": {"type": "string", "minLength": 1, "maxLength": 300},
-                "body": {"type": "string", "maxLength": 100000}, "status": {"enum": list(IssueStatus.values)},
-                "assigned_agent_id": {"type": ["string", "null"], "format": "uuid"},
+                "body": {"type": "string", "maxLength": 100000}, "status": _choice(list(IssueStatus.values)),
+                "assigned_agent_id": {"type": ["string", "null"], "format": "uuid",
+                                      "description": "The live agent of the issue's project to assign; null "
+                                                     "unassigns."},
             },
             ["issue_id"],
         ),

@@ -11,6 +11,13 @@ and ``commit_revision`` in ``BuildkitConfig.ready``), so the agents app never im
 build kit's ops catalog and playground overlay, the agent loop and the MCP server all read this
 registry.
 
+Two renderings of a tool's arguments: MCP ``tools/list`` publishes the full ``input_schema`` (limits, formats,
+nullable types), and the server validates every call against it; the model is offered a compact, portable
+rendering (``model_schema``) that every server's tool-call parser and grammar compiler takes — no length or
+item limits (llama.cpp turns a ``maxLength`` into grammar rules that grow with it; they are stated in the
+description and checked here), typed enums, no ``format``, no type unions, no empty ``required``, and "one of
+these fields" rules as complete alternatives (``anyOf``) beside the plain ``properties`` Ollama reads.
+
 A tool runs with the authority of its caller (``ToolCall``): an agent's (inside the agent's workspace,
 where any other workspace's id reads as "not found"; ledger rows name the agent and its run), or a
 person's, through the MCP server (inside the projects they can see, writing only where their role lets
@@ -204,9 +211,21 @@ class Tool:
         }
 
     def openai_function(self) -> dict[str, Any]:
-        """The OpenAI ``tools`` entry: ``{"type": "function", "function": {"name", "description", "parameters"}}``."""
-        return {"type": "function",
-                "function": {"name": self.name, "description": self.description, "parameters": self.input_schema}}
+        """The OpenAI ``tools`` entry the model is offered: ``{"type": "function", "function": {"name",
+        "description", "parameters"}}`` with ``parameters`` the compact ``model_schema`` of ``input_schema``."""
+        return {"type": "function", "function": {
+            "name": self.name, "description": self.description, "parameters": model_schema(self.input_schema),
+        }}
+
+    def from_model(self, arguments: Any) -> Any:
+        """``arguments`` as the model sent them, read against the full schema: an empty string in a top-level field
+        that the full schema lets be ``null`` stands for ``null`` (``model_schema`` offers such a field as a plain
+        string)."""
+        if not isinstance(arguments, dict):
+            return arguments
+        properties = self.input_schema.get("properties") or {}
+        return {key: None if value == "" and _nullable(properties.get(key)) else value
+                for key, value in arguments.items()}
 
     def template_entry(self) -> dict[str, Any]:
         """The tool as a template names it: ``{"type": "platform", "op"}``, or a client tool's whole
@@ -233,9 +252,116 @@ class Tool:
             return [("arguments", "The arguments must be a JSON object.")]
         validator = Draft202012Validator(self.input_schema)
         return [
-            (".".join(["arguments", *(str(p) for p in error.absolute_path)]), error.message)
+            (".".join(["arguments", *(str(p) for p in error.absolute_path)]), _problem(error))
             for error in sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
         ]
+
+
+def _problem(error) -> str:
+    """A validation error's message for the model: the limit and the size, not a long value echoed back; the fields
+    to choose from for a "one of these fields" rule."""
+    value = error.instance
+    if error.validator == "maxLength":
+        return f"at most {error.validator_value} characters (got {len(value)})."
+    if error.validator == "maxItems":
+        return f"at most {error.validator_value} items (got {len(value)})."
+    if error.validator == "anyOf" and _required_choices(error.schema):
+        return f"give one of: {', '.join(_required_choices(error.schema))}."
+    return error.message
+
+
+def _required_choices(schema: dict[str, Any]) -> list[str]:
+    """The fields of an ``anyOf`` whose alternatives only require fields (``[{"required": ["context_id"]}, ...]``):
+    "give one of these"; empty for any other ``anyOf``."""
+    alternatives = schema.get("anyOf")
+    if not isinstance(alternatives, list) or not all(
+        isinstance(alt, dict) and set(alt) == {"required"} for alt in alternatives
+    ):
+        return []
+    return [name for alt in alternatives for name in alt["required"]]
+
+
+def _nullable(schema: Any) -> bool:
+    return isinstance(schema, dict) and isinstance(schema.get("type"), list) and "null" in schema["type"]
+
+
+_ENUM_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"))
+
+
+def _enum_type(values: list[Any]) -> str | None:
+    types = {next((name for kind, name in _ENUM_TYPES if isinstance(v, kind)), None) for v in values}
+    if types == {"integer", "number"}:
+        return "number"
+    return types.pop() if len(types) == 1 and None not in types else None
+
+
+def _described(schema: dict[str, Any], *notes: str) -> dict[str, Any]:
+    notes = tuple(note for note in notes if note)
+    if notes:
+        text = " ".join((schema.get("description", "").rstrip(), *notes)).strip()
+        schema["description"] = text
+    return schema
+
+
+def model_schema(schema: Any) -> Any:
+    """The compact, portable rendering of a JSON Schema that a model is offered (see the module docstring).
+
+    ``maxLength``, ``maxItems`` and ``maxProperties`` move into the description ("At most 2000 characters.");
+    ``format`` too ("An id (UUID)."); an untyped enum gets the type of its values; ``["string", "null"]`` becomes
+    ``string`` (an empty string then stands for ``null``, ``Tool.from_model``); an empty ``required`` goes; an
+    ``anyOf`` of required fields (``[{"required": ["context_id"]}, {"required": ["name"]}]``) becomes complete
+    object alternatives, each with one of those fields required and without the others, beside the full
+    ``properties``. Returns a new schema; ``schema`` is not changed.
+    """
+    if isinstance(schema, list):
+        return [model_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: value for key, value in schema.items()
+           if key not in ("maxLength", "maxItems", "maxProperties", "format", "required", "anyOf")}
+    notes = []
+    if "maxLength" in schema:
+        notes.append(f"At most {schema['maxLength']} characters.")
+    if "maxItems" in schema:
+        notes.append(f"At most {schema['maxItems']} items.")
+    if "maxProperties" in schema:
+        notes.append(f"At most {schema['maxProperties']} keys.")
+    if schema.get("format") == "uuid":
+        notes.insert(0, "An id (UUID).")
+    elif "format" in schema:
+        notes.append(f"Format: {schema['format']}.")
+    if isinstance(schema.get("type"), list):
+        types = [t for t in schema["type"] if t != "null"]
+        out["type"] = types[0] if len(types) == 1 else "string"
+        if "null" in schema["type"] and out["type"] == "string":
+            notes.append("An empty string clears it.")
+    if "enum" in schema and "type" not in out and _enum_type(schema["enum"]):
+        out["type"] = _enum_type(schema["enum"])
+    if schema.get("required"):
+        out["required"] = list(schema["required"])
+    for key in ("properties", "$defs"):
+        if isinstance(schema.get(key), dict):
+            out[key] = {name: model_schema(sub) for name, sub in schema[key].items()}
+    for key in ("items", "additionalProperties", "oneOf", "allOf", "not"):
+        if key in schema and not isinstance(schema[key], bool):
+            out[key] = model_schema(schema[key])
+    choices = _required_choices(schema)
+    if choices and isinstance(out.get("properties"), dict):
+        out["anyOf"] = [_alternative(out, choice, choices) for choice in choices]
+        notes.append(f"Give one of: {', '.join(choices)}.")
+    elif "anyOf" in schema:
+        out["anyOf"] = model_schema(schema["anyOf"])
+    return _described(out, *notes)
+
+
+def _alternative(schema: dict[str, Any], choice: str, choices: list[str]) -> dict[str, Any]:
+    """One complete alternative of an object schema: ``choice`` required, the other ``choices`` left out."""
+    properties = {name: sub for name, sub in schema["properties"].items() if name == choice or name not in choices}
+    alternative = {"type": "object", "properties": properties,
+                   "required": [*(r for r in schema.get("required", []) if r in properties), choice]}
+    if "additionalProperties" in schema:
+        alternative["additionalProperties"] = schema["additionalProperties"]
+    return alternative
 
 
 def validate_tool(tool: Tool) -> None:
@@ -317,6 +443,27 @@ class ToolRegistry:
 
 #: The registry the application uses (filled when the apps are ready).
 tool_registry = ToolRegistry()
+
+
+class _DryRun(Exception):  # noqa: N818 - rolls the dry run's savepoint back, carrying its result
+    def __init__(self, result: ToolResult) -> None:
+        self.result = result
+
+
+def check_call(tool: Tool, call: ToolCall, arguments: Any) -> ToolResult | None:
+    """The error ``call_tool`` would answer now, or ``None`` when the call would succeed — without its effects.
+
+    The call runs in a savepoint that is always rolled back, so everything it checks is checked (the arguments
+    against the schema, that the ids it names exist in the caller's reach, that a lifecycle transition is legal
+    now, the services' own validation) and nothing it writes stays: its rows, ledger entries, counters, events
+    and ``on_commit`` hooks go with the savepoint. The agent loop asks this before a person is asked to approve a
+    call; the approved call is checked again when it runs (it runs through ``call_tool``).
+    """
+    try:
+        with transaction.atomic():
+            raise _DryRun(call_tool(tool, call, arguments))
+    except _DryRun as dry:
+        return dry.result if dry.result.is_error else None
 
 
 #: Most levels of nested objects/arrays in a tool call's arguments.
