@@ -160,8 +160,9 @@ def agent_count_sql(project: Project, *, statuses=None, include_playground: bool
     playground = "" if include_playground else f" AND NOT {quote(table)}.{quote('is_playground')}"
     project_id = AgentCounter._meta.get_field("project").target_field.get_db_prep_value(project.pk, connection)
     return RawSQL(
-        f"SELECT COALESCE(SUM({total}), 0) FROM {quote(table)} WHERE {quote(table)}.{quote('project_id')} = %s"
-        f"{playground}",
+        # CAST: PostgreSQL sums integers as numeric (a total of 3 would read 3.0 in JSON).
+        f"SELECT CAST(COALESCE(SUM({total}), 0) AS BIGINT) FROM {quote(table)} "
+        f"WHERE {quote(table)}.{quote('project_id')} = %s{playground}",
         (project_id,), output_field=BigIntegerField(),
     )
 

@@ -141,13 +141,17 @@ def test_the_agent_list_reads_its_total_in_the_page_query(owner_client, project,
     url = agents_url(project)
     owner_client.get(url)  # the token and the project access cached
     with CaptureQueriesContext(connection) as one:
-        first = owner_client.get(url, {"limit": 2}).json()
+        response = owner_client.get(url, {"limit": 2})
+    first = response.json()
     assert (len(one.captured_queries), len(first["data"]), first["pagination"]["total"]) == (1, 2, 3)
+    assert b'"total":3,' in response.content  # an integer, not 3.0 (PostgreSQL sums integers as numeric)
     cursor = owner_client.get(url, {"limit": 2, "cursor": first["pagination"]["next_cursor"]}).json()
     assert (len(cursor["data"]), cursor["pagination"]["total"], cursor["pagination"]["has_next"]) == (1, 3, False)
     with CaptureQueriesContext(connection) as empty:
-        none = owner_client.get(url, {"status": "waiting"}).json()
+        response = owner_client.get(url, {"status": "waiting"})
+    none = response.json()
     assert (len(empty.captured_queries), none["data"], none["pagination"]["total"]) == (2, [], 0)
+    assert b'"total":0,' in response.content
     assert owner_client.get(url, {"limit": 2, "page": 3}).status_code == 404
 
 
