@@ -49,8 +49,12 @@ class AgentInstanceFilterSet(django_filters.FilterSet):
         """``include_playground`` of a query string (``QueryDict``) read as this filter reads it, without building
         a filterset (the metrics endpoint takes the parameter alone).
 
-        Raises ``rest_framework.exceptions.ValidationError`` (400 ``invalid``) for a value that is not a boolean.
+        Raises ``rest_framework.exceptions.ValidationError`` (400 ``invalid``) for a value that is not a boolean, or an
+        empty one.
         """
+        if params.get("include_playground") == "":  # as the list refuses it (``StrictFilterBackend``)
+            raise exceptions.ValidationError({"include_playground": ["This parameter may not be empty."]},
+                                             code="invalid")
         field = cls.base_filters["include_playground"].field
         try:
             return bool(field.clean(field.widget.value_from_datadict(params, {}, "include_playground")))

@@ -269,6 +269,12 @@ class AgentInstance(ConcurrentTransitionMixin, TimeStampedModel):
         project may share a name (every admin message, title, choice and log entry shows this)."""
         return f"{self.name} ({str(self.pk)[:8]})"
 
+    @property
+    def state_fields(self) -> tuple:
+        """The fields ``ConcurrentTransitionMixin`` guards: ``status``. Named here because django-fsm finds them by
+        filtering every field of the model, for each row it builds (a cost every list of agents pays)."""
+        return (self._meta.get_field("status"),)
+
     def save(self, *args, **kwargs) -> None:
         """Save, refusing to create an agent in any state but IDLE (agents are born idle)."""
         if self._state.adding and self.status != S.IDLE:

@@ -239,6 +239,10 @@ class AgentTransitionSerializer(serializers.ModelSerializer):
     through a platform tool."""
 
     agent_id = serializers.UUIDField(read_only=True)
+    from_status = serializers.ChoiceField(
+        choices=AgentStatus.choices, allow_blank=True, read_only=True,
+        help_text='The status before the change; `""` on the spawn row (there was none).',
+    )
     run_id = serializers.UUIDField(read_only=True, allow_null=True)
     actor_agent_id = serializers.UUIDField(read_only=True, allow_null=True)
     actor_id = serializers.IntegerField(read_only=True, allow_null=True)

@@ -64,13 +64,8 @@ def agent_lock(agent_id, *, project: Project | None = None) -> AgentInstance:
     Raises:
         AgentInstance.DoesNotExist: no such agent (in ``project``).
     """
-    queryset = agent_queryset().select_for_update(of=("self",))
-    if project is not None:
-        queryset = queryset.filter(project=project)
-    agent = queryset.get(pk=agent_id)
-    if project is not None:
-        agent.project = project  # the caller's copy (resolved with the caller's role), not a second one
-    return agent
+    # With ``project``, the agent gets the caller's copy of it (resolved with the caller's role), not a second one.
+    return agent_queryset(project).select_for_update(of=("self",)).get(pk=agent_id)
 
 
 def _locked(agent: AgentInstance, locked: bool) -> AgentInstance:
@@ -203,7 +198,8 @@ def agent_transition(
         only_from: restrict the sources this call accepts (``agent_resume`` uses ``{paused}``).
         run: the ``AgentRun`` that makes or causes the change (the runtime, or a tool the run called).
         actor_agent: the agent acting through a platform tool (``actor`` is then ``None``).
-        locked: ``agent`` was read with ``agent_lock`` in the caller's transaction (no second read).
+        locked: ``agent`` was read with ``agent_lock`` in the caller's transaction (no second read, no savepoint:
+            an error raised here must end that transaction).
 
     Returns the fresh, locked-and-saved instance (use it instead of ``agent``).
 
@@ -316,7 +312,8 @@ def agent_update(
     Args:
         data: field name → new value (``UPDATABLE_FIELDS``), plus an optional target ``status``.
         request_id: an ``Idempotency-Key`` (unique per agent in the ledger).
-        locked: ``agent`` was read with ``agent_lock`` in the caller's transaction (no second read).
+        locked: ``agent`` was read with ``agent_lock`` in the caller's transaction (no second read, no savepoint:
+            an error raised here must end that transaction).
 
     Returns the fresh instance (use it instead of ``agent``).
 
@@ -336,7 +333,7 @@ def agent_update(
     if "config" in fields:
         agent.agent_type.validate_config(fields["config"])
     target = data.get("status")
-    with transaction.atomic():
+    with transaction.atomic(savepoint=not locked):  # the caller's transaction holds the lock
         locked = _locked(agent, locked)
         if request_id and locked.transitions.filter(request_id=request_id).exists():
             return locked
@@ -453,7 +450,8 @@ def agent_record_usage(
         tokens: tokens consumed (≥ 0).
         cost: cost in USD (≥ 0; Decimal or a decimal string).
         tasks_completed: tasks finished (≥ 0).
-        locked: ``agent`` was read with ``agent_lock`` in the caller's transaction (no second read).
+        locked: ``agent`` was read with ``agent_lock`` in the caller's transaction (no second read, no savepoint:
+            an error raised here must end that transaction).
 
     Returns the agent, locked and saved (use it instead of ``agent``).
 
@@ -474,7 +472,7 @@ def agent_record_usage(
     for field, value in (("tokens", tokens), ("cost", cost), ("tasks_completed", tasks_completed)):
         if value < 0:
             raise InvalidInput(f"{field} must be zero or more.", field=field)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=not locked):  # the caller's transaction holds the lock
         locked = _locked(agent, locked)
         if locked.is_terminated:
             raise AgentTerminated("record usage on")

@@ -9,6 +9,7 @@ in ``agents.services``; an ``Idempotency-Key`` header is passed on as ``request_
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models.expressions import RawSQL
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -242,12 +243,11 @@ class AgentViewSet(
         if getattr(self, "swagger_fake_view", False):
             return AgentInstance.objects.none()
         # Newest first, matching the ``agent_list_idx`` index (``id`` breaks ties, so cursors are exact).
-        return agent_queryset().filter(project=self.project).order_by("-created_at", "-id")
+        return agent_queryset(self.project).order_by("-created_at", "-id")
 
     def get_object(self) -> AgentInstance:
         """The URL's agent within the URL's project (list filters such as ``include_playground`` do not apply)."""
         agent = get_object_or_404(self.get_queryset(), pk=self.kwargs[self.lookup_url_kwarg])
-        agent.project = self.project
         self.check_object_permissions(self.request, agent)
         return agent
 
@@ -261,16 +261,17 @@ class AgentViewSet(
         self.check_object_permissions(self.request, agent)
         return agent
 
-    def list_total(self) -> int | None:
+    def list_total(self) -> RawSQL | None:
         """The list's exact ``total`` from the project's counters when it is filtered by ``status`` and
-        ``include_playground`` only (``None`` otherwise, and for the other lists: the paginator counts)."""
+        ``include_playground`` only, as SQL the page's own query carries (``counters.agent_count_sql``); ``None``
+        otherwise, and for the other lists: the paginator counts."""
         filterset = getattr(self, "filterset", None)  # set by the filter backend, validated already
         if self.action != "list" or filterset is None:
             return None
         data = filterset.form.cleaned_data
         if data.get("q") or data.get("agent_type"):
             return None
-        return counters.agent_count(
+        return counters.agent_count_sql(
             self.project, statuses=data.get("status"), include_playground=bool(data.get("include_playground"))
         )
 
@@ -291,6 +292,7 @@ class AgentViewSet(
 
     def create(self, request, *args, **kwargs):
         data = self.validated_input(AgentSpawnSerializer)
+        request_id = idempotency_key(request)
         agent = services.agent_spawn(
             project=self.project,
             agent_type=data["agent_type_id"],
@@ -298,11 +300,12 @@ class AgentViewSet(
             config=data["config"],
             current_task=data["current_task"],
             actor=request.user,
-            request_id=idempotency_key(request),
+            request_id=request_id,
         )
         if agent.project_id == self.project.pk:
             agent.project = self.project
-        agent.assigned_issues_count = agent.assigned_issues.count()  # 0 unless this is a replay
+        # A new agent has no issue; only a replay (an Idempotency-Key seen before) may return one that has.
+        agent.assigned_issues_count = agent.assigned_issues.count() if request_id else 0
         return self._present(agent, status.HTTP_201_CREATED)
 
     # Writes lock and read their agent once (``get_locked_object``) and answer from that instance.

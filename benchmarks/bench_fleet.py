@@ -1,4 +1,5 @@
-"""Fleet-scale benchmark of the agent API: flat from 1,000 to 1,000,000 agents, against the bare-Django ceiling.
+"""Fleet-scale benchmark of the agent API: flat from 1,000 to 1,000,000 agents, against the bare-Django ceiling and
+the plain-DRF reference.
 
 What it does:
 
@@ -7,14 +8,22 @@ What it does:
    of statuses (60 % idle, 10 % working, 5 % waiting, 10 % paused, 15 % terminated, 2 % playground), 1.4
    ledger rows per agent and one issue per 10 agents (half of them assigned). Rows go in with set-based
    ``INSERT ... SELECT generate_series`` batches of 100,000; 1M agents load in a few minutes here.
-2. Serves the app with gunicorn (2 workers, production settings: ``DJANGO_DEBUG=false``, persistent database
-   connections, Redis cache, rate limits off) on 127.0.0.1 and drives it with ``wrk`` (installed with
+2. Serves the app with gunicorn (2 workers, production settings: ``DJANGO_DEBUG=false``, pooled database
+   connections (the default), Redis cache, rate limits off) on 127.0.0.1 and drives it with ``wrk`` (installed with
    ``apt-get install -y wrk`` when missing and the user may), bounded in time.
-3. Per endpoint and size, in interleaved rounds (every round runs the bare view, then each endpoint): a
-   latency run (1 connection: p50, p99) and a throughput run (``--connections``, 2 threads: requests/s), and
-   prints the medians over the rounds, the throughput as a share of the bare view's (``GET /healthz``, a
-   Django JSON view with no I/O, through the same middleware), the SQL queries of one request (counted
-   in-process with Django's test client on the same data) and the largest ÷ smallest latency ratios.
+   A second gunicorn, configured alike, serves the plain-DRF reference (``benchmarks/reference``: its own
+   settings and URLconf, never the product's URLs): the agents of a project as a ``ModelSerializer`` with
+   ``fields = "__all__"`` on a ``ListAPIView`` / ``RetrieveAPIView``, knox token authentication, cursor
+   pagination of 20, no tenancy check — what a Django developer writes in ten minutes. With ``--against DIR``
+   (a checkout of an earlier version, e.g. ``git worktree add /tmp/before main``) a third one serves that code,
+   and every product endpoint is measured on it too.
+3. Per endpoint and size, in interleaved rounds (every round runs the bare view, then each endpoint, the
+   reference's list and detail right before the product's, an earlier version's right after): a latency run
+   (1 connection: p50, p99) and a throughput run (``--connections``, 2 threads: requests/s), and prints the
+   medians over the rounds, the throughput as a share of the bare view's (``GET /healthz``, a Django JSON view
+   with no I/O, through the same middleware), the SQL queries of one request (counted in-process with Django's
+   test client on the same data) and the largest ÷ smallest latency ratios; then the product ÷ reference
+   ratios of list and detail (throughput and p50) and, with ``--against``, each endpoint's after ÷ before.
 4. ``--explain`` prints ``EXPLAIN (ANALYZE, BUFFERS)`` of every SELECT one request of each endpoint makes.
 5. Writes ``benchmarks/results.json`` and ``benchmarks/results.md`` (``--output`` / ``--markdown``).
 
@@ -25,8 +34,9 @@ Usage::
         --sizes 1k,100k,1m --duration 5 --rounds 3  # the full run (seeding 1M once takes a few minutes)
 
 Options: ``--sizes``, ``--rounds`` (3), ``--duration`` (seconds per wrk run, 2), ``--connections`` (8),
-``--port`` (8111), ``--database``, ``--explain``, ``--reseed``, ``--drop`` (drop the database at the end),
-``--only`` (comma-separated endpoint keys), ``--label`` (stored in the JSON).
+``--port`` (8111; the reference is served on the next port, ``--against`` on the one after), ``--database``,
+``--explain``, ``--reseed``, ``--drop`` (drop the database at the end), ``--only`` (comma-separated endpoint
+keys), ``--against``, ``--label`` (stored in the JSON).
 PostgreSQL only (the seeding is PostgreSQL SQL). It asserts nothing.
 """
 
@@ -42,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -111,6 +122,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--drop", action="store_true")
     parser.add_argument("--only", default="")
     parser.add_argument("--label", default="")
+    parser.add_argument("--against", default="", help="a source tree of an earlier version to serve beside")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
     parser.add_argument("--markdown", default=str(ROOT / "benchmarks" / "results.md"))
     return parser.parse_args()
@@ -155,7 +167,8 @@ def server_env(url: str) -> dict[str, str]:
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "DJANGO_LOG_LEVEL": "ERROR",
         "DATABASE_URL": url,
-        "DATABASE_CONN_MAX_AGE": "60",
+        # The settings' default: Django's psycopg pool per process (health-checked connections), no CONN_MAX_AGE.
+        "DATABASE_CONN_MAX_AGE": "0",
         "RATELIMIT_ENABLE": "false",
         "AGENT_LLM_API_URL": os.environ.get("AGENT_LLM_API_URL", "http://127.0.0.1:9/v1"),
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1"),
@@ -312,11 +325,14 @@ def endpoints(fleet: dict, size: str) -> dict[str, dict]:
         f"POST {base}/{pk}/resume" for pk in picked[:200]
     ]
     spawn_body = json.dumps({"agent_type_id": fleet["agent_type"], "name": "bench-{n}"})
+    reference = f"/reference/projects/{ids['project']}/agents"
     result = {
         "bare": {"requests": ["GET /healthz"]},
+        "ref_list": {"requests": [f"GET {reference}"], "server": "reference"},
         "list": {"requests": [f"GET {base}?limit=20"]},
         "list_paused": {"requests": [f"GET {base}?limit=20&status=paused"]},
         "list_q": {"requests": [f"GET {base}?limit=20&q={SEARCH}"]},
+        "ref_detail": {"requests": [f"GET {reference}/{pk}" for pk in picked[200:400]], "server": "reference"},
         "detail": {"requests": [f"GET {base}/{pk}" for pk in picked[200:400]]},
         "metrics": {"requests": [f"GET {base}/metrics"]},
         "pause_resume": {"requests": pause_resume, "body": "{}"},
@@ -373,13 +389,15 @@ def api_client(fleet: dict):
 
 
 def count_queries(fleet: dict, spec: dict, explain: bool) -> int:
-    """SQL queries of the first request of ``spec``, made in-process; with ``explain``, print their plans."""
+    """SQL queries of the first request of ``spec``, made in-process after one request that fills the caches (a
+    client in steady use); with ``explain``, print their plans."""
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
     method, path = spec["requests"][0].split(" ", 1)
     client = api_client(fleet)
     body = (spec.get("body") or "{}").replace("{n}", "explain")
+    client.get(path.split("/agents")[0] + "/agents")  # the token and the project access in the cache
     with CaptureQueriesContext(connection) as captured:
         if method == "GET":
             response = client.get(path)
@@ -455,15 +473,20 @@ def sequential(port: int, token: str, spec: dict, samples: int) -> dict:
             "rps": 1 / statistics.median(timings), "requests": samples, "sequential": True}
 
 
-def start_server(url: str, port: int) -> subprocess.Popen:
+def start_server(url: str, port: int, *, root: Path = ROOT, settings: str = "syndarix.settings") -> subprocess.Popen:
+    """gunicorn (2 workers) serving the source tree ``root`` with ``settings``, once it answers ``/healthz`` (the
+    reference, which has no ``/healthz``, once it answers at all)."""
     command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "syndarix.wsgi:application", "--workers", "2",
                "--bind", f"127.0.0.1:{port}", "--timeout", "300", "--log-level", "warning"]
-    server = subprocess.Popen(command, cwd=ROOT, env=server_env(url), start_new_session=True)
+    env = {**server_env(url), "DJANGO_SETTINGS_MODULE": settings, "PYTHONPATH": str(root)}
+    server = subprocess.Popen(command, cwd=root, env=env, start_new_session=True)
     for _ in range(100):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
                 if response.status == 200:
                     return server
+        except urllib.error.HTTPError:
+            return server  # answering (the reference has no /healthz)
         except OSError:
             time.sleep(0.2)
     stop_server(server)
@@ -482,11 +505,13 @@ def stop_server(server: subprocess.Popen) -> None:
 
 LABELS = {
     "bare": "GET /healthz (bare Django JSON view)",
+    "ref_list": "plain DRF: GET .../agents (cursor, 20)",
     "list": "GET .../agents?limit=20",
     "list_paused": "GET .../agents?status=paused",
     "list_q": f"GET .../agents?q={SEARCH}",
     "deep_page": "GET .../agents?page=1000",
     "deep_cursor": "GET .../agents?cursor=<page 1000>",
+    "ref_detail": "plain DRF: GET .../agents/{id}",
     "detail": "GET .../agents/{id}",
     "metrics": "GET .../agents/metrics",
     "pause_resume": "POST pause / resume (cycle)",
@@ -495,6 +520,71 @@ LABELS = {
     "spawn_empty": "POST .../agents (spawn, empty workspace)",
     "transitions": "GET .../agents/{id}/transitions",
 }
+
+
+def label(key: str) -> str:
+    """The report's name of an endpoint key (``<key>@before``: the same endpoint served by ``--against``)."""
+    base, _, version = key.partition("@")
+    return f"{LABELS[base]} ({version})" if version else LABELS[base]
+
+
+#: The plain-DRF reference's targets: the product's throughput at least this multiple of the reference's, its p50
+#: latency at most this fraction.
+REFERENCE_TARGETS = {"rps": 1.2, "p50": 0.8}
+
+
+def compare(report: dict, sizes: list[str]) -> dict:
+    """Ratios per size: list and detail ÷ the plain-DRF reference (``vs_reference``: rps and p50, with whether the
+    targets hold), and every endpoint ÷ its ``--against`` version (``vs_before``)."""
+    def ratios(mine: dict, theirs: dict) -> dict:
+        return {"rps": mine["rps"] / theirs["rps"] if theirs["rps"] else None,
+                "p50": mine["p50_ms"] / theirs["p50_ms"] if theirs["p50_ms"] else None}
+
+    result: dict[str, dict] = {"vs_reference": {}, "vs_before": {}}
+    for key in ("list", "detail"):
+        for size in sizes:
+            mine = report.get(key, {}).get("sizes", {}).get(size)
+            theirs = report.get(f"ref_{key}", {}).get("sizes", {}).get(size)
+            if mine and theirs:
+                entry = ratios(mine, theirs)
+                entry["met"] = (entry["rps"] or 0) >= REFERENCE_TARGETS["rps"] and (
+                    entry["p50"] or 99) <= REFERENCE_TARGETS["p50"]
+                result["vs_reference"].setdefault(key, {})[size] = entry
+    for key, entry in report.items():
+        if key.endswith("@before"):
+            base = key.split("@")[0]
+            for size, theirs in entry["sizes"].items():
+                mine = report.get(base, {}).get("sizes", {}).get(size)
+                if mine:
+                    result["vs_before"].setdefault(base, {})[size] = ratios(mine, theirs)
+    return result
+
+
+def comparisons_markdown(comparisons: dict, sizes: list[str]) -> str:
+    lines = []
+    if comparisons["vs_reference"]:
+        lines += ["", f"Product ÷ plain DRF (targets: throughput ≥ {REFERENCE_TARGETS['rps']}×, p50 ≤ "
+                      f"{REFERENCE_TARGETS['p50']}×):", "",
+                  "| endpoint | " + " | ".join(f"{s} rps ÷ ref | {s} p50 ÷ ref | {s} met" for s in sizes) + " |",
+                  "|---|" + "---|---|---|" * len(sizes)]
+        for key, per_size in comparisons["vs_reference"].items():
+            cells = []
+            for size in sizes:
+                entry = per_size.get(size)
+                cells += (["", "", ""] if entry is None else
+                          [f"{entry['rps']:.2f}×", f"{entry['p50']:.2f}×", "yes" if entry["met"] else "no"])
+            lines.append(f"| {LABELS[key]} | " + " | ".join(cells) + " |")
+    if comparisons["vs_before"]:
+        lines += ["", "After ÷ before (`--against`):", "",
+                  "| endpoint | " + " | ".join(f"{s} rps | {s} p50" for s in sizes) + " |",
+                  "|---|" + "---|---|" * len(sizes)]
+        for key, per_size in comparisons["vs_before"].items():
+            cells = []
+            for size in sizes:
+                entry = per_size.get(size)
+                cells += ["", ""] if entry is None else [f"{entry['rps']:.2f}×", f"{entry['p50']:.2f}×"]
+            lines.append(f"| {LABELS[key]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def ms(us: float) -> str:
@@ -529,7 +619,7 @@ def main() -> None:
         if args.explain:
             print(f"\n=== plans at {size} ===")
         for key, spec in specs[size].items():
-            if key == "bare" or (only and key not in only):
+            if key == "bare" or spec.get("server") == "reference" or (only and key not in only):
                 continue
             if args.explain:
                 print(f"\n# {LABELS[key]}")
@@ -538,7 +628,11 @@ def main() -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
     runs: dict[str, dict[str, dict[str, list]]] = {}
-    server = start_server(url, args.port)
+    ports = {"app": args.port, "reference": args.port + 1, "before": args.port + 2}
+    servers = [start_server(url, ports["app"]),
+               start_server(url, ports["reference"], settings="benchmarks.reference.settings")]
+    if args.against:
+        servers.append(start_server(url, ports["before"], root=Path(args.against).resolve()))
     try:
         for rnd in range(args.rounds):
             print(f"round {rnd + 1}/{args.rounds} (load {os.getloadavg()[0]:.2f})", flush=True)
@@ -547,19 +641,26 @@ def main() -> None:
                 if size == sizes[0]:
                     items.append(("spawn_empty", None))
                 for key, spec in items:
-                    if only and key not in only and key != "bare":
+                    if only and key not in only and key != "bare" and key.removeprefix("ref_") not in only:
                         continue
                     if key == "spawn_empty":
                         spec = spawn_empty_endpoint(fleet)
-                    for mode, conns in (("latency", 1), ("throughput", args.connections)):
-                        result = run_wrk(wrk, script.name, args.port, fleet["token"], spec, conns, args.duration)
-                        slot = runs.setdefault(key, {}).setdefault(size, {"latency": [], "throughput": []})
-                        slot[mode].append(result)
-                        if result.get("errors") or result.get("status_errors"):
-                            print(f"  ! {key} {size} {mode}: {result.get('errors')} socket errors, "
-                                  f"{result.get('status_errors')} HTTP errors", flush=True)
+                    server = spec.get("server", "app")
+                    targets = [(key, server)]
+                    if args.against and server == "app":
+                        targets.append((f"{key}@before", "before"))
+                    for name, target in targets:
+                        for mode, conns in (("latency", 1), ("throughput", args.connections)):
+                            result = run_wrk(wrk, script.name, ports[target], fleet["token"], spec, conns,
+                                             args.duration)
+                            slot = runs.setdefault(name, {}).setdefault(size, {"latency": [], "throughput": []})
+                            slot[mode].append(result)
+                            if result.get("errors") or result.get("status_errors"):
+                                print(f"  ! {name} {size} {mode}: {result.get('errors')} socket errors, "
+                                      f"{result.get('status_errors')} HTTP errors", flush=True)
     finally:
-        stop_server(server)
+        for server in servers:
+            stop_server(server)
         os.unlink(script.name)
 
     report = summarize(runs, queries, sizes)
@@ -569,8 +670,10 @@ def main() -> None:
         "connections": args.connections, "cpu_count": os.cpu_count(), "load_before": load, "load_after": load_after,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "search": SEARCH,
     }
-    Path(args.output).write_text(json.dumps({"meta": meta, "results": report}, indent=2) + "\n")
-    table = markdown(report, sizes, meta)
+    comparisons = compare(report, sizes)
+    Path(args.output).write_text(json.dumps({"meta": meta, "results": report, "comparisons": comparisons},
+                                            indent=2) + "\n")
+    table = markdown(report, sizes, meta) + comparisons_markdown(comparisons, sizes)
     Path(args.markdown).write_text(table)
     print()
     print(table)
@@ -586,7 +689,7 @@ def summarize(runs, queries, sizes) -> dict:
     bare = {size: statistics.median(r["rps"] for r in runs["bare"][size]["throughput"]) for size in sizes
             if size in runs.get("bare", {})}
     for key, per_size in runs.items():
-        entry = report.setdefault(key, {"label": LABELS[key], "sizes": {}})
+        entry = report.setdefault(key, {"label": label(key), "sizes": {}})
         for size, modes in per_size.items():
             lat, thr = modes["latency"], modes["throughput"]
             rps = statistics.median(r["rps"] for r in thr)

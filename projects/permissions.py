@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from .choices import WorkspaceRole
 from .models import Project
+from .selectors import access_cache_keys, visible_project
 
 
 class WorkspacePermission(BasePermission):
@@ -55,14 +56,21 @@ class ProjectScopedMixin:
     find it as ``context["project"]``.
     """
 
+    def token_cache_keys(self, token_digest: str) -> tuple[str, ...]:
+        """The cache entries ``self.project`` reads, looked up in the token's own round trip to the cache
+        (``syndarix.api.authentication.TokenAuthentication``, which leaves them in ``self.cache_entries``)."""
+        return access_cache_keys(self.kwargs["project_id"], token_digest)
+
     @cached_property
     def project(self) -> Project:
-        """One indexed query: the project by primary key, its workspace and owner joined, the caller's role a
-        subquery (so the write check needs no query of its own)."""
-        user = self.request.user
-        visible = Project.objects.visible_to(user).with_role(user).select_related("workspace", "owner")
-        project = get_object_or_404(visible, pk=self.kwargs["project_id"])
-        project.caller_role_of = user.pk
+        """The project with the caller's role (``projects.selectors.visible_project``: from the shared cache for a
+        token, else one indexed query), once per request; the write check needs no query of its own."""
+        project = visible_project(
+            self.kwargs["project_id"], self.request.user, token_digest=getattr(self.request.auth, "digest", None),
+            entries=getattr(self, "cache_entries", None),
+        )
+        if project is None:
+            raise Http404("No Project matches the given query.")
         return project
 
     def get_serializer_context(self):

@@ -26,3 +26,15 @@ class ApiTokensConfig(AppConfig):
     label = "knox"
     verbose_name = "API tokens"
     default_auto_field = "django.db.models.AutoField"
+
+    def ready(self) -> None:
+        """Keep the token cache of ``syndarix.api.authentication`` in step with tokens and users."""
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import post_delete, post_save
+
+        from syndarix.api.authentication import invalidate_token_entries
+
+        token = self.get_model("AuthToken")
+        post_save.connect(invalidate_token_entries, sender=token, dispatch_uid="syndarix.token_cache.token_saved")
+        post_delete.connect(invalidate_token_entries, sender=token, dispatch_uid="syndarix.token_cache.token_deleted")
+        post_save.connect(invalidate_token_entries, sender=get_user_model(), dispatch_uid="syndarix.token_cache.user")

@@ -138,7 +138,8 @@ REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's RedisCache, reusing its redis-py clients (syndarix/cache.py).
+            "BACKEND": "syndarix.cache.ReusingRedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
                 "socket_connect_timeout": REDIS_SOCKET_CONNECT_TIMEOUT,
@@ -148,6 +149,9 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "syndarix_cache"}}
+# Seconds a verified API token and a caller's access to a project are kept in the cache (Redis only; 0 = never):
+# every change that could alter them invalidates them at once, this only bounds how long an entry lives.
+API_ACCESS_CACHE_SECONDS = env.int("API_ACCESS_CACHE_SECONDS", default=300)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -213,7 +217,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "syndarix.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "syndarix.api.schema.SyndarixAutoSchema",
     "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
+        "syndarix.api.renderers.JSONRenderer",  # DRF's JSON, encoded by orjson
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -339,8 +343,9 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
         "socket_timeout": CELERY_BROKER_SOCKET_TIMEOUT,
     }
-# One retry of a failed publish, then the caller logs it (the run is sent again by the reaper).
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# A publish is one attempt, then the caller logs the failure (a run is sent again by the reaper): retrying on a
+# broker that went silent would hold the request for another connect and answer timeout each time (6 s, not 2).
+CELERY_TASK_PUBLISH_RETRY = False
 # Runs go to the default queue; the housekeeping (the reaper, lifecycle hooks) to a queue of its own that the
 # Procfile's `beat` process consumes, so a run queue full of work never delays it.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="syndarix")

@@ -1,8 +1,9 @@
 """Errors of the agent runtime.
 
-``NotRunnable``, ``RunFinished``, ``RequestAlreadyDecided`` and ``NoPendingRequest`` are refusals the
-API maps to HTTP (``syndarix.api.exceptions``). ``RunFailure`` is how agent code ends a run as
-``failed`` with a code; ``RunInterrupted`` is how the runtime stops agent code at a step boundary.
+``NotRunnable``, ``RunFinished``, ``RequestAlreadyDecided``, ``NoPendingRequest`` and
+``UnsupportedRequestedSchema`` are refusals the API maps to HTTP (``syndarix.api.exceptions``). ``RunFailure`` is
+how agent code ends a run as ``failed`` with a code; ``RunInterrupted`` is how the runtime stops agent code at a
+step boundary.
 """
 
 from __future__ import annotations
@@ -41,6 +42,19 @@ class NoPendingRequest(DomainError):
 
     def __init__(self) -> None:
         super().__init__("The run is not waiting for input.")
+
+
+class UnsupportedRequestedSchema(DomainError):
+    """An input request stored with a ``requestedSchema`` that is not an MCP elicitation schema (before the agent
+    loop refused those): an answer cannot be checked against it, only declined or cancelled (409)."""
+
+    code = "unsupported_schema"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This input request's schema is not an MCP elicitation schema, so no answer can be checked against it; "
+            "decline or cancel it.", field="action",
+        )
 
 
 class RunFailure(Exception):

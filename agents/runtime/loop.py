@@ -42,8 +42,6 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from ..choices import RunRequestKind, RunRequestStatus, StepKind
 from ..models import RESERVED_SLUG_PREFIX, AgentInstance, AgentRunRequest, AgentRunStep
@@ -51,7 +49,7 @@ from ..registry import BaseAgent
 from . import services, telemetry
 from .context import RunContext
 from .exceptions import RunFailure, RunInterrupted
-from .tools.client import REQUEST_CONNECTION, REQUEST_INPUT
+from .tools.client import REQUEST_CONNECTION, REQUEST_INPUT, requested_schema_errors
 from .tools.registry import (
     KIND_CLIENT,
     PERMISSIONS,
@@ -363,10 +361,10 @@ class ToolLoop:
         kind = _REQUEST_KINDS[tool.name]
         schema = arguments.get("requestedSchema") if kind == RunRequestKind.INPUT else None
         if kind == RunRequestKind.INPUT:
-            try:
-                Draft202012Validator.check_schema(schema)
-            except SchemaError as exc:
-                return _error("invalid_arguments", f"requestedSchema is not a valid JSON Schema: {exc.message}")
+            problems = requested_schema_errors(schema)
+            if problems:
+                message = "requestedSchema is not an MCP elicitation schema: " + " ".join(problems)
+                return _error("invalid_arguments", message)
         request = self._request(call)
         if request is None or request.status == RunRequestStatus.PENDING:
             message = arguments.get("message") or f"Connect {arguments.get('integration')}."

@@ -54,7 +54,7 @@ from ..choices import (
 )
 from ..exceptions import AgentTerminated, UsageLimitExceeded
 from ..models import AgentInstance, AgentRun, AgentRunRequest
-from .exceptions import NoPendingRequest, RequestAlreadyDecided, RunFinished
+from .exceptions import NoPendingRequest, RequestAlreadyDecided, RunFinished, UnsupportedRequestedSchema
 from .runners import agent_class
 from .trace import step_record
 
@@ -322,10 +322,13 @@ def run_request_answer(
         InvalidInput: an unknown action, or content that breaks the schema (400, one error per field
             ``content.<path>``; ``django.core.exceptions.ValidationError``).
         NoPendingRequest: the run waits for no input (409 ``no_pending_input``).
+        UnsupportedRequestedSchema: ``accept`` for an input request whose stored schema is not an MCP elicitation
+            schema (``agents.runtime.tools.client.requested_schema_errors``; stored before that rule): the answer
+            cannot be checked, so only ``decline`` or ``cancel`` (409 ``unsupported_schema``).
     """
     from django.core.exceptions import ValidationError
 
-    from .tools.client import CONNECTION_OUTCOME_SCHEMA
+    from .tools.client import CONNECTION_OUTCOME_SCHEMA, requested_schema_errors
 
     if action not in ("accept", "decline", "cancel"):
         raise InvalidInput("action must be 'accept', 'decline' or 'cancel'.", field="action")
@@ -344,6 +347,8 @@ def run_request_answer(
             if not isinstance(content, dict):
                 raise InvalidInput("content must be a JSON object.", field="content")
             schema = pending.requested_schema if pending.kind == RunRequestKind.INPUT else CONNECTION_OUTCOME_SCHEMA
+            if pending.kind == RunRequestKind.INPUT and requested_schema_errors(schema):
+                raise UnsupportedRequestedSchema()  # stored before the rule: never evaluate what it may hold
             errors: dict[str, list[str]] = {}
             for error in Draft202012Validator(schema or {"type": "object"}).iter_errors(content):
                 path = ".".join(["content", *(str(p) for p in error.absolute_path)])

@@ -108,11 +108,14 @@ APPROVAL_ID = OpenApiParameter("approval_id", str, OpenApiParameter.PATH, descri
             "Answers the run's pending `request_input` (MCP elicitation: `content` is validated against its "
             "`requested_schema`, 400 per field `content.<name>` otherwise) or `request_connection` (`content`: "
             "`{\"connected\": bool, \"connection\"?, \"note\"?}`). `action` `decline` or `cancel` answers without "
-            "content. The run continues with the answer as the tool result. 409 `no_pending_input`."
+            "content. The run continues with the answer as the tool result. 409 `no_pending_input`; 409 "
+            "`unsupported_schema` when accepting an input request whose schema is not an MCP elicitation schema "
+            "(stored before such schemas were refused): decline or cancel it."
         ),
         request=RunInputSerializer,
         parameters=[IDEMPOTENCY_KEY],
-        responses={200: AgentRunRequestSerializer, **error_responses(*_WRITE_ERRORS, e409="`no_pending_input`.")},
+        responses={200: AgentRunRequestSerializer,
+                   **error_responses(*_WRITE_ERRORS, e409="`no_pending_input` or `unsupported_schema`.")},
     ),
 )
 class AgentRunViewSet(

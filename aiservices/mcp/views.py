@@ -12,7 +12,9 @@ One endpoint:
 
 Every request needs an API token (``Authorization: Bearer <token>``; ``Token <token>`` works too),
 else 401 with ``WWW-Authenticate: Bearer``. A request from a browser page of another origin (an
-``Origin`` header whose host is not in ``ALLOWED_HOSTS``) is refused with 403, against DNS rebinding.
+``Origin`` header whose host, port aside, is not in ``ALLOWED_HOSTS``, matched as Django matches the ``Host``
+header) is refused with 403, against DNS rebinding. A lost database or cache is a JSON-RPC error too (``-32603``,
+HTTP 503 with ``Retry-After``, ``data.dependency`` naming what is lost), never a page of text.
 Malformed input is answered with the JSON-RPC error and the HTTP status the spec and the official SDK use:
 not JSON ``-32700`` (400); a batch (removed from MCP in 2025-06-18), a non-object body or an invalid
 envelope ``-32600`` (400). Errors of the protocol itself are in ``aiservices.mcp.server``.
@@ -30,7 +32,7 @@ import mcp_types as types
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.http.request import validate_host
+from django.http.request import split_domain_port, validate_host
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
@@ -38,6 +40,7 @@ from pydantic import ValidationError
 from rest_framework.exceptions import AuthenticationFailed
 
 from syndarix.api.authentication import authenticate_token
+from syndarix.api.outages import log_outage, lost_dependency
 from syndarix.api.ratelimit import RateLimited, check_user_rate
 
 from . import server
@@ -66,6 +69,7 @@ class MCPView(View):
     http_method_names = ["post", "delete"]
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        request.mcp_request_id = None  # the JSON-RPC id, once the body is read
         try:
             self.check_origin(request)
             if request.method not in ("POST", "DELETE"):
@@ -76,11 +80,23 @@ class MCPView(View):
             return super().dispatch(request, *args, **kwargs)
         except TransportError as exc:
             return error_response(None, exc.code, exc.message, status=exc.status, headers=exc.headers)
+        except Exception as exc:
+            outage = lost_dependency(exc)
+            if outage is None:
+                raise
+            log_outage(outage, exc, request)
+            return error_response(
+                request.mcp_request_id, types.INTERNAL_ERROR, f"Service unavailable: {outage.message}",
+                data={"dependency": outage.dependency}, status=HTTPStatus.SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(outage.retry_after)},
+            )
 
     def post(self, request: HttpRequest) -> HttpResponse:
         user = request.mcp_user
         self.check_media_types(request)
         message = self.parse(request)
+        if isinstance(message, types.JSONRPCRequest):
+            request.mcp_request_id = message.id
         if isinstance(message, types.JSONRPCRequest) and message.method == "initialize":
             return self.initialize(request, message)
         session = self.session(request)
@@ -92,7 +108,9 @@ class MCPView(View):
             result = server.handle_request(message.method, message.params, user=user, session=session)
         except server.ProtocolError as exc:
             return error_response(message.id, exc.error.code, exc.error.message, data=exc.error.data)
-        except Exception:
+        except Exception as exc:
+            if lost_dependency(exc) is not None:
+                raise  # 503 in dispatch
             logger.exception("MCP %s failed", message.method)
             return error_response(message.id, types.INTERNAL_ERROR, "Internal error.",
                                   status=HTTPStatus.INTERNAL_SERVER_ERROR)
@@ -124,9 +142,10 @@ class MCPView(View):
         origin = request.headers.get("Origin")
         if origin is None or origin in settings.CSRF_TRUSTED_ORIGINS:
             return
-        host = urlsplit(origin).netloc
+        parts = urlsplit(origin)
+        host, _port = split_domain_port(parts.netloc)  # as Django reads the Host header ("" when malformed)
         allowed = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
-        if not host or not validate_host(host, allowed):
+        if parts.scheme not in ("http", "https") or not host or not validate_host(host, allowed):
             raise TransportError(HTTPStatus.FORBIDDEN, types.INVALID_REQUEST, f"Forbidden: origin {origin!r}.")
 
     @staticmethod

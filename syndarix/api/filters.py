@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from functools import cache
 
 import django_filters
 from django import forms
+from django.http import QueryDict
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework.exceptions import ValidationError
 
@@ -56,6 +58,15 @@ class StrictBooleanFilter(django_filters.BooleanFilter):
 _MAY_BE_EMPTY = (django_filters.CharFilter, django_filters.filters.BaseCSVFilter, django_filters.MultipleChoiceFilter)
 
 
+@cache
+def _unfiltered(filterset_class):
+    """A validated ``filterset_class`` for a request that sends none of its parameters (its ``filter_queryset``
+    filters any queryset it is given; it keeps no state of a request)."""
+    filterset = filterset_class(data=QueryDict(), queryset=filterset_class._meta.model._default_manager.none())
+    filterset.is_valid()
+    return filterset
+
+
 class StrictFilterBackend(DjangoFilterBackend):
     """``DjangoFilterBackend`` that refuses an empty value for a filter that is not free text (400 ``invalid``), and
     leaves the filterset it built on the view (``view.filterset``).
@@ -63,7 +74,8 @@ class StrictFilterBackend(DjangoFilterBackend):
     django-filter reads ``?agent_type=`` or ``?is_active=`` as "not given"; the published schema says such a
     parameter is a UUID, a boolean or one of a list, so an empty one is a malformed request. Free-text filters
     (``q``, slugs) and lists (``ordering``, ``status``) may still be empty. A view reads the validated filters from
-    ``view.filterset.form.cleaned_data`` without building and validating another filterset.
+    ``view.filterset.form.cleaned_data`` without building and validating another filterset. A request with none of
+    the filterset's parameters (``?limit=20``) is filtered by one filterset built once per class for no parameters.
     """
 
     def get_filterset(self, request, queryset, view):
@@ -73,6 +85,12 @@ class StrictFilterBackend(DjangoFilterBackend):
 
     def filter_queryset(self, request, queryset, view):
         filterset_class = self.get_filterset_class(view, queryset)
+        declared = filterset_class is not None and filterset_class is getattr(view, "filterset_class", None)
+        if declared and not any(name in filterset_class.base_filters for name in request.query_params):
+            # None of its parameters: the filterset built once for no parameters filters this list too (a filterset
+            # copies its filters and builds a form each time it is made).
+            view.filterset = _unfiltered(filterset_class)
+            return view.filterset.filter_queryset(queryset)
         if filterset_class is not None:
             for name, value in request.query_params.lists():
                 declared = filterset_class.base_filters.get(name)

@@ -11,7 +11,9 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.paginator import Paginator
+from django.db import connections
 from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
 from rest_framework import exceptions
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -26,16 +28,45 @@ COUNT_LIMIT = 10_000
 MAX_COUNT = 2**62
 
 
+#: The annotation that carries a list's total in the rows of its page (a total given as SQL).
+TOTAL_ANNOTATION = "list_total_"
+
+
 class CappedCountPaginator(Paginator):
     """A Django paginator whose ``count`` is ``known_total`` when the view has one, else counted on the stripped
-    queryset (primary keys only: no joins, annotations or ordering) and capped at ``count_cap`` rows."""
+    queryset (primary keys only: no joins, annotations or ordering) and capped at ``count_cap`` rows.
 
-    def __init__(self, object_list, per_page, *, known_total: int | None = None, count_cap: int = COUNT_LIMIT):
+    ``known_total`` is the total, or a scalar SQL subquery that yields it (``RawSQL``): then the page's own query
+    carries it (``rows``), and a page costs one query, not two; it is read alone only when the page has no rows.
+    """
+
+    def __init__(self, object_list, per_page, *, known_total: int | RawSQL | None = None,
+                 count_cap: int = COUNT_LIMIT):
         super().__init__(object_list, per_page)
         self.known_total, self.count_cap, self.exact = known_total, count_cap, True
 
+    def rows(self, queryset: QuerySet, bottom: int, top: int) -> list:
+        """``queryset[bottom:top]`` as a list; with a total given as SQL, the total comes in the same query."""
+        if not isinstance(self.known_total, RawSQL):
+            return list(queryset[bottom:top])
+        rows = list(queryset.annotate(**{TOTAL_ANNOTATION: self.known_total})[bottom:top])
+        if rows:
+            self.__dict__["count"] = getattr(rows[0], TOTAL_ANNOTATION)  # the cached ``count``
+        return rows
+
+    def page(self, number):
+        if not isinstance(self.known_total, RawSQL):
+            return super().page(number)
+        number = int(number)  # a whole number ≥ 1 (``EnvelopePagination`` refuses anything else)
+        rows = self.rows(self.object_list, (number - 1) * self.per_page, number * self.per_page)
+        return self._get_page(rows, self.validate_number(number), self)  # past the end: EmptyPage (404)
+
     @cached_property
     def count(self) -> int:
+        if isinstance(self.known_total, RawSQL):
+            with connections[self.object_list.db].cursor() as cursor:
+                cursor.execute(f"SELECT ({self.known_total.sql})", self.known_total.params)
+                return cursor.fetchone()[0]
         if self.known_total is not None:
             return self.known_total
         if not isinstance(self.object_list, QuerySet):
@@ -53,9 +84,10 @@ class EnvelopePagination(PageNumberPagination):
     Response: ``{"data": [...], "pagination": {"total", "total_exact", "page", "page_size", "total_pages",
     "has_next", "has_prev", "next_cursor"}}``.
 
-    - ``total``: exact when ``total_exact`` is true. The agent list knows it from its counters whatever the size;
-      other lists count up to ``COUNT_LIMIT`` rows (or to the end of the requested page), and past that answer one
-      row more than they counted to, with ``total_exact: false`` ("at least this many").
+    - ``total``: exact when ``total_exact`` is true. The agent list knows it from its counters whatever the size (and
+      reads it in the page's own query: ``view.list_total()`` may give the total as SQL); other lists count up to
+      ``COUNT_LIMIT`` rows (or to the end of the requested page), and past that answer one row more than they counted
+      to, with ``total_exact: false`` ("at least this many").
     - ``next_cursor``: an opaque position after the page's last row, or ``null`` on the last page (or when the list's
       ordering has a field that can be null). ``?cursor=<it>`` answers the rows after it in the same order, in time
       independent of how deep it is, and stable under inserts (new rows never shift what comes next). With a cursor,
@@ -98,10 +130,10 @@ class EnvelopePagination(PageNumberPagination):
         if not self.ordering:
             raise InvalidInput("This list cannot be paged with a cursor.", field="cursor", code="invalid_cursor")
         after = queryset.filter(_after(queryset.model, self.ordering, _decode(cursor, self.ordering)))
-        rows = list(after[: page_size + 1])
-        self.cursor_page, self.has_more, self.rows = True, len(rows) > page_size, rows[:page_size]
         # ``total`` stays the whole list's (counted lazily, on ``queryset`` without the cursor's bound).
         self.cursor_paginator = CappedCountPaginator(queryset, page_size, known_total=known_total)
+        rows = self.cursor_paginator.rows(after, 0, page_size + 1)
+        self.cursor_page, self.has_more, self.rows = True, len(rows) > page_size, rows[:page_size]
         return self.rows
 
     def next_cursor(self) -> str | None:

@@ -185,6 +185,48 @@ def test_a_bad_requested_schema_is_an_error_the_model_sees(model, project, user)
     assert tool_messages(model.requests[-1])[0]["error"]["code"] == "invalid_arguments"
 
 
+def flat(**prop) -> dict:
+    return {"type": "object", "properties": {"answer": prop}}
+
+
+@pytest.mark.parametrize("schema, why", [
+    (flat(type="string", pattern="^(a+)+$"), "'pattern'"),  # a regex the model chose: never evaluated
+    ({"type": "object", "properties": {}, "patternProperties": {"^(a+)+$": {}}}, "'patternProperties'"),
+    (flat(type="string", format="regex"), "'format'"),
+    (flat(type="object", properties={"a": {"type": "string"}}), "flat primitive"),
+    (flat(type="array", items={"type": "string"}), "flat primitive"),
+    ({"type": "object", "properties": {"a": {"$ref": "#/$defs/x"}}, "$defs": {"x": {}}}, "'$defs'"),
+    (flat(type="string", enum=["a", "b"], enumNames=["A"]), "'enumNames'"),
+    (flat(type="integer", minimum=5, maximum=1), "'minimum' is above"),
+    ({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["b"]}, "'required'"),
+])
+def test_request_input_accepts_only_mcp_elicitation_schemas(model, project, user, schema, why):
+    agent = loop_agent(project, user, [INPUT])
+    model.script = [answer(None, ("request_input", {"message": "?", "requestedSchema": schema})), answer("ok")]
+    run = execute(start(agent))
+    assert run.status == RunStatus.SUCCEEDED and not run.requests.exists()
+    error = tool_messages(model.requests[-1])[0]["error"]
+    assert error["code"] == "invalid_arguments" and why in error["message"]
+
+
+def test_every_kind_of_elicitation_property_is_accepted():
+    from agents.runtime.tools.client import requested_schema_errors
+
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "title": "Release",
+        "description": "Details", "required": ["email", "count"],
+        "properties": {
+            "email": {"type": "string", "format": "email", "title": "Email", "minLength": 3, "maxLength": 200},
+            "site": {"type": "string", "format": "uri"}, "day": {"type": "string", "format": "date"},
+            "at": {"type": "string", "format": "date-time", "default": "2026-01-01T00:00:00Z"},
+            "count": {"type": "integer", "minimum": 1, "maximum": 10, "default": 2},
+            "ratio": {"type": "number", "minimum": 0, "maximum": 1.5}, "ok": {"type": "boolean", "default": False},
+            "size": {"type": "string", "enum": ["s", "m"], "enumNames": ["Small", "Medium"], "default": "m"},
+        },
+    }
+    assert requested_schema_errors(schema) == []
+
+
 def test_bad_arguments_unknown_tools_and_denied_tools_answer_the_model(model, project, user):
     deny = {"type": "platform", "op": "spawn_agent", "permission": "deny"}
     agent = loop_agent(project, user, [WRITE_ALLOW, deny])

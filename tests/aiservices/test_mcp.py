@@ -220,6 +220,36 @@ def test_a_foreign_origin_is_403(user):
     assert same.status_code == 400  # past the origin check: no session yet
 
 
+@pytest.mark.parametrize(("origin", "status"), [
+    ("http://127.0.0.1:8401", 400), ("http://localhost:8401", 400), ("https://localhost", 400),
+    ("http://evil.example:8401", 403), ("http://localhost.evil.example", 403), ("http://user@localhost", 403),
+    ("null", 403), ("file://localhost", 403),
+])
+def test_an_origin_is_matched_to_allowed_hosts_port_aside(user, settings, origin, status):
+    """The origin's host is compared as Django compares the Host header: a port of its own is no reason to refuse
+    the page the server itself serves (400 = past the origin check: no session yet)."""
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+    client = MCP(factories.token_for(user))
+    response = client.post({"jsonrpc": "2.0", "id": 1, "method": "ping"}, Origin=origin)
+    assert response.status_code == status, response.content
+
+
+def test_a_lost_cache_is_a_json_rpc_error_with_retry_after(owner_mcp, monkeypatch):
+    import redis.exceptions
+
+    from aiservices.mcp import views
+
+    def lost(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Connection refused.")
+
+    monkeypatch.setattr(views, "session_get", lost)
+    response = owner_mcp.request("ping")
+    assert (response.status_code, response["Content-Type"], response["Retry-After"]) == (503, "application/json", "5")
+    body = response.json()
+    assert body["jsonrpc"] == "2.0" and body["id"] is not None
+    assert body["error"]["code"] == -32603 and body["error"]["data"] == {"dependency": "cache"}
+
+
 # --- Transport edge cases ------------------------------------------------------------------------------
 
 
@@ -353,7 +383,7 @@ def test_tools_list_costs_the_same_queries_whatever_the_tools(owner_mcp, setting
     settings.MCP_TOOLS_PAGE_SIZE = 2
     with CaptureQueriesContext(connection) as small_page:
         owner_mcp.request("tools/list")
-    assert len(one_page) == len(small_page) == 1  # the token lookup; sessions are in the cache
+    assert len(one_page) == len(small_page) == 0  # the token and the session are in the cache
 
 
 def test_an_unknown_tool_is_a_jsonrpc_error(owner_mcp):

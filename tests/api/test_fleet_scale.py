@@ -134,6 +134,27 @@ def test_agent_list_total_comes_from_the_counters_and_others_are_capped(owner_cl
     assert (body["pagination"]["total"], body["pagination"]["total_exact"]) == (5, False)
 
 
+def test_the_agent_list_reads_its_total_in_the_page_query(owner_client, project, agent_type):
+    """One query for a page and its total; a page without rows reads the total alone (then 404 past the end)."""
+    for _ in range(3):
+        factories.AgentFactory(project=project, agent_type=agent_type)
+    url = agents_url(project)
+    owner_client.get(url)  # the token and the project access cached
+    with CaptureQueriesContext(connection) as one:
+        response = owner_client.get(url, {"limit": 2})
+    first = response.json()
+    assert (len(one.captured_queries), len(first["data"]), first["pagination"]["total"]) == (1, 2, 3)
+    assert b'"total":3,' in response.content  # an integer, not 3.0 (PostgreSQL sums integers as numeric)
+    cursor = owner_client.get(url, {"limit": 2, "cursor": first["pagination"]["next_cursor"]}).json()
+    assert (len(cursor["data"]), cursor["pagination"]["total"], cursor["pagination"]["has_next"]) == (1, 3, False)
+    with CaptureQueriesContext(connection) as empty:
+        response = owner_client.get(url, {"status": "waiting"})
+    none = response.json()
+    assert (len(empty.captured_queries), none["data"], none["pagination"]["total"]) == (2, [], 0)
+    assert b'"total":0,' in response.content
+    assert owner_client.get(url, {"limit": 2, "page": 3}).status_code == 404
+
+
 def test_q_uses_a_trigram_index_on_postgresql(owner_client, project, agent_type):
     assert connection.vendor == "postgresql"
     with connection.cursor() as cursor:
@@ -173,6 +194,7 @@ def test_hot_paths_read_their_agent_once_and_do_not_grow_with_the_fleet(project,
                                    {"agent_type_id": str(agent_type.pk), "name": "new"}),
         }
 
+    write_queries(client, "get", agents_url(project))  # the token and the project access cached
     one = counts()
     for n in range(30):
         other = factories.AgentFactory(project=project, agent_type=agent_type)
@@ -180,17 +202,16 @@ def test_hot_paths_read_their_agent_once_and_do_not_grow_with_the_fleet(project,
         if n % 3 == 0:
             services.agent_pause(other)
     assert counts() == one
-    # Each: token, project (+ the caller's role), then what the path needs. A write runs in a transaction of its own
-    # (here a savepoint pair, as the test is a transaction) and locks and reads its agent once.
+    # Each: the token and the project with the caller's role come from the cache, then what the path needs. A write
+    # runs in one transaction (here a savepoint pair, as the test is a transaction; in production BEGIN and COMMIT),
+    # locks and reads its agent once, and the service joins the view's transaction without a savepoint of its own.
     assert one == {
-        "detail": 3,  # the agent with its joins and issue count
-        "metrics": 3,  # the project's counter rows
-        # locked agent read (joins, issue count), agent update, ledger insert, counter upsert; no savepoint pair: the
-        # view's transaction holds the lock
-        "pause": 8,
-        "resume": 8,  # (+ after commit, the runtime looks for a queued run)
-        "usage": 9,  # locked agent read, agent update, counter upsert
-        "spawn": 13,  # agent type, workspace lock, live counter, revision, inserts, counter upserts, issue count
+        "detail": 1,  # the agent with its joins and issue count
+        "metrics": 1,  # the project's counter rows
+        "pause": 6,  # locked agent read (joins, issue count), agent update, ledger insert, counter upsert
+        "resume": 6,  # (+ after commit, the runtime looks for a queued run)
+        "usage": 5,  # locked agent read, agent update, counter upsert
+        "spawn": 10,  # agent type, revision, workspace lock, live counter, inserts, counter upserts (no issue count)
     }
 
 

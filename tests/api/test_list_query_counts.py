@@ -2,7 +2,9 @@
 of the list query, never a query per row (the house rule; NetBox and djangoproject.com pin it the same way).
 
 Each test builds one row, counts the queries of the list request, builds many more rows — each with
-its own related objects, so a missing join would show — and counts again. The figures are pinned.
+its own related objects, so a missing join would show — and counts again. The figures are pinned, for a client in
+steady use: its API token and its access to the project are read from the cache (``tests/api/test_access_cache.py``
+pins the one query each costs when they are not).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ MANY = 25
 
 
 def list_queries(client, url: str, expected_rows: int) -> int:
-    """Queries of one ``GET url?limit=100``, after checking it listed ``expected_rows`` rows."""
+    """Queries of one ``GET url?limit=100`` after one before it (the token and the project access cached), after
+    checking it listed ``expected_rows`` rows."""
+    client.get(url, {"limit": 100})
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url, {"limit": 100})
     assert response.status_code == 200, response.content
@@ -41,7 +45,7 @@ def test_workspace_list(user):
             factories.MembershipFactory(user=user, role=WorkspaceRole.VIEWER)
         else:
             factories.ProjectFactory(owner=user)  # seen as a project owner, without a membership
-    assert list_queries(client, "/api/v1/workspaces", MANY + 1) == one == 3  # token, count, page (+ role subquery)
+    assert list_queries(client, "/api/v1/workspaces", MANY + 1) == one == 2  # count, page (+ role subquery)
 
 
 def test_project_list(user):
@@ -51,7 +55,7 @@ def test_project_list(user):
     one = list_queries(client, "/api/v1/projects", 1)
     for _ in range(MANY):
         factories.ProjectFactory(workspace=workspace, owner=factories.UserFactory())
-    assert list_queries(client, "/api/v1/projects", MANY + 1) == one == 3  # token, count, page (+ workspace, owner)
+    assert list_queries(client, "/api/v1/projects", MANY + 1) == one == 2  # count, page (+ workspace, owner)
 
 
 def test_issue_list(owner_client, project, agent_type):
@@ -62,7 +66,7 @@ def test_issue_list(owner_client, project, agent_type):
     for n in range(MANY):
         agent = factories.AgentFactory(project=project, agent_type=agent_type) if n % 2 else None
         factories.IssueFactory(project=project, assigned_agent=agent)
-    assert list_queries(owner_client, url, MANY + 1) == one == 4  # token, project, count, page (+ agent)
+    assert list_queries(owner_client, url, MANY + 1) == one == 2  # count, page (+ agent)
 
 
 def test_agent_type_list(owner_client):
@@ -70,7 +74,7 @@ def test_agent_type_list(owner_client):
     one = list_queries(owner_client, "/api/v1/agent-types", 1)
     for _ in range(MANY):
         factories.AgentTypeFactory()
-    assert list_queries(owner_client, "/api/v1/agent-types", MANY + 1) == one == 3  # token, count, page
+    assert list_queries(owner_client, "/api/v1/agent-types", MANY + 1) == one == 2  # count, page
 
 
 def test_agent_transition_list(owner_client, project, agent):
@@ -82,8 +86,8 @@ def test_agent_transition_list(owner_client, project, agent):
         services.agent_resume(agent, actor=factories.UserFactory())
     rows = AgentTransition.objects.filter(agent=agent).count()
     assert rows == 1 + 2 * (MANY // 2)
-    # token, project, agent (with its joins and issue count), count, page (+ actor)
-    assert list_queries(owner_client, url, rows) == one == 5
+    # the agent (with its joins and issue count), count, page (+ actor)
+    assert list_queries(owner_client, url, rows) == one == 3
 
 
 def test_context_list_and_version_list(owner_client, project, user):
@@ -94,6 +98,6 @@ def test_context_list_and_version_list(owner_client, project, user):
     for n in range(1, MANY):
         contexts.context_create(project=project, name=f"c{n}", actor=factories.UserFactory())
         contexts.context_write(context, {"n": n}, actor=factories.AgentFactory(project=project) if n % 2 else None)
-    assert list_queries(owner_client, base, MANY) == one_list == 4  # token, project, count, page
-    # token, project, context, count, page (+ user and agent authors)
-    assert list_queries(owner_client, f"{base}/{context.pk}/versions", MANY) == one_versions == 5
+    assert list_queries(owner_client, base, MANY) == one_list == 2  # count, page
+    # context, count, page (+ user and agent authors)
+    assert list_queries(owner_client, f"{base}/{context.pk}/versions", MANY) == one_versions == 3

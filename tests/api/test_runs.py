@@ -204,6 +204,7 @@ def test_list_queries_do_not_grow_with_the_runs(owner_client, loop_agent):
     from django.test.utils import CaptureQueriesContext
 
     waiting_with(loop_agent)
+    owner_client.get(runs_url(loop_agent))  # the token and the project access cached
     with CaptureQueriesContext(connection) as one:
         assert owner_client.get(runs_url(loop_agent)).status_code == 200
     for _ in range(9):
@@ -332,6 +333,20 @@ def test_input_is_validated_against_the_requested_schema(owner_client, loop_agen
     assert good.status_code == 200, good.content
     assert good.json()["status"] == "answered"
     assert good.json()["response"] == {"action": "accept", "content": {"name": "Ada", "age": 36}}
+
+
+def test_a_stored_schema_with_a_regex_is_never_evaluated(owner_client, loop_agent):
+    """An input request stored before such schemas were refused: a backtracking pattern would hold the worker for
+    minutes on this answer; the answer is refused at once, and the request can still be declined."""
+    schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": "^(a+)+$"}}}
+    run, request = waiting_with(loop_agent, kind=RunRequestKind.INPUT, tool_name="request_input",
+                                requested_schema=schema)
+    url = runs_url(loop_agent, run, "input")
+    refused = owner_client.post(url, {"content": {"name": "a" * 30 + "!"}}, format="json")
+    assert (refused.status_code, codes(refused)) == (409, ["unsupported_schema"])
+    assert AgentRunRequest.objects.get(pk=request.pk).is_pending
+    declined = owner_client.post(url, {"action": "decline"}, format="json")
+    assert declined.status_code == 200 and declined.json()["response"] == {"action": "decline"}
 
 
 def test_input_can_be_declined(owner_client, loop_agent):

@@ -28,6 +28,26 @@ def component(schema, name):
     return schema["components"]["schemas"][name]
 
 
+def allowed_values(schema, definition) -> set:
+    """The values an enum property (``$ref``, ``allOf``/``oneOf`` of enums, ``nullable``) admits."""
+    if "$ref" in definition:
+        return allowed_values(schema, component(schema, definition["$ref"].rsplit("/", 1)[-1]))
+    values = set(definition.get("enum", [])) | ({None} if definition.get("nullable") else set())
+    for part in definition.get("allOf", []) + definition.get("oneOf", []):
+        values |= allowed_values(schema, part)
+    return values
+
+
+def test_every_ledger_row_is_in_the_published_enums(schema, owner_client, project, agent):
+    """The spawn row's ``from_status`` is ``""``: the schema's enum has it (generated clients refused the page)."""
+    owner_client.post(agents_url(project, agent, "pause"), {}, format="json")
+    rows = owner_client.get(agents_url(project, agent, "transitions")).json()["data"]
+    properties = component(schema, "AgentTransition")["properties"]
+    assert [row["from_status"] for row in rows] == ["idle", ""]
+    for name in ("from_status", "to_status"):
+        assert {row[name] for row in rows} <= allowed_values(schema, properties[name]), name
+
+
 # --- pagination ----------------------------------------------------------------------------------
 
 
@@ -69,6 +89,8 @@ def test_the_schema_says_pages_start_at_one_and_lists_may_be_404(schema):
     [
         ("/agents", {"include_playground": "-4895"}, "include_playground"),
         ("/agents/metrics", {"include_playground": "maybe"}, "include_playground"),
+        ("/agents", {"include_playground": ""}, "include_playground"),
+        ("/agents/metrics", {"include_playground": ""}, "include_playground"),  # refused like the list's
         ("/agents", {"agent_type": ""}, None),  # free text (id or slug): empty is allowed
         ("/contexts", {"shared": "yes please"}, "shared"),
         ("/contexts", {"instance": ""}, "instance"),

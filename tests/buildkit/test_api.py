@@ -147,6 +147,7 @@ def test_list_is_newest_first_without_templates(owner_client, agent_type, commit
 def test_list_query_count_is_the_same_for_one_and_many(owner_client, agent_type, commit, template,
                                                        django_assert_num_queries):
     commit(agent_type, template)
+    owner_client.get(revisions_url(agent_type.pk))  # the token cached
     with CaptureQueriesContext(connection) as one:
         owner_client.get(revisions_url(agent_type.pk))
     for _ in range(6):
@@ -154,7 +155,7 @@ def test_list_query_count_is_the_same_for_one_and_many(owner_client, agent_type,
     with django_assert_num_queries(len(one)):
         response = owner_client.get(revisions_url(agent_type.pk))
     assert len(response.json()["data"]) == 7
-    assert len(one) == 4  # token, agent type, count, page (authors joined)
+    assert len(one) == 3  # agent type, count, page (authors joined)
 
 
 def test_list_paginates(owner_client, agent_type, commit, template):
@@ -620,6 +621,7 @@ def test_schema_documents_every_build_kit_endpoint():
 def test_run_query_count_does_not_grow_with_the_kit(owner_client, project, agent_type, commit, template):
     """Static embeds cost no query: a kit-on run costs what a kit-off run does."""
     commit(agent_type, template)
+    owner_client.get(revisions_url(agent_type.pk))  # the token cached
     counts = {}
     for build_kit in (False, True):
         with CaptureQueriesContext(connection) as queries:
@@ -627,9 +629,9 @@ def test_run_query_count_does_not_grow_with_the_kit(owner_client, project, agent
                                                                    "build_kit": build_kit}, format="json")
         assert response.status_code == 201
         counts[build_kit] = len(queries)
-    # 12 for the run and its spawn (2 of them the agent counters' upserts), 1 for the PlaygroundRun row, 2 for the
+    # 11 for the run and its spawn (2 of them the agent counters' upserts), 1 for the PlaygroundRun row, 2 for the
     # savepoint around spawn + row
-    assert counts[True] == counts[False] == 15, counts
+    assert counts[True] == counts[False] == 14, counts
 
 
 def test_huge_version_numbers_are_404_not_500(owner_client, agent_type, commit, template):
@@ -722,5 +724,6 @@ def test_a_replay_is_one_query_after_the_request_checks(owner_client, project, a
     with CaptureQueriesContext(connection) as queries:
         response = owner_client.post(runs_url(agent_type.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="q")
     assert response.json()["replayed"] is True and response.json()["revision"] == 1
-    # token auth, the agent type, the project, then the run with its agent and revision (no validation, no spawn)
-    assert len(queries) == 4, [q["sql"] for q in queries.captured_queries]
+    # the agent type, the project, then the run with its agent and revision (no validation, no spawn; the token is
+    # in the cache since the first request)
+    assert len(queries) == 3, [q["sql"] for q in queries.captured_queries]

@@ -10,7 +10,9 @@ connect timeout cannot be set below 2 s, so that case gets 2 s plus a margin for
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -128,6 +130,92 @@ def test_a_lost_cache_refuses_with_503_when_failing_closed(serve, silent, token,
 def test_a_lost_broker_makes_the_process_not_ready(serve, silent, transactional_db):
     server = serve(CELERY_BROKER_URL=f"redis://127.0.0.1:{silent.port}/0")
     assert_not_ready(server.get("/readyz"), {"broker"})
+
+
+#: What a run request may take with the broker silent (README, "Outages and health checks": 2.1 s), plus a margin
+#: for the request itself.
+BROKER_SILENT_BOUND = 2.1 + 0.4
+
+
+class GoingSilentProxy:
+    """A TCP proxy to the test's Redis that forwards until ``silence()``, then holds every connection, old and new,
+    without a byte more: a broker that stops answering while the app holds connections to it."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream, self.live = upstream, threading.Event()
+        self.live.set()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self._sock.getsockname()[1]
+
+    def silence(self) -> None:
+        self.live.clear()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            self._held.append(client)
+            if self.live.is_set():
+                server = socket.create_connection(self.upstream)
+                self._held.append(server)
+                for source, target in ((client, server), (server, client)):
+                    threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            while not self.live.is_set():
+                time.sleep(3600)  # silent: hold the bytes and the connection
+            target.sendall(data)
+
+    def close(self) -> None:
+        for sock in [self._sock, *self._held]:
+            sock.close()
+
+
+def test_a_broker_gone_silent_holds_a_run_request_only_the_documented_time(serve, token):
+    """The run is recorded (202, queued) and its publish given up within the bound (one attempt, no retry on a
+    connection that went silent): the reaper sends it later, as documented."""
+    from knox.models import AuthToken
+
+    from agents import services
+    from agents.models import AgentRun
+
+    owner = AuthToken.objects.get().user
+    project = factories.ProjectFactory(owner=owner)
+    agent_type = factories.AgentTypeFactory()
+    services.agent_type_commit_revision(agent_type, template={"llm": {"model": "test-model"}, "tools": []},
+                                        author=owner)
+    first, second = (services.agent_spawn(project=project, agent_type=agent_type, name=name) for name in "ab")
+    redis_url = urlsplit(settings.REDIS_URL)
+    proxy = GoingSilentProxy((redis_url.hostname, redis_url.port or 6379))
+    try:
+        # The cache's own database: the test clears it, so no message outlives the test.
+        server = serve(CELERY_BROKER_URL=f"redis://127.0.0.1:{proxy.port}{redis_url.path}")
+        headers = {"Authorization": f"Token {token}"}
+        healthy = server.post(f"/api/v1/projects/{project.pk}/agents/{first.pk}/runs", {"instruction": "go"},
+                              headers=headers)
+        assert healthy.status == 202, healthy.body
+        proxy.silence()
+        answer = server.post(f"/api/v1/projects/{project.pk}/agents/{second.pk}/runs", {"instruction": "go"},
+                             headers=headers)
+    finally:
+        proxy.close()
+    assert answer.status == 202, answer.body
+    assert answer.seconds < BROKER_SILENT_BOUND, f"202 after {answer.seconds:.2f} s"
+    assert AgentRun.objects.get(pk=answer.body["id"]).status == "queued"
 
 
 def test_ready_when_everything_answers(serve, transactional_db):
