@@ -81,7 +81,8 @@ def setup() -> bool:
     resource = Resource.create({SERVICE_NAME: "syndarix"} if not os.environ.get("OTEL_SERVICE_NAME") else {})
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)  # for libraries that trace through the global provider
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):  # it can be set once per process
+        trace.set_tracer_provider(provider)  # for libraries that trace through the global provider
     use_provider(provider)
     instrument(provider)
     logger.info("OpenTelemetry: traces exported over OTLP/HTTP to %s", exporter_endpoint())

@@ -334,6 +334,7 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
                 row["answer_url"] = reverse("admin:agents_agentrun_answer", args=[run.pk])
                 row["form"] = answer_form or answer_form_for(req)
                 row["generated"] = isinstance(row["form"], RequestedSchemaForm)
+                row["unsupported"] = unsupported_schema(req)
             pending_rows.append(row)
         steps = list(run.steps.order_by("index")[:TRACE_PAGE_LIMIT])
         for step in steps:
@@ -497,6 +498,14 @@ def answer_form_for(request: AgentRunRequest | None, data=None):
     if request is not None and schema_form_supported(schema):
         return RequestedSchemaForm(data, schema=schema)
     return RunAnswerForm(data)
+
+
+def unsupported_schema(request: AgentRunRequest) -> list[str]:
+    """Why ``request`` (an input request stored before requestedSchemas had to be MCP elicitation schemas) can only
+    be declined: what its schema breaks (``tools.client.requested_schema_errors``); ``[]`` for every other."""
+    from .tools.client import requested_schema_errors
+
+    return requested_schema_errors(request.requested_schema) if request.kind == RunRequestKind.INPUT else []
 
 
 def budget_note(run: AgentRun) -> dict[str, Any] | None:

@@ -300,34 +300,27 @@ def test_decide_refuses_a_request_of_another_run(admin_client, builder_type):
     assert AgentRunRequest.objects.get(pk=foreign.pk).status == RunRequestStatus.PENDING
 
 
-def test_a_schema_the_form_cannot_ask_field_by_field_is_answered_as_json(admin_client, builder_type):
+def test_a_schema_outside_mcp_elicitation_is_offered_only_a_decline(admin_client, builder_type):
+    """A request stored before requestedSchemas had to be MCP elicitation schemas cannot be answered (the service
+    refuses to check an answer against it, 409 ``unsupported_schema``): the page says why and offers Decline only."""
     run, request = waiting_run(builder_type, kind=RunRequestKind.INPUT)
     AgentRunRequest.objects.filter(pk=request.pk).update(requested_schema=JSON_ONLY_SCHEMA)
     answer = reverse("admin:agents_agentrun_answer", args=[run.pk])
     html = admin_client.get(run_url(run)).content.decode()
-    assert "Which branch should I release?" in html and f'action="{answer}"' in html and "&quot;branch&quot;" in html
+    assert "Which branch should I release?" in html and f'action="{answer}"' in html and "&quot;tags&quot;" in html
+    assert "is not an MCP elicitation schema" in html
+    assert "<li>Property &#x27;tags&#x27;: &#x27;type&#x27; must be" in html
+    assert 'value="decline"' in html and 'value="accept"' not in html and "Answer (JSON)" not in html
 
-    broken = admin_client.post(answer, {"action": "accept", "content": '{"branch": '})
-    assert broken.status_code == 200
-    assert "Enter a valid JSON." in broken.content.decode()
-
-    wrong = admin_client.post(answer, {"action": "accept", "content": json.dumps({"force": "yes", "extra": 1})})
-    assert wrong.status_code == 200
-    errors = wrong.context["pending_rows"][0]["form"].errors["content"]
-    assert "'branch' is a required property" in errors
-    assert "force: 'yes' is not of type 'boolean'" in errors
-    assert any("'extra' was unexpected" in e for e in errors)
-    assert "&quot;force&quot;: &quot;yes&quot;" in wrong.content.decode()  # what was sent stays in the box
+    sent = admin_client.post(answer, {"action": "accept", "content": json.dumps({"branch": "main"})})
+    assert sent.status_code == 200  # the page again, with the service's reason
+    assert "no answer can be checked against it" in sent.content.decode()
     assert AgentRunRequest.objects.get(pk=request.pk).status == RunRequestStatus.PENDING
 
-    done = admin_client.post(answer, {"action": "accept", "content": '{"branch": "release/2.0"}'}, follow=True)
-    assert "Answered: “request_input”. The run continues on a worker." in messages_of(done)
+    done = admin_client.post(answer, {"action": "decline"}, follow=True)
+    assert "Declined: “request_input”. The run continues on a worker." in messages_of(done)
     request.refresh_from_db()
-    assert request.status == RunRequestStatus.ANSWERED
-    assert request.response == {"action": "accept", "content": {"branch": "release/2.0"}}
-
-    late = admin_client.post(answer, {"action": "accept", "content": '{"branch": "main"}'}, follow=True)
-    assert "Could not answer: The run is not waiting for input." in messages_of(late)
+    assert request.status == RunRequestStatus.DECLINED and request.response == {"action": "decline"}
 
 
 def test_input_can_be_declined_whatever_is_in_the_form(admin_client, builder_type):

@@ -26,8 +26,8 @@ from agents.runtime import services as runtime
 from syndarix import telemetry as otel
 from syndarix.celery import app as celery_app
 
-from .harness import reply, tool_call
-from .support import MODEL, fresh, loop_agent, platform_tool, price_model
+from .harness import reply, tool_call, wait_for
+from .support import MODEL, fresh, loop_agent, platform_tool, price_model, run_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -265,3 +265,55 @@ def test_a_run_queued_by_a_request_is_exported_over_otlp_http_as_one_trace(proje
     assert any(span.name.startswith("run/agents.runtime.tasks.execute_run") for span in exported
                if span.trace_id == request.trace_id)
     assert any(span.name == "POST" and span.parent_span_id == chat.span_id for span in exported)  # requests
+
+
+def test_a_worker_exports_the_run_in_the_trace_of_the_request_that_queued_it(project, user, stub, tmp_path,
+                                                                             monkeypatch):
+    """Across processes: the request's Celery message carries its trace, and a real worker started with
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` exports the task, the run and its LLM call in that trace."""
+    from django.conf import settings
+
+    from tests.conftest import client_for
+
+    from .conftest import AGENT_MODULE
+    from .harness import Workers, maintenance_queue, new_queue_name, purge_queue, worker_env
+
+    receiver = _Receiver()
+    endpoint = f"http://127.0.0.1:{receiver.server_port}"
+    queue = new_queue_name()
+    extra = {"AGENT_REGISTRY_MODULES": AGENT_MODULE, "REDIS_URL": settings.REDIS_URL,
+             "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "syndarix-worker",
+             "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    env = worker_env(database=settings.DATABASES["default"], broker_url=settings.CELERY_BROKER_URL, queue=queue,
+                     llm_url=stub.base_url, extra=extra)
+    worker = Workers(app=celery_app, env=env, queue=queue, log_dir=tmp_path, count=1)
+    previous = celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    agent = _reads_then_answers(stub, project)
+    try:
+        worker.start_all(timeout=30)
+        celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue = queue, maintenance_queue(queue)
+        assert otel.setup()
+        response = client_for(user).post(f"/api/v1/projects/{project.pk}/agents/{agent.pk}/runs",
+                                         {"instruction": "look"}, format="json")
+        assert response.status_code == 202, response.content
+        run_in(agent.runs.get(), "succeeded")
+
+        def exported() -> list | None:
+            spans = receiver.spans()
+            return spans if any(s.name.startswith("chat ") for s in spans) else None
+
+        spans = wait_for(exported, timeout=15, message="the worker exported no LLM call")
+    finally:
+        otel.shutdown()
+        celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue = previous
+        worker.stop()
+        purge_queue(settings.CELERY_BROKER_URL, queue)
+        receiver.shutdown()
+    request = next(s for s in spans if s.name.startswith("POST api/v1/projects/"))
+    task = next(s for s in spans if s.name == "run/agents.runtime.tasks.execute_run")
+    chat = next(s for s in spans if s.name == f"chat {MODEL}")
+    assert task.trace_id == chat.trace_id == request.trace_id  # one trace, from the request to the worker's calls
+    services = {_value(a) for r in receiver.requests for res in r.resource_spans for a in res.resource.attributes
+                if a.key == "service.name"}
+    assert services == {"syndarix", "syndarix-worker"}
