@@ -9,7 +9,8 @@ counters are read-only; service errors become admin messages. The transition led
 
 An agent's page lists its latest runs and has a "Run…" page that queues a run
 (``agents.runtime.services.run_create``); the runs admin itself is ``agents.runtime.admin``. The admin
-index shows the agents by project (``project_summary_section``).
+index shows the agents by project (``project_summary_section``) and the usage charts (``usage_section``), as does a
+project's page (``project_usage_section``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from projects.selectors import member_workspace_ids
 from syndarix.admin_site import LatestRowsFormSet, ReadOnlyAdminMixin, ServiceSaveAdminMixin, precise_time
 from syndarix.exceptions import DomainError
 
-from . import selectors, services
+from . import charts, selectors, services
 from .choices import LIVE_STATUSES, AgentStatus, TerminationReason
 from .exceptions import SERVICE_ERRORS, describe_error
 from .forms import AgentInstanceForm, AgentSpawnForm, AgentTerminateForm, config_error_messages
@@ -756,6 +757,31 @@ def project_summary_section(request) -> dict | None:
 admin.site.register_index_section(
     "agents.project_summary", template="admin/agents/index_project_summary.html", context=project_summary_section,
     order=20, css=("agents/admin.css",),
+)
+
+
+def usage_section(request) -> dict | None:
+    """The index's usage charts (``agents.charts.fleet_charts``, three queries) over the projects of the workspaces the
+    user sees, for staff who may view agents (``None`` for the others)."""
+    if not request.user.has_perm("agents.view_agentinstance"):
+        return None
+    return {"usage": charts.fleet_charts(workspace_scope(request.user, Project.objects.all(), "workspace"))}
+
+
+def project_usage_section(request, project: Project) -> dict | None:
+    """A project page's usage charts (``agents.charts.project_charts``, one query), for staff who may view agents."""
+    if not request.user.has_perm("agents.view_agentinstance"):
+        return None
+    return {"usage": charts.project_charts(project)}
+
+
+admin.site.register_index_section(
+    "agents.usage", template="admin/agents/index_usage.html", context=usage_section, order=25,
+    css=("agents/admin.css",),
+)
+admin.site.register_object_section(
+    Project, "agents.usage", template="admin/agents/_usage_charts.html", context=project_usage_section,
+    css=("agents/admin.css",),
 )
 
 

@@ -8,17 +8,19 @@ class AgentsConfig(AppConfig):
 
     def ready(self) -> None:
         """Register the platform and client tools (the platform tools with the MCP server too), load the agent
-        classes (the built-ins and
-        ``AGENT_REGISTRY_MODULES``), and connect the receivers of committed lifecycle changes: the agent
-        classes' hooks (sent to a worker) and the runtime (dispatch the next run, park, cancel).
+        classes (the built-ins and ``AGENT_REGISTRY_MODULES``), add the fleet's series to ``/metrics``, and connect
+        the receivers of committed lifecycle changes: the agent classes' hooks (sent to a worker) and the runtime
+        (dispatch the next run, park, cancel).
 
         Raises ``agents.registry.AgentModulesUnusable`` (``ImproperlyConfigured``) naming each module
         that cannot be loaded, so no process (runserver, gunicorn, a command) starts without it.
         """
         from aiservices.mcp.providers import register_provider
+        from syndarix.metrics import register_source
 
         from . import checks  # noqa: F401 - importing checks registers the system check
         from . import registry as agent_registry
+        from .metrics import fleet_series
         from .models import AgentInstance
         from .registry import hooks
         from .runtime import services as runtime
@@ -29,6 +31,7 @@ class AgentsConfig(AppConfig):
         from .runtime.tools.registry import tool_registry
         from .signals import agent_spawned, agent_transitioned
 
+        register_source("database", fleet_series)
         register_platform_tools(tool_registry)
         register_client_tools(tool_registry)
         register_provider(PlatformToolProvider(tool_registry))

@@ -425,15 +425,14 @@ class AgentTransition(models.Model):
 
 
 class AgentCounter(models.Model):
-    """The agents of one project (playground agents in a row of their own), counted by status, with their usage
-    totals: what the project metrics and the list totals read instead of aggregating the agents.
+    """The agents of one project (playground agents in a row of their own), counted by status: what the project
+    metrics and the list totals read instead of counting the agents. Their usage is in ``UsageDay``.
 
     Up to ``agents.counters.COUNTER_SHARDS`` rows per ``(project, is_playground)`` that has ever had an agent, one
     per ``shard`` its agents fall in (an agent always updates the row of its own shard, so the agents of one project
     do not all queue for one row); the counts are the sums over the shards. The columns move in the same
-    transaction as the change that moves them (``agents.counters``: spawn, every transition, usage); the
-    ``recompute_agent_counters`` command rebuilds them from the agents. Totals are sized for a fleet's
-    lifetime: 64-bit counts and tokens, costs with 18 integer digits (USD).
+    transaction as the change that moves them (``agents.counters``: spawn, every transition); the
+    ``recompute_agent_counters`` command rebuilds them from the agents. Counts are 64-bit.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -445,10 +444,6 @@ class AgentCounter(models.Model):
     waiting = models.BigIntegerField(default=0)
     paused = models.BigIntegerField(default=0)
     terminated = models.BigIntegerField(default=0)
-    tasks_completed = models.BigIntegerField(default=0)
-    tokens_used = models.BigIntegerField(default=0, help_text="Tokens.")
-    cost_incurred = models.DecimalField(max_digits=24, decimal_places=6, default=Decimal("0"), help_text="USD.")
-    unpriced_tokens = models.BigIntegerField(default=0, help_text="Tokens of models without a price (metered at 0).")
 
     class Meta:
         constraints = [
@@ -457,6 +452,48 @@ class AgentCounter(models.Model):
 
     def __str__(self) -> str:
         return f"agents of {self.project_id}{' (playground)' if self.is_playground else ''}, shard {self.shard}"
+
+
+class UsageDay(models.Model):
+    """The usage of one project's agents on one day (UTC; playground agents in a row of their own): what the
+    project totals, the admin's charts and the ``/metrics`` series read.
+
+    Up to ``agents.counters.COUNTER_SHARDS`` rows per ``(project, is_playground, day)`` with usage, one per
+    ``shard`` of the agents that used it (as ``AgentCounter``: a fleet's steps do not all queue for one row). Each
+    LLM step, usage post and finished run adds to today's row of its agent's shard with one upsert
+    (``agents.counters``), so a project's totals are the sum of its rows, exactly. ``tokens_used`` counts every
+    token (LLM steps and usage posted through the API); ``prompt_tokens`` and ``completion_tokens`` only those of
+    the runtime's LLM calls, whose split is known; ``unpriced_tokens`` those of models without a price (metered at 0
+    USD, so in no ``cost_incurred``). ``cost_incurred`` is USD. ``runs_succeeded`` / ``runs_failed`` /
+    ``runs_cancelled`` count the runs that ended that day. The ``recompute_agent_counters`` command rebuilds the
+    rows from the steps, runs and agents.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="usage_days")
+    is_playground = models.BooleanField(default=False)
+    day = models.DateField(help_text="UTC.")
+    shard = models.PositiveSmallIntegerField(default=0)
+    tasks_completed = models.BigIntegerField(default=0)
+    tokens_used = models.BigIntegerField(default=0, help_text="Tokens.")
+    prompt_tokens = models.BigIntegerField(default=0, help_text="Input tokens of the runtime's LLM calls.")
+    completion_tokens = models.BigIntegerField(default=0, help_text="Output tokens of the runtime's LLM calls.")
+    unpriced_tokens = models.BigIntegerField(default=0, help_text="Tokens of models without a price (metered at 0).")
+    cost_incurred = models.DecimalField(max_digits=24, decimal_places=6, default=Decimal("0"), help_text="USD.")
+    runs_succeeded = models.BigIntegerField(default=0)
+    runs_failed = models.BigIntegerField(default=0)
+    runs_cancelled = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "is_playground", "day", "shard"], name="unique_usage_day"),
+        ]
+        # The fleet's charts read the last 30 days of every project the user sees.
+        indexes = [models.Index(fields=["day"], name="usage_day_idx")]
+
+    def __str__(self) -> str:
+        playground = " (playground)" if self.is_playground else ""
+        return f"usage of {self.project_id} on {self.day}{playground}, shard {self.shard}"
 
 
 class WorkspaceAgentCounter(models.Model):
@@ -805,6 +842,9 @@ class AgentRunRequest(models.Model):
 
     class Meta:
         ordering = ["requested_at"]
+        # "Waiting for you" (oldest pending first, of the workspaces a user sees) walks this and stops at a page.
+        indexes = [models.Index(fields=["requested_at"], condition=models.Q(status="pending"),
+                                name="run_request_pending_idx")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.tool_name} ({self.status})"

@@ -8,9 +8,8 @@ from functools import cache
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, DecimalField, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models import Count, F, IntegerField, Q, QuerySet, Sum, Value
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce
 
 from projects.models import Issue, Project
 
@@ -94,7 +93,8 @@ def agent_metrics(queryset: QuerySet[AgentInstance]) -> dict[str, Any]:
 def project_agent_summary(
     projects: QuerySet[Project] | None = None, *, include_playground: bool = False
 ) -> QuerySet[Project]:
-    """Projects annotated with their agents' metrics, in one grouped query for any number of projects.
+    """Projects annotated with their agents' metrics from the counters (``agents.counters``), in one query for any
+    number of projects and any fleet size.
 
     Each project carries the keys of ``agent_metrics`` as attributes (``total_instances``,
     ``active_instances`` (WORKING), ``idle_instances``, ``waiting_instances``, ``paused_instances``,
@@ -103,23 +103,21 @@ def project_agent_summary(
     (``is_playground``) are left out unless ``include_playground`` (as in the agent lists and metrics of
     the API). ``workspace`` is joined. Ordered by workspace name, then project name.
     """
+    from .counters import counter_subquery, usage_subquery
+
     projects = Project.objects.all() if projects is None else projects
-    counted = Q() if include_playground else Q(agents__is_playground=False)
-    status_counts = {
-        key: Count("agents", filter=counted & Q(agents__status=status)) for key, status in _STATUS_KEYS.items()
-    }
+    every_status = sum((F(status.value) for status in AgentStatus), Value(0))
+    # Correlated subqueries on the counters' indexes, no join and no GROUP BY: a page of projects reads a couple of
+    # counter rows and its usage days each, however many agents and runs there are.
     return (
         projects.select_related("workspace")
         .annotate(
-            total_instances=Count("agents", filter=counted),
-            **status_counts,
-            total_tasks_completed=Coalesce(Sum("agents__tasks_completed", filter=counted), 0),
-            total_tokens_used=Coalesce(Sum("agents__tokens_used", filter=counted), 0),
-            total_cost_incurred=Coalesce(
-                Sum("agents__cost_incurred", filter=counted),
-                Value(Decimal("0")),
-                output_field=DecimalField(max_digits=20, decimal_places=6),
-            ),
+            total_instances=counter_subquery(every_status, include_playground=include_playground),
+            **{key: counter_subquery(F(status.value), include_playground=include_playground)
+               for key, status in _STATUS_KEYS.items()},
+            total_tasks_completed=usage_subquery("tasks_completed", include_playground=include_playground),
+            total_tokens_used=usage_subquery("tokens_used", include_playground=include_playground),
+            total_cost_incurred=usage_subquery("cost_incurred", include_playground=include_playground),
         )
         .order_by("workspace__name", "name")
     )

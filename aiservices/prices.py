@@ -50,6 +50,16 @@ def price_for(model: str) -> ModelPrice | None:
     return row
 
 
+def has_price(model: str) -> bool:
+    """Whether ``model`` has a price. A price this process holds answers at once (no cache read, no SQL: a price
+    deleted since is noticed by the next ``price_for``); otherwise ``price_for`` looks, so a price added a moment
+    ago counts at once."""
+    with _lock:
+        if _rows.get(model) is not None:
+            return True
+    return price_for(model) is not None
+
+
 def prices_changed(**kwargs) -> None:
     """Receiver of ``ModelPrice``'s ``post_save`` and ``post_delete``: every process reads prices afresh."""
     with _lock:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from knox.models import AuthToken
 
-from syndarix.admin_site import ServiceSaveAdminMixin
+from syndarix.admin_site import ObjectSectionsAdminMixin, ServiceSaveAdminMixin
 
 from . import services
 from .choices import WRITE_ROLES, WorkspaceRole
@@ -39,8 +39,8 @@ def workspace_scope(user, queryset: QuerySet, path: str, *, roles=None) -> Query
 class WorkspaceScopedAdminMixin:
     """Tenancy in the admin (put it first in a ``ModelAdmin``'s bases): superusers see and act on every workspace;
     other staff see the rows of the workspaces they are members of and change them only where their role writes
-    (``write_roles``: admin and operator by default, as in the API). Their model permissions still say *what* they
-    may do; this says *where*.
+    (``write_roles``: admin and operator by default, as in the API); staff who write in no workspace are offered
+    nothing that writes. Their model permissions still say *what* they may do; this says *where*.
 
     ``workspace_path`` is the lookup from the model to its workspace. Everything goes through ``get_queryset``, so
     the list, change, history and delete pages, bulk actions, date drill-down, and the autocomplete and raw-id
@@ -80,6 +80,34 @@ class WorkspaceScopedAdminMixin:
                 user=request.user, workspace_id=workspace_id, role__in=self.write_roles
             ).exists()
         return cache[key]
+
+    def writes_anywhere(self, request) -> bool:
+        """Does the user have a role in ``write_roles`` in some workspace (or is a superuser)? Without one, the admin
+        offers no add page and no bulk action: they would only be refused. Cached per request."""
+        if request.user.is_superuser:
+            return True
+        cache = request.__dict__.setdefault("_workspace_writes_anywhere", {})
+        key = frozenset(self.write_roles)
+        if key not in cache:
+            cache[key] = WorkspaceMembership.objects.filter(user=request.user, role__in=self.write_roles).exists()
+        return cache[key]
+
+    def role_refusal(self, request, obj: Model) -> str:
+        """Why the user's role keeps them from changing ``obj`` (``""`` when it does not): a read-only role in its
+        workspace, named."""
+        if self.can_write(request, obj):
+            return ""
+        role = WorkspaceMembership.objects.filter(user=request.user, workspace_id=self.workspace_id_of(obj)) \
+            .values_list("role", flat=True).first()
+        label = WorkspaceRole(role).label.lower() if role else "none"
+        return f"Your role in its workspace is {label}: it may look, not change anything."
+
+    def has_add_permission(self, request, *args) -> bool:
+        return super().has_add_permission(request, *args) and self.writes_anywhere(request)
+
+    def get_actions(self, request):
+        """No bulk action for staff who write in no workspace (each would be refused row by row)."""
+        return super().get_actions(request) if self.writes_anywhere(request) else {}
 
     def has_change_permission(self, request, obj=None) -> bool:
         return super().has_change_permission(request, obj) and (obj is None or self.can_write(request, obj))
@@ -194,7 +222,9 @@ class WorkspaceMembershipAdmin(WorkspaceScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Project)
-class ProjectAdmin(WorkspaceScopedAdminMixin, ServiceSaveAdminMixin, admin.ModelAdmin):
+class ProjectAdmin(WorkspaceScopedAdminMixin, ObjectSectionsAdminMixin, ServiceSaveAdminMixin, admin.ModelAdmin):
+    """Projects; a project's page shows the sections other apps contribute (its agents' usage charts)."""
+
     list_display = ("name", "workspace", "slug", "owner", "agent_count", "issue_count", "created_at")
     list_select_related = ("workspace", "owner")
     list_filter = ("workspace",)

@@ -3,8 +3,10 @@
 The index page is assembled from *sections* that apps contribute from their own ``admin.py``
 (``SyndarixAdminSite.register_index_section``): this package imports no app. A section is a template
 included on the index and a callable that gives its context for the request (or ``None`` to stay
-hidden from that user). ``ReadOnlyAdminMixin`` is the one definition of a view-only admin (ledgers,
-version histories, call logs); ``ServiceSaveAdminMixin`` the one way an admin saves through an app's services.
+hidden from that user). The change form of a model whose admin uses ``ObjectSectionsAdminMixin`` shows the
+sections apps contribute for its objects the same way (``register_object_section``). ``ReadOnlyAdminMixin`` is the
+one definition of a view-only admin (ledgers, version histories, call logs); ``ServiceSaveAdminMixin`` the one way
+an admin saves through an app's services.
 """
 
 from __future__ import annotations
@@ -123,6 +125,29 @@ class IndexSection:
     css: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ObjectSection:
+    """One block below an object's change form, contributed by an app (``register_object_section``); like
+    ``IndexSection``, ``context(request, obj)`` gives its keys or ``None`` to stay hidden."""
+
+    name: str
+    template: str
+    context: Callable[[HttpRequest, models.Model], dict[str, Any] | None]
+    order: int = 100
+    css: tuple[str, ...] = ()
+
+
+class ObjectSectionsAdminMixin:
+    """For a ``ModelAdmin`` whose change form shows the sections apps register for its model
+    (``SyndarixAdminSite.register_object_section``); its ``change_form_template`` includes ``object_sections``
+    (see ``admin/projects/project/change_form.html``)."""
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and change:
+            context.update(self.admin_site.object_sections_context(request, obj))
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+
 class SyndarixAdminSite(admin.AdminSite):
     site_header = "Syndarix administration"
     site_title = "Syndarix admin"
@@ -133,6 +158,7 @@ class SyndarixAdminSite(admin.AdminSite):
     def __init__(self, name: str = "admin") -> None:
         super().__init__(name)
         self._index_sections: dict[str, IndexSection] = {}
+        self._object_sections: dict[type[models.Model], dict[str, ObjectSection]] = {}
 
     def register_index_section(
         self, name: str, *, template: str, context: SectionContext, order: int = 100, css: tuple[str, ...] = ()
@@ -148,6 +174,31 @@ class SyndarixAdminSite(admin.AdminSite):
     def index_sections(self) -> list[IndexSection]:
         """The registered sections in display order."""
         return sorted(self._index_sections.values(), key=lambda s: (s.order, s.name))
+
+    def register_object_section(
+        self, model: type[models.Model], name: str, *, template: str, context, order: int = 100,
+        css: tuple[str, ...] = (),
+    ) -> ObjectSection:
+        """Add a section below the change form of ``model``'s objects (an app calls this from its ``admin.py``;
+        the model's admin uses ``ObjectSectionsAdminMixin``); returns it. ``context(request, obj)`` runs on every
+        change form of such an object; keep it to a fixed number of queries."""
+        section = ObjectSection(name=name, template=template, context=context, order=order, css=tuple(css))
+        self._object_sections.setdefault(model, {})[name] = section
+        return section
+
+    def object_sections_context(self, request, obj: models.Model) -> dict[str, Any]:
+        """The keys of ``obj``'s visible sections, plus ``object_sections`` (the ``ObjectSection`` objects to
+        include, in order) and ``object_sections_css``."""
+        context: dict[str, Any] = {}
+        shown: list[ObjectSection] = []
+        sections = self._object_sections.get(type(obj), {}).values()
+        for section in sorted(sections, key=lambda s: (s.order, s.name)):
+            values = section.context(request, obj)
+            if values is not None:
+                context.update(values)
+                shown.append(section)
+        css = list(dict.fromkeys(path for section in shown for path in section.css))
+        return {**context, "object_sections": shown, "object_sections_css": css}
 
     def index(self, request, extra_context=None):
         """The admin index with each section visible to the user: its keys are merged into the context and

@@ -9,6 +9,15 @@ class SyndarixAdminConfig(AdminConfig):
 
     default_site = "syndarix.admin_site.SyndarixAdminSite"
 
+    def ready(self) -> None:
+        """The admin's autodiscovery, then the process's OpenTelemetry traces when the environment asks for them
+        (``syndarix.telemetry.setup``; this app is the first loaded, so Django's middleware is instrumented before
+        any handler loads it)."""
+        super().ready()
+        from syndarix import telemetry
+
+        telemetry.setup()
+
 
 class ApiTokensConfig(AppConfig):
     """django-rest-knox (API tokens), under a name staff recognise in the admin ("API tokens", not "Knox")."""

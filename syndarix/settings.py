@@ -49,6 +49,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: counts and times every request (Prometheus, syndarix.metrics).
+    "syndarix.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -385,6 +387,21 @@ AI_SERVICES_TOTAL_TIMEOUT = env.float("AI_SERVICES_TOTAL_TIMEOUT", default=60.0)
 # --- MCP server (/mcp) ---
 MCP_SESSION_TTL_SECONDS = env.int("MCP_SESSION_TTL_SECONDS", default=86400)
 MCP_TOOLS_PAGE_SIZE = env.int("MCP_TOOLS_PAGE_SIZE", default=50)
+
+# --- Metrics (Prometheus: /metrics, and the Celery workers' METRICS_PORT; syndarix.metrics) ---
+# Bearer token a scraper sends (`Authorization: Bearer <token>`); empty: only clients on loopback may read them.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Port a Celery worker serves its per-process series on (0: none). PROMETHEUS_MULTIPROC_DIR (an environment
+# variable read by prometheus-client when a process starts) adds up the processes of one machine.
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+
+# --- Traces (OpenTelemetry over OTLP/HTTP; syndarix.telemetry) ---
+# Traces are exported when the standard OTEL_EXPORTER_OTLP_ENDPOINT variable is set (read from the environment by the
+# OpenTelemetry SDK, like the other OTEL_* variables). Prompt and completion text go into the LLM calls' spans only
+# when this is true (the variable OpenTelemetry's GenAI instrumentations read).
+OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = env.bool(
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", default=False
+)
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,5 @@
-"""Root URL configuration: the health probes, admin, the v1 API, the OpenAPI schema and its docs, the MCP server,
-the favicon."""
+"""Root URL configuration: the health probes, the Prometheus metrics, admin, the v1 API, the OpenAPI schema and its
+docs, the MCP server, the favicon."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -8,11 +8,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from syndarix.api.views import ApiRootView, not_found
 from syndarix.health import healthz, readyz
+from syndarix.metrics import metrics_view
 from syndarix.views import favicon
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -55,8 +55,8 @@ def _context_url(context_id, name: str, *args) -> str:
 
 
 def _version_actions(version: AgentContextVersion, current_version: int, *, can_change: bool = False) -> str:
-    """The links of one version: diffs, "Roll back to this version", and the Pin / Unpin button (a small POST form)
-    when ``can_change``."""
+    """The links of one version: diffs, and when ``can_change`` "Roll back to this version" and the Pin / Unpin button
+    (a small POST form)."""
     links: list[str] = []
     if version.version > 1:
         diff = _context_url(version.context_id, "diff") + f"?from={version.version - 1}&to={version.version}"
@@ -64,8 +64,9 @@ def _version_actions(version: AgentContextVersion, current_version: int, *, can_
     if version.version != current_version:
         diff = _context_url(version.context_id, "diff") + f"?from={version.version}&to={current_version}"
         links.append(format_html('<a href="{}">Diff with current</a>', diff))
-        rollback = _context_url(version.context_id, "rollback", version.version)
-        links.append(format_html('<a class="button" href="{}">Roll back to this version</a>', rollback))
+        if can_change:
+            rollback = _context_url(version.context_id, "rollback", version.version)
+            links.append(format_html('<a class="button" href="{}">Roll back to this version</a>', rollback))
     else:
         links.append(format_html("<strong>{}</strong>", "current version"))
     if can_change:
@@ -315,7 +316,8 @@ class AgentContextAdmin(WorkspaceScopedAdminMixin, ServiceSaveAdminMixin, admin.
 
         first, second = number("from", max(1, current - 1)), number("to", current)
         page = self._page_context(request, context, f"Compare versions of {context}")
-        page.update(first=first, second=second, current_version=current, problems=problems)
+        page.update(first=first, second=second, current_version=current, problems=problems,
+                    can_change=self.has_change_permission(request, context))
         try:
             page["patch"] = contexts.context_diff(context, first, second)
             page["sides"] = [
@@ -406,7 +408,24 @@ class AgentContextVersionAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, ad
 
     @admin.display(description="actions")
     def version_actions(self, obj: AgentContextVersion) -> str:
+        """The version's diff links (the page shows ``get_fields``' variant, with the rollback when allowed)."""
         return _version_actions(obj, obj.context.current_version)
+
+    def get_fields(self, request, obj=None):
+        """``version_actions`` offers the rollback to staff who may change the version's context."""
+        if "_version_actions_field" not in request.__dict__:
+            contexts_admin = self.admin_site.get_model_admin(AgentContext)
+            can_change = obj is not None and contexts_admin.has_change_permission(request, obj.context)
+
+            @admin.display(description="actions")
+            def version_actions(version: AgentContextVersion) -> str:
+                return _version_actions(version, version.context.current_version, can_change=can_change)
+
+            request._version_actions_field = version_actions
+        return [request._version_actions_field if name == "version_actions" else name for name in self.fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
 
     @admin.display(description="data")
     def pretty_data(self, obj: AgentContextVersion) -> str:

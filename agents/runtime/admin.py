@@ -18,6 +18,8 @@ superusers see the runs of their workspaces and operate them where their role wr
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -37,6 +39,8 @@ from django.utils.translation import ngettext
 
 from aiservices.llm import OFFLINE
 from projects.admin import WorkspaceScopedAdminMixin, workspace_scope
+from projects.choices import WRITE_ROLES
+from projects.selectors import member_workspace_ids
 from syndarix.admin_site import LatestRowsFormSet, ReadOnlyAdminMixin, precise_time
 from syndarix.exceptions import DomainError
 
@@ -44,7 +48,8 @@ from ..choices import RUN_FINISHED_STATUSES, RunRequestKind, RunRequestStatus, R
 from ..exceptions import SERVICE_ERRORS, describe_error
 from ..models import AgentRun, AgentRunRequest
 from . import selectors, services
-from .forms import RunAnswerForm, RunDecisionForm
+from .forms import RequestedSchemaForm, RunAnswerForm, RunDecisionForm, schema_form_supported
+from .timeline import run_timeline
 
 #: Runs shown on an agent's page; the runs list shows all of them.
 RUNS_INLINE_LIMIT = 20
@@ -55,6 +60,8 @@ DASHBOARD_LIMIT = 20
 #: Characters of a request's arguments (or message) shown on the index.
 SUMMARY_CHARS = 120
 
+#: The index counts the runs of each status up to this many (then shows "1,000+").
+DASHBOARD_COUNT_CAP = 1000
 #: Run states the index counts, in this order.
 DASHBOARD_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED)
 
@@ -123,6 +130,15 @@ def request_summary(request: AgentRunRequest, *, chars: int = SUMMARY_CHARS) -> 
     return Truncator(text).chars(chars)
 
 
+def id_prefix_range(term: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The lowest and highest UUIDs that start with ``term`` (hex digits, dashes ignored; at least 4 digits), or
+    ``None`` when ``term`` is no such prefix."""
+    digits = term.strip().lower().replace("-", "")
+    if not re.fullmatch(r"[0-9a-f]{4,32}", digits):
+        return None
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+
+
 def can_operate_runs(request) -> bool:
     """May the user cancel runs and answer their requests (``agents.change_agentrun``)?"""
     return request.user.has_perm("agents.change_agentrun")
@@ -140,6 +156,7 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
     list_select_related = ("agent__project__workspace",)
     list_filter = ("status", "agent__project__workspace", "agent__project")
     search_fields = ("agent__name", "instruction")
+    search_help_text = "An agent's name, words of the instruction, or the start of a run's id (as the list shows it)."
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     actions = ("cancel_selected",)
@@ -152,6 +169,15 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
         queryset = self.scope(request, selectors.run_queryset())
         ordering = self.get_ordering(request)
         return queryset.order_by(*ordering) if ordering else queryset
+
+    def get_search_results(self, request, queryset, search_term):
+        """Also find runs by the start of their id (``3f2a9c1b``, the 8 hex digits the list shows, or more): a range
+        of the primary key's index, so it is as fast at a million runs as at ten."""
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        bounds = id_prefix_range(search_term)
+        if bounds is not None:
+            queryset |= self.get_queryset(request).filter(pk__gte=bounds[0], pk__lte=bounds[1])
+        return queryset, may_have_duplicates
 
     # --- Permissions: nobody adds, edits or deletes runs here (ReadOnlyAdminMixin); people operate them. ---
 
@@ -212,10 +238,19 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
 
     # --- The bulk action. ---
 
-    @admin.action(description="Cancel selected runs", permissions=["operate"])
-    def cancel_selected(self, request, queryset) -> None:
-        """``run_cancel`` for each selected run (in primary-key order); reports "N runs cancelled", the runs
-        that were cancelled already, and each failure."""
+    @admin.action(description="Cancel selected runs…", permissions=["operate"])
+    def cancel_selected(self, request, queryset):
+        """After a confirmation page, ``run_cancel`` for each selected run (in primary-key order); reports "N runs
+        cancelled", the runs that were cancelled already, and each failure."""
+        if request.POST.get("post") != "yes":
+            runs = list(queryset.select_related("agent").order_by("-created_at"))
+            context = {
+                **self.admin_site.each_context(request), "opts": self.opts, "runs": runs,
+                "title": ngettext("Cancel %(count)d run?", "Cancel %(count)d runs?", len(runs)) % {"count": len(runs)},
+                "finished": sum(run.status in RUN_FINISHED_STATUSES for run in runs),
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/agents/agentrun/cancel_confirmation.html", context)
         cancelled, already, failed = [], [], []
         for run in queryset.order_by("pk"):
             if not self.has_operate_permission(request, run):
@@ -278,8 +313,9 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
         run, response = self._get_run(request, object_id, operate=False)
         return response or self.render_run_page(request, run)
 
-    def render_run_page(self, request, run: AgentRun, *, answer_form: RunAnswerForm | None = None, status=200):
-        """The run's summary, pending requests (with their forms), request history and trace."""
+    def render_run_page(self, request, run: AgentRun, *, answer_form=None, status=200):
+        """The run's page, in fragments that render alone (``admin/agents/agentrun/_*.html``): summary (with the
+        budget that paused it), pending requests (with their forms), request history, timeline and trace."""
         can_operate = self.has_operate_permission(request, run)
         requests = list(run.requests.select_related("decided_by").order_by("requested_at"))
         pending = [r for r in requests if r.is_pending]
@@ -294,10 +330,11 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
                 row["decide_url"] = reverse("admin:agents_agentrun_decide", args=[run.pk, req.pk])
                 row["form"] = RunDecisionForm(auto_id=f"id_{req.pk.hex[:8]}_%s")
             elif req is answerable:
-                schema = req.requested_schema if req.kind == RunRequestKind.INPUT else _connection_schema()
-                row["schema"] = pretty_json(schema or {"type": "object"})
+                row["schema"] = pretty_json(_answer_schema(req))
                 row["answer_url"] = reverse("admin:agents_agentrun_answer", args=[run.pk])
-                row["form"] = answer_form or RunAnswerForm()
+                row["form"] = answer_form or answer_form_for(req)
+                row["generated"] = isinstance(row["form"], RequestedSchemaForm)
+                row["unsupported"] = unsupported_schema(req)
             pending_rows.append(row)
         steps = list(run.steps.order_by("index")[:TRACE_PAGE_LIMIT])
         for step in steps:
@@ -316,10 +353,13 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
             "result_json": None if run.result is None else pretty_json(run.result),
             "checkpoint_json": None if run.checkpoint is None else pretty_json(run.checkpoint),
             "can_operate": can_operate,
+            "operate_refusal": "" if can_operate else self.operate_refusal(request, run),
             "cancel_url": reverse("admin:agents_agentrun_cancel", args=[run.pk])
             if can_operate and run.status not in RUN_FINISHED_STATUSES else "",
+            "budget": budget_note(run),
             "pending_rows": pending_rows,
             "past_requests": [r for r in requests if not r.is_pending],
+            "timeline": run_timeline(run, steps, requests),
             "steps": steps,
             "steps_truncated": run.steps_completed > len(steps),
             "offline_note": OFFLINE_NOTE if offline_provider() else "",
@@ -329,13 +369,32 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
         }
         return TemplateResponse(request, "admin/agents/agentrun/run_page.html", context, status=status)
 
+    def operate_refusal(self, request, run: AgentRun) -> str:
+        """Why the user may look at ``run`` but not cancel or answer it, in words."""
+        if not can_operate_runs(request):
+            return "Your account lacks the “Can change agent run” permission."
+        return self.role_refusal(request, run)
+
     def cancel_view(self, request, object_id):
-        """POST: ``run_cancel``, then back to the run's page."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+        """GET: the confirmation page (what cancelling does to this run); POST: ``run_cancel``, then back to the
+        run's page."""
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
         run, response = self._get_run(request, object_id, operate=True)
         if response:
             return response
+        if request.method == "GET":
+            if run.status in RUN_FINISHED_STATUSES:
+                self.message_user(request, f"Run {short_id(run.pk)} has {run.status}: finished runs are final.",
+                                  messages.INFO)
+                return redirect(self.run_url(run))
+            context = {
+                **self.admin_site.each_context(request), "opts": self.opts, "run": run, "original": run,
+                "title": f"Cancel run {short_id(run.pk)} of “{run.agent}”?",
+                "status_badge": run_status_badge(run.status), "run_url": self.run_url(run),
+                "pending": run.requests.filter(status=RunRequestStatus.PENDING).count(),
+            }
+            return TemplateResponse(request, "admin/agents/agentrun/cancel_confirmation.html", context)
         before = run.status
         try:
             run = services.run_cancel(run, actor=request.user)
@@ -383,25 +442,31 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
         return redirect(self.run_url(run))
 
     def answer_view(self, request, object_id):
-        """POST ``action`` (``accept``/``decline``) and ``content`` (JSON): ``run_request_answer``. Content the
-        request's schema refuses shows the run's page again with each error on the form."""
+        """POST ``action`` (``accept``/``decline``) and the answer: the fields of the form generated from the
+        request's schema (``RequestedSchemaForm``), or ``content`` (JSON) for a schema it cannot ask field by field;
+        then ``run_request_answer``. Input the form or the schema refuses shows the run's page again with each error
+        on its field."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         run, response = self._get_run(request, object_id, operate=True)
         if response:
             return response
-        form = RunAnswerForm(request.POST)
+        pending = run.requests.filter(status=RunRequestStatus.PENDING).exclude(kind=RunRequestKind.APPROVAL).first()
+        form = answer_form_for(pending, request.POST)
         if form.is_valid():
-            action = form.cleaned_data["action"]
+            generated = isinstance(form, RequestedSchemaForm)
+            action = form.action if generated else form.cleaned_data["action"]
+            content = form.content() if generated else form.cleaned_data["content"]
             try:
-                answered = services.run_request_answer(
-                    run, content=form.cleaned_data["content"], action=action, actor=request.user
-                )
+                answered = services.run_request_answer(run, content=content, action=action, actor=request.user)
             except ValidationError as exc:
-                form.add_error("content", _content_errors(exc))
+                if generated:
+                    form.add_schema_errors(exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages})
+                else:
+                    form.add_error("content", _content_errors(exc))
             except DomainError as exc:
                 if exc.field in ("content", "action"):
-                    form.add_error(exc.field, exc.message)
+                    form.add_error(exc.field if not generated else None, exc.message)
                 else:
                     self.message_user(request, f"Could not answer: {exc.message}", messages.ERROR)
                     return redirect(self.run_url(run))
@@ -412,10 +477,44 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
                     messages.SUCCESS,
                 )
                 return redirect(self.run_url(run))
-        if not run.requests.filter(status=RunRequestStatus.PENDING).exclude(kind=RunRequestKind.APPROVAL).exists():
+        if pending is None:
             self.message_user(request, "The run is not waiting for input.", messages.ERROR)
             return redirect(self.run_url(run))
         return self.render_run_page(request, run, answer_form=form)
+
+
+def _answer_schema(request: AgentRunRequest | None) -> dict:
+    """The schema an answer to ``request`` must match: its ``requested_schema`` (input), the connection outcome
+    (connections)."""
+    if request is not None and request.kind == RunRequestKind.CONNECTION:
+        return _connection_schema()
+    return (request.requested_schema if request is not None else None) or {"type": "object"}
+
+
+def answer_form_for(request: AgentRunRequest | None, data=None):
+    """The form that answers ``request``: generated from its schema when ``schema_form_supported``, else the JSON
+    box (``RunAnswerForm``)."""
+    schema = _answer_schema(request)
+    if request is not None and schema_form_supported(schema):
+        return RequestedSchemaForm(data, schema=schema)
+    return RunAnswerForm(data)
+
+
+def unsupported_schema(request: AgentRunRequest) -> list[str]:
+    """Why ``request`` (an input request stored before requestedSchemas had to be MCP elicitation schemas) can only
+    be declined: what its schema breaks (``tools.client.requested_schema_errors``); ``[]`` for every other."""
+    from .tools.client import requested_schema_errors
+
+    return requested_schema_errors(request.requested_schema) if request.kind == RunRequestKind.INPUT else []
+
+
+def budget_note(run: AgentRun) -> dict[str, Any] | None:
+    """For a run parked because it took its agent over budget (``budget_exceeded``): what was exceeded and what the
+    agent's status is now (the agent was paused with reason ``budget``), else ``None``."""
+    if run.error_code != "budget_exceeded":
+        return None
+    return {"exceeded": run.error_message, "agent_status": run.agent.get_status_display().lower(),
+            "agent_paused": run.agent.status == "paused"}
 
 
 def _connection_schema() -> dict:
@@ -498,22 +597,34 @@ class AgentRunInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 def runtime_index_section(request) -> dict[str, Any] | None:
-    """The index's "Runs" section for staff who may view runs (``None`` for the others): run counts by status,
-    the requests waiting for a person (oldest first) and the agents whose heartbeat is stale, in a fixed number
-    of queries (``agents.runtime.selectors``), over the workspaces the user sees."""
+    """The index's "Runs" section for staff who may view runs (``None`` for the others): run counts by status (each
+    up to ``DASHBOARD_COUNT_CAP``),
+    the requests waiting for a person (oldest first; ``can_answer`` where the user may answer them, else they are
+    only shown) and the agents whose heartbeat is stale, in a fixed number of queries (``agents.runtime.selectors``),
+    over the workspaces the user sees."""
     if not request.user.has_perm("agents.view_agentrun"):
         return None
     user = request.user
-    run_counts = selectors.run_counts(workspace_scope(user, AgentRun.objects.all(), "agent__project__workspace"))
+    run_counts = selectors.run_counts_capped(
+        workspace_scope(user, AgentRun.objects.all(), "agent__project__workspace"), statuses=DASHBOARD_STATUSES,
+        cap=DASHBOARD_COUNT_CAP,
+    )
     runs_url = reverse("admin:agents_agentrun_changelist")
     counts = [
-        {"status": status, "badge": run_status_badge(status), "count": run_counts[status],
-         "url": f"{runs_url}?status__exact={status}"}
+        {"status": status, "badge": run_status_badge(status), "count": min(run_counts[status], DASHBOARD_COUNT_CAP),
+         "more": run_counts[status] > DASHBOARD_COUNT_CAP, "url": f"{runs_url}?status__exact={status}"}
         for status in DASHBOARD_STATUSES
     ]
+    if not can_operate_runs(request):
+        writable = set()
+    elif user.is_superuser:
+        writable = None  # everywhere
+    else:
+        writable = {row["workspace"] for row in member_workspace_ids(user, roles=WRITE_ROLES)}
     waiting = [
         {
             "request": req,
+            "can_answer": writable is None or req.run.agent.project.workspace_id in writable,
             "kind": RunRequestKind(req.kind).label,
             "summary": request_summary(req),
             "age": ago(req.requested_at),

@@ -56,7 +56,7 @@ from ..choices import AgentStatus, RunStatus, StepKind
 from ..contexts import services as contexts
 from ..exceptions import UsageLimitExceeded
 from ..models import AgentInstance, AgentRun
-from . import services
+from . import services, telemetry
 from .exceptions import RunFailure, RunInterrupted
 from .tools.registry import ToolCall
 from .trace import StepRecorded, cap, step_record
@@ -193,7 +193,9 @@ class MeteredLLM:
         try:
             provider = get_chat_provider()
             shown["provider"] = provider.name
-            completion = provider.complete(request, request_id=str(uuid.uuid4()))
+            with telemetry.llm_call(request, provider=provider.name) as call:
+                completion = provider.complete(request, request_id=str(uuid.uuid4()))
+                call.answered(completion)
         except BadAnswer as bad:
             self._record_bad_answer(request, shown, bad, started)
             raise

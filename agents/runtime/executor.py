@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ..models import AgentInstance, AgentRun
-from . import services
+from . import services, telemetry
 from .context import RunContext
 from .exceptions import NotRunnable, RunFailure, RunInterrupted
 from .loop import ToolLoopAgent
@@ -103,6 +103,7 @@ def _result(value: Any) -> Any:
     return value
 
 
+@telemetry.run_execution
 def execute_run(run_id, *, worker: str = "", task_id: str | None = None) -> str:
     """Execute run ``run_id`` on this worker, if it is this worker's to run (``services.run_claim``).
 
@@ -120,6 +121,7 @@ def execute_run(run_id, *, worker: str = "", task_id: str | None = None) -> str:
     if run is None:
         return "skipped"
     agent = run.agent
+    telemetry.run_claimed(run)
     heartbeat.hold(agent.pk)
     try:
         try:

@@ -46,7 +46,7 @@ from django.utils import timezone
 from ..choices import RunRequestKind, RunRequestStatus, StepKind
 from ..models import RESERVED_SLUG_PREFIX, AgentInstance, AgentRunRequest, AgentRunStep
 from ..registry import BaseAgent
-from . import services
+from . import services, telemetry
 from .context import RunContext
 from .exceptions import RunFailure, RunInterrupted
 from .tools.client import REQUEST_CONNECTION, REQUEST_INPUT, requested_schema_errors
@@ -301,6 +301,7 @@ class ToolLoop:
         state["messages"].append(message)
         state["pending"].pop(0)
 
+    @telemetry.tool_call
     def _outcome(self, call: dict[str, Any]) -> tuple[str, Any, ToolResult | Wait, str]:
         """``(tool name, arguments, result, permission)`` of one call; the result is a ``Wait`` when a person
         must answer first."""

@@ -53,6 +53,13 @@ def stale_heartbeats(*, now=None) -> QuerySet[AgentInstance]:
     )
 
 
+def run_counts_capped(runs: QuerySet[AgentRun], *, statuses, cap: int) -> dict[str, int]:
+    """Runs of ``runs`` in each of ``statuses``, each counted up to ``cap`` (``cap + 1`` means "more than ``cap``"):
+    one bounded query per status (``COUNT(*)`` over ``LIMIT cap + 1`` rows of the status index), so a backlog of
+    a hundred thousand runs costs what a thousand do."""
+    return {status: runs.filter(status=status).order_by()[: cap + 1].count() for status in statuses}
+
+
 def run_counts(runs: QuerySet[AgentRun] | None = None) -> dict[str, int]:
     """Runs by status over ``runs`` (default: all runs), in one aggregate query: ``{"queued": n, "running": n}``
     and so on for every status."""

@@ -227,6 +227,7 @@ def _cancel_locked(agent: AgentInstance, run: AgentRun, *, message: str, actor=N
         request.save(update_fields=["status", "decided_at"])
     if previous in (R.RUNNING, R.WAITING) and agent.status in (S.WORKING, S.WAITING):
         _transition(agent, S.IDLE, run, "cancelled", actor=actor)
+    counters.run_finished(agent, status=R.CANCELLED)  # after the transition: its counter row first
     if run.task_id:
         _after_commit(_revoke, run.task_id)
     return run
@@ -467,13 +468,13 @@ def run_complete(run: AgentRun, result: Any) -> AgentRun:
             agent_services.usage_increment(agent.pk, tasks_completed=1)
         except UsageLimitExceeded:  # 2^63 - 1 tasks: the run still succeeded, it just cannot be counted
             logger.warning("Agent %s: tasks_completed is at its limit; run %s is not counted", agent.pk, run.pk)
-            counted = False
+            counted = 0
         else:
-            counted = True
+            counted = 1
         if agent.status == S.WORKING:
             agent = _transition(agent, S.IDLE, locked, "succeeded")
-        if counted:  # last: the project's counter row is locked from here to the commit
-            counters.usage_added(agent, tasks_completed=1)
+        # Last: the project's usage row is locked from here to the commit.
+        counters.run_finished(agent, status=R.SUCCEEDED, tasks_completed=counted)
     return locked
 
 
@@ -490,6 +491,7 @@ def run_fail(run: AgentRun, *, code: str, message: str) -> AgentRun:
         AgentInstance.objects.filter(pk=agent.pk).update(last_error=f"run {run.pk} failed: {code}: {message}"[:10_000])
         if agent.status == S.WORKING:
             _transition(agent, S.IDLE, locked, f"failed ({code})")
+        counters.run_finished(agent, status=R.FAILED)
     return locked
 
 
@@ -731,3 +733,4 @@ def _reap(run_id, report: ReapReport, *, cutoff=None, worker: str | None = None)
             report.failed.append(str(run_id))
             if agent.status in (S.WORKING, S.WAITING):
                 _transition(agent, S.IDLE, run, "failed (heartbeat_lost)")
+            counters.run_finished(agent, status=R.FAILED)

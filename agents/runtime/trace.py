@@ -1,14 +1,15 @@
 """A run's trace: its steps, each recorded with its usage, and the size cap on what a step stores.
 
 ``step_record`` is the one place every step is written. On PostgreSQL it is one statement (``_RECORD_SQL``): the
-agent's usage and activity, the run's counters and the step row, and the project's usage totals (unpriced tokens
-included), with the agent's and the run's status, the run's task id and the agent's budget read back from the same
-``UPDATE … RETURNING``, so the worker learns at no extra cost whether it must stop and whether the agent went over
-budget.
+agent's usage and activity, the run's counters and the step row, and the project's usage of the day (``UsageDay``,
+the agent's shard; unpriced tokens included), with the agent's and the run's status, the run's task id and the
+agent's budget read back from the same ``UPDATE … RETURNING``, so the worker learns at no extra cost whether it must
+stop and whether the agent went over budget.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 import uuid
@@ -23,8 +24,9 @@ from django.utils import timezone
 from syndarix.exceptions import InvalidInput
 
 from .. import counters
-from ..models import AgentCounter, AgentInstance, AgentRun, AgentRunStep, AgentType, budget_message
+from ..models import AgentInstance, AgentRun, AgentRunStep, AgentType, UsageDay, budget_message
 from ..services import USAGE_COUNTERS, usage_increment, usage_refused
+from .telemetry import step_recorded
 
 #: Largest serialized ``input`` / ``output`` a step stores (bytes); a larger value is stored as a preview.
 STEP_VALUE_MAX_BYTES = 32 * 1024
@@ -112,10 +114,10 @@ def step_record(
     numbered 0, 1, ... without gaps whoever writes them (the worker, or a person's decision). Usage goes to
     ``AgentRun.tokens_used``/``cost`` and ``AgentInstance.tokens_used``/``cost_incurred`` with atomic increments
     (the agent's bounded by its columns' range, as ``agents.services.usage_increment``), and to the project's
-    totals (``agents.counters``); ``input`` and ``output`` are ``cap``-ped. With ``agent_id`` the agent's
-    ``last_activity_at`` and ``last_heartbeat_at`` are stamped too. The agent row is locked before the run row, the
-    order every runtime service locks them in (a claim, a cancel, the reaper), so recording a step never
-    deadlocks with one of them.
+    usage of the day (``agents.counters.usage_added``); ``input`` and ``output`` are ``cap``-ped. With ``agent_id``
+    the agent's ``last_activity_at`` and ``last_heartbeat_at`` are stamped too. The agent row is locked before the
+    run row, the order every runtime service locks them in (a claim, a cancel, the reaper), so recording a step
+    never deadlocks with one of them.
 
     On PostgreSQL this is one statement (``_RECORD_SQL``); elsewhere (SQLite, ``make run``) one transaction of a
     few. A transactional outbox's event row joins ``_RECORD_SQL`` as one more data-modifying CTE reading the
@@ -132,7 +134,7 @@ def step_record(
         clear_retry: the upstream answered: end the run's outage (``retry_since``, ``retry_count``,
             ``retry_error``).
         unpriced: the call's model has no price (``cost`` is 0): its tokens also count as ``unpriced_tokens`` of
-            the run and the project, in the same statement.
+            the run and the project's day, in the same statement.
 
     Returns a ``StepRecorded``.
 
@@ -153,8 +155,11 @@ def step_record(
     tokens = prompt_tokens + completion_tokens
     usage = {"tokens": tokens, "cost": cost, "unpriced_tokens": tokens if unpriced else 0}
     if connection.vendor == "postgresql" and agent_id is not None:
-        return _record_postgresql(run_id, agent_id, step, **usage, task_id=task_id, clear_retry=clear_retry)
-    return _record_orm(run_id, agent_id, step, **usage, task_id=task_id, clear_retry=clear_retry)
+        recorded = _record_postgresql(run_id, agent_id, step, **usage, task_id=task_id, clear_retry=clear_retry)
+    else:
+        recorded = _record_orm(run_id, agent_id, step, **usage, task_id=task_id, clear_retry=clear_retry)
+    step_recorded(kind)
+    return recorded
 
 
 def _q(name: str) -> str:
@@ -164,11 +169,11 @@ def _q(name: str) -> str:
 def _record_sql() -> str:
     """The one statement of a step with an agent (see ``step_record``); named parameters."""
     agent, run, step, agent_type = (_q(m._meta.db_table) for m in (AgentInstance, AgentRun, AgentRunStep, AgentType))
-    counter = _q(AgentCounter._meta.db_table)
+    day = _q(UsageDay._meta.db_table)
     step_columns = ["id", "run_id", "index", "kind", "name", "input", "output", "error", "message", "duration_ms",
                     "prompt_tokens", "completion_tokens", "cost", "created_at"]
-    usage = ["tokens_used", "cost_incurred", "unpriced_tokens"]
-    zeros = [column for column in counters._COLUMNS if column not in usage]
+    usage = ["tokens_used", "cost_incurred", "unpriced_tokens", "prompt_tokens", "completion_tokens"]
+    zeros = [column for column in counters._DAY_COLUMNS if column not in usage]
     return f"""
 WITH agent AS (
     UPDATE {agent} SET tokens_used = tokens_used + %(tokens)s, cost_incurred = cost_incurred + %(cost)s,
@@ -191,15 +196,13 @@ WITH agent AS (
         %(duration_ms)s, %(prompt_tokens)s, %(completion_tokens)s, %(cost)s, %(now)s
     FROM run
     RETURNING id
-), totals AS (
-    INSERT INTO {counter} (id, project_id, is_playground, shard, {", ".join(_q(c) for c in usage + zeros)})
-    SELECT %(counter_id)s, agent.project_id, agent.is_playground, %(shard)s, %(tokens)s, %(cost)s,
-        %(unpriced_tokens)s{", 0" * len(zeros)}
+), usage AS (
+    INSERT INTO {day} (id, project_id, is_playground, day, shard, {", ".join(_q(c) for c in usage + zeros)})
+    SELECT %(day_id)s, agent.project_id, agent.is_playground, %(day)s, %(shard)s, %(tokens)s, %(cost)s,
+        %(unpriced_tokens)s, %(prompt_tokens)s, %(completion_tokens)s{", 0" * len(zeros)}
     FROM agent WHERE %(tokens)s > 0 OR %(cost)s > 0
-    ON CONFLICT (project_id, is_playground, shard) DO UPDATE SET
-        tokens_used = {counter}.tokens_used + excluded.tokens_used,
-        cost_incurred = {counter}.cost_incurred + excluded.cost_incurred,
-        unpriced_tokens = {counter}.unpriced_tokens + excluded.unpriced_tokens
+    ON CONFLICT (project_id, is_playground, day, shard) DO UPDATE SET
+        {", ".join(f"{_q(c)} = {day}.{_q(c)} + excluded.{_q(c)}" for c in usage)}
 )
 SELECT run.idx, run.status, run.task_id, agent.status, agent.tokens_used, agent.cost_incurred,
     COALESCE(agent.max_tokens, agent_type.max_tokens), COALESCE(agent.max_cost_usd, agent_type.max_cost_usd)
@@ -218,12 +221,14 @@ def _record_postgresql(run_id, agent_id, step: dict[str, Any], *, tokens: int, c
     tokens_limit, cost_limit = USAGE_COUNTERS["tokens"][1], USAGE_COUNTERS["cost"][1]
     if tokens > tokens_limit or cost > cost_limit:
         usage_increment(agent_id, tokens=tokens, cost=cost)  # raises InvalidInput naming the field
+    now = timezone.now()
     params = {
         **step, **{name: field.get_db_prep_save(step[name], connection) for name, field in fields.items()},
-        "run_id": run_id, "agent_id": agent_id, "step_id": uuid.uuid4(), "counter_id": uuid.uuid4(),
+        "run_id": run_id, "agent_id": agent_id, "step_id": uuid.uuid4(), "day_id": uuid.uuid4(),
         "tokens": tokens, "cost": cost, "unpriced_tokens": unpriced_tokens, "tokens_room": tokens_limit - tokens,
         "cost_room": cost_limit - cost,
-        "now": timezone.now(), "task_id": task_id, "clear_retry": clear_retry, "shard": counters.shard_of(agent_id),
+        "now": now, "day": now.astimezone(datetime.UTC).date(), "task_id": task_id, "clear_retry": clear_retry,
+        "shard": counters.shard_of(agent_id),
     }
     with connection.cursor() as cursor:
         cursor.execute(_RECORD_SQL[0], params)
@@ -248,7 +253,8 @@ def _record_orm(run_id, agent_id, step: dict[str, Any], *, tokens: int, cost: De
             now = timezone.now()
             usage_increment(agent_id, tokens=tokens, cost=cost, last_heartbeat_at=now, last_activity_at=now)
             agent = AgentInstance.objects.select_related("agent_type").get(pk=agent_id)
-            counters.usage_added(agent, tokens=tokens, cost=cost, unpriced_tokens=unpriced_tokens)
+            counters.usage_added(agent, cost=cost, prompt_tokens=step["prompt_tokens"],
+                                 completion_tokens=step["completion_tokens"], unpriced_tokens=unpriced_tokens)
         index, run_status, current_task = AgentRun.objects.select_for_update().values_list(
             "steps_completed", "status", "task_id").get(pk=run_id)
         if task_id is not None and current_task != task_id:

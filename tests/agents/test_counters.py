@@ -13,7 +13,7 @@ from django.db import connection
 from agents import counters, services
 from agents.choices import AgentStatus as S
 from agents.exceptions import AgentTerminated, AlreadyTerminated, ConcurrencyLimitExceeded, InvalidTransition
-from agents.models import AgentCounter, AgentInstance, WorkspaceAgentCounter
+from agents.models import AgentCounter, AgentInstance, UsageDay, WorkspaceAgentCounter
 from agents.runtime.trace import step_record
 from agents.selectors import agent_metrics
 from tests import factories
@@ -108,7 +108,8 @@ def test_recompute_command_rebuilds_wrong_counters(project, agent_type, capsys):
     agent = factories.AgentFactory(project=project, agent_type=agent_type)
     services.agent_record_usage(agent, tokens=10, cost="1.5", tasks_completed=1)
     other = factories.AgentFactory(agent_type=agent_type)  # another workspace, untouched
-    AgentCounter.objects.filter(project=project).update(idle=5, tokens_used=3)
+    AgentCounter.objects.filter(project=project).update(idle=5)
+    UsageDay.objects.filter(project=project).update(tokens_used=3)
     WorkspaceAgentCounter.objects.filter(workspace=project.workspace).update(live=9)
     AgentCounter.objects.filter(project=other.project).delete()
 

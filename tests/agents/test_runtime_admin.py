@@ -46,6 +46,8 @@ INPUT_SCHEMA = {
     "properties": {"branch": {"type": "string", "minLength": 1}, "force": {"type": "boolean"}},
     "additionalProperties": False,
 }
+#: A schema from before the flat-schema rule (a nested property): answered in the JSON box.
+JSON_ONLY_SCHEMA = {**INPUT_SCHEMA, "properties": {**INPUT_SCHEMA["properties"], "tags": {"type": "array"}}}
 
 
 @pytest.fixture
@@ -162,11 +164,12 @@ def test_bulk_cancel_reports_each_outcome(admin_client, runnable, builder_type):
     AgentRun.objects.filter(pk=done.pk).update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
     gone = make_run(AgentFactory(agent_type=builder_type, name="Gone"))
     runtime.run_cancel(gone)
-    response = admin_client.post(
-        reverse("admin:agents_agentrun_changelist"),
-        {"action": "cancel_selected", "_selected_action": [first.pk, second.pk, done.pk, gone.pk]},
-        follow=True,
-    )
+    selection = {"action": "cancel_selected", "_selected_action": [first.pk, second.pk, done.pk, gone.pk]}
+    confirm = admin_client.post(reverse("admin:agents_agentrun_changelist"), selection)
+    assert confirm.status_code == 200 and "Cancel 4 runs?" in confirm.content.decode()
+    assert "2 of them have ended already" in confirm.content.decode()
+    assert AgentRun.objects.get(pk=first.pk).status == RunStatus.QUEUED  # nothing happens before the confirmation
+    response = admin_client.post(reverse("admin:agents_agentrun_changelist"), {**selection, "post": "yes"}, follow=True)
     notes = messages_of(response)
     assert "2 runs cancelled." in notes
     assert f"1 run was already cancelled: {str(gone.pk)[:8]}." in notes
@@ -222,17 +225,22 @@ def test_run_pages_say_when_the_offline_provider_answers(admin_client, runnable,
     assert OFFLINE_NOTE == "Offline provider: no LLM is configured, answers are scripted (set AGENT_LLM_API_URL)"
 
 
-def test_cancel_button_cancels_the_run(admin_client, runnable):
+def test_cancel_button_asks_for_confirmation_then_cancels_the_run(admin_client, runnable):
     run = make_run(runnable)
     html = admin_client.get(run_url(run)).content.decode()
     cancel = reverse("admin:agents_agentrun_cancel", args=[run.pk])
-    assert f'action="{cancel}"' in html
-    assert admin_client.get(cancel).status_code == 405
+    assert f'href="{cancel}"' in html  # a link to the confirmation, not a button that cancels at once
+    confirm = admin_client.get(cancel)
+    assert confirm.status_code == 200 and "Yes, cancel the run" in confirm.content.decode()
+    assert AgentRun.objects.get(pk=run.pk).status == RunStatus.QUEUED
+    assert admin_client.put(cancel).status_code == 405
     response = admin_client.post(cancel, follow=True)
     assert f"Run {str(run.pk)[:8]} cancelled." in messages_of(response)
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED and run.error_code == "cancelled"
-    assert f'action="{cancel}"' not in response.content.decode()
+    assert f'href="{cancel}"' not in response.content.decode()
+    finished = admin_client.get(cancel, follow=True)
+    assert "finished runs are final" in messages_of(finished)[-1]
     again = admin_client.post(cancel, follow=True)
     assert f"Run {str(run.pk)[:8]} was already cancelled." in messages_of(again)
 
@@ -292,39 +300,33 @@ def test_decide_refuses_a_request_of_another_run(admin_client, builder_type):
     assert AgentRunRequest.objects.get(pk=foreign.pk).status == RunRequestStatus.PENDING
 
 
-def test_input_form_shows_json_and_schema_errors_then_accepts_a_valid_answer(admin_client, builder_type):
+def test_a_schema_outside_mcp_elicitation_is_offered_only_a_decline(admin_client, builder_type):
+    """A request stored before requestedSchemas had to be MCP elicitation schemas cannot be answered (the service
+    refuses to check an answer against it, 409 ``unsupported_schema``): the page says why and offers Decline only."""
     run, request = waiting_run(builder_type, kind=RunRequestKind.INPUT)
+    AgentRunRequest.objects.filter(pk=request.pk).update(requested_schema=JSON_ONLY_SCHEMA)
     answer = reverse("admin:agents_agentrun_answer", args=[run.pk])
     html = admin_client.get(run_url(run)).content.decode()
-    assert "Which branch should I release?" in html and f'action="{answer}"' in html and "&quot;branch&quot;" in html
+    assert "Which branch should I release?" in html and f'action="{answer}"' in html and "&quot;tags&quot;" in html
+    assert "is not an MCP elicitation schema" in html
+    assert "<li>Property &#x27;tags&#x27;: &#x27;type&#x27; must be" in html
+    assert 'value="decline"' in html and 'value="accept"' not in html and "Answer (JSON)" not in html
 
-    broken = admin_client.post(answer, {"action": "accept", "content": '{"branch": '})
-    assert broken.status_code == 200
-    assert "Enter a valid JSON." in broken.content.decode()
-
-    wrong = admin_client.post(answer, {"action": "accept", "content": json.dumps({"force": "yes", "extra": 1})})
-    assert wrong.status_code == 200
-    errors = wrong.context["pending_rows"][0]["form"].errors["content"]
-    assert "'branch' is a required property" in errors
-    assert "force: 'yes' is not of type 'boolean'" in errors
-    assert any("'extra' was unexpected" in e for e in errors)
-    assert "&quot;force&quot;: &quot;yes&quot;" in wrong.content.decode()  # what was sent stays in the box
+    sent = admin_client.post(answer, {"action": "accept", "content": json.dumps({"branch": "main"})})
+    assert sent.status_code == 200  # the page again, with the service's reason
+    assert "no answer can be checked against it" in sent.content.decode()
     assert AgentRunRequest.objects.get(pk=request.pk).status == RunRequestStatus.PENDING
 
-    done = admin_client.post(answer, {"action": "accept", "content": '{"branch": "release/2.0"}'}, follow=True)
-    assert "Answered: “request_input”. The run continues on a worker." in messages_of(done)
+    done = admin_client.post(answer, {"action": "decline"}, follow=True)
+    assert "Declined: “request_input”. The run continues on a worker." in messages_of(done)
     request.refresh_from_db()
-    assert request.status == RunRequestStatus.ANSWERED
-    assert request.response == {"action": "accept", "content": {"branch": "release/2.0"}}
-
-    late = admin_client.post(answer, {"action": "accept", "content": '{"branch": "main"}'}, follow=True)
-    assert "Could not answer: The run is not waiting for input." in messages_of(late)
+    assert request.status == RunRequestStatus.DECLINED and request.response == {"action": "decline"}
 
 
-def test_input_can_be_declined_whatever_is_in_the_box(admin_client, builder_type):
+def test_input_can_be_declined_whatever_is_in_the_form(admin_client, builder_type):
     run, request = waiting_run(builder_type, kind=RunRequestKind.INPUT)
     answer = reverse("admin:agents_agentrun_answer", args=[run.pk])
-    admin_client.post(answer, {"action": "decline", "content": "{not json"})
+    admin_client.post(answer, {"action": "decline", "content-branch": ""})
     request.refresh_from_db()
     assert request.status == RunRequestStatus.DECLINED and request.response == {"action": "decline"}
 
@@ -336,11 +338,14 @@ def test_a_connection_request_is_answered_against_the_connection_schema(admin_cl
         arguments={"integration": "github"},
     )
     answer = reverse("admin:agents_agentrun_answer", args=[run.pk])
-    assert "&quot;connected&quot;" in admin_client.get(run_url(run)).content.decode()
-    wrong = admin_client.post(answer, {"action": "accept", "content": "{}"})
-    assert "'connected' is a required property" in wrong.context["pending_rows"][0]["form"].errors["content"]
-    admin_client.post(answer, {"action": "accept", "content": '{"connected": true}'})
-    assert AgentRunRequest.objects.get(pk=request.pk).status == RunRequestStatus.ANSWERED
+    html = admin_client.get(run_url(run)).content.decode()
+    assert 'name="content-connected"' in html and 'type="checkbox"' in html and "&quot;connected&quot;" in html
+    wrong = admin_client.post(answer, {"action": "accept", "content-connection": "x" * 201})
+    assert wrong.context["pending_rows"][0]["form"].errors["connection"]
+    admin_client.post(answer, {"action": "accept", "content-connected": "on", "content-connection": "gh"})
+    request = AgentRunRequest.objects.get(pk=request.pk)
+    assert request.status == RunRequestStatus.ANSWERED
+    assert request.response == {"action": "accept", "content": {"connected": True, "connection": "gh"}}
 
 
 def test_a_run_reaches_an_approval_and_succeeds_once_approved(
@@ -558,7 +563,7 @@ def test_viewers_see_runs_but_cannot_cancel_or_answer(client, builder_type):
     client.force_login(staff_with("view_agentrun", workspace=run.agent.project.workspace))
     html = client.get(run_url(run)).content.decode()
     assert "Waiting for you" in html and "Cancel run" not in html and 'value="approve"' not in html
-    assert "needs the “Can change agent run” permission" in html
+    assert "Your account lacks the “Can change agent run” permission." in html
     assert client.post(reverse("admin:agents_agentrun_cancel", args=[run.pk])).status_code == 403
     decide = reverse("admin:agents_agentrun_decide", args=[run.pk, request.pk])
     assert client.post(decide, {"decision": "approve"}).status_code == 403

@@ -2,7 +2,8 @@
 OpenAI-compatible stub (``tests/runtime/harness.py``).
 
 Two worker processes (prefork, concurrency 1) start once per session on a queue of their own, pointed at
-pytest-django's test database and at the stub. They never skip: a worker that does not answer a ping within
+pytest-django's test database and at the stub, each serving its Prometheus series on a ``METRICS_PORT`` of its own
+(multiprocess mode, a directory each). They never skip: a worker that does not answer a ping within
 30 s fails the tests, with the tail of its log. Each test runs with eager mode off (the suite's unit tests keep
 it on) and ends with no task left on the workers, so nothing of one test runs into the next.
 """
@@ -19,6 +20,7 @@ from agents.models import AgentRun
 from agents.registry import registry
 from agents.runtime import services as runtime
 from syndarix.celery import app as celery_app
+from tests.live import free_port
 
 from .agent_classes import CALLS, TICKS
 from .harness import (
@@ -55,7 +57,11 @@ def workers(django_db_setup, stub, tmp_path_factory):
     )
     previous_queue = celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue
     celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue = queue, maintenance_queue(queue)
-    pool = Workers(app=celery_app, env=env, queue=queue, log_dir=tmp_path_factory.mktemp("workers"))
+    log_dir = tmp_path_factory.mktemp("workers")
+    pool = Workers(app=celery_app, env=env, queue=queue, log_dir=log_dir)
+    for worker in pool.workers:
+        worker.env = {"METRICS_PORT": str(free_port()),
+                      "PROMETHEUS_MULTIPROC_DIR": str(log_dir / f"metrics-{worker.name.split('-')[0]}")}
     try:
         pool.start_all(timeout=30)
     except HarnessError as exc:

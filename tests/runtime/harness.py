@@ -433,6 +433,8 @@ class Worker:
     name: str
     log_path: Path
     process: subprocess.Popen | None = None
+    #: Variables of this worker's own (its ``METRICS_PORT``...), over the pool's environment.
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def alive(self) -> bool:
@@ -493,8 +495,8 @@ class Workers:
         log = worker.log_path.open("ab")
         try:
             worker.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                command, cwd=ROOT, env={**self.env, **worker.env}, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
             )
         finally:
             log.close()

@@ -1,4 +1,4 @@
-"""Rebuild the agent counters (per project: agents by status and usage totals; per workspace: live agents)."""
+"""Rebuild the agent counters (per project: agents by status and usage per day; per workspace: live agents)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from projects.models import Workspace
 
 class Command(BaseCommand):
     help = (
-        "Recompute the agent counters that the project metrics, the agent list's totals and the spawn's "
-        "concurrency check read, from the agents themselves, and report every value that was wrong. The services "
+        "Recompute the agent counters that the project metrics, the agent list's totals, the admin's charts, "
+        "/metrics and the spawn's concurrency check read, from the agents, runs and steps themselves, and report "
+        "every value that was wrong. The services "
         "keep them exact; run this after writing agents around them (a restore, bulk SQL). Safe while the app runs: "
         "each workspace is rebuilt in a transaction of its own, with its counters locked."
     )
@@ -31,7 +32,8 @@ class Command(BaseCommand):
             for row in report:
                 where = f"project {row['project']}" + (" (playground)" if row["is_playground"] else "") \
                     if row["project"] else f"workspace {row['workspace']}"
-                self.stdout.write(f"{where}: {row['column']} {row['stored']} → {row['actual']}")
+                when = f" on {row['day']}" if row["day"] else ""
+                self.stdout.write(f"{where}: {row['column']}{when} {row['stored']} → {row['actual']}")
         if verbosity >= 1:
             verb = "would be corrected" if dry_run else "corrected"
             message = f"{len(report)} counter value(s) {verb}." if report else "Every counter matches the agents."
