@@ -190,7 +190,9 @@ def run_page(page: Page, *, workdir: Path, port: int, shims: Path, timeout: floa
     )
     for host in ("127.0.0.1:8000", "localhost:8000"):
         script = script.replace(host, f"127.0.0.1:{port}")
-    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "WALKTHROUGH_STATUS_LOG": str(status_log),
+    # The pages' commands run as in a shell with the checkout's virtualenv active (docs/development.md).
+    env = {**os.environ, "PATH": f"{shims}:{workdir / '.venv' / 'bin'}:{os.environ['PATH']}",
+           "WALKTHROUGH_STATUS_LOG": str(status_log),
            "WALKTHROUGH_REAL_CURL": shutil.which("curl") or "curl"}
     for name in ("DJANGO_ENV_FILE", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
         env.pop(name, None)
