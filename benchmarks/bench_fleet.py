@@ -603,6 +603,9 @@ def main() -> None:
         if key.startswith(("DJANGO_", "DATABASE_", "RATELIMIT", "REDIS", "CELERY", "AGENT_LLM")):
             os.environ[key] = value
     os.environ["DATABASE_CONN_MAX_AGE"] = "0"
+    # This process seeds (a batch of 100,000 agents runs past the servers' 20 s statement timeout on a busy machine)
+    # and counts queries; the servers keep the default.
+    os.environ["DATABASE_STATEMENT_TIMEOUT"] = "0"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syndarix.settings")
     import django
 
