@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from django.core.exceptions import EmptyResultSet
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, transaction
 
 from syndarix.exceptions import InvalidInput
 
@@ -95,7 +95,7 @@ def evaluate_compiled_once(queryset: models.QuerySet[M], key: Hashable) -> list[
     key = (queryset.db, key)
     queryset = queryset.all()  # a clone of its own: no clone of the caller's inherits the kept compiler
     compiler = cache.get(key)
-    if compiler is None:
+    if compiler is None or compiler.connection is not connections[queryset.db]:  # compiled on a replaced connection
         compiler = queryset.query.get_compiler(using=queryset.db)
         try:
             compiled = compiler.as_sql()  # also fills the column layout (select, klass_info, annotation_col_map)
