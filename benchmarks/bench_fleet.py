@@ -36,7 +36,9 @@ Usage::
 Options: ``--sizes``, ``--rounds`` (3), ``--duration`` (seconds per wrk run, 2), ``--connections`` (8),
 ``--port`` (8111; the reference is served on the next port, ``--against`` on the one after), ``--database``,
 ``--explain``, ``--reseed``, ``--drop`` (drop the database at the end), ``--only`` (comma-separated endpoint
-keys), ``--against``, ``--label`` (stored in the JSON).
+keys), ``--against``, ``--against-database`` (a database of its own for an ``--against`` tree whose schema differs:
+that tree's own ``bench_fleet.py`` migrates and seeds it, and its requests use its ids), ``--label`` (stored in the
+JSON).
 PostgreSQL only (the seeding is PostgreSQL SQL). It asserts nothing.
 """
 
@@ -123,6 +125,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", default="")
     parser.add_argument("--label", default="")
     parser.add_argument("--against", default="", help="a source tree of an earlier version to serve beside")
+    parser.add_argument("--against-database", default="",
+                        help="a database of its own for --against, migrated and seeded by that tree")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
     parser.add_argument("--markdown", default=str(ROOT / "benchmarks" / "results.md"))
     return parser.parse_args()
@@ -347,6 +351,32 @@ def endpoints(fleet: dict, size: str) -> dict[str, dict]:
         if cursor:
             result["deep_cursor"] = {"requests": [f"GET {base}?limit=20&cursor={cursor}"]}
     return result
+
+
+AGAINST_SEED = """
+import json, sys
+sys.path.insert(0, "benchmarks")
+import django
+django.setup()
+import bench_fleet
+sizes = sys.argv[1].split(",")
+fleet = bench_fleet.seed(sizes, False)
+print("FLEET " + json.dumps({"token": fleet["token"], "specs": {s: bench_fleet.endpoints(fleet, s) for s in sizes},
+                            "spawn_empty": bench_fleet.spawn_empty_endpoint(fleet)}))
+"""
+
+
+def seed_against(root: Path, url: str, sizes: list[str]) -> dict:
+    """For ``--against-database``: the earlier tree ``root`` migrates and seeds the database ``url`` with its own
+    ``benchmarks/bench_fleet.py`` (a version whose schema differs from this one cannot share the fleet), in a
+    process of its own. Returns ``{"url", "token", "specs": {size: endpoints}, "spawn_empty": spec}``."""
+    ensure_database(url, url.rsplit("/", 1)[1])
+    env = {**server_env(url), "DJANGO_SETTINGS_MODULE": "syndarix.settings", "PYTHONPATH": str(root),
+           "DATABASE_STATEMENT_TIMEOUT": "0"}
+    output = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", AGAINST_SEED, ",".join(sizes)], cwd=root,
+                            env=env, capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in output.splitlines() if ln.startswith("FLEET "))
+    return {"url": url, **json.loads(line[6:])}
 
 
 def spawn_empty_endpoint(fleet: dict) -> dict:
@@ -634,8 +664,12 @@ def main() -> None:
     ports = {"app": args.port, "reference": args.port + 1, "before": args.port + 2}
     servers = [start_server(url, ports["app"]),
                start_server(url, ports["reference"], settings="benchmarks.reference.settings")]
+    before = {"url": url, "token": fleet["token"], "specs": specs, "spawn_empty": None}
     if args.against:
-        servers.append(start_server(url, ports["before"], root=Path(args.against).resolve()))
+        if args.against_database:
+            before = seed_against(Path(args.against).resolve(), url.rsplit("/", 1)[0] + "/" + args.against_database,
+                                  sizes)
+        servers.append(start_server(before["url"], ports["before"], root=Path(args.against).resolve()))
     try:
         for rnd in range(args.rounds):
             print(f"round {rnd + 1}/{args.rounds} (load {os.getloadavg()[0]:.2f})", flush=True)
@@ -653,9 +687,13 @@ def main() -> None:
                     if args.against and server == "app":
                         targets.append((f"{key}@before", "before"))
                     for name, target in targets:
+                        token, served = fleet["token"], spec
+                        if target == "before" and args.against_database:  # its own database: its own ids
+                            token = before["token"]
+                            served = (before["spawn_empty"] if key == "spawn_empty"
+                                      else before["specs"][size].get(key, spec))
                         for mode, conns in (("latency", 1), ("throughput", args.connections)):
-                            result = run_wrk(wrk, script.name, ports[target], fleet["token"], spec, conns,
-                                             args.duration)
+                            result = run_wrk(wrk, script.name, ports[target], token, served, conns, args.duration)
                             slot = runs.setdefault(name, {}).setdefault(size, {"latency": [], "throughput": []})
                             slot[mode].append(result)
                             if result.get("errors") or result.get("status_errors"):

@@ -61,8 +61,13 @@ class CappedCountPaginator(Paginator):
         return rows
 
     def page(self, number):
+        """Django's ``Paginator.page`` (past the end: ``EmptyPage``, a 404), its rows read by ``rows``; with a total
+        given as SQL, the rows (and the total with them) are read before the number is checked against the total."""
         if not isinstance(self.known_total, RawSQL):
-            return super().page(number)
+            number = self.validate_number(number)
+            bottom = (number - 1) * self.per_page  # no orphans
+            return self._get_page(self.rows(self.object_list, bottom, min(bottom + self.per_page, self.count)),
+                                  number, self)
         number = int(number)  # a whole number ≥ 1 (``EnvelopePagination`` refuses anything else)
         rows = self.rows(self.object_list, (number - 1) * self.per_page, number * self.per_page)
         return self._get_page(rows, self.validate_number(number), self)  # past the end: EmptyPage (404)

@@ -183,6 +183,9 @@ def test_the_agent_list_compiles_its_page_query_once_per_project_and_query_strin
     ours.append(factories.AgentFactory(project=mine, agent_type=agent_type, name="ours-2"))
     assert (names(mine), compiled) == (["ours-2", "ours-1", "ours-0"], [])  # current rows, same SQL
     assert (names(mine, status="paused"), len(compiled)) == (["ours-0"], 1)  # another query string
+    # A search counts its total in a query of its own (capped), compiled each time; its page is compiled once.
+    assert (names(mine, q="ours-2"), len(compiled)) == (["ours-2"], 2)
+    assert (names(mine, q="ours-2"), len(compiled)) == (["ours-2"], 1)
     body = client.get(agents_url(mine), {"limit": 2}).json()
     assert [row["name"] for row in body["data"]] == ["ours-2", "ours-1"]
     assert body["pagination"]["total"] == 3
