@@ -567,8 +567,14 @@ def compare(report: dict, sizes: list[str]) -> dict:
     """Ratios per size: list and detail ÷ the plain-DRF reference (``vs_reference``: rps and p50, with whether the
     targets hold), and every endpoint ÷ its ``--against`` version (``vs_before``)."""
     def ratios(mine: dict, theirs: dict) -> dict:
-        return {"rps": mine["rps"] / theirs["rps"] if theirs["rps"] else None,
-                "p50": mine["p50_ms"] / theirs["p50_ms"] if theirs["p50_ms"] else None}
+        result = {"rps": mine["rps"] / theirs["rps"] if theirs["rps"] else None,
+                  "p50": mine["p50_ms"] / theirs["p50_ms"] if theirs["p50_ms"] else None}
+        # The median of the rounds' own ratios (each round measures both side by side): steadier on a busy machine.
+        for name, metric in (("rps", "rps"), ("p50", "p50_ms")):
+            pairs = zip(mine["rounds"][metric], theirs["rounds"][metric], strict=False)
+            per_round = [a / b for a, b in pairs if b]
+            result[f"{name}_per_round"] = statistics.median(per_round) if per_round else None
+        return result
 
     result: dict[str, dict] = {"vs_reference": {}, "vs_before": {}}
     for key in ("list", "detail"):
@@ -594,7 +600,8 @@ def comparisons_markdown(comparisons: dict, sizes: list[str]) -> str:
     lines = []
     if comparisons["vs_reference"]:
         lines += ["", f"Product ÷ plain DRF (targets: throughput ≥ {REFERENCE_TARGETS['rps']}×, p50 ≤ "
-                      f"{REFERENCE_TARGETS['p50']}×):", "",
+                      f"{REFERENCE_TARGETS['p50']}×; each cell: the ratio of the medians, in brackets the median of "
+                      "the rounds' own ratios):", "",
                   "| endpoint | " + " | ".join(f"{s} rps ÷ ref | {s} p50 ÷ ref | {s} met" for s in sizes) + " |",
                   "|---|" + "---|---|---|" * len(sizes)]
         for key, per_size in comparisons["vs_reference"].items():
@@ -602,19 +609,24 @@ def comparisons_markdown(comparisons: dict, sizes: list[str]) -> str:
             for size in sizes:
                 entry = per_size.get(size)
                 cells += (["", "", ""] if entry is None else
-                          [f"{entry['rps']:.2f}×", f"{entry['p50']:.2f}×", "yes" if entry["met"] else "no"])
+                          [ratio_cell(entry, "rps"), ratio_cell(entry, "p50"), "yes" if entry["met"] else "no"])
             lines.append(f"| {LABELS[key]} | " + " | ".join(cells) + " |")
     if comparisons["vs_before"]:
-        lines += ["", "After ÷ before (`--against`):", "",
+        lines += ["", "After ÷ before (`--against`; in brackets the median of the rounds' own ratios):", "",
                   "| endpoint | " + " | ".join(f"{s} rps | {s} p50" for s in sizes) + " |",
                   "|---|" + "---|---|" * len(sizes)]
         for key, per_size in comparisons["vs_before"].items():
             cells = []
             for size in sizes:
                 entry = per_size.get(size)
-                cells += ["", ""] if entry is None else [f"{entry['rps']:.2f}×", f"{entry['p50']:.2f}×"]
+                cells += ["", ""] if entry is None else [ratio_cell(entry, "rps"), ratio_cell(entry, "p50")]
             lines.append(f"| {LABELS[key]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def ratio_cell(entry: dict, name: str) -> str:
+    per_round = entry.get(f"{name}_per_round")
+    return f"{entry[name]:.2f}×" + (f" ({per_round:.2f}×)" if per_round is not None else "")
 
 
 def ms(us: float) -> str:
@@ -741,6 +753,7 @@ def summarize(runs, queries, sizes) -> dict:
                 "rps_share_of_bare": rps / bare[size] if bare.get(size) else None,
                 "queries": queries.get(key, {}).get(size),
                 "http_errors": sum(r.get("status_errors", 0) for r in lat + thr),
+                "rounds": {"rps": [r["rps"] for r in thr], "p50_ms": [r["p50_us"] / 1000 for r in lat]},
             }
         if len(sizes) > 1 and sizes[0] in entry["sizes"] and sizes[-1] in entry["sizes"]:
             entry["latency_ratio_largest_to_smallest"] = (
