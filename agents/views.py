@@ -275,6 +275,14 @@ class AgentViewSet(
             self.project, statuses=data.get("status"), include_playground=bool(data.get("include_playground"))
         )
 
+    def list_query_key(self) -> tuple | None:
+        """What the list's page query is built from, for ``EnvelopePagination`` to compile it once per key: the
+        project and the query string (filters, ordering, page, limit, cursor). ``None`` for the other lists."""
+        if self.action != "list":
+            return None
+        query = tuple(sorted((name, tuple(values)) for name, values in self.request.query_params.lists()))
+        return ("agents.list", self.project.pk, query)
+
     def _present(self, agent: AgentInstance, status_code: int = status.HTTP_200_OK) -> Response:
         """Answer with ``agent``'s representation; it must come from ``agent_queryset`` or ``agent_lock``."""
         return Response(AgentInstanceSerializer(agent, context=self.get_serializer_context()).data, status=status_code)

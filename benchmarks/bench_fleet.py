@@ -36,7 +36,9 @@ Usage::
 Options: ``--sizes``, ``--rounds`` (3), ``--duration`` (seconds per wrk run, 2), ``--connections`` (8),
 ``--port`` (8111; the reference is served on the next port, ``--against`` on the one after), ``--database``,
 ``--explain``, ``--reseed``, ``--drop`` (drop the database at the end), ``--only`` (comma-separated endpoint
-keys), ``--against``, ``--label`` (stored in the JSON).
+keys), ``--against``, ``--against-database`` (a database of its own for an ``--against`` tree whose schema differs:
+that tree's own ``bench_fleet.py`` migrates and seeds it, and its requests use its ids), ``--label`` (stored in the
+JSON).
 PostgreSQL only (the seeding is PostgreSQL SQL). It asserts nothing.
 """
 
@@ -123,6 +125,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", default="")
     parser.add_argument("--label", default="")
     parser.add_argument("--against", default="", help="a source tree of an earlier version to serve beside")
+    parser.add_argument("--against-database", default="",
+                        help="a database of its own for --against, migrated and seeded by that tree")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
     parser.add_argument("--markdown", default=str(ROOT / "benchmarks" / "results.md"))
     return parser.parse_args()
@@ -349,6 +353,32 @@ def endpoints(fleet: dict, size: str) -> dict[str, dict]:
     return result
 
 
+AGAINST_SEED = """
+import json, sys
+sys.path.insert(0, "benchmarks")
+import django
+django.setup()
+import bench_fleet
+sizes = sys.argv[1].split(",")
+fleet = bench_fleet.seed(sizes, False)
+print("FLEET " + json.dumps({"token": fleet["token"], "specs": {s: bench_fleet.endpoints(fleet, s) for s in sizes},
+                            "spawn_empty": bench_fleet.spawn_empty_endpoint(fleet)}))
+"""
+
+
+def seed_against(root: Path, url: str, sizes: list[str]) -> dict:
+    """For ``--against-database``: the earlier tree ``root`` migrates and seeds the database ``url`` with its own
+    ``benchmarks/bench_fleet.py`` (a version whose schema differs from this one cannot share the fleet), in a
+    process of its own. Returns ``{"url", "token", "specs": {size: endpoints}, "spawn_empty": spec}``."""
+    ensure_database(url, url.rsplit("/", 1)[1])
+    env = {**server_env(url), "DJANGO_SETTINGS_MODULE": "syndarix.settings", "PYTHONPATH": str(root),
+           "DATABASE_STATEMENT_TIMEOUT": "0"}
+    output = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", AGAINST_SEED, ",".join(sizes)], cwd=root,
+                            env=env, capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in output.splitlines() if ln.startswith("FLEET "))
+    return {"url": url, **json.loads(line[6:])}
+
+
 def spawn_empty_endpoint(fleet: dict) -> dict:
     """Spawn into a workspace of its own, new for each run, so "empty" stays empty-ish."""
     from projects.choices import WorkspaceRole
@@ -537,8 +567,14 @@ def compare(report: dict, sizes: list[str]) -> dict:
     """Ratios per size: list and detail ÷ the plain-DRF reference (``vs_reference``: rps and p50, with whether the
     targets hold), and every endpoint ÷ its ``--against`` version (``vs_before``)."""
     def ratios(mine: dict, theirs: dict) -> dict:
-        return {"rps": mine["rps"] / theirs["rps"] if theirs["rps"] else None,
-                "p50": mine["p50_ms"] / theirs["p50_ms"] if theirs["p50_ms"] else None}
+        result = {"rps": mine["rps"] / theirs["rps"] if theirs["rps"] else None,
+                  "p50": mine["p50_ms"] / theirs["p50_ms"] if theirs["p50_ms"] else None}
+        # The median of the rounds' own ratios (each round measures both side by side): steadier on a busy machine.
+        for name, metric in (("rps", "rps"), ("p50", "p50_ms")):
+            pairs = zip(mine["rounds"][metric], theirs["rounds"][metric], strict=False)
+            per_round = [a / b for a, b in pairs if b]
+            result[f"{name}_per_round"] = statistics.median(per_round) if per_round else None
+        return result
 
     result: dict[str, dict] = {"vs_reference": {}, "vs_before": {}}
     for key in ("list", "detail"):
@@ -564,7 +600,8 @@ def comparisons_markdown(comparisons: dict, sizes: list[str]) -> str:
     lines = []
     if comparisons["vs_reference"]:
         lines += ["", f"Product ÷ plain DRF (targets: throughput ≥ {REFERENCE_TARGETS['rps']}×, p50 ≤ "
-                      f"{REFERENCE_TARGETS['p50']}×):", "",
+                      f"{REFERENCE_TARGETS['p50']}×; each cell: the ratio of the medians, in brackets the median of "
+                      "the rounds' own ratios):", "",
                   "| endpoint | " + " | ".join(f"{s} rps ÷ ref | {s} p50 ÷ ref | {s} met" for s in sizes) + " |",
                   "|---|" + "---|---|---|" * len(sizes)]
         for key, per_size in comparisons["vs_reference"].items():
@@ -572,19 +609,24 @@ def comparisons_markdown(comparisons: dict, sizes: list[str]) -> str:
             for size in sizes:
                 entry = per_size.get(size)
                 cells += (["", "", ""] if entry is None else
-                          [f"{entry['rps']:.2f}×", f"{entry['p50']:.2f}×", "yes" if entry["met"] else "no"])
+                          [ratio_cell(entry, "rps"), ratio_cell(entry, "p50"), "yes" if entry["met"] else "no"])
             lines.append(f"| {LABELS[key]} | " + " | ".join(cells) + " |")
     if comparisons["vs_before"]:
-        lines += ["", "After ÷ before (`--against`):", "",
+        lines += ["", "After ÷ before (`--against`; in brackets the median of the rounds' own ratios):", "",
                   "| endpoint | " + " | ".join(f"{s} rps | {s} p50" for s in sizes) + " |",
                   "|---|" + "---|---|" * len(sizes)]
         for key, per_size in comparisons["vs_before"].items():
             cells = []
             for size in sizes:
                 entry = per_size.get(size)
-                cells += ["", ""] if entry is None else [f"{entry['rps']:.2f}×", f"{entry['p50']:.2f}×"]
+                cells += ["", ""] if entry is None else [ratio_cell(entry, "rps"), ratio_cell(entry, "p50")]
             lines.append(f"| {LABELS[key]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def ratio_cell(entry: dict, name: str) -> str:
+    per_round = entry.get(f"{name}_per_round")
+    return f"{entry[name]:.2f}×" + (f" ({per_round:.2f}×)" if per_round is not None else "")
 
 
 def ms(us: float) -> str:
@@ -603,6 +645,9 @@ def main() -> None:
         if key.startswith(("DJANGO_", "DATABASE_", "RATELIMIT", "REDIS", "CELERY", "AGENT_LLM")):
             os.environ[key] = value
     os.environ["DATABASE_CONN_MAX_AGE"] = "0"
+    # This process seeds (a batch of 100,000 agents runs past the servers' 20 s statement timeout on a busy machine)
+    # and counts queries; the servers keep the default.
+    os.environ["DATABASE_STATEMENT_TIMEOUT"] = "0"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syndarix.settings")
     import django
 
@@ -631,8 +676,12 @@ def main() -> None:
     ports = {"app": args.port, "reference": args.port + 1, "before": args.port + 2}
     servers = [start_server(url, ports["app"]),
                start_server(url, ports["reference"], settings="benchmarks.reference.settings")]
+    before = {"url": url, "token": fleet["token"], "specs": specs, "spawn_empty": None}
     if args.against:
-        servers.append(start_server(url, ports["before"], root=Path(args.against).resolve()))
+        if args.against_database:
+            before = seed_against(Path(args.against).resolve(), url.rsplit("/", 1)[0] + "/" + args.against_database,
+                                  sizes)
+        servers.append(start_server(before["url"], ports["before"], root=Path(args.against).resolve()))
     try:
         for rnd in range(args.rounds):
             print(f"round {rnd + 1}/{args.rounds} (load {os.getloadavg()[0]:.2f})", flush=True)
@@ -650,9 +699,13 @@ def main() -> None:
                     if args.against and server == "app":
                         targets.append((f"{key}@before", "before"))
                     for name, target in targets:
+                        token, served = fleet["token"], spec
+                        if target == "before" and args.against_database:  # its own database: its own ids
+                            token = before["token"]
+                            served = (before["spawn_empty"] if key == "spawn_empty"
+                                      else before["specs"][size].get(key, spec))
                         for mode, conns in (("latency", 1), ("throughput", args.connections)):
-                            result = run_wrk(wrk, script.name, ports[target], fleet["token"], spec, conns,
-                                             args.duration)
+                            result = run_wrk(wrk, script.name, ports[target], token, served, conns, args.duration)
                             slot = runs.setdefault(name, {}).setdefault(size, {"latency": [], "throughput": []})
                             slot[mode].append(result)
                             if result.get("errors") or result.get("status_errors"):
@@ -700,6 +753,7 @@ def summarize(runs, queries, sizes) -> dict:
                 "rps_share_of_bare": rps / bare[size] if bare.get(size) else None,
                 "queries": queries.get(key, {}).get(size),
                 "http_errors": sum(r.get("status_errors", 0) for r in lat + thr),
+                "rounds": {"rps": [r["rps"] for r in thr], "p50_ms": [r["p50_us"] / 1000 for r in lat]},
             }
         if len(sizes) > 1 and sizes[0] in entry["sizes"] and sizes[-1] in entry["sizes"]:
             entry["latency_ratio_largest_to_smallest"] = (

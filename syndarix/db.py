@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from django.db import IntegrityError, models, transaction
+from django.core.exceptions import EmptyResultSet
+from django.db import IntegrityError, connections, models, transaction
 
 from syndarix.exceptions import InvalidInput
 
@@ -56,3 +59,53 @@ def update_unique(
             lambda: instance.save(update_fields=[*changed, "updated_at"]), taken=taken, field=field, message=message
         )
     return instance
+
+
+#: Compiled queries ``evaluate_compiled_once`` keeps per thread (the least recently used go first).
+COMPILED_QUERIES = 256
+
+_compiled = threading.local()
+
+
+def evaluate_compiled_once(queryset: models.QuerySet[M], key: Hashable) -> list[M]:
+    """``list(queryset)``, with the SQL Django compiled for an earlier queryset of the same ``key`` (in this thread).
+
+    Django compiles a queryset's SQL on every evaluation; for a query with joins and annotations (a page of agents)
+    that costs more than the database takes to run it. The first queryset of a ``key`` is compiled as usual and its
+    compiler kept (``COMPILED_QUERIES`` per thread, each thread with its own database connections); a later one runs
+    that compiled SQL with its parameters and builds its rows from that compiler's column layout. Everything else
+    comes from ``queryset`` itself: the rows it reads now, the related objects it already knows (a project's agents
+    get that project instance).
+
+    The caller's contract: every queryset given the same ``key`` compiles to the same SQL and parameters, so the key
+    must name everything the queryset is built from (for a list: the view, its project, the request's query string,
+    the page's bounds). A key that names too much only compiles more often; one that names too little answers with
+    another query's rows.
+
+    Args:
+        queryset: an unevaluated queryset of model instances (sliced or not).
+        key: any hashable; the database alias is added to it.
+
+    Returns:
+        The model instances, as ``list(queryset)`` would.
+    """
+    cache = getattr(_compiled, "compilers", None)
+    if cache is None:
+        cache = _compiled.compilers = OrderedDict()
+    key = (queryset.db, key)
+    queryset = queryset.all()  # a clone of its own: no clone of the caller's inherits the kept compiler
+    compiler = cache.get(key)
+    if compiler is None or compiler.connection is not connections[queryset.db]:  # compiled on a replaced connection
+        compiler = queryset.query.get_compiler(using=queryset.db)
+        try:
+            compiled = compiler.as_sql()  # also fills the column layout (select, klass_info, annotation_col_map)
+        except EmptyResultSet:
+            return []  # a query that can match nothing (Django runs none either)
+        compiler.as_sql = lambda *args, **kwargs: compiled
+        cache[key] = compiler
+        if len(cache) > COMPILED_QUERIES:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    queryset.query.get_compiler = lambda *args, **kwargs: compiler
+    return list(queryset)

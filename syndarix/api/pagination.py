@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Hashable
 from functools import cached_property
 from typing import Any
 
@@ -18,6 +19,7 @@ from rest_framework import exceptions
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
+from syndarix.db import evaluate_compiled_once
 from syndarix.exceptions import InvalidInput
 
 #: Past this many rows a list's ``total`` is no longer counted exactly (``total_exact`` false), unless the view
@@ -41,22 +43,31 @@ class CappedCountPaginator(Paginator):
     """
 
     def __init__(self, object_list, per_page, *, known_total: int | RawSQL | None = None,
-                 count_cap: int = COUNT_LIMIT):
+                 count_cap: int = COUNT_LIMIT, query_key: Hashable | None = None):
         super().__init__(object_list, per_page)
-        self.known_total, self.count_cap, self.exact = known_total, count_cap, True
+        self.known_total, self.count_cap, self.exact, self.query_key = known_total, count_cap, True, query_key
 
     def rows(self, queryset: QuerySet, bottom: int, top: int) -> list:
-        """``queryset[bottom:top]`` as a list; with a total given as SQL, the total comes in the same query."""
-        if not isinstance(self.known_total, RawSQL):
-            return list(queryset[bottom:top])
-        rows = list(queryset.annotate(**{TOTAL_ANNOTATION: self.known_total})[bottom:top])
-        if rows:
+        """``queryset[bottom:top]`` as a list; with a total given as SQL, the total comes in the same query. With a
+        ``query_key`` (what the list's queryset is built from, ``EnvelopePagination``), the page's SQL is compiled
+        once per key and bounds (``syndarix.db.evaluate_compiled_once``)."""
+        counted = isinstance(self.known_total, RawSQL)
+        if counted:
+            queryset = queryset.annotate(**{TOTAL_ANNOTATION: self.known_total})
+        page = queryset[bottom:top]
+        rows = list(page) if self.query_key is None else evaluate_compiled_once(page, (self.query_key, bottom, top))
+        if counted and rows:
             self.__dict__["count"] = getattr(rows[0], TOTAL_ANNOTATION)  # the cached ``count``
         return rows
 
     def page(self, number):
+        """Django's ``Paginator.page`` (past the end: ``EmptyPage``, a 404), its rows read by ``rows``; with a total
+        given as SQL, the rows (and the total with them) are read before the number is checked against the total."""
         if not isinstance(self.known_total, RawSQL):
-            return super().page(number)
+            number = self.validate_number(number)
+            bottom = (number - 1) * self.per_page  # no orphans
+            return self._get_page(self.rows(self.object_list, bottom, min(bottom + self.per_page, self.count)),
+                                  number, self)
         number = int(number)  # a whole number ≥ 1 (``EnvelopePagination`` refuses anything else)
         rows = self.rows(self.object_list, (number - 1) * self.per_page, number * self.per_page)
         return self._get_page(rows, self.validate_number(number), self)  # past the end: EmptyPage (404)
@@ -94,6 +105,10 @@ class EnvelopePagination(PageNumberPagination):
       ``page`` is ``null``; a cursor from another ordering, or one that cannot be read, is 400 ``invalid_cursor``.
     - ``page`` and ``limit`` must be whole numbers ≥ 1 (else 400 ``invalid`` on the parameter; a ``limit`` above
       100 counts as 100); a page past the end answers 404 ``not_found``.
+
+    A view whose list query is built from nothing but what a key names gives that key as ``view.list_query_key()``
+    (``None`` for a list without one): the page's SQL is then compiled once per key, page and cursor
+    (``syndarix.db.evaluate_compiled_once``), not on every request.
     """
 
     page_size = 20
@@ -113,25 +128,29 @@ class EnvelopePagination(PageNumberPagination):
         if self.ordering:
             queryset = queryset.order_by(*(f"-{name}" if desc else name for name, desc in self.ordering))
         known_total = getattr(view, "list_total", lambda: None)()
+        query_key = getattr(view, "list_query_key", lambda: None)()
         page_size = self.get_page_size(request)
         cursor = request.query_params.get(self.cursor_query_param)
         if cursor:
-            return self._paginate_cursor(queryset, cursor, page_size, known_total)
+            key = None if query_key is None else (query_key, cursor)
+            return self._paginate_cursor(queryset, cursor, page_size, known_total, key)
         number = int(request.query_params.get(self.page_query_param, 1))
         count_cap = max(COUNT_LIMIT, min(number * page_size, MAX_COUNT))
         self.django_paginator_class = lambda object_list, per_page: CappedCountPaginator(
-            object_list, per_page, known_total=known_total, count_cap=count_cap
+            object_list, per_page, known_total=known_total, count_cap=count_cap, query_key=query_key
         )
         rows = super().paginate_queryset(queryset, request, view)
         self.rows = rows
         return rows
 
-    def _paginate_cursor(self, queryset: QuerySet, cursor: str, page_size: int, known_total: int | None):
+    def _paginate_cursor(self, queryset: QuerySet, cursor: str, page_size: int, known_total: int | RawSQL | None,
+                         query_key: Hashable | None):
         if not self.ordering:
             raise InvalidInput("This list cannot be paged with a cursor.", field="cursor", code="invalid_cursor")
         after = queryset.filter(_after(queryset.model, self.ordering, _decode(cursor, self.ordering)))
         # ``total`` stays the whole list's (counted lazily, on ``queryset`` without the cursor's bound).
-        self.cursor_paginator = CappedCountPaginator(queryset, page_size, known_total=known_total)
+        self.cursor_paginator = CappedCountPaginator(queryset, page_size, known_total=known_total,
+                                                     query_key=query_key)
         rows = self.cursor_paginator.rows(after, 0, page_size + 1)
         self.cursor_page, self.has_more, self.rows = True, len(rows) > page_size, rows[:page_size]
         return self.rows

@@ -155,6 +155,43 @@ def test_the_agent_list_reads_its_total_in_the_page_query(owner_client, project,
     assert owner_client.get(url, {"limit": 2, "page": 3}).status_code == 404
 
 
+def test_the_agent_list_compiles_its_page_query_once_per_project_and_query_string(user, agent_type, monkeypatch):
+    """The page query's SQL is compiled on the first request of a project and query string only; every request
+    still reads its own project's current rows (``AgentViewSet.list_query_key``)."""
+    from django.db.models.sql.compiler import SQLCompiler
+
+    from syndarix import db
+
+    compiled, as_sql = [], SQLCompiler.as_sql
+    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(1) or as_sql(self, *a, **k))
+    monkeypatch.setattr(db._compiled, "compilers", None, raising=False)
+    mine, theirs = factories.ProjectFactory(owner=user), factories.ProjectFactory(owner=user)
+    ours = [factories.AgentFactory(project=mine, agent_type=agent_type, name=f"ours-{i}") for i in range(2)]
+    other = factories.AgentFactory(project=theirs, agent_type=agent_type, name="theirs")
+    client = client_for(user)
+
+    def names(project, **params) -> list[str]:
+        compiled.clear()
+        response = client.get(agents_url(project), {"limit": 5, **params})
+        assert response.status_code == 200, response.content
+        return [row["name"] for row in response.json()["data"]]
+
+    assert names(mine) == ["ours-1", "ours-0"] and compiled  # the first request compiles (token, project, page)
+    assert (names(mine), compiled) == (["ours-1", "ours-0"], [])  # the same request compiles nothing
+    assert names(theirs) == ["theirs"] and compiled  # another project: its own query (and its access, once)
+    services.agent_pause(ours[0], actor=user)
+    ours.append(factories.AgentFactory(project=mine, agent_type=agent_type, name="ours-2"))
+    assert (names(mine), compiled) == (["ours-2", "ours-1", "ours-0"], [])  # current rows, same SQL
+    assert (names(mine, status="paused"), len(compiled)) == (["ours-0"], 1)  # another query string
+    # A search counts its total in a query of its own (capped), compiled each time; its page is compiled once.
+    assert (names(mine, q="ours-2"), len(compiled)) == (["ours-2"], 2)
+    assert (names(mine, q="ours-2"), len(compiled)) == (["ours-2"], 1)
+    body = client.get(agents_url(mine), {"limit": 2}).json()
+    assert [row["name"] for row in body["data"]] == ["ours-2", "ours-1"]
+    assert body["pagination"]["total"] == 3
+    assert other.name == "theirs"
+
+
 def test_q_uses_a_trigram_index_on_postgresql(owner_client, project, agent_type):
     assert connection.vendor == "postgresql"
     with connection.cursor() as cursor:

@@ -1,14 +1,17 @@
-"""``save_unique``: losing a unique race is a 400; any other integrity error is not disguised."""
+"""``save_unique``: losing a unique race is a 400; any other integrity error is not disguised.
+``evaluate_compiled_once``: a queryset's SQL compiled once per key, its rows read anew each time."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import IntegrityError
+from django.db.models.sql.compiler import SQLCompiler
 
-from projects.models import Workspace
-from syndarix.db import save_unique
+from projects.models import Project, Workspace
+from syndarix import db
+from syndarix.db import evaluate_compiled_once, save_unique
 from syndarix.exceptions import InvalidInput
-from tests.factories import WorkspaceFactory
+from tests.factories import ProjectFactory, WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -37,3 +40,61 @@ def test_a_successful_write_returns_its_result():
     created = save_unique(lambda: Workspace.objects.create(name="x", slug="x"), taken=lambda: True, field="slug",
                           message="never")
     assert Workspace.objects.get(slug="x") == created
+
+
+@pytest.fixture
+def compiles(monkeypatch) -> list[str]:
+    """The SQL of every SELECT Django compiles from now on."""
+    compiled, as_sql = [], SQLCompiler.as_sql
+
+    def counting(self, *args, **kwargs):
+        result = as_sql(self, *args, **kwargs)
+        compiled.append(result[0])
+        return result
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counting)
+    monkeypatch.setattr(db._compiled, "compilers", None, raising=False)  # no compiler kept from another test
+    return compiled
+
+
+def test_a_queryset_is_compiled_once_per_key_and_its_rows_read_each_time(compiles):
+    workspace = WorkspaceFactory()
+    first = ProjectFactory(workspace=workspace, slug="a")
+    compiles.clear()
+
+    def page(**filters):
+        return workspace.projects.filter(**filters).select_related("owner").order_by("slug")[:10]
+
+    assert evaluate_compiled_once(page(), "page") == [first]
+    assert len(compiles) == 1
+    second = ProjectFactory(workspace=workspace, slug="b")
+    compiles.clear()
+    rows = evaluate_compiled_once(page(), "page")
+    assert (rows, compiles) == ([first, second], [])  # new rows, no new compilation
+    # The rows are built as Django builds them: the join filled, the known workspace attached, nothing queried.
+    assert rows[1].owner == second.owner and rows[1].workspace is workspace
+    assert evaluate_compiled_once(page(slug="b"), "b only") == [second]
+    assert len(compiles) == 1  # another key, another compilation
+
+
+def test_the_callers_queryset_and_its_clones_compile_as_usual(compiles):
+    project = ProjectFactory()
+    queryset = Project.objects.filter(pk=project.pk)
+    evaluate_compiled_once(queryset, "one project")
+    evaluate_compiled_once(queryset, "one project")
+    assert queryset.count() == 1 and queryset.filter(slug="elsewhere").exists() is False
+    assert list(queryset.values_list("slug", flat=True)) == [project.slug]
+
+
+def test_a_queryset_that_matches_nothing_is_not_run(compiles, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert evaluate_compiled_once(Project.objects.filter(pk__in=[]), "nothing") == []
+
+
+def test_the_least_recently_used_compilation_goes_past_the_limit(compiles, monkeypatch):
+    monkeypatch.setattr(db, "COMPILED_QUERIES", 2)
+    ProjectFactory()
+    compiles.clear()
+    for key in ("a", "b", "a", "c", "a", "b"):  # "c" pushes out "b" (least recently used), not "a"
+        evaluate_compiled_once(Project.objects.all(), key)
+    assert len(compiles) == 4  # a, b, c, and b again
