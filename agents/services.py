@@ -184,6 +184,7 @@ def agent_transition(
     run=None,
     actor_agent: AgentInstance | None = None,
     locked: bool = False,
+    also: dict[str, Any] | None = None,
 ) -> AgentInstance:
     """Move ``agent`` to the ``target`` status through the lifecycle guard.
 
@@ -200,6 +201,8 @@ def agent_transition(
         actor_agent: the agent acting through a platform tool (``actor`` is then ``None``).
         locked: ``agent`` was read with ``agent_lock`` in the caller's transaction (no second read, no savepoint:
             an error raised here must end that transaction).
+        also: more fields of the agent to write, ``{field: value}``, in the transition's own ``UPDATE`` (the
+            runtime's claim stamps the heartbeat this way); written as well when the agent is in ``target`` already.
 
     Returns the fresh, locked-and-saved instance (use it instead of ``agent``).
 
@@ -224,6 +227,10 @@ def agent_transition(
         if source == target:
             if target == AgentStatus.TERMINATED:
                 raise AlreadyTerminated()
+            if also:
+                AgentInstance.objects.filter(pk=locked.pk).update(**also)
+                for field, value in also.items():
+                    setattr(locked, field, value)
             return locked
         method = locked.transition_method(target)
         if method is None:
@@ -237,7 +244,9 @@ def agent_transition(
         spec = method._django_fsm.get_transition(source)
         method(reason=termination_reason) if target == AgentStatus.TERMINATED else method()
         locked.last_activity_at = timezone.now()
-        locked.save(update_fields=["status", "last_activity_at", "updated_at", *spec.custom["fields"]])
+        for field, value in (also or {}).items():
+            setattr(locked, field, value)
+        locked.save(update_fields=["status", "last_activity_at", "updated_at", *spec.custom["fields"], *(also or {})])
         ledger = AgentTransition.objects.create(
             agent=locked, from_status=source, to_status=target, actor=_user(actor), reason=reason,
             request_id=request_id, run=run, actor_agent=actor_agent,

@@ -1,5 +1,11 @@
 """HTTP client for upstream LLM services: one ``requests.Session`` per process.
 
+The session keeps up to ``POOL_MAXSIZE`` connections per upstream host, so a worker holding hundreds of runs at
+once reuses its connections (a new connection, let alone a TLS handshake, per call would cost far more CPU than the
+call's own request); it reads the environment's proxy and CA settings (``HTTPS_PROXY``, ``NO_PROXY``,
+``REQUESTS_CA_BUNDLE``...) once per URL instead of at every request (``requests`` scans the whole environment each
+time).
+
 Timeouts come from ``AI_SERVICES_CONNECT_TIMEOUT`` / ``AI_SERVICES_READ_TIMEOUT`` (seconds), read
 at each call; they bound each socket operation. A call as a whole has a wall-clock deadline too
 (``AI_SERVICES_TOTAL_TIMEOUT``): an upstream that drips its answer (headers or body) a byte at a time,
@@ -49,6 +55,12 @@ CONNECT_RETRIES = 2
 CONNECT_BACKOFF = 0.2
 #: Largest upstream answer accepted (bytes); a refined template is at most a few hundred KB.
 MAX_RESPONSE_BYTES = 5 * 1024 * 1024
+#: Connections the session keeps per upstream host (``requests``' ``pool_maxsize``): at least the calls a process
+#: makes at once (the Procfile's worker holds up to ``WORKER_CONCURRENCY``, 500, runs), else every call past it opens
+#: a new connection and drops it afterwards. Only connections that were needed at once are ever kept.
+POOL_MAXSIZE = 1024
+#: URLs whose environment settings the session remembers (``_Session``).
+_ENVIRONMENT_URLS_MAX = 64
 _LOG_BODY_CHARS = 500
 #: Characters of the upstream's own error text kept on ``UpstreamHTTPError.detail``.
 UPSTREAM_DETAIL_CHARS = 500
@@ -186,6 +198,29 @@ class DeadlineAdapter(HTTPAdapter):
         }
 
 
+class _Session(requests.Session):
+    """A ``requests.Session`` that reads the environment's settings for a URL once (``merge_environment_settings``:
+    the proxies of ``HTTP(S)_PROXY`` / ``NO_PROXY`` and the CA bundle of ``REQUESTS_CA_BUNDLE`` /
+    ``CURL_CA_BUNDLE``), as a process's environment does not change; a call that passes its own proxies, ``verify``
+    or ``cert`` merges them as ``requests`` does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[str, dict[str, Any]] = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies or verify is not None or cert is not None or not self.trust_env:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        found = self._environment.get(url)
+        if found is None:
+            found = super().merge_environment_settings(url, {}, None, None, None)
+            if len(self._environment) >= _ENVIRONMENT_URLS_MAX:
+                self._environment.clear()
+            self._environment[url] = found
+        return {**found, "proxies": dict(found["proxies"]), "stream": requests.sessions.merge_setting(
+            stream, self.stream)}
+
+
 def get_session() -> requests.Session:
     """The process's session (created on first use, and again after a fork)."""
     global _session, _session_pid
@@ -193,8 +228,9 @@ def get_session() -> requests.Session:
     if _session is None or _session_pid != pid:
         with _lock:
             if _session is None or _session_pid != pid:
-                session = requests.Session()
-                adapter = DeadlineAdapter(max_retries=connect_only_retry(), pool_connections=4, pool_maxsize=16)
+                session = _Session()
+                adapter = DeadlineAdapter(max_retries=connect_only_retry(), pool_connections=4,
+                                          pool_maxsize=POOL_MAXSIZE)
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
                 session.headers.update({"Accept": "application/json", "User-Agent": "syndarix-aiservices/1.0"})

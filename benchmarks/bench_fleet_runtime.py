@@ -8,7 +8,10 @@ delay (``benchmarks/fleet_stub.py``, uvicorn). Each agent runs the agent loop: 4
 
 - LLM calls/s against the ideal (every agent waiting on its LLM in parallel: N × 4 calls ÷ (4 × delay));
 - makespan; peak PostgreSQL connections of the whole box (``pg_stat_activity``, sampled every 0.25 s);
-- peak resident memory of the worker processes; worker CPU ms per LLM call (a loop step);
+- peak resident memory of the worker processes; worker CPU ms per LLM call (from the first run's start to the
+  end, divided by the LLM calls) and per run start (the CPU of the first ``delay`` seconds after the first start,
+  when no LLM call can have answered yet, divided by the runs started in them: taking a run in, claiming it, its
+  first step and sending its first call); the CPU of the PostgreSQL backends serving the box, per LLM call;
 - SQL statements per step (one run executed in this process under ``CaptureQueriesContext``): a loop step
   (an LLM call and a read tool call) and a plain agent class's LLM step;
 - the outage scenario: 40 runs in flight, the upstream answers 503 for 20 s, how many succeed.
@@ -206,11 +209,19 @@ def setup_fleet(count: int, *, tag: str):
     return [services.agent_spawn(project=project, agent_type=loop_type, name=f"agent {n}") for n in range(count)]
 
 
-def pg_connections(database: str) -> int:
+def pg_backends(database: str) -> list[int]:
+    """The PostgreSQL backends connected to ``database`` (this process's own aside)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                       [database])
-        return cursor.fetchone()[0]
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (``/proc``), ``None`` when it is gone or not readable."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+    return None
 
 
 def start_box(args, env: dict[str, str], log_dir: Path, *, web: bool = True) -> tuple[list[Process], list[Process]]:
@@ -251,15 +262,25 @@ def scenario(args, *, agents: int, delay: float, log_dir: Path, outage: float = 
     database = settings.DATABASES["default"]["NAME"]
     peak_connections = peak_rss = 0
     cpu_start = None
+    samples: list[tuple[float, float, int]] = []  # (wall clock, worker CPU seconds, runs started) from the first start
+    pg_cpu: dict[int, list[float]] = {}  # backend pid -> [CPU seconds when first seen after the first start, last]
     outage_started = None
     deadline = time.monotonic() + (args.max_seconds or 3600)
     try:
         while True:
             time.sleep(0.25)
-            peak_connections = max(peak_connections, pg_connections(database))
+            backends = pg_backends(database)
+            peak_connections = max(peak_connections, len(backends))
             peak_rss = max(peak_rss, sum(w.rss_bytes() for w in workers))
-            if cpu_start is None and AgentRun.objects.filter(pk__in=runs, started_at__isnull=False).exists():
-                cpu_start = sum(w.cpu_seconds() for w in workers)
+            started_count = AgentRun.objects.filter(pk__in=runs, started_at__isnull=False).count()
+            if started_count:
+                worker_cpu = sum(w.cpu_seconds() for w in workers)
+                cpu_start = worker_cpu if cpu_start is None else cpu_start
+                samples.append((time.time(), worker_cpu, started_count))
+                for pid in backends:  # a backend opened after the first start counts from its first sample
+                    seconds = process_cpu_seconds(pid)
+                    if seconds is not None:
+                        pg_cpu.setdefault(pid, [seconds, seconds])[1] = seconds
             if outage and outage_started is None and stub.control("stats")["in_flight"] >= agents:
                 stub.control("outage", {"seconds": outage, "status": 503})
                 outage_started = time.monotonic()
@@ -285,6 +306,12 @@ def scenario(args, *, agents: int, delay: float, log_dir: Path, outage: float = 
         makespan = min(makespan, args.max_seconds)
     outcome = {status: rows.filter(status=status).count() for status in RunStatus.values}
     starts = sorted(r.started_at for r in rows if r.started_at)
+    # Worker CPU per run start: from the first sample to the last one before the first LLM answers can arrive (the
+    # first start + delay), the workers do nothing but take runs in, claim them and send their first calls.
+    first = starts[0].timestamp() if starts else 0.0
+    window = [sample for sample in samples if sample[0] <= first + delay]
+    start_cpu = (1000 * (window[-1][1] - window[0][1]) / (window[-1][2] - window[0][2])
+                 if len(window) > 1 and window[-1][2] > window[0][2] else float("nan"))
     overheads = sorted((r.finished_at - r.started_at).total_seconds() - CALLS_PER_RUN * delay
                        for r in rows if r.started_at and r.finished_at and r.status == RunStatus.SUCCEEDED)
     return {
@@ -292,6 +319,9 @@ def scenario(args, *, agents: int, delay: float, log_dir: Path, outage: float = 
         "rate": calls / makespan if makespan else 0.0, "ideal": agents / delay, "makespan": makespan,
         "created_s": created, "peak_connections": peak_connections, "peak_rss_mb": peak_rss / 2**20,
         "cpu_ms_per_call": 1000 * cpu / calls if calls else float("nan"),
+        "cpu_ms_per_start": start_cpu,
+        "pg_cpu_ms_per_call": 1000 * sum(last - first for first, last in pg_cpu.values()) / calls if calls else
+        float("nan"),
         "outcome": {k: v for k, v in outcome.items() if v},
         "start_spread": (starts[-1] - starts[0]).total_seconds() if starts else float("nan"),
         "overhead_median": overheads[len(overheads) // 2] if overheads else float("nan"),
@@ -350,7 +380,9 @@ def report(result: dict) -> None:
     print(f"{label}: {result['rate']:.1f} LLM calls/s = {share:.0f} % of the ideal {result['ideal']:.1f}/s; "
           f"makespan {result['makespan']:.1f} s; runs {result['outcome']} ({result['finished']} finished); "
           f"peak PostgreSQL connections {result['peak_connections']}; worker RSS peak {result['peak_rss_mb']:.0f} MB; "
-          f"worker CPU {result['cpu_ms_per_call']:.1f} ms per LLM call; runs queued in {result['created_s']:.1f} s; "
+          f"worker CPU {result['cpu_ms_per_call']:.1f} ms per LLM call, {result['cpu_ms_per_start']:.1f} ms per run "
+          f"start; PostgreSQL CPU {result['pg_cpu_ms_per_call']:.1f} ms per LLM call; runs queued in "
+          f"{result['created_s']:.1f} s; "
           f"starts spread over {result['start_spread']:.1f} s; a run's time beyond its LLM calls: median "
           f"{result['overhead_median']:.1f} s, p90 {result['overhead_p90']:.1f} s", flush=True)
 

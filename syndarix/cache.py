@@ -19,6 +19,7 @@ refused and rolled back rather than leaving a stale entry behind.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +29,7 @@ from django.core.cache import caches
 from django.core.cache.backends import redis as django_redis
 from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
+from django.utils.functional import cached_property
 
 from .api.outages import CACHE_ERRORS
 from .exceptions import DependencyUnavailable
@@ -60,14 +62,29 @@ class ReusingRedisCacheClient(django_redis.RedisCacheClient):
         return client
 
 
+_clients: dict[tuple[str, ...], ReusingRedisCacheClient] = {}
+_clients_lock = threading.Lock()
+
+
 class ReusingRedisCache(RedisCache):
     """``django.core.cache.backends.redis.RedisCache`` with ``ReusingRedisCacheClient`` (``CACHES`` backend of a
-    Redis cache). Each thread has its own backend instance (Django's ``caches``), so each its own clients; a
-    ``redis.Redis`` is thread-safe anyway."""
+    Redis cache), one per process for each server and options: each thread has its own backend instance (Django's
+    ``caches``), and they share that client and its connection pool (redis-py's are thread-safe, and start afresh
+    after a fork). A worker's hundreds of threads then use a few Redis connections, not one each, and a thread's
+    first cache read costs no new connection."""
 
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = ReusingRedisCacheClient
+
+    @cached_property
+    def _cache(self) -> ReusingRedisCacheClient:
+        key = (*self._servers, repr(sorted(self._options.items())))
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = self._class(self._servers, **self._options)
+        return client
 
 
 def _redis() -> RedisCache | None:

@@ -418,6 +418,16 @@ def context_read(context: AgentContext, version: int | None = None) -> AgentCont
     return _get_version(context, version)
 
 
+def context_current(project: Project, *, name: str | None = None, context_id=None) -> AgentContextVersion | None:
+    """The current version of the project's shared context named ``name`` (or with id ``context_id``), with its
+    ``context`` loaded, in one query; ``None`` when there is no such context or it has no version (then
+    ``context_read`` tells which)."""
+    found = AgentContextVersion.objects.select_related("context").filter(
+        context__project=project, **({"context_id": context_id} if context_id is not None else
+                                     {"context__instance__isnull": True, "context__name": name}))
+    return found.order_by("-version").first()
+
+
 def context_diff(context: AgentContext, from_version: int, to_version: int) -> list[dict[str, Any]]:
     """The RFC 6902 JSON Patch that turns version ``from_version``'s data into ``to_version``'s.
 

@@ -33,7 +33,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Q, When
+from django.db.models import Case, Q, Subquery, When
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
@@ -68,11 +68,17 @@ Q_ = RunRequestStatus
 INSTRUCTION_MAX_LENGTH = 100_000
 
 
-def _lock_agent(agent_id) -> AgentInstance:
+def _lock_agent(agent_id, *, related: tuple[str, ...] = ("agent_type", "project__workspace")) -> AgentInstance:
     """Lock the agent row (only it: its type and project are read, not locked, else every run of a project or a
-    type would wait for every other's claim and completion)."""
-    return AgentInstance.objects.select_for_update(of=("self",)).select_related(
-        "agent_type", "project__workspace").get(pk=agent_id)
+    type would wait for every other's claim and completion), ``related`` read with it.
+
+    ``agent_id`` may be an expression: ``_run_agent_id(run_id)`` locks a run's agent in one statement."""
+    return AgentInstance.objects.select_for_update(of=("self",)).select_related(*related).get(pk=agent_id)
+
+
+def _run_agent_id(run_id) -> Subquery:
+    """The agent id of run ``run_id``, as a subquery (``_lock_agent``)."""
+    return Subquery(AgentRun.objects.filter(pk=run_id).order_by().values("agent_id")[:1])
 
 
 def _lock_run(run_id) -> AgentRun:
@@ -83,12 +89,14 @@ def _save(run: AgentRun, *fields: str) -> None:
     run.save(update_fields=[*fields, "updated_at"])
 
 
-def _transition(agent: AgentInstance, target: str, run: AgentRun, reason: str, actor=None) -> AgentInstance:
+def _transition(agent: AgentInstance, target: str, run: AgentRun, reason: str, actor=None,
+                also: dict[str, Any] | None = None) -> AgentInstance:
     """Move ``agent`` (locked in this transaction, ``_lock_agent``) through the lifecycle guard for ``run``; the
-    ledger row names the run. The services call it last in their transactions where they can: it updates the
-    project's counter row, which every run of the project shares, so its lock is held for the shortest time."""
+    ledger row names the run; ``also``: more of the agent's fields written by the same ``UPDATE``. The services call
+    it last in their transactions where they can: it updates the project's counter row, which every run of the
+    project shares, so its lock is held for the shortest time."""
     return agent_services.agent_transition(agent, target, actor=actor, reason=f"run {run.pk}: {reason}", run=run,
-                                           locked=True)
+                                           locked=True, also=also)
 
 
 # --- Dispatch ------------------------------------------------------------------------------------------
@@ -386,14 +394,15 @@ def run_claim(run_id, *, worker: str = "", task_id: str | None = None) -> AgentR
     ``budget_exceeded``. Safe to call for a message delivered twice: only one claim succeeds. Nothing starts
     while ``AGENTS_ENABLED`` is false.
     """
-    agent_id = AgentRun.objects.filter(pk=run_id).values_list("agent_id", flat=True).first()
-    if agent_id is None:
-        return None
     if not settings.AGENTS_ENABLED:
-        logger.info("Run %s stays as it is: agents are disabled (AGENTS_ENABLED=false).", run_id)
+        if AgentRun.objects.filter(pk=run_id).exists():
+            logger.info("Run %s stays as it is: agents are disabled (AGENTS_ENABLED=false).", run_id)
         return None
     with transaction.atomic():
-        agent = _lock_agent(agent_id)
+        try:
+            agent = _lock_agent(_run_agent_id(run_id))  # the run's agent, found and locked in one statement
+        except AgentInstance.DoesNotExist:  # no such run
+            return None
         run = _lock_run(run_id)
         attempt = 0
         if run.status == R.QUEUED:
@@ -432,15 +441,15 @@ def run_claim(run_id, *, worker: str = "", task_id: str | None = None) -> AgentR
         run.attempts = attempt or max(run.attempts, 1)
         now = timezone.now()
         task = run.instruction.strip().splitlines()[0][:200] if run.instruction.strip() else ""
-        AgentInstance.objects.filter(pk=agent.pk).update(
-            last_heartbeat_at=now, current_task=task or (run.issue.title if run.issue_id else ""),
-        )
+        beat = {"last_heartbeat_at": now, "current_task": task or (run.issue.title if run.issue_id else "")}
         run.status, run.worker, run.error_code, run.error_message = R.RUNNING, worker[:200], "", ""
         run.started_at = run.started_at or now
         run.retry_at = None
         _save(run, "status", "worker", "error_code", "error_message", "started_at", "attempts", "retry_at")
-        if verb:
-            agent = _transition(agent, S.WORKING, run, verb)
+        if verb:  # the heartbeat and the task ride on the transition's UPDATE
+            agent = _transition(agent, S.WORKING, run, verb, also=beat)
+        else:
+            AgentInstance.objects.filter(pk=agent.pk).update(**beat)
     run.agent = agent  # with its type and project: what the executor runs it with
     return run
 
@@ -449,7 +458,7 @@ def _lock_running(run: AgentRun) -> tuple[AgentInstance, AgentRun] | tuple[None,
     """Lock the run's agent and the run; ``(agent, run)`` when the run is still ``running`` under the task that
     claimed it (``run.task_id``), else ``(None, None)``: it was cancelled or reaped meanwhile, or reaped and taken
     over by another worker (a new task id), and this worker changes nothing."""
-    agent = _lock_agent(run.agent_id)
+    agent = _lock_agent(run.agent_id, related=("agent_type",))  # what ending a run reads of the agent's relations
     locked = _lock_run(run.pk)
     mine = locked.status == R.RUNNING and locked.task_id == run.task_id
     return (agent, locked) if mine else (None, None)

@@ -66,6 +66,17 @@ def test_transition_replay_with_same_key_acts_once():
     assert AgentTransition.objects.filter(agent=agent, to_status=S.PAUSED).count() == 1
 
 
+def test_a_transition_writes_the_fields_given_with_it_in_its_own_update(django_assert_num_queries):
+    agent = agent_in_status(S.IDLE)
+    moved = services.agent_transition(agent, S.PAUSED, also={"current_task": "first"})
+    assert AgentInstance.objects.values_list("status", "current_task").get(pk=agent.pk) == (S.PAUSED, "first")
+    assert moved.current_task == "first"
+    with django_assert_num_queries(4):  # a savepoint and its release, the lock, one UPDATE: no transition to write
+        same = services.agent_transition(moved, S.PAUSED, also={"current_task": "second"})
+    assert same.current_task == "second" == AgentInstance.objects.get(pk=agent.pk).current_task
+    assert AgentTransition.objects.filter(agent=agent, to_status=S.PAUSED).count() == 1
+
+
 def test_update_replay_of_a_field_only_update_applies_nothing(user):
     agent = agent_in_status(S.IDLE)
     updated = services.agent_update(agent, actor=user, data={"name": "first"}, request_id="k")

@@ -4,6 +4,8 @@ and every refusal is an error result (never an exception, never another tenant's
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from agents import services
 from agents.choices import AgentStatus
@@ -68,6 +70,26 @@ def test_write_then_read_a_context_by_name(caller, project):
     assert read.structured["data"] == {"a": 1, "b": 2} and read.structured["version"] == 3
     version = AgentContext.objects.get(project=project, name="notes").versions.get(version=3)
     assert version.created_by_agent == caller
+
+
+def test_reading_a_context_is_one_query_by_name_or_id_and_only_the_shared_one_by_name(caller, project):
+    shared = contexts.context_create(project=project, name="notes", data={"a": 1})
+    contexts.context_write(shared, {"a": 2})
+    contexts.context_create(project=project, name="notes", instance=caller, data={"mine": True})
+    assert caller.project == project  # loaded, as a run's agent's project is
+    with CaptureQueriesContext(connection) as by_name_queries:
+        by_name = call("read_context", caller, name="notes")
+    with CaptureQueriesContext(connection) as by_id_queries:
+        by_id = call("read_context", caller, context_id=str(shared.pk))
+    for queries in (by_name_queries, by_id_queries):  # the tool's savepoint aside
+        assert len([q for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]) == 1
+    expected = {"id": str(shared.pk), "project_id": str(project.pk), "name": "notes", "version": 2,
+                "current_version": 2, "data": {"a": 2}}
+    assert by_name.structured == expected and by_id.structured == expected
+    older = call("read_context", caller, name="notes", version=1)
+    assert older.structured == {**expected, "version": 1, "data": {"a": 1}}
+    missing = call("read_context", caller, name="nothing")
+    assert missing.is_error and missing.structured["error"]["code"] == "not_found"
 
 
 def test_another_workspaces_ids_are_not_found_and_nothing_leaks(caller, foreign):

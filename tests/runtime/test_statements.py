@@ -1,8 +1,9 @@
 """SQL statements per step on PostgreSQL (``CaptureQueriesContext``), the run executed in this process against the
 local stub, whatever the length of the run (the count of a 4-step run minus a 1-step run's, divided by 3).
 
-A loop step (one LLM call, then one allowed read-tool call) costs 4: the LLM step's one statement
-(``trace.step_record``), the tool's own two reads (``read_context``) and the tool step's one statement; the stop
+A loop step (one LLM call, then one allowed read-tool call) costs 3: the LLM step's one statement
+(``trace.step_record``), the tool's own read (``read_context``: the context's current version with its context) and
+the tool step's one statement; the stop
 check before the next call rides on the tool step's ``RETURNING``. A plain agent class's LLM step costs 2: the step
 and its checkpoint. The limits below allow one more, for a stop check that cannot ride (a step boundary more than
 ``STOP_CHECK_FRESH_SECONDS`` after the previous step, on a loaded machine). A transactional outbox's event insert
@@ -26,7 +27,7 @@ from .support import calls_agent, fresh, loop_agent, platform_tool, price_model
 pytestmark = pytest.mark.django_db(transaction=True)
 
 #: Statements of one loop step (an LLM call and an allowed read-tool call), and of a plain class's LLM step.
-LOOP_STEP_MAX = 5
+LOOP_STEP_MAX = 4
 PLAIN_STEP_MAX = 3
 
 
@@ -45,7 +46,7 @@ def _statements(agent, instruction: str) -> list[str]:
     return [q["sql"] for q in queries.captured_queries]
 
 
-def test_a_loop_step_costs_at_most_five_statements(project, stub, in_process):
+def test_a_loop_step_costs_at_most_four_statements(project, stub, in_process):
     price_model()
     context, _ = contexts.context_get_or_create(project=project, name="notes")
     contexts.context_write(context, {"note": "hello"})

@@ -275,8 +275,14 @@ def list_contexts(call: ToolCall, *, project_id: str | None = None, q: str | Non
 
 def read_context(call: ToolCall, *, project_id: str | None = None, context_id: str | None = None,
                  name: str | None = None, version: int | None = None) -> dict[str, Any]:
-    context = _context(call, project_id=project_id, context_id=context_id, name=name)
-    row = contexts.context_read(context, version)
+    row = None
+    if version is None and (context_id is not None or name is not None):  # the usual read: one query
+        project = _project(call, project_id)
+        ident = _uuid(context_id, "context_id") if context_id is not None else None
+        row = contexts.context_current(project, name=name, context_id=ident)
+    if row is None:
+        row = contexts.context_read(_context(call, project_id=project_id, context_id=context_id, name=name), version)
+    context = row.context
     return {"id": str(context.pk), "project_id": str(context.project_id), "name": context.name,
             "version": row.version, "current_version": context.current_version, "data": row.data}
 
