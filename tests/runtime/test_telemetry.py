@@ -300,10 +300,10 @@ def test_a_worker_exports_the_run_in_the_trace_of_the_request_that_queued_it(pro
         run_in(agent.runs.get(), "succeeded")
 
         def exported() -> list | None:
-            spans = receiver.spans()
-            return spans if any(s.name.startswith("chat ") for s in spans) else None
+            names = {s.name for s in receiver.spans()}  # the task's span ends after the run: it comes in a later batch
+            return names if f"chat {MODEL}" in names and "run/agents.runtime.tasks.execute_run" in names else None
 
-        wait_for(exported, timeout=15, message="the worker exported no LLM call")
+        wait_for(exported, timeout=30, message="the worker exported no LLM call and task")
     finally:
         otel.shutdown()
         celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue = previous
