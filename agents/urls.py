@@ -1,4 +1,5 @@
-"""Routes under `/api/v1/` (no trailing slash): agent-types, agent-classes, agents, their runs and contexts.
+"""Routes under `/api/v1/` (no trailing slash): agent-types, agent-classes, agents, their runs and contexts,
+and the workspaces' webhook endpoints.
 
 The router lists the project-level `agents/metrics` route before `agents/{agent_id}` routes, and
 `{agent_id}` only matches a UUID, so "metrics" is never read as an agent id.
@@ -20,4 +21,5 @@ urlpatterns = [
     path("agent-classes", AgentClassListView.as_view(), name="agent-class-list"),
     *router.urls,
     path("", include("agents.contexts.urls")),
+    path("", include("agents.webhooks.urls")),
 ]

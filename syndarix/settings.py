@@ -364,6 +364,40 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "agents.runtime.tasks.reap_stale_runs", "schedule": max(1.0, AGENT_HEARTBEAT_SECONDS)},
 }
 
+# --- Webhooks (agents.webhooks: Standard Webhooks deliveries of the events outbox) ---
+# Targets whose host resolves to a loopback, private, link-local, shared, reserved or metadata address are refused
+# (when saved, and again when connecting); true allows them. Defaults to DJANGO_DEBUG: `make run` and the tests may
+# post to receivers on this machine, a production deployment may not unless it says so.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=DEBUG)
+# Seconds to connect to a receiver and to wait for its answer; longer counts as a failed attempt.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# A failed attempt is retried after WEBHOOK_RETRY_BACKOFF_SECONDS, doubling each time up to
+# WEBHOOK_RETRY_BACKOFF_MAX_SECONDS; a delivery still failing WEBHOOK_RETRY_MAX_AGE_SECONDS after its first attempt
+# is failed, and the endpoint's next event goes.
+WEBHOOK_RETRY_BACKOFF_SECONDS = env.float("WEBHOOK_RETRY_BACKOFF_SECONDS", default=5.0)
+WEBHOOK_RETRY_BACKOFF_MAX_SECONDS = env.float("WEBHOOK_RETRY_BACKOFF_MAX_SECONDS", default=3600.0)
+WEBHOOK_RETRY_MAX_AGE_SECONDS = env.float("WEBHOOK_RETRY_MAX_AGE_SECONDS", default=86400.0)
+# An endpoint whose deliveries failed this many times in a row (each after its retries) is disabled.
+WEBHOOK_MAX_CONSECUTIVE_FAILURES = env.int("WEBHOOK_MAX_CONSECUTIVE_FAILURES", default=5)
+# How often beat queues the dispatcher (seconds), and how long one dispatcher task keeps delivering before it
+# returns (seconds; the next one continues).
+WEBHOOK_DISPATCH_INTERVAL_SECONDS = env.float("WEBHOOK_DISPATCH_INTERVAL_SECONDS", default=1.0)
+WEBHOOK_DISPATCH_BUDGET_SECONDS = env.float("WEBHOOK_DISPATCH_BUDGET_SECONDS", default=30.0)
+for _name in ("WEBHOOK_TIMEOUT_SECONDS", "WEBHOOK_RETRY_BACKOFF_SECONDS", "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS",
+              "WEBHOOK_DISPATCH_INTERVAL_SECONDS", "WEBHOOK_DISPATCH_BUDGET_SECONDS"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be a positive number of seconds.")
+if WEBHOOK_RETRY_MAX_AGE_SECONDS < 0 or WEBHOOK_MAX_CONSECUTIVE_FAILURES < 1:
+    raise ImproperlyConfigured(
+        "WEBHOOK_RETRY_MAX_AGE_SECONDS must be 0 or more seconds and WEBHOOK_MAX_CONSECUTIVE_FAILURES at least 1."
+    )
+CELERY_BEAT_SCHEDULE["dispatch-webhooks"] = {
+    "task": "agents.webhooks.tasks.dispatch_webhooks",
+    "schedule": WEBHOOK_DISPATCH_INTERVAL_SECONDS,
+    # A dispatcher queued behind a busy one is dropped rather than run late: the next tick queues another.
+    "options": {"expires": max(2.0, 2 * WEBHOOK_DISPATCH_INTERVAL_SECONDS)},
+}
+
 # --- AI services (upstream LLM) ---
 AI_SERVICES_API_URL = env.str("AI_SERVICES_API_URL", default="")
 # Without a URL, debug deployments use the offline stand-in (a scripted refinement, no LLM); production refuses it.
