@@ -854,5 +854,4 @@ class AgentRunRequest(models.Model):
         return self.status == RunRequestStatus.PENDING
 
 
-from .events.models import Event  # noqa: E402, F401  (the events outbox)
 from .webhooks.models import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401  (webhook endpoints, deliveries)
