@@ -20,6 +20,7 @@ class AgentsConfig(AppConfig):
 
         from . import checks  # noqa: F401 - importing checks registers the system check
         from . import registry as agent_registry
+        from .events import tasks as event_tasks  # noqa: F401 - registers the prune job
         from .metrics import fleet_series
         from .models import AgentInstance
         from .registry import hooks
@@ -29,7 +30,7 @@ class AgentsConfig(AppConfig):
         from .runtime.tools.mcp import PlatformToolProvider
         from .runtime.tools.platform import register_platform_tools
         from .runtime.tools.registry import tool_registry
-        from .signals import agent_spawned, agent_transitioned
+        from .signals import agent_spawned, agent_transitioned, event_written
         from .webhooks import tasks as webhook_tasks
 
         register_source("database", fleet_series)
@@ -44,8 +45,4 @@ class AgentsConfig(AppConfig):
         agent_transitioned.connect(
             runtime.on_agent_transitioned, sender=AgentInstance, dispatch_uid="agents.runtime.transitioned"
         )
-        from django.db.models.signals import post_save
-
-        from .events.models import Event
-
-        post_save.connect(webhook_tasks.nudge_on_commit, sender=Event, dispatch_uid="agents.webhooks.nudge")
+        event_written.connect(webhook_tasks.nudge_on_commit, dispatch_uid="agents.webhooks.nudge")

@@ -854,4 +854,5 @@ class AgentRunRequest(models.Model):
         return self.status == RunRequestStatus.PENDING
 
 
+from .events.models import Event  # noqa: E402, F401 - the outbox's model belongs to this app
 from .webhooks.models import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401  (webhook endpoints, deliveries)

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 #: The tasks that go to the maintenance queue (``CELERY_MAINTENANCE_QUEUE``).
 MAINTENANCE_TASKS = frozenset({
-    "agents.runtime.tasks.reap_stale_runs", "agents.runtime.tasks.run_hooks", "agents.webhooks.tasks.dispatch_webhooks",
+    "agents.runtime.tasks.reap_stale_runs", "agents.runtime.tasks.run_hooks", "agents.events.tasks.prune_events",
+    "agents.webhooks.tasks.dispatch_webhooks",
 })
 
 

@@ -64,7 +64,7 @@ class WebhookDeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     @admin.display(description="Event")
     def event_type(self, obj: WebhookDelivery) -> str:
-        return f"{obj.event.type} ({obj.event_id})"
+        return f"{obj.event.type if obj.event else 'pruned'} ({obj.event_id})"
 
     @admin.display(description="Next attempt")
     def next_attempt(self, obj: WebhookDelivery) -> str:
@@ -159,7 +159,7 @@ class WebhookDeliveryAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.
 
     @admin.display(description="Event", ordering="event_id")
     def event_link(self, obj: WebhookDelivery) -> str:
-        return f"{obj.event.type} ({obj.event_id})"
+        return f"{obj.event.type if obj.event else 'pruned'} ({obj.event_id})"
 
     @admin.display(description="Next attempt", ordering="next_attempt_at")
     def next_attempt(self, obj: WebhookDelivery) -> str:

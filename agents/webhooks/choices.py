@@ -2,6 +2,8 @@
 
 from django.db import models
 
+from ..events.models import EventType
+
 
 class DeliveryStatus(models.TextChoices):
     """Where a ``WebhookDelivery`` stands: ``pending`` until an attempt succeeded (``succeeded``) or its retries ran
@@ -12,20 +14,8 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-#: The event types an endpoint may subscribe to (``agents.events``), in the order the API documents them.
-EVENT_TYPES = (
-    "run.queued",
-    "run.started",
-    "run.step",
-    "run.waiting",
-    "run.paused",
-    "run.succeeded",
-    "run.failed",
-    "run.cancelled",
-    "request.created",
-    "request.decided",
-    "agent.transitioned",
-)
+#: The event types an endpoint may subscribe to (``agents.events.EventType``), in the order the API documents them.
+EVENT_TYPES = tuple(EventType.values)
 
 #: What a new endpoint receives when it names no event types: all but the chatty ``run.step`` (``llm.delta`` is
 #: never stored, so never delivered).

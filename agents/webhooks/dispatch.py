@@ -148,7 +148,7 @@ class Step:
 
 
 def _next_event(endpoint: WebhookEndpoint):
-    from agents.events import events_after
+    from ..events import events_after
 
     events = events_after(endpoint.last_event_id, workspace_id=endpoint.workspace_id, types=endpoint.event_types,
                           limit=1)
@@ -175,7 +175,11 @@ def dispatch_step(endpoint_id) -> str:
             endpoint_fields.append("last_event_id")
         elif head.next_attempt_at is not None and head.next_attempt_at > now:
             return Step.WAITING
-        result = attempt(endpoint, head.event)
+        if head.event is None:  # pruned (EVENTS_RETENTION_DAYS) before it could be delivered
+            result = AttemptResult(False, None, 0, "The event is no longer kept (EVENTS_RETENTION_DAYS).")
+            head.first_attempt_at = head.first_attempt_at or now - timedelta(days=365)  # no retry: fail it now
+        else:
+            result = attempt(endpoint, head.event)
         outcome = _record(endpoint, head, result, endpoint_fields)
         if endpoint_fields:
             endpoint.save(update_fields=[*dict.fromkeys(endpoint_fields)])

@@ -77,7 +77,11 @@ class WebhookDelivery(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
-    event = models.ForeignKey("agents.Event", on_delete=models.CASCADE, related_name="webhook_deliveries")
+    #: The outbox event. No database constraint: the outbox's prune job deletes events in bulk, without cascading;
+    #: a delivery whose event was pruned keeps its record with ``event_id`` (``event`` is then ``None``).
+    #: (Nullable only so that joins are outer joins and such a delivery stays listed.)
+    event = models.ForeignKey("agents.Event", on_delete=models.DO_NOTHING, related_name="webhook_deliveries",
+                              db_constraint=False, null=True)
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     is_redelivery = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)

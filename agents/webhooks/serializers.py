@@ -61,7 +61,10 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
 
     endpoint_id = serializers.UUIDField(read_only=True)
     event_id = serializers.IntegerField(read_only=True, help_text="The outbox event (also the `webhook-id` header).")
-    event_type = serializers.CharField(source="event.type", read_only=True)
+    event_type = serializers.CharField(
+        source="event.type", read_only=True, allow_null=True, default=None,
+        help_text="The event's type (null once the event is no longer kept: EVENTS_RETENTION_DAYS).",
+    )
 
     class Meta:
         model = WebhookDelivery

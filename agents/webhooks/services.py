@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from projects.models import Workspace
@@ -52,11 +51,12 @@ def check_event_types(value: Any, *, field: str = "event_types") -> list[str]:
 
 
 def latest_event_id(workspace_id) -> int:
-    """The id of the newest outbox event of the workspace (0 when it has none): where a new endpoint's cursor
-    starts, so that it receives the events that come after it was created."""
+    """The id of the workspace's last outbox event in delivery order (0 when it has none): where a new endpoint's
+    cursor starts, so that it receives the events that come after it was created."""
     from agents.events.models import Event
 
-    return Event.objects.filter(workspace_id=workspace_id).aggregate(last=Max("id"))["last"] or 0
+    last = Event.objects.filter(workspace_id=workspace_id).order_by("-xid", "-id").values_list("id", flat=True)
+    return last.first() or 0
 
 
 def webhook_endpoint_create(

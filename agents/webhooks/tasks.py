@@ -43,10 +43,8 @@ def nudge() -> None:
         logger.warning("Could not nudge the webhook dispatcher", exc_info=True)
 
 
-def nudge_on_commit(sender=None, instance=None, created=False, **kwargs) -> None:
-    """``post_save`` receiver of ``agents.events.Event``: once per transaction, ``nudge`` after it commits."""
-    if not created:
-        return
+def nudge_on_commit(sender=None, event=None, **kwargs) -> None:
+    """``agents.signals.event_written`` receiver: once per transaction, ``nudge`` after it commits."""
     connection = transaction.get_connection()
     if any(entry[1] is nudge for entry in connection.run_on_commit):
         return
