@@ -150,8 +150,8 @@ class Step:
 def _next_event(endpoint: WebhookEndpoint):
     from ..events import events_after
 
-    events = events_after(endpoint.last_event_id, workspace_id=endpoint.workspace_id, types=endpoint.event_types,
-                          limit=1)
+    events = events_after(None, cursor=(endpoint.last_event_xid, endpoint.last_event_id),
+                          workspace_id=endpoint.workspace_id, types=endpoint.event_types, limit=1)
     return events[0] if events else None
 
 
@@ -171,8 +171,8 @@ def dispatch_step(endpoint_id) -> str:
             if event is None:
                 return Step.IDLE
             head = WebhookDelivery.objects.create(endpoint=endpoint, event=event, next_attempt_at=now)
-            endpoint.last_event_id = event.pk
-            endpoint_fields.append("last_event_id")
+            endpoint.last_event_xid, endpoint.last_event_id = event.cursor
+            endpoint_fields += ["last_event_xid", "last_event_id"]
         elif head.next_attempt_at is not None and head.next_attempt_at > now:
             return Step.WAITING
         if head.event is None:  # pruned (EVENTS_RETENTION_DAYS) before it could be delivered

@@ -51,6 +51,9 @@ class WebhookEndpoint(TimeStampedModel):
     is_active = models.BooleanField(default=True)
     secret = models.CharField(max_length=120, default=new_secret, editable=False)
     last_event_id = models.BigIntegerField(default=0, help_text="The last outbox event dispatched here (0: none).")
+    #: The outbox position ``(xid, id)`` of ``last_event_id`` (``agents.events.Event.cursor``), so reading on needs
+    #: no look-up of that event.
+    last_event_xid = models.BigIntegerField(default=0, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=200, blank=True)

@@ -50,13 +50,13 @@ def check_event_types(value: Any, *, field: str = "event_types") -> list[str]:
     return [item for item in EVENT_TYPES if item in wanted]
 
 
-def latest_event_id(workspace_id) -> int:
-    """The id of the workspace's last outbox event in delivery order (0 when it has none): where a new endpoint's
-    cursor starts, so that it receives the events that come after it was created."""
-    from agents.events.models import Event
+def latest_event_cursor(workspace_id) -> tuple[int, int]:
+    """The outbox position ``(xid, id)`` of the workspace's last event in delivery order (``(0, 0)`` when it has
+    none): where a new endpoint's cursor starts, so that it receives the events that come after it was created."""
+    from ..events.models import Event
 
-    last = Event.objects.filter(workspace_id=workspace_id).order_by("-xid", "-id").values_list("id", flat=True)
-    return last.first() or 0
+    last = Event.objects.filter(workspace_id=workspace_id).order_by("-xid", "-id").values_list("xid", "id").first()
+    return tuple(last) if last else (0, 0)
 
 
 def webhook_endpoint_create(
@@ -90,9 +90,10 @@ def webhook_endpoint_create(
             replay = WebhookEndpoint.objects.filter(workspace=workspace, request_id=request_id).first()
             if replay is not None:
                 return replay, False
+        last_xid, last_id = latest_event_cursor(workspace.pk)
         endpoint = WebhookEndpoint.objects.create(
             workspace=workspace, url=url, description=description, event_types=types, is_active=is_active,
-            last_event_id=latest_event_id(workspace.pk), request_id=request_id,
+            last_event_id=last_id, last_event_xid=last_xid, request_id=request_id,
         )
     return endpoint, True
 

@@ -23,6 +23,15 @@ def _webhook_settings(settings):
 
 
 @pytest.fixture
+def no_nudge(monkeypatch):
+    """The tests that step the dispatcher themselves: a commit that wrote events queues no dispatcher (in the
+    suite's eager mode it would run at once, in the committing thread)."""
+    from agents.webhooks import tasks
+
+    monkeypatch.setattr(tasks, "nudge", lambda: None)
+
+
+@pytest.fixture
 def receiver():
     server = Receiver()
     yield server

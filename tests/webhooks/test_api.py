@@ -20,7 +20,7 @@ from tests.conftest import client_for
 
 from .conftest import emit_events
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_nudge")]
 
 
 def base(workspace) -> str:

@@ -7,7 +7,6 @@ import threading
 
 import pytest
 
-from agents.webhooks import tasks
 from agents.webhooks.choices import DeliveryStatus
 from agents.webhooks.dispatch import dispatch
 from agents.webhooks.models import WebhookDelivery
@@ -16,7 +15,7 @@ from tests.threads import failures, run_concurrently
 from .conftest import emit_events
 from .receiver import Receiver
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_nudge")]
 
 
 class CountingReceiver(Receiver):
@@ -39,8 +38,7 @@ class CountingReceiver(Receiver):
                 self.in_flight -= 1
 
 
-def test_concurrent_dispatchers_deliver_each_event_once_in_order(project, make_endpoint, monkeypatch):
-    monkeypatch.setattr(tasks, "nudge", lambda: None)  # only the dispatchers below deliver
+def test_concurrent_dispatchers_deliver_each_event_once_in_order(project, make_endpoint):
     receivers = [CountingReceiver() for _ in range(3)]
     try:
         for receiver in receivers:

@@ -18,7 +18,7 @@ from agents.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 from .conftest import emit_events
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_nudge")]
 
 
 def drain(endpoint, *, until=lambda: False, timeout: float = 10.0) -> None:

@@ -68,7 +68,8 @@ def test_a_public_ip_literal_is_accepted_and_the_setting_allows_private_ones(set
     assert targets.validate_target_url("http://127.0.0.1:9/hook")
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_nudge")
 def test_a_name_that_rebinds_to_loopback_is_refused_when_connecting(project, receiver, settings, monkeypatch):
     """Saved while it resolved to a public address; at delivery it resolves to 127.0.0.1, where the receiver listens:
     the connection is refused before a byte is sent, and the delivery is retried."""
