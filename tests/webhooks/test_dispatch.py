@@ -173,8 +173,9 @@ def test_dispatch_serves_every_endpoint_in_turn(project, make_endpoint):
             make_endpoint(r)
         ids = emit_events(project, 4)
         report = dispatch(budget_seconds=10)
-        assert report.outcomes[Step.SUCCEEDED] == 12
+        assert report.outcomes[Step.SUCCEEDED] == 3  # one step each: its four events in one batch
         assert all(r.ids() == ids for r in receivers)
+        assert WebhookDelivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() == 12
     finally:
         for r in receivers:
             r.down()
@@ -188,6 +189,7 @@ def test_one_step_takes_the_same_statements_whatever_the_backlog(project, receiv
     emit_events(project, 50)
     with CaptureQueriesContext(connection) as many:
         assert dispatch_step(endpoint.pk) == Step.SUCCEEDED
+    assert len(receiver.succeeded()) == 51  # the backlog in one step (BATCH_EVENTS), its deliveries in one INSERT
     assert len(many) == len(one) <= 8, [q["sql"] for q in many]
     with CaptureQueriesContext(connection) as idle_wait:
         WebhookDelivery.objects.update(status=DeliveryStatus.PENDING)
