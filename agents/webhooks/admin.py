@@ -29,7 +29,8 @@ ADMIN_ONLY = frozenset({WorkspaceRole.ADMIN})
 
 
 class WebhookEndpointForm(forms.ModelForm):
-    url = forms.URLField(max_length=2000, assume_scheme="https", help_text="http(s) URL the events are posted to.")
+    url = forms.URLField(max_length=2000, assume_scheme="https", help_text="http(s) URL the events are posted to.",
+                         widget=forms.URLInput(attrs={"class": "vURLField", "size": 80}))
     event_types = forms.MultipleChoiceField(
         choices=[(t, t) for t in EVENT_TYPES], initial=list(DEFAULT_EVENT_TYPES),
         widget=forms.CheckboxSelectMultiple, help_text="The event types posted to this endpoint.",
@@ -88,6 +89,9 @@ class WebhookEndpointAdmin(WorkspaceScopedAdminMixin, ServiceSaveAdminMixin, adm
     def get_queryset(self, request):
         return self.scope(request, super(WorkspaceScopedAdminMixin, self).get_queryset(request), write=True)
 
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []  # a new endpoint has no deliveries
+
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "workspace"] if obj else self.readonly_fields
 
@@ -142,9 +146,9 @@ class WebhookEndpointAdmin(WorkspaceScopedAdminMixin, ServiceSaveAdminMixin, adm
 class WebhookDeliveryAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     workspace_path = "endpoint__workspace"
     write_roles = ADMIN_ONLY
-    list_display = ["id", "endpoint", "event_link", "status", "response_status_code", "duration_ms", "attempts",
-                    "next_attempt", "delivered", "is_redelivery"]
-    list_filter = ["status", "is_redelivery"]
+    list_display = ["id", "endpoint", "event_link", "status", "code", "duration", "attempts", "next_attempt",
+                    "delivered", "is_redelivery"]
+    list_filter = ["status", "is_redelivery", "endpoint"]
     list_select_related = ["endpoint", "event"]
     readonly_fields = ["endpoint", "event", "status", "is_redelivery", "attempts", "response_status_code",
                        "duration_ms", "last_error", "created_at", "first_attempt_at", "last_attempt_at",
@@ -164,6 +168,14 @@ class WebhookDeliveryAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.
     @admin.display(description="Next attempt", ordering="next_attempt_at")
     def next_attempt(self, obj: WebhookDelivery) -> str:
         return precise_time(obj.next_attempt_at)
+
+    @admin.display(description="Status code", ordering="response_status_code")
+    def code(self, obj: WebhookDelivery):
+        return obj.response_status_code
+
+    @admin.display(description="Duration (ms)", ordering="duration_ms")
+    def duration(self, obj: WebhookDelivery):
+        return obj.duration_ms
 
     @admin.display(description="Delivered", ordering="delivered_at")
     def delivered(self, obj: WebhookDelivery) -> str:
