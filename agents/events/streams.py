@@ -266,5 +266,6 @@ def sync_stream(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
         pending = asyncio.all_tasks(loop)  # this loop's pub/sub subscriber
         for task in pending:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending))
         loop.close()
