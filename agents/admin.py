@@ -786,3 +786,4 @@ admin.site.register_object_section(
 
 
 from .contexts import admin as contexts_admin  # noqa: E402, F401  (registers the shared-context admin)
+from .webhooks import admin as webhooks_admin  # noqa: E402, F401  (registers the webhook admin)

@@ -10,7 +10,7 @@ class AgentsConfig(AppConfig):
         """Register the platform and client tools (the platform tools with the MCP server too), load the agent
         classes (the built-ins and ``AGENT_REGISTRY_MODULES``), add the fleet's series to ``/metrics``, and connect
         the receivers of committed lifecycle changes: the agent classes' hooks (sent to a worker) and the runtime
-        (dispatch the next run, park, cancel).
+        (dispatch the next run, park, cancel), and the webhook dispatcher's nudge (an event written).
 
         Raises ``agents.registry.AgentModulesUnusable`` (``ImproperlyConfigured``) naming each module
         that cannot be loaded, so no process (runserver, gunicorn, a command) starts without it.
@@ -20,6 +20,7 @@ class AgentsConfig(AppConfig):
 
         from . import checks  # noqa: F401 - importing checks registers the system check
         from . import registry as agent_registry
+        from .events import tasks as event_tasks  # noqa: F401 - registers the prune job
         from .metrics import fleet_series
         from .models import AgentInstance
         from .registry import hooks
@@ -29,7 +30,8 @@ class AgentsConfig(AppConfig):
         from .runtime.tools.mcp import PlatformToolProvider
         from .runtime.tools.platform import register_platform_tools
         from .runtime.tools.registry import tool_registry
-        from .signals import agent_spawned, agent_transitioned
+        from .signals import agent_spawned, agent_transitioned, event_written
+        from .webhooks import tasks as webhook_tasks
 
         register_source("database", fleet_series)
         register_platform_tools(tool_registry)
@@ -43,3 +45,4 @@ class AgentsConfig(AppConfig):
         agent_transitioned.connect(
             runtime.on_agent_transitioned, sender=AgentInstance, dispatch_uid="agents.runtime.transitioned"
         )
+        event_written.connect(webhook_tasks.nudge_on_commit, dispatch_uid="agents.webhooks.nudge")

@@ -308,6 +308,10 @@ if AGENT_LLM_TOOL_CHOICE not in ("", "auto", "required", "none"):
     raise ImproperlyConfigured("AGENT_LLM_TOOL_CHOICE must be auto, required, none or empty.")
 # max_tokens of every call (tokens; a template's llm.max_tokens overrides); 0 sends none.
 AGENT_LLM_MAX_TOKENS = env.int("AGENT_LLM_MAX_TOKENS", default=2048)
+# Stream LLM calls (stream: true, stream_options.include_usage) so their text reaches the run's event stream as
+# llm.delta as it is generated (with Redis); false asks for whole answers. An upstream that refuses or garbles a
+# streamed request is asked without streaming.
+AGENT_LLM_STREAM = env.bool("AGENT_LLM_STREAM", default=True)
 if AGENT_LLM_MAX_TOKENS < 0:
     raise ImproperlyConfigured("AGENT_LLM_MAX_TOKENS must be 0 (send none) or a number of tokens.")
 # Past those quick retries, an unavailable upstream (connection errors, timeouts, 429, a 5xx that is not a validation
@@ -362,6 +366,51 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "agents.runtime.tasks.reap_stale_runs", "schedule": max(1.0, AGENT_HEARTBEAT_SECONDS)},
+    "prune-events": {"task": "agents.events.tasks.prune_events", "schedule": 3600.0},
+}
+
+# --- Events (the outbox, pub/sub, SSE streams) ---
+# Days an event is kept for replay (Last-Event-ID) and webhooks; the hourly prune job deletes older ones.
+EVENTS_RETENTION_DAYS = env.float("EVENTS_RETENTION_DAYS", default=7.0)
+# Prefix of the Redis pub/sub channels events are published on (one Redis shared by several deployments).
+EVENTS_CHANNEL_PREFIX = env.str("EVENTS_CHANNEL_PREFIX", default="syndarix:events")
+# How often an open stream reads the outbox without Redis (seconds); with Redis, pub/sub wakes it.
+EVENTS_POLL_SECONDS = env.float("EVENTS_POLL_SECONDS", default=0.5)
+# A comment line every so many seconds while a stream is idle (keeps proxies from closing it).
+EVENTS_KEEPALIVE_SECONDS = env.float("EVENTS_KEEPALIVE_SECONDS", default=15.0)
+
+# --- Webhooks (agents.webhooks: Standard Webhooks deliveries of the events outbox) ---
+# Targets whose host resolves to a loopback, private, link-local, shared, reserved or metadata address are refused
+# (when saved, and again when connecting); true allows them. Defaults to DJANGO_DEBUG: `make run` and the tests may
+# post to receivers on this machine, a production deployment may not unless it says so.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=DEBUG)
+# Seconds to connect to a receiver and to wait for its answer; longer counts as a failed attempt.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# A failed attempt is retried after WEBHOOK_RETRY_BACKOFF_SECONDS, doubling each time up to
+# WEBHOOK_RETRY_BACKOFF_MAX_SECONDS; a delivery still failing WEBHOOK_RETRY_MAX_AGE_SECONDS after its first attempt
+# is failed, and the endpoint's next event goes.
+WEBHOOK_RETRY_BACKOFF_SECONDS = env.float("WEBHOOK_RETRY_BACKOFF_SECONDS", default=5.0)
+WEBHOOK_RETRY_BACKOFF_MAX_SECONDS = env.float("WEBHOOK_RETRY_BACKOFF_MAX_SECONDS", default=3600.0)
+WEBHOOK_RETRY_MAX_AGE_SECONDS = env.float("WEBHOOK_RETRY_MAX_AGE_SECONDS", default=86400.0)
+# An endpoint whose deliveries failed this many times in a row (each after its retries) is disabled.
+WEBHOOK_MAX_CONSECUTIVE_FAILURES = env.int("WEBHOOK_MAX_CONSECUTIVE_FAILURES", default=5)
+# How often beat queues the dispatcher (seconds), and how long one dispatcher task keeps delivering before it
+# returns (seconds; the next one continues).
+WEBHOOK_DISPATCH_INTERVAL_SECONDS = env.float("WEBHOOK_DISPATCH_INTERVAL_SECONDS", default=1.0)
+WEBHOOK_DISPATCH_BUDGET_SECONDS = env.float("WEBHOOK_DISPATCH_BUDGET_SECONDS", default=30.0)
+for _name in ("WEBHOOK_TIMEOUT_SECONDS", "WEBHOOK_RETRY_BACKOFF_SECONDS", "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS",
+              "WEBHOOK_DISPATCH_INTERVAL_SECONDS", "WEBHOOK_DISPATCH_BUDGET_SECONDS"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be a positive number of seconds.")
+if WEBHOOK_RETRY_MAX_AGE_SECONDS < 0 or WEBHOOK_MAX_CONSECUTIVE_FAILURES < 1:
+    raise ImproperlyConfigured(
+        "WEBHOOK_RETRY_MAX_AGE_SECONDS must be 0 or more seconds and WEBHOOK_MAX_CONSECUTIVE_FAILURES at least 1."
+    )
+CELERY_BEAT_SCHEDULE["dispatch-webhooks"] = {
+    "task": "agents.webhooks.tasks.dispatch_webhooks",
+    "schedule": WEBHOOK_DISPATCH_INTERVAL_SECONDS,
+    # A dispatcher queued behind a busy one is dropped rather than run late: the next tick queues another.
+    "options": {"expires": max(2.0, 2 * WEBHOOK_DISPATCH_INTERVAL_SECONDS)},
 }
 
 # --- AI services (upstream LLM) ---
