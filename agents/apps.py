@@ -20,6 +20,7 @@ class AgentsConfig(AppConfig):
 
         from . import checks  # noqa: F401 - importing checks registers the system check
         from . import registry as agent_registry
+        from .events import tasks as event_tasks  # noqa: F401 - registers the prune job
         from .metrics import fleet_series
         from .models import AgentInstance
         from .registry import hooks

@@ -852,3 +852,6 @@ class AgentRunRequest(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.status == RunRequestStatus.PENDING
+
+
+from .events.models import Event  # noqa: E402, F401 - the outbox's model belongs to this app

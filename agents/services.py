@@ -26,7 +26,7 @@ from projects.models import Project, Workspace
 from syndarix.db import save_unique, update_unique
 from syndarix.exceptions import InvalidInput
 
-from . import counters
+from . import counters, events
 from .choices import AgentStatus, TerminationReason
 from .exceptions import (
     AgentsDisabled,
@@ -163,10 +163,11 @@ def agent_spawn(
             last_activity_at=timezone.now(),
         )
         agent.save(force_insert=True)
-        AgentTransition.objects.create(
+        spawned = AgentTransition.objects.create(
             agent=agent, from_status="", to_status=AgentStatus.IDLE, actor=_user(actor), reason="spawned",
             request_id=request_id, actor_agent=actor_agent, run=run,
         )
+        events.transition_event(spawned, project_id=agent.project_id)
         counters.agent_spawned(agent, workspace_id=workspace.pk)
         transaction.on_commit(partial(agent_spawned.send, sender=AgentInstance, agent=agent, actor=_user(actor)))
     return agent
@@ -242,6 +243,7 @@ def agent_transition(
             agent=locked, from_status=source, to_status=target, actor=_user(actor), reason=reason,
             request_id=request_id, run=run, actor_agent=actor_agent,
         )
+        events.transition_event(ledger, project_id=locked.project_id)
         counters.agent_moved(locked, source=source, target=target)
         transaction.on_commit(
             partial(

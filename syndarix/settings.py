@@ -362,7 +362,18 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "agents.runtime.tasks.reap_stale_runs", "schedule": max(1.0, AGENT_HEARTBEAT_SECONDS)},
+    "prune-events": {"task": "agents.events.tasks.prune_events", "schedule": 3600.0},
 }
+
+# --- Events (the outbox, pub/sub, SSE streams) ---
+# Days an event is kept for replay (Last-Event-ID) and webhooks; the hourly prune job deletes older ones.
+EVENTS_RETENTION_DAYS = env.float("EVENTS_RETENTION_DAYS", default=7.0)
+# Prefix of the Redis pub/sub channels events are published on (one Redis shared by several deployments).
+EVENTS_CHANNEL_PREFIX = env.str("EVENTS_CHANNEL_PREFIX", default="syndarix:events")
+# How often an open stream reads the outbox without Redis (seconds); with Redis, pub/sub wakes it.
+EVENTS_POLL_SECONDS = env.float("EVENTS_POLL_SECONDS", default=0.5)
+# A comment line every so many seconds while a stream is idle (keeps proxies from closing it).
+EVENTS_KEEPALIVE_SECONDS = env.float("EVENTS_KEEPALIVE_SECONDS", default=15.0)
 
 # --- AI services (upstream LLM) ---
 AI_SERVICES_API_URL = env.str("AI_SERVICES_API_URL", default="")

@@ -41,7 +41,7 @@ from projects import services as project_services
 from projects.models import Issue
 from syndarix.exceptions import InvalidInput
 
-from .. import counters
+from .. import counters, events
 from .. import services as agent_services
 from ..choices import (
     RUN_ACTIVE_STATUSES,
@@ -52,6 +52,7 @@ from ..choices import (
     RunStatus,
     StepKind,
 )
+from ..events import EventType
 from ..exceptions import AgentTerminated, UsageLimitExceeded
 from ..models import AgentInstance, AgentRun, AgentRunRequest
 from .exceptions import NoPendingRequest, RequestAlreadyDecided, RunFinished, UnsupportedRequestedSchema
@@ -80,7 +81,11 @@ def _lock_run(run_id) -> AgentRun:
 
 
 def _save(run: AgentRun, *fields: str) -> None:
+    """Save ``fields`` of ``run``; a saved ``status`` emits its event (``run.queued`` … ``run.cancelled``) in the same
+    transaction."""
     run.save(update_fields=[*fields, "updated_at"])
+    if "status" in fields:
+        events.run_changed(run)
 
 
 def _transition(agent: AgentInstance, target: str, run: AgentRun, reason: str, actor=None) -> AgentInstance:
@@ -206,6 +211,7 @@ def run_create(
             agent=locked, issue=issue, instruction=instruction, requested_by=agent_services._user(actor),
             request_id=request_id,
         )
+        events.run_changed(run)
         if issue is not None and issue.assigned_agent_id != locked.pk:
             project_services.issue_update(issue, data={"assigned_agent": locked})
         if _next_run(locked) == run:  # else it waits its turn: the run ahead of it was sent already
@@ -225,6 +231,7 @@ def _cancel_locked(agent: AgentInstance, run: AgentRun, *, message: str, actor=N
     for request in run.requests.filter(status=Q_.PENDING):
         request.status, request.decided_at = Q_.CANCELLED, timezone.now()
         request.save(update_fields=["status", "decided_at"])
+        events.request_event(EventType.REQUEST_DECIDED, request, project_id=agent.project_id, agent_id=agent.pk)
     if previous in (R.RUNNING, R.WAITING) and agent.status in (S.WORKING, S.WAITING):
         _transition(agent, S.IDLE, run, "cancelled", actor=actor)
     counters.run_finished(agent, status=R.CANCELLED)  # after the transition: its counter row first
@@ -283,7 +290,7 @@ def run_request_decide(
     if decision not in ("approve", "deny"):
         raise InvalidInput("decision must be 'approve' or 'deny'.", field="decision")
     with transaction.atomic():
-        _lock_agent(request.run.agent_id)
+        agent = _lock_agent(request.run.agent_id)
         run = _lock_run(request.run_id)
         locked = AgentRunRequest.objects.select_for_update().get(pk=request.pk)
         if request_id and locked.request_id == request_id:
@@ -294,6 +301,7 @@ def run_request_decide(
         locked.reason, locked.decided_by, locked.decided_at = reason, agent_services._user(actor), timezone.now()
         locked.request_id = request_id
         locked.save(update_fields=["status", "reason", "decided_by", "decided_at", "request_id"])
+        events.request_event(EventType.REQUEST_DECIDED, locked, project_id=agent.project_id, agent_id=agent.pk)
         step_record(
             run.pk, kind=StepKind.APPROVAL, name=locked.tool_name, input={"arguments": locked.arguments},
             output={"decision": locked.status, "reason": reason, "by": getattr(locked.decided_by, "username", None)},
@@ -333,7 +341,7 @@ def run_request_answer(
     if action not in ("accept", "decline", "cancel"):
         raise InvalidInput("action must be 'accept', 'decline' or 'cancel'.", field="action")
     with transaction.atomic():
-        _lock_agent(run.agent_id)
+        agent = _lock_agent(run.agent_id)
         locked_run = _lock_run(run.pk)
         kinds = (RunRequestKind.INPUT, RunRequestKind.CONNECTION)
         if request_id:
@@ -360,6 +368,7 @@ def run_request_answer(
         pending.decided_by, pending.decided_at = agent_services._user(actor), timezone.now()
         pending.request_id = request_id
         pending.save(update_fields=["status", "response", "decided_by", "decided_at", "request_id"])
+        events.request_event(EventType.REQUEST_DECIDED, pending, project_id=agent.project_id, agent_id=agent.pk)
         step_record(
             locked_run.pk, kind=StepKind.INPUT, name=pending.tool_name,
             input={"message": pending.message, "requestedSchema": pending.requested_schema},
@@ -565,10 +574,13 @@ def run_wait(run: AgentRun, *, kind: str, tool_name: str, tool_call_id: str = ""
         agent, locked = _lock_running(run)
         if locked is None:
             return None
-        request = existing or AgentRunRequest.objects.create(
-            run=locked, kind=kind, tool_name=tool_name, tool_call_id=tool_call_id, arguments=arguments or {},
-            message=message, requested_schema=requested_schema,
-        )
+        request = existing
+        if request is None:
+            request = AgentRunRequest.objects.create(
+                run=locked, kind=kind, tool_name=tool_name, tool_call_id=tool_call_id, arguments=arguments or {},
+                message=message, requested_schema=requested_schema,
+            )
+            events.request_event(EventType.REQUEST_CREATED, request, project_id=agent.project_id, agent_id=agent.pk)
         if agent.status == S.WORKING:
             _transition(agent, S.WAITING, locked, f"waiting for {RunRequestKind(kind).label.lower()} ({tool_name})")
             locked.status = R.WAITING

@@ -22,7 +22,9 @@ from celery.signals import worker_ready
 logger = logging.getLogger(__name__)
 
 #: The tasks that go to the maintenance queue (``CELERY_MAINTENANCE_QUEUE``).
-MAINTENANCE_TASKS = frozenset({"agents.runtime.tasks.reap_stale_runs", "agents.runtime.tasks.run_hooks"})
+MAINTENANCE_TASKS = frozenset({
+    "agents.runtime.tasks.reap_stale_runs", "agents.runtime.tasks.run_hooks", "agents.events.tasks.prune_events",
+})
 
 
 def route_task(name, args, kwargs, options, task=None, **kw) -> dict[str, str] | None:

@@ -21,9 +21,12 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from projects.models import Project
 from syndarix.exceptions import InvalidInput
 
-from .. import counters
+from .. import counters, events
+from ..events import Event, EventType
+from ..events.outbox import XID_SQL
 from ..models import AgentInstance, AgentRun, AgentRunStep, AgentType, UsageDay, budget_message
 from ..services import USAGE_COUNTERS, usage_increment, usage_refused
 from .telemetry import step_recorded
@@ -162,6 +165,16 @@ def step_record(
     return recorded
 
 
+def step_event_data(run_id, agent_id, step_id, index: int, step: dict[str, Any]) -> dict[str, Any]:
+    """A ``run.step`` event's ``data``: the step's ids, index, kind, name, tokens, cost (USD, a string) and duration
+    (ms), not its input or output (the same keys as the statement of ``_record_sql`` builds)."""
+    return {
+        "run_id": str(run_id), "agent_id": str(agent_id), "step_id": str(step_id), "index": index,
+        "kind": step["kind"], "name": step["name"], "prompt_tokens": step["prompt_tokens"],
+        "completion_tokens": step["completion_tokens"], "cost": str(step["cost"]), "duration_ms": step["duration_ms"],
+    }
+
+
 def _q(name: str) -> str:
     return connection.ops.quote_name(name)
 
@@ -170,6 +183,7 @@ def _record_sql() -> str:
     """The one statement of a step with an agent (see ``step_record``); named parameters."""
     agent, run, step, agent_type = (_q(m._meta.db_table) for m in (AgentInstance, AgentRun, AgentRunStep, AgentType))
     day = _q(UsageDay._meta.db_table)
+    event, project = _q(Event._meta.db_table), _q(Project._meta.db_table)
     step_columns = ["id", "run_id", "index", "kind", "name", "input", "output", "error", "message", "duration_ms",
                     "prompt_tokens", "completion_tokens", "cost", "created_at"]
     usage = ["tokens_used", "cost_incurred", "unpriced_tokens", "prompt_tokens", "completion_tokens"]
@@ -196,6 +210,15 @@ WITH agent AS (
         %(duration_ms)s, %(prompt_tokens)s, %(completion_tokens)s, %(cost)s, %(now)s
     FROM run
     RETURNING id
+), event AS (
+    INSERT INTO {event} (type, created_at, workspace_id, project_id, run_id, agent_id, xid, data)
+    SELECT %(event_type)s, %(now)s, project.workspace_id, agent.project_id, %(run_id)s, agent.id, {XID_SQL},
+        jsonb_build_object('run_id', %(run_id)s::text, 'agent_id', agent.id::text, 'step_id', step.id::text,
+            'index', run.idx, 'kind', %(kind)s::text, 'name', %(name)s::text,
+            'prompt_tokens', %(prompt_tokens)s::integer, 'completion_tokens', %(completion_tokens)s::integer,
+            'cost', %(cost_text)s::text, 'duration_ms', %(duration_ms)s::integer)
+    FROM step CROSS JOIN run CROSS JOIN agent JOIN {project} AS project ON project.id = agent.project_id
+    RETURNING id, workspace_id, project_id, xid, data
 ), usage AS (
     INSERT INTO {day} (id, project_id, is_playground, day, shard, {", ".join(_q(c) for c in usage + zeros)})
     SELECT %(day_id)s, agent.project_id, agent.is_playground, %(day)s, %(shard)s, %(tokens)s, %(cost)s,
@@ -205,8 +228,10 @@ WITH agent AS (
         {", ".join(f"{_q(c)} = {day}.{_q(c)} + excluded.{_q(c)}" for c in usage)}
 )
 SELECT run.idx, run.status, run.task_id, agent.status, agent.tokens_used, agent.cost_incurred,
-    COALESCE(agent.max_tokens, agent_type.max_tokens), COALESCE(agent.max_cost_usd, agent_type.max_cost_usd)
+    COALESCE(agent.max_tokens, agent_type.max_tokens), COALESCE(agent.max_cost_usd, agent_type.max_cost_usd),
+    event.id, event.workspace_id, event.project_id, event.xid, event.data
 FROM agent CROSS JOIN run JOIN {agent_type} AS agent_type ON agent_type.id = agent.agent_type_id
+    LEFT JOIN event ON true
 """
 
 
@@ -228,7 +253,7 @@ def _record_postgresql(run_id, agent_id, step: dict[str, Any], *, tokens: int, c
         "tokens": tokens, "cost": cost, "unpriced_tokens": unpriced_tokens, "tokens_room": tokens_limit - tokens,
         "cost_room": cost_limit - cost,
         "now": now, "day": now.astimezone(datetime.UTC).date(), "task_id": task_id, "clear_retry": clear_retry,
-        "shard": counters.shard_of(agent_id),
+        "shard": counters.shard_of(agent_id), "event_type": EventType.RUN_STEP, "cost_text": str(cost),
     }
     with connection.cursor() as cursor:
         cursor.execute(_RECORD_SQL[0], params)
@@ -237,7 +262,12 @@ def _record_postgresql(run_id, agent_id, step: dict[str, Any], *, tokens: int, c
         if not AgentRun.objects.filter(pk=run_id).exists():
             raise AgentRun.DoesNotExist(f"No run {run_id}.")
         usage_refused(agent_id, {"tokens": tokens, "cost": cost})
-    index, run_status, current_task, agent_status, used_tokens, used_cost, max_tokens, max_cost = row
+    index, run_status, current_task, agent_status, used_tokens, used_cost, max_tokens, max_cost = row[:8]
+    event_id, workspace_id, project_id, xid, data = row[8:]
+    if event_id is not None:
+        events.published(Event(id=event_id, type=EventType.RUN_STEP, created_at=now, workspace_id=workspace_id,
+                                project_id=project_id, run_id=run_id, agent_id=agent_id, xid=xid,
+                                data=data if isinstance(data, dict) else json.loads(data)))
     return StepRecorded(
         index=index, run_status=run_status, task_id=current_task, agent_status=agent_status,
         budget_exceeded=budget_message(used_tokens, used_cost, max_tokens, max_cost), at=time.monotonic(),
@@ -255,11 +285,13 @@ def _record_orm(run_id, agent_id, step: dict[str, Any], *, tokens: int, cost: De
             agent = AgentInstance.objects.select_related("agent_type").get(pk=agent_id)
             counters.usage_added(agent, cost=cost, prompt_tokens=step["prompt_tokens"],
                                  completion_tokens=step["completion_tokens"], unpriced_tokens=unpriced_tokens)
-        index, run_status, current_task = AgentRun.objects.select_for_update().values_list(
-            "steps_completed", "status", "task_id").get(pk=run_id)
+        index, run_status, current_task, run_agent = AgentRun.objects.select_for_update().values_list(
+            "steps_completed", "status", "task_id", "agent_id").get(pk=run_id)
         if task_id is not None and current_task != task_id:
             step["message"] = None
-        AgentRunStep.objects.create(run_id=run_id, index=index, **step)
+        created = AgentRunStep.objects.create(run_id=run_id, index=index, **step)
+        events.emit(EventType.RUN_STEP, agent_id=run_agent, run_id=run_id,
+                    data=step_event_data(run_id, run_agent, created.pk, index, step))
         retry = {"retry_since": None, "retry_count": 0, "retry_error": ""} if clear_retry else {}
         AgentRun.objects.filter(pk=run_id).update(
             steps_completed=F("steps_completed") + 1, tokens_used=F("tokens_used") + tokens, cost=F("cost") + cost,
