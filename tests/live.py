@@ -91,9 +91,12 @@ class Answer:
 
 
 class Gunicorn:
-    """``gunicorn syndarix.wsgi`` with ``workers`` sync workers on a free port, in a process group of its own."""
+    """``gunicorn syndarix.wsgi`` with ``workers`` sync workers on a free port, in a process group of its own; with
+    ``asgi``, ``gunicorn syndarix.asgi:application`` with uvicorn workers (the Procfile's ``web``)."""
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, log_dir: Path, timeout: int = 30) -> None:
+    def __init__(self, env: dict[str, str], *, workers: int = 1, log_dir: Path, timeout: int = 30,
+                 asgi: bool = False) -> None:
+        self.asgi = asgi
         self.port = free_port()
         self.workers = workers
         self.timeout = timeout
@@ -112,7 +115,9 @@ class Gunicorn:
     def start(self, *, ready_within: float = 60.0) -> Gunicorn:
         """Start it and wait until ``/healthz`` answers; raise ``RuntimeError`` with its log otherwise."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "syndarix.wsgi", "--workers", str(self.workers),
+            [sys.executable, "-m", "gunicorn",
+             *(["syndarix.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker"] if self.asgi
+               else ["syndarix.wsgi"]), "--workers", str(self.workers),
              "--bind", f"127.0.0.1:{self.port}", "--timeout", str(self.timeout), "--graceful-timeout", "3",
              "--access-logfile", str(self.access_log), "--access-logformat", '%(p)s %({x-probe}i)s %(s)s "%(r)s"',
              "--error-logfile", "-"],

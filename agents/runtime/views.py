@@ -23,7 +23,10 @@ from syndarix.api.ratelimit import RateLimitMixin
 from syndarix.api.schema import IDEMPOTENCY_KEY, error_responses
 from syndarix.api.views import ValidatedInputMixin
 
-from ..choices import RunRequestKind
+from ..choices import RUN_FINISHED_STATUSES, RunRequestKind
+from ..events import views as event_views
+from ..events.outbox import run_data
+from ..events.streams import data_frame, event_stream
 from ..models import AgentInstance, AgentRun, AgentRunRequest
 from . import services
 from .filtersets import AgentRunFilterSet
@@ -72,6 +75,19 @@ APPROVAL_ID = OpenApiParameter("approval_id", str, OpenApiParameter.PATH, descri
         description="The run and its first 100 steps (`steps_truncated` when there are more: see `.../steps`).",
         responses={200: AgentRunDetailSerializer},
     ),
+    events=extend_schema(
+        operation_id="stream_agent_run_events",
+        summary="Stream a run's events (SSE)",
+        description=(
+            "`text/event-stream` of the run as it executes. Without `Last-Event-ID` it starts with a `run.state` "
+            "frame (the run's current state, no `id:`), then every event of the run as it commits (`run.step`, "
+            "`request.created`, …) and `llm.delta` frames (an LLM call's text as it streams, no `id:`, never "
+            "stored); it ends after the run's `run.succeeded`, `run.failed` or `run.cancelled` (at once for a run "
+            "that has ended). With `Last-Event-ID` it resumes after that event with no gap and no duplicate."
+        ),
+        parameters=[event_views.LAST_EVENT_ID_HEADER, event_views.LAST_EVENT_ID_QUERY],
+        responses={**event_views.STREAM_RESPONSE, **error_responses(400, 401, 404, 429)},
+    ),
     steps=extend_schema(
         operation_id="list_agent_run_steps",
         summary="A run's steps",
@@ -119,7 +135,8 @@ APPROVAL_ID = OpenApiParameter("approval_id", str, OpenApiParameter.PATH, descri
     ),
 )
 class AgentRunViewSet(
-    RateLimitMixin, ProjectScopedMixin, ValidatedInputMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+    event_views.JSONErrorsMixin, RateLimitMixin, ProjectScopedMixin, ValidatedInputMixin, mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
     """The runs of one agent."""
@@ -131,7 +148,7 @@ class AgentRunViewSet(
     lookup_value_converter = "uuid"
     rate_limits = {
         "list": "60/m", "retrieve": "60/m", "steps": "60/m", "create": "20/m", "cancel": "20/m", "decide": "30/m",
-        "answer": "30/m",
+        "answer": "30/m", "events": "60/m",
     }
 
     @cached_property
@@ -167,6 +184,25 @@ class AgentRunViewSet(
         run = self.get_object()
         page = self.paginate_queryset(run.steps.order_by("index"))
         return self.get_paginated_response(AgentRunStepSerializer(page, many=True).data)
+
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None,
+            renderer_classes=event_views.STREAM_RENDERERS)
+    def events(self, request, *args, **kwargs):
+        run = self.get_object()
+        after = event_views.last_event_id(request)
+        run_id = run.pk
+
+        def state() -> list[bytes]:
+            current = AgentRun.objects.get(pk=run_id)
+            return [data_frame("run.state", run_data(current))]
+
+        def finished() -> bool:
+            return AgentRun.objects.filter(pk=run_id, status__in=RUN_FINISHED_STATUSES).exists()
+
+        return event_views.stream_response(request, event_stream(
+            last_event_id=after, project_id=self.project.pk, run_id=run_id,
+            initial=state if after is None else None, finished=finished, deltas=True,
+        ))
 
     @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
     def cancel(self, request, *args, **kwargs):

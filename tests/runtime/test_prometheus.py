@@ -1,6 +1,7 @@
-"""A real Prometheus (Debian's ``prometheus``) scrapes ``/metrics`` of a two-worker gunicorn in multiprocess mode and
-the ``METRICS_PORT`` of both Celery workers, with the bearer token, and the run metrics move when a run executes on
-the real workers: the fleet-wide series of the web, and the workers' own (steps, LLM request durations)."""
+"""A real Prometheus (Debian's ``prometheus``) scrapes ``/metrics`` of a two-worker gunicorn (uvicorn workers, ASGI:
+the Procfile's ``web``) in multiprocess mode and the ``METRICS_PORT`` of both Celery workers, with the bearer token,
+and the run metrics move when a run executes on the real workers: the fleet-wide series of the web, and the workers'
+own (steps, LLM request durations)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def test_prometheus_scrapes_the_fleet_and_sees_a_run_finish(project, stub, worke
     web = Gunicorn(
         {"DATABASE_URL": database_url(settings.DATABASES["default"]), "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
          "REDIS_URL": settings.REDIS_URL, "METRICS_TOKEN": TOKEN, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)},
-        workers=2, log_dir=tmp_path,
+        workers=2, log_dir=tmp_path, asgi=True,
     ).start()
     # The Celery workers serve without a token (loopback): Prometheus's bearer header is ignored there.
     targets = [f"127.0.0.1:{web.port}", *(f"127.0.0.1:{w.env['METRICS_PORT']}" for w in workers.workers)]
