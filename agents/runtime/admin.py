@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -173,18 +174,46 @@ def id_prefix_range(term: str) -> tuple[uuid.UUID, uuid.UUID] | None:
 
 def live_trigger(event_types, *, every: int | None = None) -> str:
     """The ``hx-trigger`` of a live fragment: each of ``event_types`` of the page's stream (``sse:<type>``), debounced
-    by ``LIVE_DEBOUNCE_MS``, plus ``every <n>s`` when given."""
+    by ``LIVE_DEBOUNCE_MS``, the stream's (re)connection, plus ``every <n>s`` when given."""
     triggers = [f"sse:{event_type} delay:{LIVE_DEBOUNCE_MS}ms" for event_type in event_types]
+    # Each (re)connection refreshes too: what changed between the page's render (or a lost connection) and the
+    # stream's start is not on the stream.
+    triggers.append("htmx:sseOpen from:closest .live-region")
     if every:
         triggers.append(f"every {every}s")
     return ", ".join(triggers)
 
 
+#: The admin stream's first frame: the browser reconnects 1 s after a lost connection (not the default 3 s), and the
+#: response starts at once (under WSGI, ``runserver``, its headers go out with the first bytes of the body, and an
+#: idle stream's first bytes would be its keep-alive comment, seconds later).
+STREAM_OPENING = b"retry: 1000\n\n"
+
+
+async def admin_stream(stream: AsyncIterator[bytes], *, workspace_ids=None) -> AsyncIterator[bytes]:
+    """``stream`` (``agents.events.streams.event_stream``) as the admin's live pages read it: ``STREAM_OPENING``,
+    then its frames, only those of events of ``workspace_ids`` (strings) when given, and its comments. The filter is
+    for a staff member of several workspaces (the outbox filters one workspace at a time)."""
+    allowed = set(workspace_ids) if workspace_ids is not None else None
+    try:
+        yield STREAM_OPENING
+        async for chunk in stream:
+            if allowed is not None and chunk.startswith(b"id:"):
+                body = json.loads(chunk.partition(b"\ndata: ")[2])
+                if body.get("workspace_id") not in allowed:
+                    continue
+            yield chunk
+    finally:
+        await stream.aclose()
+
+
 def run_live_context(run: AgentRun) -> dict[str, Any]:
-    """What makes a run's page live (``run_page.html``): the run's event stream (the admin's, ``live_events_view``)
-    and, per fragment, its URL and the events that refresh it."""
+    """What makes a run's page live (``run_page.html``): the run's event stream (the admin's, ``live_events_view``;
+    none for a finished run) and, per fragment, its URL and the events that refresh it."""
     return {
-        "stream_url": reverse("admin:agents_agentrun_events") + f"?run={run.pk}",
+        # A finished run changes no more: its page opens no stream.
+        "stream_url": "" if run.status in RUN_FINISHED_STATUSES
+        else reverse("admin:agents_agentrun_events") + f"?run={run.pk}",
         "fragments": {
             name: {"url": reverse("admin:agents_agentrun_fragment", args=[run.pk, name]),
                    "trigger": live_trigger(RUN_FRAGMENT_EVENTS[name])}
@@ -482,9 +511,44 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
         return TemplateResponse(request, RUN_FRAGMENTS[fragment], context)  # never cached: admin_view
 
     def live_events_view(self, request):
-        """The admin's event stream (``text/event-stream``) for the live pages; answers 204 (an ``EventSource`` does
-        not reconnect) until the event streams exist."""
-        return HttpResponse(status=204)
+        """GET the admin's event stream (``text/event-stream``, staff session): what the live pages listen to.
+
+        ``?run=<id>``: that run's events and the text of its LLM calls as they stream (``llm.delta``), for its page;
+        404 when the user cannot see the run. Without it: the run and request events of every workspace the user
+        sees (all of them for a superuser), for the index and the runs list. ``Last-Event-ID`` resumes after that
+        event (the browser sends it when it reconnects). The stream is ``agents.events.streams.event_stream``, the
+        one behind the API's streams. 403 without ``agents.view_agentrun``; 400 for a malformed ``Last-Event-ID``.
+        """
+        from agents.events.streams import event_stream
+        from agents.events.views import stream_response
+
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        if not request.user.has_perm("agents.view_agentrun"):
+            raise PermissionDenied
+        after = request.headers.get("Last-Event-ID") or None
+        if after is not None and not (after.isascii() and after.isdigit()):
+            return HttpResponseBadRequest("Last-Event-ID must be an event id (a non-negative integer).")
+        after = int(after) if after is not None else None
+        types = RUN_EVENT_TYPES + REQUEST_EVENT_TYPES
+        if "run" in request.GET:
+            run = self.get_object(request, request.GET["run"])
+            if run is None:
+                raise Http404("No such run.")
+            stream = event_stream(last_event_id=after, project_id=run.agent.project_id, run_id=run.pk, types=types,
+                                  deltas=True)
+        elif request.user.is_superuser:
+            stream = event_stream(last_event_id=after, types=types)
+        else:
+            workspaces = sorted({str(row["workspace"]) for row in member_workspace_ids(request.user)})
+            if not workspaces:
+                return HttpResponse(status=204)  # no workspace, nothing to follow: EventSource does not reconnect
+            if len(workspaces) == 1:
+                stream = event_stream(last_event_id=after, workspace_id=workspaces[0], types=types)
+            else:
+                return stream_response(request, admin_stream(event_stream(last_event_id=after, types=types),
+                                                              workspace_ids=workspaces))
+        return stream_response(request, admin_stream(stream))
 
     def index_fragment_view(self, request, fragment):
         """GET one part of the index's "Runs" section (``INDEX_FRAGMENTS``) over the user's workspaces, rendered

@@ -4,6 +4,7 @@ refresh which part. The browser side (htmx swapping them in as events arrive) is
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -207,3 +208,94 @@ def test_the_runs_list_refreshes_its_own_rows_from_its_own_url(admin_client, pro
     fetched = admin_client.get(live.group(1).replace("&amp;", "&"), HTTP_HX_REQUEST="true").content.decode()
     section = fetched.split('id="live-run-results"', 1)[1]
     assert 'id="result_list"' in section and "1 agent run" in section
+
+
+# --- The admin's event stream (transactional tests: an event is delivered once its transaction has ended). ---
+
+streams = pytest.mark.django_db(transaction=True)
+
+
+def events_url(run=None) -> str:
+    return reverse("admin:agents_agentrun_events") + (f"?run={run.pk}" if run is not None else "")
+
+
+def read_frames(response, *, until_idle: bool = True) -> list[tuple[str, dict]]:
+    """``(type, event)`` of each event frame of a streaming response, up to its first keep-alive comment (the stream
+    is idle: it has caught up) or its end."""
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/event-stream")
+    frames = []
+    try:
+        chunks = iter(response.streaming_content)
+        assert next(chunks) == b"retry: 1000\n\n"  # at once: the browser knows the stream is open
+        for chunk in chunks:
+            text = chunk.decode()
+            if text.startswith(":"):
+                break
+            fields = dict(line.split(": ", 1) for line in text.strip().splitlines())
+            frames.append((fields["event"], json.loads(fields["data"])))
+    finally:
+        response.close()
+    return frames
+
+
+def new_run(project) -> AgentRun:
+    from agents.runtime import services as runtime
+
+    agent = agent_in_status(S.IDLE, project=project, agent_type=AgentTypeFactory(handler="builder"))
+    run, _ = runtime.run_create(agent=agent, instruction="Build")
+    return run
+
+
+@pytest.fixture
+def quick_keepalive(settings):
+    settings.EVENTS_KEEPALIVE_SECONDS = 0.3
+
+
+@streams
+def test_a_runs_stream_replays_its_events_and_ends_with_the_run(admin_client, project, superuser):
+    run, other = new_run(project), new_run(project)  # each executes (Celery runs tasks eagerly in the suite)
+    frames = read_frames(admin_client.get(events_url(run), HTTP_LAST_EVENT_ID="0"))
+    types = [t for t, _ in frames]
+    assert types[0] == "run.queued" and types[-1] == f"run.{AgentRun.objects.get(pk=run.pk).status}"
+    assert "run.step" in types and {e["data"]["run_id"] for _, e in frames} == {str(run.pk)}
+    ids = [int(e["id"]) for _, e in frames]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    # Resuming after the first event: the rest, and nothing twice.
+    rest = read_frames(admin_client.get(events_url(run), HTTP_LAST_EVENT_ID=str(ids[0])))
+    assert [int(e["id"]) for _, e in rest] == ids[1:]
+    assert str(other.pk) not in json.dumps(frames)
+
+
+@streams
+def test_the_admins_stream_carries_only_the_users_workspaces(client, quick_keepalive):
+    first, second, foreign = ProjectFactory(), ProjectFactory(), ProjectFactory()
+    runs = {name: new_run(project) for name, project in
+            (("first", first), ("second", second), ("foreign", foreign))}
+    member_of_two = staff("view_agentrun", workspace=first.workspace)
+    MembershipFactory(workspace=second.workspace, user=member_of_two, role="viewer")
+    member_of_one = staff("view_agentrun", workspace=first.workspace)
+    for user, expected in ((member_of_two, {"first", "second"}), (member_of_one, {"first"})):
+        client.force_login(user)
+        frames = read_frames(client.get(events_url(), HTTP_LAST_EVENT_ID="0"))
+        seen = {e["data"]["run_id"] for t, e in frames if t == "run.queued"}
+        assert seen == {str(runs[name].pk) for name in expected}, user
+    # Someone else's run has no stream for them: 404, as its page.
+    assert client.get(events_url(runs["foreign"])).status_code == 404
+
+
+@streams
+def test_the_admins_stream_refuses_what_it_must(client, project, quick_keepalive):
+    run = new_run(project)
+    client.force_login(staff("view_agentinstance", workspace=project.workspace))
+    assert client.get(events_url()).status_code == 403 and client.get(events_url(run)).status_code == 403
+    client.force_login(staff("view_agentrun"))  # staff of no workspace: nothing to follow, and no reconnecting
+    assert client.get(events_url()).status_code == 204
+    assert client.get(events_url(run)).status_code == 404
+    client.force_login(staff("view_agentrun", workspace=project.workspace))
+    assert client.get(events_url(), HTTP_LAST_EVENT_ID="abc").status_code == 400
+    assert client.get(events_url(), HTTP_LAST_EVENT_ID="-1").status_code == 400
+    assert client.get(reverse("admin:agents_agentrun_events") + "?run=not-a-uuid").status_code == 404
+    assert client.post(events_url()).status_code == 405
+    client.logout()
+    response = client.get(events_url())
+    assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))

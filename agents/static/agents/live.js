@@ -56,7 +56,10 @@
             const event = JSON.parse(message.data);
             if (index !== null && (event.data || {}).index >= index) { close(); }
         });
-        FINAL.forEach(function(type) { source.addEventListener(type, close); });
+        // A finished run changes no more: the page stops listening once its last fragments are fetched.
+        FINAL.forEach(function(type) {
+            source.addEventListener(type, function() { close(); source.close(); setStatus(region, 'Finished: nothing here changes any more', 'closed'); });
+        });
     }
 
     // --- The runs list: hold still while runs are selected; keep the checkboxes working after a refresh. ---
