@@ -520,14 +520,14 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
         one behind the API's streams. 403 without ``agents.view_agentrun``; 400 for a malformed ``Last-Event-ID``.
         """
         from agents.events.streams import event_stream
-        from agents.events.views import stream_response
+        from agents.events.views import MAX_EVENT_ID, stream_response
 
         if request.method != "GET":
             return HttpResponseNotAllowed(["GET"])
         if not request.user.has_perm("agents.view_agentrun"):
             raise PermissionDenied
         after = request.headers.get("Last-Event-ID") or None
-        if after is not None and not (after.isascii() and after.isdigit()):
+        if after is not None and not (after.isascii() and after.isdigit() and int(after) <= MAX_EVENT_ID):
             return HttpResponseBadRequest("Last-Event-ID must be an event id (a non-negative integer).")
         after = int(after) if after is not None else None
         types = RUN_EVENT_TYPES + REQUEST_EVENT_TYPES

@@ -294,6 +294,7 @@ def test_the_admins_stream_refuses_what_it_must(client, project, quick_keepalive
     client.force_login(staff("view_agentrun", workspace=project.workspace))
     assert client.get(events_url(), HTTP_LAST_EVENT_ID="abc").status_code == 400
     assert client.get(events_url(), HTTP_LAST_EVENT_ID="-1").status_code == 400
+    assert client.get(events_url(), HTTP_LAST_EVENT_ID=str(2**63)).status_code == 400
     assert client.get(reverse("admin:agents_agentrun_events") + "?run=not-a-uuid").status_code == 404
     assert client.post(events_url()).status_code == 405
     client.logout()

@@ -6,6 +6,8 @@ of an LLM call, a cancel): the page shows each change without a reload, and what
 of a pending request stays there, in the same element, with the focus. The index and the runs list show a new run
 waiting for a person by themselves.
 
+With ``SCREENSHOT_DIR`` set, the run page is saved there while an LLM call streams.
+
 It needs Debian's ``chromium``: without it the test fails (``BrowserMissing``), it is never skipped; ``.ci/run``
 installs the package when it is missing.
 """
@@ -13,7 +15,9 @@ installs the package when it is missing.
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -117,6 +121,8 @@ def test_a_run_page_follows_the_run_and_keeps_what_is_being_typed(server, browse
     browser.wait_for("document.querySelector('.run-llm-live-text').textContent === 'Deploying release/2.0 now.'",
                      timeout=SHOWS_WITHIN)
     assert browser.evaluate("document.getElementById('run-llm-live').hidden") is False
+    if os.environ.get("SCREENSHOT_DIR"):  # to look at the page as it streams
+        browser.screenshot(Path(os.environ["SCREENSHOT_DIR"]) / "run-page-streaming.png")
     step_record(run.pk, kind=StepKind.LLM_CALL, name="model", prompt_tokens=10, completion_tokens=4,
                 agent_id=run.agent_id)
     browser.wait_for("document.getElementById('step-1') !== null", timeout=SHOWS_WITHIN)
