@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,8 +223,13 @@ class UpstreamResponse:
 def post_json(
     url: str, *, payload: dict[str, Any], headers: dict[str, str], request_id: str,
     settings_prefix: str = "AI_SERVICES", total_timeout: float | None = None,
+    on_event: Callable[[Any], None] | None = None,
 ) -> UpstreamResponse:
     """POST ``payload`` as JSON to ``url`` and return the parsed JSON answer.
+
+    With ``on_event``, an answer of type ``text/event-stream`` (a streamed chat completion) is read as it arrives:
+    ``on_event`` gets each ``data:`` line's JSON (``data: [DONE]`` ends it), within the same timeouts and size cap,
+    and the returned ``body`` is ``None``. An answer of another type is read as without it.
 
     ``settings_prefix`` names the settings of the caller's upstream: the timeouts
     ``<prefix>_CONNECT_TIMEOUT`` / ``<prefix>_READ_TIMEOUT`` (seconds, per socket operation) and
@@ -248,7 +254,7 @@ def post_json(
     _current.deadline = deadline
     try:
         return _post_json(url, payload=payload, headers=headers, request_id=request_id,
-                          settings_prefix=settings_prefix, deadline=deadline)
+                          settings_prefix=settings_prefix, deadline=deadline, on_event=on_event)
     except UpstreamError as exc:
         if deadline.expired and not isinstance(exc, UpstreamTimeout):
             # The watchdog's shutdown shows as a broken or truncated answer; say what happened.
@@ -262,7 +268,7 @@ def post_json(
 
 def _post_json(
     url: str, *, payload: dict[str, Any], headers: dict[str, str], request_id: str, settings_prefix: str,
-    deadline: Deadline,
+    deadline: Deadline, on_event: Callable[[Any], None] | None = None,
 ) -> UpstreamResponse:
     connect_timeout = getattr(settings, f"{settings_prefix}_CONNECT_TIMEOUT")
     read_timeout = getattr(settings, f"{settings_prefix}_READ_TIMEOUT")
@@ -298,6 +304,11 @@ def _post_json(
                 retry_after=_retry_after_seconds(response),
                 detail=error_detail(excerpt),
             )
+        if on_event is not None and response.headers.get("Content-Type", "").startswith("text/event-stream"):
+            _read_events(response, on_event, url=url, request_id=request_id, read_timeout=read_timeout)
+            if deadline.expired:
+                raise UpstreamUnreachable("The AI service's answer was cut off at the deadline.")
+            return UpstreamResponse(body=None, headers=response.headers)
         if _announced_length(response) > MAX_RESPONSE_BYTES:
             logger.warning("AI upstream answer too large url=%s request_id=%s length=%s", url, request_id,
                            response.headers.get("Content-Length"))
@@ -323,6 +334,34 @@ def _post_json(
         )
         raise UpstreamBadResponse("The AI service returned an answer that is not JSON.") from exc
     return UpstreamResponse(body=body, headers=response.headers)
+
+
+def _read_events(response: requests.Response, on_event: Callable[[Any], None], *, url: str, request_id: str,
+                 read_timeout: float) -> None:
+    """Read a ``text/event-stream`` answer line by line, passing each ``data:`` JSON to ``on_event``, until
+    ``data: [DONE]`` or its end; at most ``MAX_RESPONSE_BYTES`` in all."""
+    size = 0
+    try:
+        for line in response.iter_lines(chunk_size=None):
+            size += len(line) + 1
+            if size > MAX_RESPONSE_BYTES:
+                raise UpstreamBadResponse("The AI service returned an answer that is too large.")
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return
+            try:
+                on_event(json.loads(data))
+            except ValueError as exc:
+                logger.warning("AI upstream stream chunk not JSON url=%s request_id=%s", url, request_id)
+                raise UpstreamBadResponse("The AI service streamed a chunk that is not JSON.") from exc
+    except requests.exceptions.ConnectionError as exc:
+        if isinstance(getattr(exc, "args", [None])[0], Exception) and "timed out" in str(exc):
+            raise UpstreamTimeout(f"The AI service did not answer within {read_timeout:g} s.") from exc
+        raise UpstreamUnreachable("The AI service's streamed answer broke off.") from exc
+    except requests.exceptions.RequestException as exc:
+        raise UpstreamUnreachable("The AI service's streamed answer broke off.") from exc
 
 
 def error_detail(body: bytes) -> str:

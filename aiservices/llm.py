@@ -40,6 +40,7 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -176,6 +177,8 @@ class ChatRequest:
     tools: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    #: Called with each piece of the answer's text as it streams (``AGENT_LLM_STREAM``); ``None``: not streamed.
+    on_delta: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     def body(self) -> dict[str, Any]:
         """The JSON body: ``params``, then ``model``, ``messages`` (assistant tool-call messages with ``content:
@@ -231,16 +234,51 @@ class OpenAIChatProvider(ChatProvider):
         retries = max(0, settings.AGENT_LLM_MAX_RETRIES)
         total = settings.AGENT_LLM_TOTAL_TIMEOUT
         deadline = time.monotonic() + total
+        stream = request.on_delta is not None and settings.AGENT_LLM_STREAM
         for attempt in range(retries + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise UpstreamTimeout(f"The AI service did not answer within {total:g} s.")
+            collector = StreamedAnswer(request.on_delta) if stream else None
+            payload = request.body()
+            if collector is not None:
+                payload.update(stream=True, stream_options={"include_usage": True})
             try:
                 answer = client.post_json(
-                    f"{base}/chat/completions", payload=request.body(), headers=headers, request_id=request_id,
+                    f"{base}/chat/completions", payload=payload, headers=headers, request_id=request_id,
                     settings_prefix="AGENT_LLM", total_timeout=remaining,
+                    on_event=collector.add if collector is not None else None,
                 ).body
-            except (UpstreamHTTPError, UpstreamUnreachable) as exc:
+                if answer is None and collector is not None:
+                    answer = collector.completion()
+            except (UpstreamHTTPError, UpstreamBadResponse) as exc:
+                if collector is None or (isinstance(exc, UpstreamHTTPError) and not request_invalid(exc)):
+                    if isinstance(exc, UpstreamBadResponse) or attempt == retries or not transient(exc):
+                        raise
+                    delay = _backoff(attempt, getattr(exc, "retry_after", None))
+                    if delay >= deadline - time.monotonic():
+                        raise
+                    logger.warning("LLM call %s failed (%s); retry %d of %d in %.2f s", request_id,
+                                   error_text(exc), attempt + 1, retries, delay)
+                    time.sleep(delay)
+                    continue
+                # The upstream refused the streamed request or streamed it badly: ask it without streaming (this
+                # call; set AGENT_LLM_STREAM=false for an upstream that never streams).
+                logger.warning("LLM upstream %s did not stream chat completion %s (%s); asking without streaming",
+                               base, request_id, error_text(exc))
+                stream = False
+                try:
+                    answer = client.post_json(
+                        f"{base}/chat/completions", payload=request.body(), headers=headers, request_id=request_id,
+                        settings_prefix="AGENT_LLM", total_timeout=max(0.001, deadline - time.monotonic()),
+                    ).body
+                except (UpstreamHTTPError, UpstreamUnreachable) as again:
+                    if attempt == retries or not transient(again):
+                        raise
+                    time.sleep(min(_backoff(attempt, getattr(again, "retry_after", None)),
+                                   max(0.0, deadline - time.monotonic())))
+                    continue
+            except UpstreamUnreachable as exc:
                 if attempt == retries or not transient(exc):
                     raise
                 delay = _backoff(attempt, getattr(exc, "retry_after", None))
@@ -252,6 +290,73 @@ class OpenAIChatProvider(ChatProvider):
                 continue
             return parse_completion(answer, asked_model=request.model, attempts=attempt + 1)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+class StreamedAnswer:
+    """Assembles the chunks of a streamed chat completion (``chat.completion.chunk``: ``choices[0].delta`` with
+    ``content`` and ``tool_calls`` pieces by ``index``, ``finish_reason``, and the ``usage`` of the last chunk with
+    ``stream_options.include_usage``) into the ``chat.completion`` answer ``parse_completion`` reads, passing each
+    piece of text to ``on_delta`` as it comes. Contract: OpenAI's Chat Completions streaming."""
+
+    def __init__(self, on_delta: Callable[[str], None] | None) -> None:
+        self.on_delta = on_delta
+        self.text: list[str] = []
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+        self.usage: Any = None
+        self.model: str | None = None
+        self.id: str | None = None
+        self.chunks = 0
+
+    def add(self, chunk: Any) -> None:
+        """Take one chunk (its JSON); raises ``UpstreamBadResponse`` for one that is not a chunk object."""
+        if not isinstance(chunk, dict):
+            raise UpstreamBadResponse("The AI service streamed a chunk that is not an object.")
+        if "error" in chunk and "choices" not in chunk:
+            detail = chunk["error"].get("message") if isinstance(chunk["error"], dict) else chunk["error"]
+            raise UpstreamBadResponse(f"The AI service failed while streaming: {detail}")
+        self.chunks += 1
+        self.model = chunk.get("model") or self.model
+        self.id = chunk.get("id") or self.id
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                self.text.append(text)
+                if self.on_delta is not None:
+                    try:
+                        self.on_delta(text)
+                    except Exception:  # noqa: BLE001 - a lost delta never fails the call
+                        logger.debug("on_delta failed", exc_info=True)
+            for piece in delta.get("tool_calls") or ():
+                if not isinstance(piece, dict):
+                    continue
+                empty = {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+                call = self.tool_calls.setdefault(int(piece.get("index", 0)), empty)
+                call["id"] = piece.get("id") or call["id"]
+                call["type"] = piece.get("type") or call["type"]
+                function = piece.get("function") or {}
+                call["function"]["name"] += function.get("name") or ""
+                call["function"]["arguments"] += function.get("arguments") or ""
+
+    def completion(self) -> dict[str, Any]:
+        """The assembled ``chat.completion`` answer. Raises ``UpstreamBadResponse`` when no chunk came."""
+        if not self.chunks:
+            raise UpstreamBadResponse("The AI service streamed no chunk.")
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text) if self.text else None}
+        if self.tool_calls:
+            message["tool_calls"] = [self.tool_calls[index] for index in sorted(self.tool_calls)]
+        answer = {"id": self.id, "object": "chat.completion", "model": self.model,
+                  "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason or "stop"}]}
+        if self.usage is not None:
+            answer["usage"] = self.usage
+        return answer
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:

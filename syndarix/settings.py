@@ -308,6 +308,10 @@ if AGENT_LLM_TOOL_CHOICE not in ("", "auto", "required", "none"):
     raise ImproperlyConfigured("AGENT_LLM_TOOL_CHOICE must be auto, required, none or empty.")
 # max_tokens of every call (tokens; a template's llm.max_tokens overrides); 0 sends none.
 AGENT_LLM_MAX_TOKENS = env.int("AGENT_LLM_MAX_TOKENS", default=2048)
+# Stream LLM calls (stream: true, stream_options.include_usage) so their text reaches the run's event stream as
+# llm.delta as it is generated (with Redis); false asks for whole answers. An upstream that refuses or garbles a
+# streamed request is asked without streaming.
+AGENT_LLM_STREAM = env.bool("AGENT_LLM_STREAM", default=True)
 if AGENT_LLM_MAX_TOKENS < 0:
     raise ImproperlyConfigured("AGENT_LLM_MAX_TOKENS must be 0 (send none) or a number of tokens.")
 # Past those quick retries, an unavailable upstream (connection errors, timeouts, 429, a 5xx that is not a validation

@@ -81,6 +81,8 @@ def refusal(body: Any, headers: dict[str, str]) -> tuple[int, bytes] | None:
     problem = _message_problem(body.get("messages"))
     if problem is not None:
         return problem
+    if "stream_options" in body and body.get("stream") is not True:
+        return 400, json.dumps(_error("'stream_options' is only allowed when 'stream' is true.")).encode()
     tools = body.get("tools")
     if tools and "tool_choice" not in body:
         return 400, json.dumps(_error(

@@ -148,6 +148,7 @@ async def event_stream(
     finished: Callable[[], bool] | None = None,
     deltas: bool = False,
     keepalive: float | None = None,
+    cursor: tuple[int, int] | None = None,
 ) -> AsyncIterator[bytes]:
     """The SSE frames of the events matching the filters, live, for as long as the client listens.
 
@@ -164,6 +165,7 @@ async def event_stream(
             then ends once it has caught up; a run's stream also ends right after a terminal event of ``run_id``.
         deltas: also send the run's ``llm.delta`` frames (published, never stored; needs ``run_id`` and Redis).
         keepalive: seconds between comment lines while idle (``EVENTS_KEEPALIVE_SECONDS``).
+        cursor: start after this ``(xid, id)`` (``agents.events.head()`` taken earlier) instead of the present.
 
     Yields ``bytes``: SSE frames and ``: keep-alive`` comments.
     """
@@ -187,7 +189,10 @@ async def event_stream(
                 and (types is None or body.get("type") in types))
 
     try:
-        after_id, cursor = (None, await _db(head)) if last_event_id is None else (last_event_id, None)
+        if last_event_id is not None:
+            after_id, cursor = last_event_id, None
+        else:
+            after_id, cursor = None, cursor or await _db(head)
         done = await _db(finished) if finished is not None else False
         if initial is not None:
             for chunk in await _db(initial):
@@ -258,4 +263,9 @@ def sync_stream(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
                 return
     finally:
         loop.run_until_complete(stream.aclose())
+        pending = asyncio.all_tasks(loop)  # this loop's pub/sub subscriber
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending))
         loop.close()

@@ -54,6 +54,7 @@ from syndarix.exceptions import InvalidInput
 from .. import services as agent_services
 from ..choices import AgentStatus, RunStatus, StepKind
 from ..contexts import services as contexts
+from ..events.publish import publish_delta
 from ..exceptions import UsageLimitExceeded
 from ..models import AgentInstance, AgentRun
 from . import services, telemetry
@@ -183,6 +184,8 @@ class MeteredLLM:
         self._ctx.stop_if_requested()
         messages, params = request.messages, request.params
         request.headers = {RUN_HEADER: str(self._ctx.run.pk), STEP_HEADER: str(self._ctx.run.steps_completed)}
+        if settings.REDIS_URL:  # the call's text goes to the run's stream as llm.delta (events.publish_delta)
+            request.on_delta = self._delta_publisher()
         shown = {
             "model": request.model, "messages": messages[self._recorded:], "message_count": len(messages),
             "tools": [t["function"]["name"] for t in request.tools if t.get("type") == "function"],
@@ -213,6 +216,17 @@ class MeteredLLM:
             unpriced=unpriced, message=completion.message,
         )
         return completion
+
+    def _delta_publisher(self):
+        """A callback publishing each piece of the call's text as an ``llm.delta`` of the run (never stored); its
+        ``index`` is the index the call's step will have."""
+        run, agent = self._ctx.run, self._ctx.agent
+        base = {"run_id": str(run.pk), "agent_id": str(agent.pk), "index": run.steps_completed}
+
+        def publish(text: str) -> None:
+            publish_delta(run_id=run.pk, project_id=agent.project_id, data={**base, "text": text})
+
+        return publish
 
     @staticmethod
     def _cost(model: str, asked: str, prompt_tokens: int, completion_tokens: int) -> tuple[Decimal, bool]:

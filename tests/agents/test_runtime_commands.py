@@ -62,7 +62,7 @@ def test_run_agent_dry_run_changes_nothing(looper):
 
 
 def test_run_agent_wait_follows_the_run_until_it_settles(looper, monkeypatch):
-    """--wait polls the database; here the run is finished by the time it looks."""
+    """--wait follows the run's events; here the run is finished by the time it looks."""
 
     def create_and_finish(**kwargs):
         created, fresh = runtime.run_create(**kwargs)

@@ -208,10 +208,11 @@ def test_hot_paths_read_their_agent_once_and_do_not_grow_with_the_fleet(project,
     assert one == {
         "detail": 1,  # the agent with its joins and issue count
         "metrics": 1,  # the project's counter rows
-        "pause": 6,  # locked agent read (joins, issue count), agent update, ledger insert, counter upsert
-        "resume": 6,  # (+ after commit, the runtime looks for a queued run)
+        "pause": 7,  # locked agent read (joins, issue count), agent update, ledger insert, its event, counter upsert
+        "resume": 7,  # (+ after commit, the runtime looks for a queued run)
         "usage": 5,  # locked agent read, agent update, counter upsert
-        "spawn": 10,  # agent type, revision, workspace lock, live counter, inserts, counter upserts (no issue count)
+        "spawn": 11,  # agent type, revision, workspace lock, live counter, inserts (the ledger's event too), counter
+        # upserts (no issue count)
     }
 
 

@@ -629,9 +629,9 @@ def test_run_query_count_does_not_grow_with_the_kit(owner_client, project, agent
                                                                    "build_kit": build_kit}, format="json")
         assert response.status_code == 201
         counts[build_kit] = len(queries)
-    # 11 for the run and its spawn (2 of them the agent counters' upserts), 1 for the PlaygroundRun row, 2 for the
-    # savepoint around spawn + row
-    assert counts[True] == counts[False] == 14, counts
+    # 12 for the run and its spawn (2 of them the agent counters' upserts, 1 the spawn's agent.transitioned event),
+    # 1 for the PlaygroundRun row, 2 for the savepoint around spawn + row
+    assert counts[True] == counts[False] == 15, counts
 
 
 def test_huge_version_numbers_are_404_not_500(owner_client, agent_type, commit, template):

@@ -124,6 +124,57 @@ class Reply(Behaviour):
         _send(handler, 200, json.dumps(self.body(asked)).encode())
 
 
+@dataclass
+class StreamReply(Reply):
+    """A chat completion streamed as a real server streams it when asked (``stream: true``): ``text/event-stream``
+    chunks, one per piece of ``pieces`` (the content), a final chunk with ``finish_reason``, a usage chunk when
+    ``stream_options.include_usage``, then ``data: [DONE]``; the whole answer as JSON when not asked to stream."""
+
+    pieces: list[str] = field(default_factory=list)
+    pause: float = 0.0
+
+    def respond(self, handler) -> None:
+        body = handler.stub_body if isinstance(handler.stub_body, dict) else {}
+        if body.get("stream") is not True:
+            return super().respond(handler)
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        model = self.model or body.get("model") or "stub"
+        base = {"id": "chatcmpl-stream", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+
+        def send(payload: str) -> None:
+            data = f"data: {payload}\n\n".encode()
+            handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            handler.wfile.flush()
+
+        for piece in self.pieces:
+            send(json.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
+            time.sleep(self.pause)
+        send(json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            prompt, completion = self.usage
+            send(json.dumps({**base, "choices": [], "usage": {
+                "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}))
+        send("[DONE]")
+        handler.wfile.write(b"0\r\n\r\n")
+        handler.wfile.flush()
+
+
+def stream_reply(*pieces: str, usage: tuple[int, int] = (10, 5), pause: float = 0.0) -> StreamReply:
+    """Stream ``pieces`` as the answer's text when asked to stream (``StreamReply``)."""
+    return StreamReply(content="".join(pieces), usage=usage, pieces=list(pieces), pause=pause)
+
+
+class BadStream(Behaviour):
+    """Answers a streamed request with ``text/event-stream`` whose chunks are not JSON (a server that streams
+    badly)."""
+
+    def respond(self, handler) -> None:
+        _send(handler, 200, b"data: this is not JSON\n\n", content_type="text/event-stream")
+
+
 def reply(content: str | None = None, *, tool_calls: list[dict[str, Any]] | None = None,
           usage: tuple[int, int] = (10, 5), model: str | None = None) -> Reply:
     """Answer a chat completion (``usage`` is ``(prompt_tokens, completion_tokens)``; ``model`` defaults to the

@@ -16,8 +16,8 @@ from tests.events.sse import Stream
 from tests.factories import MembershipFactory, ProjectFactory, token_for
 from tests.live import Gunicorn
 
-from .harness import Hold, database_url, reply
-from .support import calls_agent, run_in
+from .harness import BadStream, Hold, database_url, reply, stream_reply
+from .support import calls_agent, fresh, price_model, run_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -170,3 +170,52 @@ def test_streams_refuse_as_the_api_does(project, stub, web):
                 break
             list(stream)
     assert statuses[-1] == 429 and set(statuses[:-1]) == {200} and len(statuses) >= 61
+
+
+def test_an_llm_calls_text_reaches_the_runs_stream_as_it_streams_and_the_step_stays_exact(project, stub, web):
+    held = Hold(stream_reply("The plan ", "has three ", "parts.", usage=(42, 7), pause=0.05))
+    stub.script(held)
+    price_model()
+    run, _ = runtime.run_create(agent=calls_agent(project, calls=1), instruction="go")
+    held.wait_arrived()
+    with Stream(web.port, _run_path(run), token=token_for(project.owner)) as stream:
+        frames = stream.events()
+        assert next(frames).event == "run.state"
+        held.release()
+        seen = list(frames)
+
+    deltas = [frame for frame in seen if frame.event == "llm.delta"]
+    assert [frame.data["text"] for frame in deltas] == ["The plan ", "has three ", "parts."]
+    assert {(frame.id, frame.data["index"], frame.data["run_id"]) for frame in deltas} == {(None, 0, str(run.pk))}
+    step_frame = next(frame for frame in seen if frame.event == "run.step")
+    assert seen.index(deltas[-1]) < seen.index(step_frame)  # the text came while the call was in flight
+    assert step_frame.data["data"]["prompt_tokens"] == 42 and step_frame.data["data"]["completion_tokens"] == 7
+    step = fresh(run).steps.get(index=0)
+    assert step.output["message"]["content"] == "The plan has three parts."
+    assert (step.prompt_tokens, step.completion_tokens, str(step.cost)) == (42, 7, "0.000175")
+    asked = stub.requests[0].body
+    assert asked["stream"] is True and asked["stream_options"] == {"include_usage": True}
+    assert not events_after(None, types=["llm.delta"])  # never stored
+
+
+def test_a_server_that_streams_badly_is_asked_again_without_streaming(project, stub):
+    stub.script(BadStream(), reply("fine"))
+    run, _ = runtime.run_create(agent=calls_agent(project, calls=1), instruction="go")
+    assert run_in(run, RunStatus.SUCCEEDED).result["message"] == "fine"
+    first, second = (request.body for request in stub.requests)
+    assert first["stream"] is True and "stream" not in second and "stream_options" not in second
+
+
+def test_run_agent_wait_prints_the_steps_from_the_runs_events(project, stub):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    stub.script(reply("one"), reply("two"))
+    agent = calls_agent(project, calls=2)
+    out = StringIO()
+    call_command("run_agent", str(agent.pk), instruction="go", wait=True, timeout=60, stdout=out)
+    lines = out.getvalue().splitlines()
+    steps = [line.strip() for line in lines if line.strip().startswith("step ")]
+    assert [step.split()[:3] for step in steps] == [["step", "0", "llm_call"], ["step", "1", "llm_call"]]
+    assert "succeeded: 2 steps" in out.getvalue()

@@ -301,9 +301,12 @@ def test_a_worker_exports_the_run_in_the_trace_of_the_request_that_queued_it(pro
 
         def exported() -> list | None:
             spans = receiver.spans()
-            return spans if any(s.name.startswith("chat ") for s in spans) else None
+            names = {s.name for s in spans}
+            # The task's span ends after the run's last commit (and the publishing of its events): wait for it too.
+            done = "run/agents.runtime.tasks.execute_run" in names and any(n.startswith("chat ") for n in names)
+            return spans if done else None
 
-        wait_for(exported, timeout=15, message="the worker exported no LLM call")
+        wait_for(exported, timeout=15, message="the worker exported no LLM call or no task span")
     finally:
         otel.shutdown()
         celery_app.conf.task_default_queue, celery_app.conf.maintenance_queue = previous

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from agents import events
+from agents.events import EventType
+from agents.events.streams import event_stream, sync_stream
 from agents.exceptions import SERVICE_ERRORS, describe_error
 from agents.models import AgentRun
 from agents.runtime.services import run_create
@@ -29,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--issue", metavar="ISSUE_ID", help="An issue of the agent's project to work on.")
         parser.add_argument("--actor", metavar="USERNAME", help="User recorded as the requester (default: none).")
         parser.add_argument("--idempotency-key", help="Repeating a key returns the run it created first.")
-        parser.add_argument("--wait", action="store_true", help="Follow the run and print its steps as they come.")
+        parser.add_argument("--wait", action="store_true", help="Follow the run's events, printing its steps.")
         parser.add_argument("--timeout", type=float, default=600.0, help="Seconds --wait waits at most (600).")
         parser.add_argument("--dry-run", action="store_true", help="Check the run can be queued, then roll it back.")
 
@@ -57,21 +61,35 @@ class Command(BaseCommand):
             self.follow(run, timeout=options["timeout"], verbosity=options["verbosity"])
 
     def follow(self, run: AgentRun, *, timeout: float, verbosity: int) -> None:
-        """Print steps as the worker records them, until the run settles (or ``timeout`` seconds pass)."""
-        deadline, shown = time.monotonic() + timeout, 0
-        while True:
-            run.refresh_from_db()
-            for step in run.steps.filter(index__gte=shown).order_by("index"):
-                shown = step.index + 1
-                if verbosity >= 1:
-                    usage = f" {step.prompt_tokens}+{step.completion_tokens} tokens" if step.kind == "llm_call" else ""
-                    failed = f" error: {step.error['code']}" if step.error else ""
-                    self.stdout.write(f"  step {step.index} {step.kind} {step.name}{usage}{failed}")
-            if run.status in SETTLED:
-                break
-            if time.monotonic() > deadline:
-                raise CommandError(f"Run {run.pk} is still {run.status} after {timeout:g} s (is a worker running?).")
-            time.sleep(0.2)
+        """Print the run's steps as they are recorded, from its event stream (``agents.events.streams``), until it
+        settles (or ``timeout`` seconds pass)."""
+        deadline = time.monotonic() + timeout
+        cursor = events.head()  # before reading the run: nothing recorded after this look is missed
+        run.refresh_from_db()
+        shown = 0
+        for step in run.steps.order_by("index"):
+            shown = step.index + 1
+            self._step(step.index, step.kind, step.name, step.prompt_tokens, step.completion_tokens, verbosity)
+        project_id = run.agent.project_id
+        if run.status not in SETTLED:
+            stream = sync_stream(event_stream(run_id=run.pk, project_id=project_id, cursor=cursor,
+                                              keepalive=min(1.0, timeout)))
+            try:
+                for chunk in stream:
+                    event, data = _parse(chunk)
+                    if event == EventType.RUN_STEP and data["index"] >= shown:
+                        shown = data["index"] + 1
+                        self._step(data["index"], data["kind"], data["name"], data["prompt_tokens"],
+                                   data["completion_tokens"], verbosity)
+                    elif event is not None and event.startswith("run.") and event[4:] in SETTLED:
+                        break
+                    if time.monotonic() > deadline:
+                        run.refresh_from_db()
+                        raise CommandError(
+                            f"Run {run.pk} is still {run.status} after {timeout:g} s (is a worker running?).")
+            finally:
+                stream.close()
+        run.refresh_from_db()
         summary = f"Run {run.pk} {run.status}: {run.steps_completed} steps, {run.tokens_used} tokens, {run.cost} USD."
         if run.status == "succeeded":
             self.stdout.write(self.style.SUCCESS(summary))
@@ -82,3 +100,20 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(summary + (f" Waiting for: {pending}." if pending else "")))
         else:
             raise CommandError(f"{summary} {run.error_code}: {run.error_message}")
+
+    def _step(self, index: int, kind: str, name: str, prompt: int, completion: int, verbosity: int) -> None:
+        if verbosity >= 1:
+            usage = f" {prompt}+{completion} tokens" if kind == "llm_call" else ""
+            self.stdout.write(f"  step {index} {kind} {name}{usage}")
+
+
+def _parse(chunk: bytes) -> tuple[str | None, dict]:
+    """``(event type, the event's data)`` of one SSE frame (``(None, {})`` for a comment)."""
+    event, data = None, {}
+    for line in chunk.decode().splitlines():
+        name, _, value = line.partition(": ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data = json.loads(value).get("data", {})
+    return event, data
