@@ -38,6 +38,7 @@ from .exceptions import (
     UpstreamBadResponse,
     UpstreamError,
     UpstreamHTTPError,
+    UpstreamStreamBroken,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
@@ -355,7 +356,7 @@ def _read_events(response: requests.Response, on_event: Callable[[Any], None], *
                 on_event(json.loads(data))
             except ValueError as exc:
                 logger.warning("AI upstream stream chunk not JSON url=%s request_id=%s", url, request_id)
-                raise UpstreamBadResponse("The AI service streamed a chunk that is not JSON.") from exc
+                raise UpstreamStreamBroken("The AI service streamed a chunk that is not JSON.") from exc
     except requests.exceptions.ConnectionError as exc:
         if isinstance(getattr(exc, "args", [None])[0], Exception) and "timed out" in str(exc):
             raise UpstreamTimeout(f"The AI service did not answer within {read_timeout:g} s.") from exc

@@ -97,3 +97,8 @@ class UpstreamHTTPError(UpstreamError):
 
 class UpstreamBadResponse(UpstreamError):
     code = "upstream_bad_response"
+
+
+class UpstreamStreamBroken(UpstreamBadResponse):
+    """A streamed answer (``text/event-stream``) that cannot be read: a chunk that is not JSON or not a chunk, an
+    error mid-stream, or no chunk at all. The LLM client then asks again without streaming."""

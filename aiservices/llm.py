@@ -49,7 +49,14 @@ import requests
 from django.conf import settings
 
 from . import client
-from .exceptions import UpstreamBadResponse, UpstreamError, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
+from .exceptions import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamStreamBroken,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +259,7 @@ class OpenAIChatProvider(ChatProvider):
                 if answer is None and collector is not None:
                     answer = collector.completion()
             except (UpstreamHTTPError, UpstreamBadResponse) as exc:
-                if collector is None or (isinstance(exc, UpstreamHTTPError) and not request_invalid(exc)):
+                if collector is None or not _stream_refused(exc):
                     if isinstance(exc, UpstreamBadResponse) or attempt == retries or not transient(exc):
                         raise
                     delay = _backoff(attempt, getattr(exc, "retry_after", None))
@@ -292,6 +299,14 @@ class OpenAIChatProvider(ChatProvider):
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
+def _stream_refused(exc: UpstreamError) -> bool:
+    """The upstream could not stream this call: it refused the request naming ``stream`` (a 400, 413 or 422 whose
+    text mentions it, such as an unsupported ``stream_options``), or what it streamed cannot be read."""
+    if isinstance(exc, UpstreamStreamBroken):
+        return True
+    return isinstance(exc, UpstreamHTTPError) and request_invalid(exc) and "stream" in (exc.detail or "").lower()
+
+
 class StreamedAnswer:
     """Assembles the chunks of a streamed chat completion (``chat.completion.chunk``: ``choices[0].delta`` with
     ``content`` and ``tool_calls`` pieces by ``index``, ``finish_reason``, and the ``usage`` of the last chunk with
@@ -311,10 +326,10 @@ class StreamedAnswer:
     def add(self, chunk: Any) -> None:
         """Take one chunk (its JSON); raises ``UpstreamBadResponse`` for one that is not a chunk object."""
         if not isinstance(chunk, dict):
-            raise UpstreamBadResponse("The AI service streamed a chunk that is not an object.")
+            raise UpstreamStreamBroken("The AI service streamed a chunk that is not an object.")
         if "error" in chunk and "choices" not in chunk:
             detail = chunk["error"].get("message") if isinstance(chunk["error"], dict) else chunk["error"]
-            raise UpstreamBadResponse(f"The AI service failed while streaming: {detail}")
+            raise UpstreamStreamBroken(f"The AI service failed while streaming: {detail}")
         self.chunks += 1
         self.model = chunk.get("model") or self.model
         self.id = chunk.get("id") or self.id
@@ -348,7 +363,7 @@ class StreamedAnswer:
     def completion(self) -> dict[str, Any]:
         """The assembled ``chat.completion`` answer. Raises ``UpstreamBadResponse`` when no chunk came."""
         if not self.chunks:
-            raise UpstreamBadResponse("The AI service streamed no chunk.")
+            raise UpstreamStreamBroken("The AI service streamed no chunk.")
         message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text) if self.text else None}
         if self.tool_calls:
             message["tool_calls"] = [self.tool_calls[index] for index in sorted(self.tool_calls)]

@@ -101,19 +101,6 @@ def stream_response(request, stream) -> StreamingHttpResponse:
     return response
 
 
-@extend_schema(
-    tags=["events"],
-    operation_id="stream_project_events",
-    summary="Stream a project's events (SSE)",
-    description=(
-        "`text/event-stream` of the project's events as they commit: runs, steps, requests to people, agent "
-        "transitions. Without `Last-Event-ID` it starts now; with it, it resumes after that event with no gap and "
-        "no duplicate. `types` (repeatable) keeps only those event types. Anyone who can see the project reads."
-    ),
-    parameters=[LAST_EVENT_ID_HEADER, LAST_EVENT_ID_QUERY,
-                OpenApiParameter("types", OpenApiTypes.STR, many=True, description="Only these event types.")],
-    responses={**STREAM_RESPONSE, **error_responses(400, 401, 404, 429)},
-)
 class ProjectEventsView(JSONErrorsMixin, RateLimitMixin, ProjectScopedMixin, GenericAPIView):
     """``GET /api/v1/projects/{project_id}/events``: the project's events, live."""
 
@@ -123,6 +110,19 @@ class ProjectEventsView(JSONErrorsMixin, RateLimitMixin, ProjectScopedMixin, Gen
     filter_backends: list = []
     rate_limits = {"get": "60/m"}
 
+    @extend_schema(
+        tags=["events"],
+        operation_id="stream_project_events",
+        summary="Stream a project's events (SSE)",
+        description=(
+            "`text/event-stream` of the project's events as they commit: runs, steps, requests to people, agent "
+            "transitions. Without `Last-Event-ID` it starts now; with it, it resumes after that event with no gap and "
+            "no duplicate. `types` (repeatable) keeps only those event types. Anyone who can see the project reads."
+        ),
+        parameters=[LAST_EVENT_ID_HEADER, LAST_EVENT_ID_QUERY,
+                    OpenApiParameter("types", OpenApiTypes.STR, many=True, description="Only these event types.")],
+        responses={**STREAM_RESPONSE, **error_responses(400, 401, 404, 429)},
+    )
     def get(self, request, *args, **kwargs):
         from .models import EventType
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from aiservices.exceptions import UpstreamBadResponse
+from aiservices.exceptions import UpstreamBadResponse, UpstreamStreamBroken
 from aiservices.llm import StreamedAnswer, parse_completion
 
 
@@ -47,7 +47,7 @@ def test_tool_call_pieces_assemble_by_index():
 def test_what_is_not_a_chunk_is_a_bad_response():
     with pytest.raises(UpstreamBadResponse):
         StreamedAnswer(None).add(["not", "an", "object"])
-    with pytest.raises(UpstreamBadResponse, match="overloaded"):
+    with pytest.raises(UpstreamStreamBroken, match="overloaded"):
         StreamedAnswer(None).add({"error": {"message": "overloaded"}})
     with pytest.raises(UpstreamBadResponse, match="no chunk"):
         StreamedAnswer(None).completion()
