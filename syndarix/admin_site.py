@@ -116,6 +116,7 @@ class IndexSection:
             see it (the template is then not included).
         order: sections are shown by ascending ``order``, then by name.
         css: stylesheet paths (static files) the section needs.
+        js: script paths (static files) the section needs, loaded in this order after the admin's own.
     """
 
     name: str
@@ -123,6 +124,7 @@ class IndexSection:
     context: SectionContext
     order: int = 100
     css: tuple[str, ...] = ()
+    js: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,13 +163,15 @@ class SyndarixAdminSite(admin.AdminSite):
         self._object_sections: dict[type[models.Model], dict[str, ObjectSection]] = {}
 
     def register_index_section(
-        self, name: str, *, template: str, context: SectionContext, order: int = 100, css: tuple[str, ...] = ()
+        self, name: str, *, template: str, context: SectionContext, order: int = 100, css: tuple[str, ...] = (),
+        js: tuple[str, ...] = (),
     ) -> IndexSection:
         """Add a section to the index (an app calls this from its ``admin.py``); returns it.
 
         ``context(request)`` runs on every index request; keep it to a fixed number of queries.
         """
-        section = IndexSection(name=name, template=template, context=context, order=order, css=tuple(css))
+        section = IndexSection(name=name, template=template, context=context, order=order, css=tuple(css),
+                               js=tuple(js))
         self._index_sections[name] = section
         return section
 
@@ -202,7 +206,8 @@ class SyndarixAdminSite(admin.AdminSite):
 
     def index(self, request, extra_context=None):
         """The admin index with each section visible to the user: its keys are merged into the context and
-        ``index_sections`` lists the ``IndexSection`` objects to include (and ``index_css`` their stylesheets)."""
+        ``index_sections`` lists the ``IndexSection`` objects to include (and ``index_css`` and ``index_js`` their
+        stylesheets and scripts)."""
         context: dict[str, Any] = {}
         shown: list[IndexSection] = []
         for section in self.index_sections():
@@ -212,5 +217,6 @@ class SyndarixAdminSite(admin.AdminSite):
             context.update(values)
             shown.append(section)
         css = list(dict.fromkeys(path for section in shown for path in section.css))
-        context.update(index_sections=shown, index_css=css)
+        js = list(dict.fromkeys(path for section in shown for path in section.js))
+        context.update(index_sections=shown, index_css=css, index_js=js)
         return super().index(request, extra_context={**context, **(extra_context or {})})

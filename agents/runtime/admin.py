@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseNotAllowed
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -64,6 +65,38 @@ SUMMARY_CHARS = 120
 DASHBOARD_COUNT_CAP = 1000
 #: Run states the index counts, in this order.
 DASHBOARD_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED)
+
+#: The fragments of a run's page, each a template that renders alone (``AgentRunAdmin.live_fragment_view``).
+RUN_FRAGMENTS = {
+    "summary": "admin/agents/agentrun/_summary.html",
+    "pending": "admin/agents/agentrun/_pending.html",
+    "requests": "admin/agents/agentrun/_past_requests.html",
+    "timeline": "admin/agents/agentrun/_timeline.html",
+    "trace": "admin/agents/agentrun/_trace.html",
+}
+#: Event types of a run's status and steps, and of its requests (``agents.events``).
+RUN_EVENT_TYPES = (
+    "run.queued", "run.started", "run.step", "run.waiting", "run.paused", "run.succeeded", "run.failed",
+    "run.cancelled",
+)
+REQUEST_EVENT_TYPES = ("request.created", "request.decided")
+#: Which events make each fragment of a run's page fetch itself again.
+RUN_FRAGMENT_EVENTS = {
+    "summary": RUN_EVENT_TYPES + REQUEST_EVENT_TYPES,
+    "pending": tuple(t for t in RUN_EVENT_TYPES if t != "run.step") + REQUEST_EVENT_TYPES,
+    "requests": tuple(t for t in RUN_EVENT_TYPES if t != "run.step") + REQUEST_EVENT_TYPES,
+    "timeline": RUN_EVENT_TYPES + REQUEST_EVENT_TYPES,
+    "trace": RUN_EVENT_TYPES,
+}
+#: Which events of the user's workspaces refresh the runs list (a step changes its Steps, Tokens and Cost columns).
+RUN_LIST_EVENTS = RUN_EVENT_TYPES + REQUEST_EVENT_TYPES
+#: A burst of events (a step, then the run's status) is one refresh: a fragment waits this long (ms) after the last.
+LIVE_DEBOUNCE_MS = 100
+#: The scripts of the live pages: htmx and its SSE extension (vendored, see ``agents/static/agents/vendor/README.md``),
+#: then the page glue (connection status, an LLM call's text as it streams, the runs list's selection).
+LIVE_SCRIPTS = ("agents/vendor/htmx.min.js", "agents/vendor/htmx-ext-sse.js", "agents/live.js")
+#: The index's "Stale heartbeats" changes with time, not events: it also refreshes this often (seconds).
+STALE_REFRESH_SECONDS = 5
 
 OFFLINE_NOTE = "Offline provider: no LLM is configured, answers are scripted (set AGENT_LLM_API_URL)"
 
@@ -139,6 +172,88 @@ def id_prefix_range(term: str) -> tuple[uuid.UUID, uuid.UUID] | None:
     return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
 
 
+def live_trigger(event_types, *, every: int | None = None) -> str:
+    """The ``hx-trigger`` of a live fragment: each of ``event_types`` of the page's stream (``sse:<type>``), debounced
+    by ``LIVE_DEBOUNCE_MS``, the stream's (re)connection, plus ``every <n>s`` when given."""
+    triggers = [f"sse:{event_type} delay:{LIVE_DEBOUNCE_MS}ms" for event_type in event_types]
+    # Each (re)connection refreshes too: what changed between the page's render (or a lost connection) and the
+    # stream's start is not on the stream.
+    triggers.append("htmx:sseOpen from:closest .live-region")
+    if every:
+        triggers.append(f"every {every}s")
+    return ", ".join(triggers)
+
+
+#: The admin stream's first frame: the browser reconnects 1 s after a lost connection (not the default 3 s), and the
+#: response starts at once (under WSGI, ``runserver``, its headers go out with the first bytes of the body, and an
+#: idle stream's first bytes would be its keep-alive comment, seconds later).
+STREAM_OPENING = b"retry: 1000\n\n"
+
+
+async def admin_stream(stream: AsyncIterator[bytes], *, workspace_ids=None) -> AsyncIterator[bytes]:
+    """``stream`` (``agents.events.streams.event_stream``) as the admin's live pages read it: ``STREAM_OPENING``,
+    then its frames, only those of events of ``workspace_ids`` (strings) when given, and its comments. The filter is
+    for a staff member of several workspaces (the outbox filters one workspace at a time)."""
+    allowed = set(workspace_ids) if workspace_ids is not None else None
+    try:
+        yield STREAM_OPENING
+        async for chunk in stream:
+            if allowed is not None and chunk.startswith(b"id:"):
+                body = json.loads(chunk.partition(b"\ndata: ")[2])
+                if body.get("workspace_id") not in allowed:
+                    continue
+            yield chunk
+    finally:
+        await stream.aclose()
+
+
+def run_live_context(run: AgentRun) -> dict[str, Any]:
+    """What makes a run's page live (``run_page.html``): the run's event stream (the admin's, ``live_events_view``;
+    none for a finished run) and, per fragment, its URL and the events that refresh it."""
+    return {
+        # A finished run changes no more: its page opens no stream.
+        "stream_url": "" if run.status in RUN_FINISHED_STATUSES
+        else reverse("admin:agents_agentrun_events") + f"?run={run.pk}",
+        "fragments": {
+            name: {"url": reverse("admin:agents_agentrun_fragment", args=[run.pk, name]),
+                   "trigger": live_trigger(RUN_FRAGMENT_EVENTS[name])}
+            for name in RUN_FRAGMENTS
+        },
+    }
+
+
+def pending_request_rows(run: AgentRun, requests: list[AgentRunRequest], *, answer_form=None) -> list[dict[str, Any]]:
+    """The pending requests of ``run`` (``requests``: all of its requests, oldest first) as the page shows them, each
+    with its form: Approve/Deny for an approval; for the first input or connection request, its answer form
+    (``answer_form``, the one just posted with its errors, or a new one); the later ones wait their turn.
+
+    Each row has a ``key`` that changes only when what its block shows does (the request, and whether it is the one
+    to answer): the live page keeps a block whose key did not change (``hx-preserve``), so what a person is typing
+    into its form stays while the rest of the page refreshes."""
+    pending = [r for r in requests if r.is_pending]
+    answerable = next((r for r in pending if r.kind != RunRequestKind.APPROVAL), None)
+    rows = []
+    for req in pending:
+        row = {
+            "request": req, "kind": RunRequestKind(req.kind).label, "arguments": pretty_json(req.arguments),
+            "age": ago(req.requested_at), "key": f"run-request-{req.pk}",
+        }
+        if req.kind == RunRequestKind.APPROVAL:
+            row["decide_url"] = reverse("admin:agents_agentrun_decide", args=[run.pk, req.pk])
+            row["form"] = RunDecisionForm(auto_id=f"id_{req.pk.hex[:8]}_%s")
+        elif req is answerable:
+            row["schema"] = pretty_json(_answer_schema(req))
+            row["answer_url"] = reverse("admin:agents_agentrun_answer", args=[run.pk])
+            row["form"] = answer_form or answer_form_for(req)
+            row["generated"] = isinstance(row["form"], RequestedSchemaForm)
+            row["unsupported"] = unsupported_schema(req)
+            row["key"] += "-answer"
+        else:
+            row["key"] += "-later"
+        rows.append(row)
+    return rows
+
+
 def can_operate_runs(request) -> bool:
     """May the user cancel runs and answer their requests (``agents.change_agentrun``)?"""
     return request.user.has_perm("agents.change_agentrun")
@@ -164,6 +279,7 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
 
     class Media:
         css = {"all": ("agents/admin.css",)}
+        js = LIVE_SCRIPTS
 
     def get_queryset(self, request):
         queryset = self.scope(request, selectors.run_queryset())
@@ -233,7 +349,10 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
         return stacked_time(obj.finished_at)
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "offline_note": OFFLINE_NOTE if offline_provider() else ""}
+        live = {"stream_url": reverse("admin:agents_agentrun_events"), "url": request.get_full_path(),
+                "trigger": live_trigger(RUN_LIST_EVENTS)}
+        extra_context = {**(extra_context or {}), "offline_note": OFFLINE_NOTE if offline_provider() else "",
+                         "live": live}
         return super().changelist_view(request, extra_context=extra_context)
 
     # --- The bulk action. ---
@@ -285,12 +404,17 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
         info = self.opts.app_label, self.opts.model_name
         wrap = self.admin_site.admin_view
         return [
+            path("live/events/", wrap(self.live_events_view), name="{}_{}_events".format(*info)),
+            path("live/index/<slug:fragment>/", wrap(self.index_fragment_view),
+                 name="{}_{}_index_fragment".format(*info)),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name="{}_{}_cancel".format(*info)),
             path(
                 "<path:object_id>/requests/<uuid:request_pk>/decide/", wrap(self.decide_view),
                 name="{}_{}_decide".format(*info),
             ),
             path("<path:object_id>/answer/", wrap(self.answer_view), name="{}_{}_answer".format(*info)),
+            path("<path:object_id>/live/<slug:fragment>/", wrap(self.live_fragment_view),
+                 name="{}_{}_fragment".format(*info)),
             *super().get_urls(),
         ]
 
@@ -314,60 +438,130 @@ class AgentRunAdmin(WorkspaceScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
         return response or self.render_run_page(request, run)
 
     def render_run_page(self, request, run: AgentRun, *, answer_form=None, status=200):
-        """The run's page, in fragments that render alone (``admin/agents/agentrun/_*.html``): summary (with the
-        budget that paused it), pending requests (with their forms), request history, timeline and trace."""
-        can_operate = self.has_operate_permission(request, run)
-        requests = list(run.requests.select_related("decided_by").order_by("requested_at"))
-        pending = [r for r in requests if r.is_pending]
-        answerable = next((r for r in pending if r.kind != RunRequestKind.APPROVAL), None)
-        pending_rows = []
-        for req in pending:
-            row = {
-                "request": req, "kind": RunRequestKind(req.kind).label, "arguments": pretty_json(req.arguments),
-                "age": ago(req.requested_at),
-            }
-            if req.kind == RunRequestKind.APPROVAL:
-                row["decide_url"] = reverse("admin:agents_agentrun_decide", args=[run.pk, req.pk])
-                row["form"] = RunDecisionForm(auto_id=f"id_{req.pk.hex[:8]}_%s")
-            elif req is answerable:
-                row["schema"] = pretty_json(_answer_schema(req))
-                row["answer_url"] = reverse("admin:agents_agentrun_answer", args=[run.pk])
-                row["form"] = answer_form or answer_form_for(req)
-                row["generated"] = isinstance(row["form"], RequestedSchemaForm)
-                row["unsupported"] = unsupported_schema(req)
-            pending_rows.append(row)
-        steps = list(run.steps.order_by("index")[:TRACE_PAGE_LIMIT])
-        for step in steps:
-            step.input_json = None if step.input is None else pretty_json(step.input)
-            step.output_json = None if step.output is None else pretty_json(step.output)
-        issue_url = reverse("admin:projects_issue_change", args=[run.issue_id]) if run.issue_id else ""
+        """The run's page, in fragments that render alone (``admin/agents/agentrun/_*.html``, see ``RUN_FRAGMENTS``):
+        summary (with the budget that paused it), pending requests (with their forms), request history, timeline and
+        trace; each refreshes itself from its fragment URL when the run's events say it changed (``live_view``)."""
         context = {
             **self.admin_site.each_context(request),
+            **self.run_page_context(request, run, parts=RUN_FRAGMENTS, answer_form=answer_form),
             "opts": self.opts,
             "title": f"Run {short_id(run.pk)} of “{run.agent}”",
             "original": run,
-            "run": run,
-            "status_badge": run_status_badge(run.status),
-            "agent_url": reverse("admin:agents_agentinstance_change", args=[run.agent_id]),
-            "issue_url": issue_url,
-            "result_json": None if run.result is None else pretty_json(run.result),
-            "checkpoint_json": None if run.checkpoint is None else pretty_json(run.checkpoint),
-            "can_operate": can_operate,
-            "operate_refusal": "" if can_operate else self.operate_refusal(request, run),
-            "cancel_url": reverse("admin:agents_agentrun_cancel", args=[run.pk])
-            if can_operate and run.status not in RUN_FINISHED_STATUSES else "",
-            "budget": budget_note(run),
-            "pending_rows": pending_rows,
-            "past_requests": [r for r in requests if not r.is_pending],
-            "timeline": run_timeline(run, steps, requests),
-            "steps": steps,
-            "steps_truncated": run.steps_completed > len(steps),
             "offline_note": OFFLINE_NOTE if offline_provider() else "",
             "history_url": reverse("admin:agents_agentrun_history", args=[run.pk]),
             "runs_url": reverse("admin:agents_agentrun_changelist") + f"?agent__id__exact={run.agent_id}",
             "media": self.media + RunAnswerForm().media,
+            "live": run_live_context(run),
         }
         return TemplateResponse(request, "admin/agents/agentrun/run_page.html", context, status=status)
+
+    def run_page_context(self, request, run: AgentRun, *, parts, answer_form=None) -> dict[str, Any]:
+        """The context of the run page's fragments named in ``parts`` (keys of ``RUN_FRAGMENTS``), computing only
+        what those need: a fragment refresh of the summary reads neither the requests nor the steps."""
+        parts = set(parts)
+        can_operate = self.has_operate_permission(request, run)
+        context: dict[str, Any] = {
+            "run": run,
+            "can_operate": can_operate,
+            "operate_refusal": "" if can_operate else self.operate_refusal(request, run),
+        }
+        if "summary" in parts:
+            context.update({
+                "status_badge": run_status_badge(run.status),
+                "agent_url": reverse("admin:agents_agentinstance_change", args=[run.agent_id]),
+                "issue_url": reverse("admin:projects_issue_change", args=[run.issue_id]) if run.issue_id else "",
+                "result_json": None if run.result is None else pretty_json(run.result),
+                "checkpoint_json": None if run.checkpoint is None else pretty_json(run.checkpoint),
+                "cancel_url": reverse("admin:agents_agentrun_cancel", args=[run.pk])
+                if can_operate and run.status not in RUN_FINISHED_STATUSES else "",
+                "budget": budget_note(run),
+            })
+        requests = None
+        if parts & {"pending", "requests", "timeline"}:
+            requests = list(run.requests.select_related("decided_by").order_by("requested_at"))
+        if "pending" in parts:
+            context["pending_rows"] = pending_request_rows(run, requests, answer_form=answer_form)
+        if "requests" in parts:
+            context["past_requests"] = [r for r in requests if not r.is_pending]
+        if parts & {"timeline", "trace"}:
+            steps = list(run.steps.order_by("index")[:TRACE_PAGE_LIMIT])
+            if "trace" in parts:
+                for step in steps:
+                    step.input_json = None if step.input is None else pretty_json(step.input)
+                    step.output_json = None if step.output is None else pretty_json(step.output)
+                context.update(steps=steps, steps_truncated=run.steps_completed > len(steps))
+            if "timeline" in parts:
+                context["timeline"] = run_timeline(run, steps, requests)
+        return context
+
+    def live_fragment_view(self, request, object_id, fragment):
+        """GET one fragment of a run's page (``RUN_FRAGMENTS``), rendered alone with the page's context: what the
+        page's live script swaps in when the run's events say that part changed. 404 for a run the user cannot see
+        (or that does not exist) and for an unknown fragment; 403 without ``agents.view_agentrun``."""
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        if fragment not in RUN_FRAGMENTS:
+            raise Http404("No such fragment of a run's page.")
+        run = self.get_object(request, unquote(object_id))
+        if run is None:
+            raise Http404("No such run.")
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        context = self.run_page_context(request, run, parts=[fragment])
+        return TemplateResponse(request, RUN_FRAGMENTS[fragment], context)  # never cached: admin_view
+
+    def live_events_view(self, request):
+        """GET the admin's event stream (``text/event-stream``, staff session): what the live pages listen to.
+
+        ``?run=<id>``: that run's events and the text of its LLM calls as they stream (``llm.delta``), for its page;
+        404 when the user cannot see the run. Without it: the run and request events of every workspace the user
+        sees (all of them for a superuser), for the index and the runs list. ``Last-Event-ID`` resumes after that
+        event (the browser sends it when it reconnects). The stream is ``agents.events.streams.event_stream``, the
+        one behind the API's streams. 403 without ``agents.view_agentrun``; 400 for a malformed ``Last-Event-ID``.
+        """
+        from agents.events.streams import event_stream
+        from agents.events.views import MAX_EVENT_ID, stream_response
+
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        if not request.user.has_perm("agents.view_agentrun"):
+            raise PermissionDenied
+        after = request.headers.get("Last-Event-ID") or None
+        if after is not None and not (after.isascii() and after.isdigit() and int(after) <= MAX_EVENT_ID):
+            return HttpResponseBadRequest("Last-Event-ID must be an event id (a non-negative integer).")
+        after = int(after) if after is not None else None
+        types = RUN_EVENT_TYPES + REQUEST_EVENT_TYPES
+        if "run" in request.GET:
+            run = self.get_object(request, request.GET["run"])
+            if run is None:
+                raise Http404("No such run.")
+            stream = event_stream(last_event_id=after, project_id=run.agent.project_id, run_id=run.pk, types=types,
+                                  deltas=True)
+        elif request.user.is_superuser:
+            stream = event_stream(last_event_id=after, types=types)
+        else:
+            workspaces = sorted({str(row["workspace"]) for row in member_workspace_ids(request.user)})
+            if not workspaces:
+                return HttpResponse(status=204)  # no workspace, nothing to follow: EventSource does not reconnect
+            if len(workspaces) == 1:
+                stream = event_stream(last_event_id=after, workspace_id=workspaces[0], types=types)
+            else:
+                return stream_response(request, admin_stream(event_stream(last_event_id=after, types=types),
+                                                              workspace_ids=workspaces))
+        return stream_response(request, admin_stream(stream))
+
+    def index_fragment_view(self, request, fragment):
+        """GET one part of the index's "Runs" section (``INDEX_FRAGMENTS``) over the user's workspaces, rendered
+        alone: what the index swaps in when the admin's stream says that part changed (and, for "stale", on a timer).
+        404 for an unknown part; 403 without ``agents.view_agentrun`` (the section's own condition)."""
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        if fragment not in INDEX_FRAGMENTS:
+            raise Http404("No such part of the index.")
+        if not request.user.has_perm("agents.view_agentrun"):
+            raise PermissionDenied
+        context = {"runtime": runtime_index_context(request, parts=[fragment])}
+        return TemplateResponse(request, INDEX_FRAGMENTS[fragment], context)
 
     def operate_refusal(self, request, run: AgentRun) -> str:
         """Why the user may look at ``run`` but not cancel or answer it, in words."""
@@ -596,75 +790,107 @@ class AgentRunInline(ReadOnlyAdminMixin, admin.TabularInline):
 # --- The index section ---------------------------------------------------------------------------------------
 
 
+#: The parts of the index's "Runs" section, each a template that renders alone (``index_fragment_view``).
+INDEX_FRAGMENTS = {
+    "counts": "admin/agents/_index_run_counts.html",
+    "waiting": "admin/agents/_index_waiting.html",
+    "stale": "admin/agents/_index_stale.html",
+}
+#: Which events of the user's workspaces refresh each part of the index ("stale" also on a timer).
+INDEX_FRAGMENT_EVENTS = {
+    "counts": tuple(t for t in RUN_EVENT_TYPES if t != "run.step"),
+    "waiting": REQUEST_EVENT_TYPES + ("run.cancelled", "run.failed", "run.succeeded"),
+    "stale": ("run.started", "run.step", "run.waiting", "run.paused", "run.succeeded", "run.failed", "run.cancelled"),
+}
+
+
 def runtime_index_section(request) -> dict[str, Any] | None:
     """The index's "Runs" section for staff who may view runs (``None`` for the others): run counts by status (each
-    up to ``DASHBOARD_COUNT_CAP``),
-    the requests waiting for a person (oldest first; ``can_answer`` where the user may answer them, else they are
-    only shown) and the agents whose heartbeat is stale, in a fixed number of queries (``agents.runtime.selectors``),
-    over the workspaces the user sees."""
+    up to ``DASHBOARD_COUNT_CAP``), the requests waiting for a person (oldest first; ``can_answer`` where the user may
+    answer them, else they are only shown) and the agents whose heartbeat is stale, in a fixed number of queries
+    (``agents.runtime.selectors``), over the workspaces the user sees. Each part refreshes itself from its fragment
+    URL (``index_fragment_view``) on the events of the admin's stream (``live_events_view``)."""
     if not request.user.has_perm("agents.view_agentrun"):
         return None
+    return {"runtime": runtime_index_context(request, parts=INDEX_FRAGMENTS)}
+
+
+def runtime_index_context(request, *, parts) -> dict[str, Any]:
+    """The context of the index section's parts named in ``parts`` (keys of ``INDEX_FRAGMENTS``), and what makes
+    them live (``live``: the stream's URL, each part's URL and trigger)."""
     user = request.user
-    run_counts = selectors.run_counts_capped(
-        workspace_scope(user, AgentRun.objects.all(), "agent__project__workspace"), statuses=DASHBOARD_STATUSES,
-        cap=DASHBOARD_COUNT_CAP,
-    )
     runs_url = reverse("admin:agents_agentrun_changelist")
-    counts = [
-        {"status": status, "badge": run_status_badge(status), "count": min(run_counts[status], DASHBOARD_COUNT_CAP),
-         "more": run_counts[status] > DASHBOARD_COUNT_CAP, "url": f"{runs_url}?status__exact={status}"}
-        for status in DASHBOARD_STATUSES
-    ]
-    if not can_operate_runs(request):
-        writable = set()
-    elif user.is_superuser:
-        writable = None  # everywhere
-    else:
-        writable = {row["workspace"] for row in member_workspace_ids(user, roles=WRITE_ROLES)}
-    waiting = [
-        {
-            "request": req,
-            "can_answer": writable is None or req.run.agent.project.workspace_id in writable,
-            "kind": RunRequestKind(req.kind).label,
-            "summary": request_summary(req),
-            "age": ago(req.requested_at),
-            "run_url": reverse("admin:agents_agentrun_change", args=[req.run_id]),
-            "agent_url": reverse("admin:agents_agentinstance_change", args=[req.run.agent_id]),
-        }
-        for req in workspace_scope(user, selectors.pending_requests(), "run__agent__project__workspace")[
-            :DASHBOARD_LIMIT
-        ]
-    ]
-    stale_agents = list(workspace_scope(user, selectors.stale_heartbeats(), "project__workspace")[:DASHBOARD_LIMIT])
-    running = dict(
-        AgentRun.objects.filter(agent__in=[a.pk for a in stale_agents], status=RunStatus.RUNNING)
-        .values_list("agent_id", "pk")
-    ) if stale_agents else {}
-    stale = [
-        {
-            "agent": agent,
-            "heartbeat": ago(agent.last_heartbeat_at),
-            "heartbeat_at": precise_time(agent.last_heartbeat_at),
-            "agent_url": reverse("admin:agents_agentinstance_change", args=[agent.pk]),
-            "run_url": reverse("admin:agents_agentrun_change", args=[running[agent.pk]]) if agent.pk in running else "",
-            "run_id": short_id(running[agent.pk]) if agent.pk in running else "",
-        }
-        for agent in stale_agents
-    ]
-    return {
-        "runtime": {
-            "counts": counts,
-            "waiting": waiting,
-            "waiting_truncated": len(waiting) >= DASHBOARD_LIMIT,
-            "stale": stale,
-            "heartbeat_timeout": settings.AGENT_HEARTBEAT_TIMEOUT_SECONDS,
-            "runs_url": runs_url,
-            "offline_note": OFFLINE_NOTE if offline_provider() else "",
-        }
+    context: dict[str, Any] = {
+        "runs_url": runs_url,
+        "offline_note": OFFLINE_NOTE if offline_provider() else "",
+        "heartbeat_timeout": settings.AGENT_HEARTBEAT_TIMEOUT_SECONDS,
+        "live": {
+            "stream_url": reverse("admin:agents_agentrun_events"),
+            "fragments": {
+                name: {"url": reverse("admin:agents_agentrun_index_fragment", args=[name]),
+                       "trigger": live_trigger(INDEX_FRAGMENT_EVENTS[name],
+                                               every=STALE_REFRESH_SECONDS if name == "stale" else None)}
+                for name in INDEX_FRAGMENTS
+            },
+        },
     }
+    if "counts" in parts:
+        run_counts = selectors.run_counts_capped(
+            workspace_scope(user, AgentRun.objects.all(), "agent__project__workspace"), statuses=DASHBOARD_STATUSES,
+            cap=DASHBOARD_COUNT_CAP,
+        )
+        context["counts"] = [
+            {"status": status, "badge": run_status_badge(status),
+             "count": min(run_counts[status], DASHBOARD_COUNT_CAP), "more": run_counts[status] > DASHBOARD_COUNT_CAP,
+             "url": f"{runs_url}?status__exact={status}"}
+            for status in DASHBOARD_STATUSES
+        ]
+    if "waiting" in parts:
+        if not can_operate_runs(request):
+            writable = set()
+        elif user.is_superuser:
+            writable = None  # everywhere
+        else:
+            writable = {row["workspace"] for row in member_workspace_ids(user, roles=WRITE_ROLES)}
+        waiting = [
+            {
+                "request": req,
+                "can_answer": writable is None or req.run.agent.project.workspace_id in writable,
+                "kind": RunRequestKind(req.kind).label,
+                "summary": request_summary(req),
+                "age": ago(req.requested_at),
+                "run_url": reverse("admin:agents_agentrun_change", args=[req.run_id]),
+                "agent_url": reverse("admin:agents_agentinstance_change", args=[req.run.agent_id]),
+            }
+            for req in workspace_scope(user, selectors.pending_requests(), "run__agent__project__workspace")[
+                :DASHBOARD_LIMIT
+            ]
+        ]
+        context.update(waiting=waiting, waiting_truncated=len(waiting) >= DASHBOARD_LIMIT)
+    if "stale" in parts:
+        stale_agents = list(
+            workspace_scope(user, selectors.stale_heartbeats(), "project__workspace")[:DASHBOARD_LIMIT]
+        )
+        running = dict(
+            AgentRun.objects.filter(agent__in=[a.pk for a in stale_agents], status=RunStatus.RUNNING)
+            .values_list("agent_id", "pk")
+        ) if stale_agents else {}
+        context["stale"] = [
+            {
+                "agent": agent,
+                "heartbeat": ago(agent.last_heartbeat_at),
+                "heartbeat_at": precise_time(agent.last_heartbeat_at),
+                "agent_url": reverse("admin:agents_agentinstance_change", args=[agent.pk]),
+                "run_url": reverse("admin:agents_agentrun_change", args=[running[agent.pk]])
+                if agent.pk in running else "",
+                "run_id": short_id(running[agent.pk]) if agent.pk in running else "",
+            }
+            for agent in stale_agents
+        ]
+    return context
 
 
 admin.site.register_index_section(
     "agents.runtime", template="admin/agents/index_runtime.html", context=runtime_index_section, order=10,
-    css=("agents/admin.css",),
+    css=("agents/admin.css",), js=LIVE_SCRIPTS,
 )
