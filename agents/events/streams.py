@@ -133,6 +133,9 @@ class Hub:
             await asyncio.sleep(1.0)
 
 
+#: How long a plain-iterator stream (``sync_stream``) waits for its pub/sub subscriber to close.
+SUBSCRIBER_CLOSE_SECONDS = 1.0
+
 #: How long a stream waits for an announced event to settle before it stops looking for it in particular.
 ANNOUNCED_TTL_SECONDS = 5.0
 
@@ -266,6 +269,6 @@ def sync_stream(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
         pending = asyncio.all_tasks(loop)  # this loop's pub/sub subscriber
         for task in pending:
             task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.wait(pending))
+        if pending:  # bounded: a subscriber cancelled while its Redis connection closes may never get to finish
+            loop.run_until_complete(asyncio.wait(pending, timeout=SUBSCRIBER_CLOSE_SECONDS))
         loop.close()
