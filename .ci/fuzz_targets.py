@@ -13,6 +13,9 @@ them. One project of the demo admin holds:
 - a context with three versions (`FUZZ_CONTEXT_ID`): get, change, versions, diff, write, rollback, pin and unpin;
   and another (`FUZZ_DELETED_CONTEXT_ID`) for DELETE, so deleting cannot take the first away from the others;
 - an issue (`FUZZ_ISSUE_ID`) to read and change, and another (`FUZZ_DELETED_ISSUE_ID`) to delete;
+- a webhook endpoint of the fuzz workspace with a delivery (`FUZZ_WORKSPACE_ID`, `FUZZ_WEBHOOK_ID`,
+  `FUZZ_DELIVERY_ID`): get, change, rotate its secret, list, get and redeliver its deliveries; and another
+  (`FUZZ_DELETED_WEBHOOK_ID`) for DELETE. Their target refuses connections, and `make fuzz` runs no worker;
 - an empty project to delete (`FUZZ_DELETED_PROJECT_ID`), in a workspace that holds no agents (limit 0), so that
   nothing spawned into it by an id the fuzzer read can make the delete refused.
 
@@ -35,12 +38,17 @@ import django  # noqa: E402
 django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.test import override_settings  # noqa: E402
 
 from agents import services  # noqa: E402
 from agents.choices import AgentStatus, RunRequestKind, RunStatus  # noqa: E402
 from agents.contexts import services as contexts  # noqa: E402
+from agents.events.models import Event  # noqa: E402
 from agents.models import AgentRun, AgentRunRequest, AgentType  # noqa: E402
 from agents.runtime import services as runtime  # noqa: E402
+from agents.webhooks import services as webhooks  # noqa: E402
+from agents.webhooks.choices import DeliveryStatus  # noqa: E402
+from agents.webhooks.models import WebhookDelivery  # noqa: E402
 from projects.models import Project, Workspace  # noqa: E402
 from projects.services import issue_create  # noqa: E402
 
@@ -79,7 +87,14 @@ def main() -> None:
         contexts.context_write(context, {"n": n}, actor=admin)
     doomed = contexts.context_create(project=project, name="fuzz-delete", data={}, actor=admin)
     issue, doomed_issue = (issue_create(project=project, title=title) for title in ("Fuzz", "Fuzz, deleted"))
+    with override_settings(WEBHOOK_ALLOW_PRIVATE_TARGETS=True):  # a loopback target that refuses connections
+        endpoint, doomed_endpoint = (webhooks.webhook_endpoint_create(workspace=workspace, url="http://127.0.0.1:9/")[0]
+                                     for _ in range(2))
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, event=Event.objects.filter(project=project).first(),
+                                              status=DeliveryStatus.FAILED, attempts=1, last_error="fuzz")
     ids = {
+        "FUZZ_WORKSPACE_ID": workspace.pk, "FUZZ_WEBHOOK_ID": endpoint.pk, "FUZZ_DELIVERY_ID": delivery.pk,
+        "FUZZ_DELETED_WEBHOOK_ID": doomed_endpoint.pk,
         "FUZZ_PROJECT_ID": project.pk, "FUZZ_RUN_AGENT_ID": runs_agent.pk, "FUZZ_RUN_ID": run.pk,
         "FUZZ_APPROVAL_ID": approval.pk, "FUZZ_INPUT_AGENT_ID": input_agent.pk, "FUZZ_INPUT_RUN_ID": input_run.pk,
         "FUZZ_CANCEL_AGENT_ID": cancel_agent.pk, "FUZZ_CANCEL_RUN_ID": cancel_run.pk,
