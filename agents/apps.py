@@ -15,6 +15,8 @@ class AgentsConfig(AppConfig):
         Raises ``agents.registry.AgentModulesUnusable`` (``ImproperlyConfigured``) naming each module
         that cannot be loaded, so no process (runserver, gunicorn, a command) starts without it.
         """
+        from django.db.models.signals import post_delete, post_save
+
         from aiservices.mcp.providers import register_provider
         from syndarix.metrics import register_source
 
@@ -32,6 +34,7 @@ class AgentsConfig(AppConfig):
         from .runtime.tools.registry import tool_registry
         from .signals import agent_spawned, agent_transitioned, event_written
         from .webhooks import tasks as webhook_tasks
+        from .webhooks.models import WebhookEndpoint
 
         register_source("database", fleet_series)
         register_platform_tools(tool_registry)
@@ -46,3 +49,6 @@ class AgentsConfig(AppConfig):
             runtime.on_agent_transitioned, sender=AgentInstance, dispatch_uid="agents.runtime.transitioned"
         )
         event_written.connect(webhook_tasks.nudge_on_commit, dispatch_uid="agents.webhooks.nudge")
+        for signal in (post_save, post_delete):
+            signal.connect(webhook_tasks.active_workspaces.forget, sender=WebhookEndpoint,
+                           dispatch_uid="agents.webhooks.active_workspaces")

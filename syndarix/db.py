@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from django.core.exceptions import EmptyResultSet
@@ -107,5 +107,52 @@ def evaluate_compiled_once(queryset: models.QuerySet[M], key: Hashable) -> list[
             cache.popitem(last=False)
     else:
         cache.move_to_end(key)
+    queryset.query.get_compiler = lambda *args, **kwargs: compiler
+    return list(queryset)
+
+
+def fetch_compiled(key: Hashable, build: Callable[[], models.QuerySet[M]], params: Sequence[Any]) -> list[M]:
+    """``list(build())``, with the SQL of the first ``build()`` of ``key`` (in this thread) run again with ``params``.
+
+    For the hot reads of one row by its ids (a run's agent locked at a step boundary, a context's current version):
+    building and compiling such a queryset costs several times what the database takes to answer it. ``build``
+    makes the queryset, and is called only while ``key`` has no compiled SQL yet; ``params`` are that SQL's
+    parameters in their order in the SQL, each the value Django itself binds (a ``uuid.UUID`` for a UUID column).
+    The first call checks that ``build()`` compiles to exactly ``params``; a queryset that does not (a lookup that
+    adds or converts parameters) is never kept, and each call compiles it as Django does. Compiled queries share
+    ``evaluate_compiled_once``'s per-thread cache of ``COMPILED_QUERIES``.
+
+    Args:
+        key: any hashable naming the query's shape (everything ``build`` makes it from but ``params``).
+        build: returns an unevaluated queryset of model instances.
+        params: the queryset's SQL parameters.
+
+    Returns:
+        The model instances, as ``list(build())`` would.
+    """
+    cache = getattr(_compiled, "compilers", None)
+    if cache is None:
+        cache = _compiled.compilers = OrderedDict()
+    params = tuple(params)
+    kept = cache.get(("fetch", key))
+    if kept is None or kept[1].connection is not connections[kept[0].db]:
+        queryset = build()
+        compiler = queryset.query.get_compiler(using=queryset.db)
+        try:
+            sql, compiled_params = compiler.as_sql()
+        except EmptyResultSet:
+            return []
+        if [(type(p), p) for p in compiled_params] != [(type(p), p) for p in params]:
+            params = compiled_params  # parameters other than ``params``: this call only, compiled as Django does
+        else:
+            cache[("fetch", key)] = (queryset, compiler, sql)
+            if len(cache) > COMPILED_QUERIES:
+                cache.popitem(last=False)
+        queryset = queryset.all()
+    else:
+        cache.move_to_end(("fetch", key))
+        template, compiler, sql = kept
+        queryset = template.all()
+    compiler.as_sql = lambda *args, **kwargs: (sql, params)  # this thread's own compiler, set for this call
     queryset.query.get_compiler = lambda *args, **kwargs: compiler
     return list(queryset)

@@ -29,6 +29,7 @@ from django.db.models import Count, F, JSONField, Min, OuterRef, QuerySet, Subqu
 from django.db.models.functions import Coalesce
 
 from projects.models import Project
+from syndarix.db import fetch_compiled
 from syndarix.exceptions import InvalidInput
 from syndarix.jsondoc import check_json_document, json_diff
 
@@ -422,10 +423,16 @@ def context_current(project: Project, *, name: str | None = None, context_id=Non
     """The current version of the project's shared context named ``name`` (or with id ``context_id``), with its
     ``context`` loaded, in one query; ``None`` when there is no such context or it has no version (then
     ``context_read`` tells which)."""
-    found = AgentContextVersion.objects.select_related("context").filter(
-        context__project=project, **({"context_id": context_id} if context_id is not None else
-                                     {"context__instance__isnull": True, "context__name": name}))
-    return found.order_by("-version").first()
+    def build() -> QuerySet[AgentContextVersion]:
+        found = AgentContextVersion.objects.select_related("context").filter(context__project=project)
+        found = found.filter(context_id=context_id) if context_id is not None else found.filter(
+            context__instance__isnull=True, context__name=name)
+        return found.order_by("-version")[:1]
+
+    by_id = context_id is not None
+    params = [project.pk, context_id if by_id else name]
+    rows = fetch_compiled(("contexts.current", by_id), build, params)  # the SQL compiled once per thread
+    return rows[0] if rows else None
 
 
 def context_diff(context: AgentContext, from_version: int, to_version: int) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from jsonschema import Draft202012Validator
 
 from projects import services as project_services
 from projects.models import Issue
+from syndarix.db import fetch_compiled
 from syndarix.exceptions import InvalidInput
 
 from .. import counters, events
@@ -69,21 +70,50 @@ Q_ = RunRequestStatus
 INSTRUCTION_MAX_LENGTH = 100_000
 
 
+def _uuid(value) -> Any:
+    """``value`` as the ``uuid.UUID`` Django binds for a UUID column (``value`` itself when it is not one's text)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return value
+
+
 def _lock_agent(agent_id, *, related: tuple[str, ...] = ("agent_type", "project__workspace")) -> AgentInstance:
     """Lock the agent row (only it: its type and project are read, not locked, else every run of a project or a
     type would wait for every other's claim and completion), ``related`` read with it.
 
-    ``agent_id`` may be an expression: ``_run_agent_id(run_id)`` locks a run's agent in one statement."""
-    return AgentInstance.objects.select_for_update(of=("self",)).select_related(*related).get(pk=agent_id)
+    Raises ``AgentInstance.DoesNotExist``. The SQL is compiled once per thread (``syndarix.db.fetch_compiled``)."""
+    rows = fetch_compiled(("runtime.lock_agent", related), lambda: AgentInstance.objects.select_for_update(
+        of=("self",)).select_related(*related).filter(pk=agent_id), [_uuid(agent_id)])
+    if not rows:
+        raise AgentInstance.DoesNotExist(f"No agent {agent_id}.")
+    return rows[0]
 
 
-def _run_agent_id(run_id) -> Subquery:
-    """The agent id of run ``run_id``, as a subquery (``_lock_agent``)."""
-    return Subquery(AgentRun.objects.filter(pk=run_id).order_by().values("agent_id")[:1])
+def _lock_run_agent(run_id) -> AgentInstance:
+    """Find run ``run_id``'s agent and lock it (as ``_lock_agent``) in one statement.
+
+    Raises ``AgentInstance.DoesNotExist`` when there is no such run."""
+    def build():
+        agent_id = Subquery(AgentRun.objects.filter(pk=run_id).order_by().values("agent_id")[:1])
+        return AgentInstance.objects.select_for_update(of=("self",)).select_related(
+            "agent_type", "project__workspace").filter(pk=agent_id)
+
+    rows = fetch_compiled("runtime.lock_run_agent", build, [_uuid(run_id)])
+    if not rows:
+        raise AgentInstance.DoesNotExist(f"No run {run_id}.")
+    return rows[0]
 
 
 def _lock_run(run_id) -> AgentRun:
-    return AgentRun.objects.select_for_update().get(pk=run_id)
+    """Lock and read run ``run_id``; raises ``AgentRun.DoesNotExist``."""
+    rows = fetch_compiled("runtime.lock_run", lambda: AgentRun.objects.select_for_update().filter(pk=run_id),
+                          [_uuid(run_id)])
+    if not rows:
+        raise AgentRun.DoesNotExist(f"No run {run_id}.")
+    return rows[0]
 
 
 def _save(run: AgentRun, *fields: str) -> None:
@@ -409,7 +439,7 @@ def run_claim(run_id, *, worker: str = "", task_id: str | None = None) -> AgentR
         return None
     with transaction.atomic():
         try:
-            agent = _lock_agent(_run_agent_id(run_id))  # the run's agent, found and locked in one statement
+            agent = _lock_run_agent(run_id)  # the run's agent, found and locked in one statement
         except AgentInstance.DoesNotExist:  # no such run
             return None
         run = _lock_run(run_id)

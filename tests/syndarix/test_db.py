@@ -1,5 +1,6 @@
 """``save_unique``: losing a unique race is a 400; any other integrity error is not disguised.
-``evaluate_compiled_once``: a queryset's SQL compiled once per key, its rows read anew each time."""
+``evaluate_compiled_once``: a queryset's SQL compiled once per key, its rows read anew each time; ``fetch_compiled``:
+the same, run again with each call's parameters."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.db.models.sql.compiler import SQLCompiler
 
 from projects.models import Project, Workspace
 from syndarix import db
-from syndarix.db import evaluate_compiled_once, save_unique
+from syndarix.db import evaluate_compiled_once, fetch_compiled, save_unique
 from syndarix.exceptions import InvalidInput
 from tests.factories import ProjectFactory, WorkspaceFactory
 
@@ -98,3 +99,40 @@ def test_the_least_recently_used_compilation_goes_past_the_limit(compiles, monke
     for key in ("a", "b", "a", "c", "a", "b"):  # "c" pushes out "b" (least recently used), not "a"
         evaluate_compiled_once(Project.objects.all(), key)
     assert len(compiles) == 4  # a, b, c, and b again
+
+
+def test_fetch_compiled_compiles_once_and_runs_the_sql_with_each_calls_parameters(compiles):
+    """``fetch_compiled``: the SQL of a key's first queryset, run again with another row's id, reads that row."""
+    first, second = ProjectFactory(slug="first"), ProjectFactory(slug="second")
+    built = []
+
+    def by_id(pk):
+        def build():
+            built.append(pk)
+            return Project.objects.select_related("workspace").filter(pk=pk)
+        return fetch_compiled("project by id", build, [pk])
+
+    compiles.clear()
+    assert by_id(first.pk) == [first]
+    assert (len(compiles), built) == (1, [first.pk])
+    rows = by_id(second.pk)
+    assert (rows, len(compiles), built) == ([second], 1, [first.pk])  # no new queryset, no new compilation
+    assert rows[0].workspace == second.workspace  # the join is read as Django reads it
+    assert by_id(first.pk)[0].slug == "first"
+    Project.objects.filter(pk=first.pk).update(slug="renamed")
+    assert by_id(first.pk)[0].slug == "renamed"  # the rows are read anew, only the SQL is kept
+
+
+def test_fetch_compiled_keeps_nothing_when_the_sql_has_other_parameters(compiles):
+    """A queryset whose SQL parameters are not exactly ``params`` (another value, another type) compiles every time
+    and still answers right."""
+    project = ProjectFactory(slug="alpha")
+    compiles.clear()
+    for _ in range(2):  # the slug is a parameter too: not what the caller gave
+        assert fetch_compiled("by slug", lambda: Project.objects.filter(pk=project.pk, slug="alpha"),
+                              [project.pk]) == [project]
+    assert len(compiles) == 2
+    compiles.clear()
+    for _ in range(2):  # the id's text, where Django binds a UUID
+        assert fetch_compiled("by text", lambda: Project.objects.filter(pk=project.pk), [str(project.pk)]) == [project]
+    assert len(compiles) == 2
