@@ -33,7 +33,8 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Q, Subquery, When
+from django.db.models import F, Q, Subquery
+from django.db.models.lookups import Exact
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
@@ -116,6 +117,20 @@ def _lock_run(run_id) -> AgentRun:
     return rows[0]
 
 
+def _run_ahead(run: AgentRun) -> str | None:
+    """The status of what goes before queued ``run``: another active run of its agent (``running``, ``waiting``,
+    ``paused``), else an older queued one (``queued``), else ``None``. One query, compiled once per thread."""
+    def build():
+        return AgentRun.objects.filter(
+            Q(agent_id=run.agent_id) & (Q(status__in=RUN_ACTIVE_STATUSES) | Q(status=R.QUEUED,
+                                                                                created_at__lt=run.created_at))
+        ).order_by(Exact(F("status"), R.QUEUED)).values_list("status", flat=True)[:1]  # false (active) first
+
+    params = [_uuid(run.agent_id), *RUN_ACTIVE_STATUSES, run.created_at, R.QUEUED, R.QUEUED]
+    found = fetch_compiled("runtime.run_ahead", build, params)
+    return found[0] if found else None
+
+
 def _save(run: AgentRun, *fields: str) -> None:
     """Save ``fields`` of ``run``; a saved ``status`` emits its event (``run.queued`` … ``run.cancelled``) in the same
     transaction."""
@@ -186,7 +201,9 @@ def _dispatch_next_locked(agent: AgentInstance) -> AgentRun | None:
 def run_dispatch_next(agent_id) -> AgentRun | None:
     """Start the agent's next run if the agent is ``idle`` and free: its paused run first, else its oldest
     queued run. Returns the run dispatched, or ``None``."""
-    if not AgentRun.objects.filter(agent_id=agent_id).exclude(status__in=RUN_FINISHED_STATUSES).exists():
+    unfinished = fetch_compiled("runtime.unfinished_run", lambda: AgentRun.objects.filter(agent_id=agent_id).exclude(
+        status__in=RUN_FINISHED_STATUSES).values_list("pk", flat=True)[:1], [_uuid(agent_id), *RUN_FINISHED_STATUSES])
+    if not unfinished:
         # Nothing to start, found without a lock (every resume comes here); a run queued after this look dispatches
         # itself, as ``run_create`` does for an idle agent.
         return None
@@ -448,10 +465,7 @@ def run_claim(run_id, *, worker: str = "", task_id: str | None = None) -> AgentR
             if agent.status != S.IDLE:
                 return None
             # One look for what goes first: another active run of the agent, or an older queued one.
-            ahead = agent.runs.filter(
-                Q(status__in=RUN_ACTIVE_STATUSES) | Q(status=R.QUEUED, created_at__lt=run.created_at)
-            ).order_by(Case(When(status__in=RUN_ACTIVE_STATUSES, then=0), default=1)).values_list(
-                "status", flat=True).first()
+            ahead = _run_ahead(run)
             if ahead in RUN_ACTIVE_STATUSES:
                 return None
             if ahead == R.QUEUED:
