@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.conf import settings
 from django.core.cache import cache
@@ -47,6 +49,18 @@ def _ai_services_as_in_production(settings) -> None:
     """The suite runs with DJANGO_DEBUG=true, where settings pick the AI services' offline stand-in; tests run with
     production's default instead (no upstream: disabled) and configure a provider when they use one."""
     settings.AI_SERVICES_PROVIDER = "agenta"
+
+
+@pytest.fixture(autouse=True)
+def _webhook_endpoints_known(monkeypatch) -> None:
+    """Each test starts with no webhook endpoint, and this process knows it: the set of workspaces with active
+    endpoints (``agents.webhooks.tasks.active_workspaces``) is read again only after an endpoint is saved or deleted,
+    never because time passed, so a test counting queries never counts that read."""
+    from agents.webhooks.tasks import active_workspaces
+
+    monkeypatch.setattr(active_workspaces, "max_age", float("inf"))
+    monkeypatch.setattr(active_workspaces, "_ids", frozenset())
+    monkeypatch.setattr(active_workspaces, "_read_at", time.monotonic())
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,6 @@ from agents import counters
 from agents.contexts import services as contexts
 from agents.runtime import executor
 from agents.runtime import services as runtime
-from agents.webhooks import tasks as webhook_tasks
 
 from .harness import answer, reply, tool_call
 from .support import calls_agent, fresh, loop_agent, platform_tool, price_model
@@ -37,7 +36,6 @@ PLAIN_STEP_MAX = 3
 def in_process(stub, monkeypatch):
     """Runs execute here (``executor.execute_run``), their Celery messages dropped, the LLM calls going to the stub."""
     monkeypatch.setattr(runtime, "_send", lambda *args: None)
-    monkeypatch.setattr(webhook_tasks.active_workspaces, "max_age", 3600)  # read once (warm-up), not mid-count
     with override_settings(AGENT_LLM_PROVIDER="openai", AGENT_LLM_API_URL=stub.base_url, AGENT_LLM_API_KEY="k"):
         yield
 

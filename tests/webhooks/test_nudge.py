@@ -36,9 +36,7 @@ def test_events_of_a_workspace_without_an_endpoint_send_no_nudge(project, nudges
     assert not [q for q in queries.captured_queries if "webhook" in q["sql"]]  # the set is not read again
 
 
-def test_an_endpoint_saved_or_deleted_in_this_process_counts_at_once(project, receiver, make_endpoint, nudges,
-                                                                     settings):
-    settings.WEBHOOK_DISPATCH_INTERVAL_SECONDS = 3600  # no re-read by age during the test
+def test_an_endpoint_saved_or_deleted_in_this_process_counts_at_once(project, receiver, make_endpoint, nudges):
     emit_events(project, 1)
     endpoint = make_endpoint(receiver)
     emit_events(project, 2)
@@ -52,7 +50,8 @@ def test_an_endpoint_saved_or_deleted_in_this_process_counts_at_once(project, re
 
 
 def test_an_endpoint_saved_by_another_process_counts_after_the_interval(project, receiver, make_endpoint, nudges,
-                                                                        settings):
+                                                                        settings, monkeypatch):
+    monkeypatch.setattr(tasks.active_workspaces, "max_age", None)  # WEBHOOK_DISPATCH_INTERVAL_SECONDS
     settings.WEBHOOK_DISPATCH_INTERVAL_SECONDS = 0.2
     emit_events(project, 1)
     endpoint = make_endpoint(receiver)
