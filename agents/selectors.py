@@ -14,7 +14,7 @@ from django.db.models.expressions import RawSQL
 from projects.models import Issue, Project
 
 from .choices import AgentStatus
-from .models import AgentInstance, AgentRun, AgentType
+from .models import AgentInstance, AgentRun, AgentType, AgentTypeRevision
 
 
 def agent_type_by_id_or_slug(value: str) -> AgentType | None:
@@ -41,17 +41,42 @@ def assigned_issues_count() -> RawSQL:
     )
 
 
-def agent_queryset(project: Project | None = None) -> QuerySet[AgentInstance]:
+#: What an agent's representation shows of its type and its template revision (``AgentInstanceSerializer``: the
+#: type's id, name and slug, the revision's id and version).
+REPRESENTED_RELATED_FIELDS = {AgentType: ("id", "name", "slug"), AgentTypeRevision: ("id", "version")}
+
+
+@cache
+def unrepresented_related_fields() -> tuple[str, ...]:
+    """``defer()`` paths of every field of the joined type and revision that the representation does not show (the
+    type's description, capabilities, config schema, handler and limits; the revision's template and message)."""
+    return tuple(
+        f"{relation}__{field.name}"
+        for relation, model in (("agent_type", AgentType), ("agent_type_revision", AgentTypeRevision))
+        for field in model._meta.concrete_fields
+        if field.name not in REPRESENTED_RELATED_FIELDS[model]
+    )
+
+
+def agent_queryset(project: Project | None = None, *, represented_only: bool = False) -> QuerySet[AgentInstance]:
     """Agents with everything their representation needs, in one query for any page size.
 
     Joins ``agent_type``, ``project`` and ``agent_type_revision``; ``assigned_issues_count`` is an annotation
     (``assigned_issues_count()``). Counting the queryset (the paginator) leaves the joins and the annotation out.
     With ``project``: that project's agents, each given that very instance as its ``project`` (no join).
+
+    With ``represented_only`` (the API's reads, which answer with the representation and nothing else): the joined
+    type and revision load only what the representation shows (``REPRESENTED_RELATED_FIELDS``); their other fields
+    (a type's JSON schema and capabilities, a revision's template) are neither sent by PostgreSQL nor decoded for
+    each row. Reading a deferred field later costs a query of its own, so a caller that uses the type or the revision
+    beyond the representation (the services behind the writes: ``agents.services.agent_lock``) loads them whole.
     """
     if project is None:
         agents = AgentInstance.objects.select_related("agent_type", "project", "agent_type_revision")
     else:
         agents = project.agents.select_related("agent_type", "agent_type_revision")
+    if represented_only:
+        agents = agents.defer(*unrepresented_related_fields())
     return agents.annotate(assigned_issues_count=assigned_issues_count())
 
 

@@ -242,8 +242,10 @@ class AgentViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return AgentInstance.objects.none()
-        # Newest first, matching the ``agent_list_idx`` index (``id`` breaks ties, so cursors are exact).
-        return agent_queryset(self.project).order_by("-created_at", "-id")
+        # Newest first, matching the ``agent_list_idx`` index (``id`` breaks ties, so cursors are exact). Only the reads
+        # use this queryset (the writes lock and read their agent with ``get_locked_object``), and they answer with the
+        # representation: the joined type and revision load only what it shows.
+        return agent_queryset(self.project, represented_only=True).order_by("-created_at", "-id")
 
     def get_object(self) -> AgentInstance:
         """The URL's agent within the URL's project (list filters such as ``include_playground`` do not apply)."""

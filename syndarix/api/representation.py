@@ -27,9 +27,13 @@ class CompiledRepresentationMixin:
         plan = _plan(self)
         if plan is None:
             return super().to_representation(instance)
-        # The current time zone, read once per row (a thread-local lookup): the default one unless something
-        # activated another (the API never does).
-        zone = timezone.get_default_timezone() if _no_active_timezone() else timezone.get_current_timezone()
+        # The current time zone (the default one unless something activated another; the API never does), read once
+        # per serializer: a list's rows share their child serializer, and the lookup (a context-local read) costs as
+        # much as a row's date-times.
+        zone = self.__dict__.get("_representation_zone")
+        if zone is None:
+            zone = timezone.get_default_timezone() if _no_active_timezone() else timezone.get_current_timezone()
+            self._representation_zone = zone
         out = {}
         for name, get, convert, zoned in plan:
             value = get(instance)
