@@ -111,7 +111,7 @@ def evaluate_compiled_once(queryset: models.QuerySet[M], key: Hashable) -> list[
     return list(queryset)
 
 
-def fetch_compiled(key: Hashable, build: Callable[[], models.QuerySet[M]], params: Sequence[Any]) -> list[M]:
+def fetch_compiled(key: Hashable, build: Callable[[], models.QuerySet], params: Sequence[Any]) -> list:
     """``list(build())``, with the SQL of the first ``build()`` of ``key`` (in this thread) run again with ``params``.
 
     For the hot reads of one row by its ids (a run's agent locked at a step boundary, a context's current version):
@@ -124,11 +124,11 @@ def fetch_compiled(key: Hashable, build: Callable[[], models.QuerySet[M]], param
 
     Args:
         key: any hashable naming the query's shape (everything ``build`` makes it from but ``params``).
-        build: returns an unevaluated queryset of model instances.
+        build: returns an unevaluated queryset (of model instances, or ``values_list`` rows).
         params: the queryset's SQL parameters.
 
     Returns:
-        The model instances, as ``list(build())`` would.
+        The rows, as ``list(build())`` would.
     """
     cache = getattr(_compiled, "compilers", None)
     if cache is None:
