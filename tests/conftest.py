@@ -136,3 +136,23 @@ def stranger_client(db) -> APIClient:
     """An authenticated user of another workspace: sees none of ``workspace``."""
     other = factories.ProjectFactory()
     return client_for(other.owner)
+
+
+@pytest.fixture
+def compiles(monkeypatch) -> list[str]:
+    """The SQL of every SELECT Django compiles from now on; the compiled queries kept per thread
+    (``syndarix.db.evaluate_compiled_once``, ``fetch_compiled``) start empty."""
+    from django.db.models.sql.compiler import SQLCompiler
+
+    from syndarix import db
+
+    compiled, as_sql = [], SQLCompiler.as_sql
+
+    def counting(self, *args, **kwargs):
+        result = as_sql(self, *args, **kwargs)
+        compiled.append(result[0])
+        return result
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counting)
+    monkeypatch.setattr(db._compiled, "compilers", None, raising=False)
+    return compiled

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
-from django.db.models.sql.compiler import SQLCompiler
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
@@ -69,7 +68,7 @@ def test_a_loop_step_costs_at_most_four_statements(project, stub, in_process):
     assert not [sql for sql in long if "modelprice" in sql.lower()], "prices come from the process's cache"
 
 
-def test_a_warm_thread_compiles_no_select_for_a_loop_run(project, stub, in_process, monkeypatch):
+def test_a_warm_thread_compiles_no_select_for_a_loop_run(project, stub, in_process, compiles):
     """The run's reads (its agent and the run locked at the claim and the end, what goes before it, the tool's
     context read, the next run's look-up) reuse the SQL compiled for the thread's first run
     (``syndarix.db.fetch_compiled``): a query whose parameters stop matching would compile on every run again."""
@@ -80,16 +79,9 @@ def test_a_warm_thread_compiles_no_select_for_a_loop_run(project, stub, in_proce
     _statements(agent, "warm up")
     stub.script(*[reply(tool_calls=[tool_call("read_context", {"name": "notes"})]) for _ in range(2)], reply("done"))
     run, _ = runtime.run_create(agent=agent, instruction="two reads")
-    compiled, as_sql = [], SQLCompiler.as_sql
-
-    def counting(self, *args, **kwargs):
-        result = as_sql(self, *args, **kwargs)
-        compiled.append(result[0])
-        return result
-
-    monkeypatch.setattr(SQLCompiler, "as_sql", counting)
+    compiles.clear()
     assert executor.execute_run(run.pk, worker="here") == "succeeded"
-    assert compiled == []
+    assert compiles == []
 
 
 def test_a_plain_agent_class_llm_step_costs_at_most_three_statements(project, stub, in_process):

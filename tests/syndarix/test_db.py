@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 from django.db import IntegrityError
-from django.db.models.sql.compiler import SQLCompiler
 
 from projects.models import Project, Workspace
 from syndarix import db
@@ -41,21 +40,6 @@ def test_a_successful_write_returns_its_result():
     created = save_unique(lambda: Workspace.objects.create(name="x", slug="x"), taken=lambda: True, field="slug",
                           message="never")
     assert Workspace.objects.get(slug="x") == created
-
-
-@pytest.fixture
-def compiles(monkeypatch) -> list[str]:
-    """The SQL of every SELECT Django compiles from now on."""
-    compiled, as_sql = [], SQLCompiler.as_sql
-
-    def counting(self, *args, **kwargs):
-        result = as_sql(self, *args, **kwargs)
-        compiled.append(result[0])
-        return result
-
-    monkeypatch.setattr(SQLCompiler, "as_sql", counting)
-    monkeypatch.setattr(db._compiled, "compilers", None, raising=False)  # no compiler kept from another test
-    return compiled
 
 
 def test_a_queryset_is_compiled_once_per_key_and_its_rows_read_each_time(compiles):
