@@ -41,7 +41,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.test import override_settings  # noqa: E402
 
 from agents import services  # noqa: E402
-from agents.choices import AgentStatus, RunRequestKind, RunStatus  # noqa: E402
+from agents.choices import RunRequestKind  # noqa: E402
 from agents.contexts import services as contexts  # noqa: E402
 from agents.events.models import Event  # noqa: E402
 from agents.models import AgentRun, AgentRunRequest, AgentType  # noqa: E402
@@ -59,10 +59,8 @@ INPUT_SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "max
 def waiting(agent, kind: str, **request) -> tuple[AgentRun, AgentRunRequest]:
     """A run of ``agent`` waiting for a person, with its pending request."""
     run, _ = runtime.run_create(agent=agent, instruction="fuzz")
-    services.agent_transition(agent, AgentStatus.WORKING)
-    services.agent_transition(agent, AgentStatus.WAITING)
-    AgentRun.objects.filter(pk=run.pk).update(status=RunStatus.WAITING)
-    return run, AgentRunRequest.objects.create(run=run, kind=kind, tool_call_id="call_1", **request)
+    run = runtime.run_claim(run.pk, worker="fuzz")  # as a worker takes it: running, the agent working
+    return run, runtime.run_wait(run, kind=kind, tool_call_id="call_1", **request)
 
 
 def main() -> None:
