@@ -83,8 +83,10 @@ def procfile() -> dict[str, str]:
 class Process:
     """A shell command in a session of its own (a Procfile line), its log in a file."""
 
-    def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path, cwd: Path = ROOT) -> None:
+    def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path, cwd: Path = ROOT,
+                 ready=None) -> None:
         self.name = name
+        self.ready = ready  # a callable answering whether the process is up (None: at once)
         self.log = log_dir / f"{name}.log"
         with self.log.open("ab") as log:
             self.popen = subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=log,
@@ -126,6 +128,14 @@ class Process:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout=10)
+
+    def wait_ready(self, deadline: float) -> None:
+        """Wait until ``ready`` answers true; exits the benchmark if the process ends or ``deadline`` (monotonic)
+        passes first."""
+        while self.ready is not None and not self.ready():
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{self.name} did not start:\n{self.tail()}")
+            time.sleep(0.2)
 
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -225,25 +235,43 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 
 def start_box(args, env: dict[str, str], log_dir: Path, *, web: bool = True) -> tuple[list[Process], list[Process]]:
-    """Start the worker line(s), and the beat and web lines; returns ``(workers, others)``."""
+    """Start the beat and web lines, wait until they are up, then the worker line(s); returns
+    ``(workers, others)``."""
     lines = procfile()
     worker_command = args.worker_command or lines.get("worker")
     if not worker_command:
         raise SystemExit("no Procfile worker line: pass --worker-command")
+    others = []
+    if lines.get("beat") and not args.worker_command:
+        beat = Process("beat", lines["beat"], env, log_dir)
+        beat.ready = lambda: " ready." in beat.log.read_text(errors="replace")
+        others.append(beat)
+    if web and lines.get("web"):
+        web_process = Process("web", lines["web"], {**env, "PORT": str(free_port())}, log_dir)
+        web_process.ready = lambda: _booted(web_process.log.read_text(errors="replace"))
+        others.append(web_process)
+    # As in production, the rest of the box is up when a burst of runs arrives: the workers start when web and
+    # beat have booted (a booting web server's CPU is not the workers').
+    deadline = time.monotonic() + 120
+    for process in others:
+        process.wait_ready(deadline)
     workers = []
     for n in range(args.processes):
         own = {**env, "PORT": str(5100 + n)}
         workers.append(Process(f"worker{n + 1}", worker_command, own, log_dir, cwd=args.code_root))
-    others = []
-    if lines.get("beat") and not args.worker_command:
-        others.append(Process("beat", lines["beat"], env, log_dir))
-    if web and lines.get("web"):
-        others.append(Process("web", lines["web"], {**env, "PORT": str(free_port())}, log_dir))
     return workers, others
+
+
+def _booted(log: str) -> bool:
+    """Whether a gunicorn log shows every worker it booted ready (uvicorn's "Application startup complete")."""
+    booted = log.count("Booting worker with pid")
+    return booted > 0 and log.count("Application startup complete") >= booted
 
 
 def scenario(args, *, agents: int, delay: float, log_dir: Path, outage: float = 0.0) -> dict:
     """Queue one run per agent, start the box, wait for every run to finish (or ``--max-seconds``)."""
+    from django.db.models import Count, Q
+
     from agents.choices import RUN_FINISHED_STATUSES, RunStatus, StepKind
     from agents.models import AgentRun, AgentRunStep
     from agents.runtime import services as runtime
@@ -256,6 +284,7 @@ def scenario(args, *, agents: int, delay: float, log_dir: Path, outage: float = 
     fleet = setup_fleet(agents, tag=tag)
     created = time.perf_counter()
     runs = [runtime.run_create(agent=agent, instruction=f"Task {n}")[0].pk for n, agent in enumerate(fleet)]
+    project_id = fleet[0].project_id  # the scenario's own project: its runs and no others
     created = time.perf_counter() - created
     env = box_env(stub_url=stub.base_url, queue=queue, code_root=args.code_root)
     workers, others = start_box(args, env, log_dir)
@@ -272,7 +301,10 @@ def scenario(args, *, agents: int, delay: float, log_dir: Path, outage: float = 
             backends = pg_backends(database)
             peak_connections = max(peak_connections, len(backends))
             peak_rss = max(peak_rss, sum(w.rss_bytes() for w in workers))
-            started_count = AgentRun.objects.filter(pk__in=runs, started_at__isnull=False).count()
+            counts = AgentRun.objects.filter(agent__project_id=project_id).aggregate(  # one light query per sample
+                started=Count("pk", filter=Q(started_at__isnull=False)),
+                finished=Count("pk", filter=Q(status__in=RUN_FINISHED_STATUSES)))
+            started_count = counts["started"]
             if started_count:
                 worker_cpu = sum(w.cpu_seconds() for w in workers)
                 cpu_start = worker_cpu if cpu_start is None else cpu_start
@@ -284,7 +316,7 @@ def scenario(args, *, agents: int, delay: float, log_dir: Path, outage: float = 
             if outage and outage_started is None and stub.control("stats")["in_flight"] >= agents:
                 stub.control("outage", {"seconds": outage, "status": 503})
                 outage_started = time.monotonic()
-            finished = AgentRun.objects.filter(pk__in=runs, status__in=RUN_FINISHED_STATUSES).count()
+            finished = counts["finished"]
             if finished == len(runs) or time.monotonic() > deadline:
                 break
             for process in workers + others:

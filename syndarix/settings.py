@@ -283,6 +283,14 @@ AGENT_HEARTBEAT_SECONDS = env.float("AGENT_HEARTBEAT_SECONDS", default=10.0)
 AGENT_HEARTBEAT_TIMEOUT_SECONDS = env.float("AGENT_HEARTBEAT_TIMEOUT_SECONDS", default=60.0)
 AGENT_RUN_MAX_ATTEMPTS = env.int("AGENT_RUN_MAX_ATTEMPTS", default=3)
 AGENT_RUN_MAX_STEPS = env.int("AGENT_RUN_MAX_STEPS", default=20)
+# A worker process holds up to its concurrency of runs, but at most AGENT_WORKER_ACTIVE_RUNS of them execute Python
+# at once (the others wait on their LLM, or for a slot; 0: no bound). A run waits at most
+# AGENT_WORKER_ACTIVE_RUNS_WAIT_SECONDS for a slot, then goes on without one (agents.runtime.slots).
+AGENT_WORKER_ACTIVE_RUNS = env.int("AGENT_WORKER_ACTIVE_RUNS", default=4)
+AGENT_WORKER_ACTIVE_RUNS_WAIT_SECONDS = env.float("AGENT_WORKER_ACTIVE_RUNS_WAIT_SECONDS", default=2.0)
+if AGENT_WORKER_ACTIVE_RUNS < 0 or AGENT_WORKER_ACTIVE_RUNS_WAIT_SECONDS < 0:
+    raise ImproperlyConfigured("AGENT_WORKER_ACTIVE_RUNS and AGENT_WORKER_ACTIVE_RUNS_WAIT_SECONDS must not be "
+                               "negative.")
 # The runtime's LLM upstream: an OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, LiteLLM).
 # Without a URL, debug deployments use the offline provider (a scripted stand-in, no LLM); production refuses it.
 AGENT_LLM_API_URL = env.str("AGENT_LLM_API_URL", default="")

@@ -28,6 +28,8 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -59,6 +61,7 @@ from ..exceptions import UsageLimitExceeded
 from ..models import AgentInstance, AgentRun
 from . import services, telemetry
 from .exceptions import RunFailure, RunInterrupted
+from .slots import slots
 from .tools.registry import ToolCall
 from .trace import StepRecorded, cap, step_record
 
@@ -192,12 +195,13 @@ class MeteredLLM:
             **({"params": params} if params else {}),
         }
         started = time.monotonic()
-        release_connection()  # a run waiting on its LLM holds no database connection
+        release_connection()  # a run waiting on its LLM holds no database connection, and no slot
         try:
             provider = get_chat_provider()
             shown["provider"] = provider.name
             with telemetry.llm_call(request, provider=provider.name) as call:
-                completion = provider.complete(request, request_id=str(uuid.uuid4()))
+                with slots.waiting():
+                    completion = provider.complete(request, request_id=str(uuid.uuid4()))
                 call.answered(completion)
         except BadAnswer as bad:
             self._record_bad_answer(request, shown, bad, started)
@@ -316,6 +320,15 @@ class RunContext:
         self._last: StepRecorded | None = None  # the last step's read-back (the stop check rides on it)
         #: True once ``should_stop()`` has answered True (the class is expected to return promptly).
         self.stop_seen = False
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """For agent code that waits on something slow other than ``llm`` (an HTTP call of its own, a sleep): for
+        the block, the run gives back its database connection (outside a transaction) and its worker slot
+        (``slots``), so the process's other runs go on meanwhile. ``llm`` does this by itself."""
+        release_connection()
+        with slots.waiting():
+            yield
 
     # --- Checkpoints ---
 

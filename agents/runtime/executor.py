@@ -24,6 +24,7 @@ from .context import RunContext
 from .exceptions import NotRunnable, RunFailure, RunInterrupted
 from .loop import ToolLoopAgent
 from .runners import agent_class, template_for
+from .slots import slots
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,11 @@ def execute_run(run_id, *, worker: str = "", task_id: str | None = None) -> str:
     never a crashed worker; a stop requested at a step boundary parks (``paused``) or cancels it; the database
     being unreachable propagates (the run stays ``running`` until the reaper queues it again).
     """
+    with slots.active():
+        return _execute(run_id, worker=worker, task_id=task_id)
+
+
+def _execute(run_id, *, worker: str, task_id: str | None) -> str:
     run = services.run_claim(run_id, worker=worker, task_id=task_id)
     if run is None:
         return "skipped"

@@ -41,12 +41,16 @@ R = RunStatus
 #: Threads of the box's worker, and the connections its pool may open.
 BOX_CONCURRENCY = 6
 BOX_POOL_MAX = 2
+#: Runs of the box's worker that execute at once (``AGENT_WORKER_ACTIVE_RUNS``, waiting for a slot as long as it
+#: takes): one, so runs can all wait on their LLM at once only by giving their slot back meanwhile.
+BOX_SLOTS = 1
 BOX_APP = "syndarix-test-box"
 
 
 @pytest.fixture(scope="module")
 def box(django_db_setup, stub, tmp_path_factory):
-    """The Procfile's ``worker`` (``BOX_CONCURRENCY`` threads, at most ``BOX_POOL_MAX`` connections) and
+    """The Procfile's ``worker`` (``BOX_CONCURRENCY`` threads, ``BOX_SLOTS`` slot, at most ``BOX_POOL_MAX``
+    connections) and
     ``beat`` (the maintenance queue and the periodic reaper) lines, on a queue pair of their own."""
     queue = new_queue_name()
     env = worker_env(
@@ -54,7 +58,8 @@ def box(django_db_setup, stub, tmp_path_factory):
         llm_url=stub.base_url,
         extra={"AGENT_REGISTRY_MODULES": "tests.runtime.agent_classes", "REDIS_URL": settings.REDIS_URL,
                "WORKER_CONCURRENCY": str(BOX_CONCURRENCY), "DATABASE_POOL_MAX_SIZE": str(BOX_POOL_MAX),
-               "PORT": "7", "AGENT_LLM_READ_TIMEOUT": "60",
+               "PORT": "7", "AGENT_LLM_READ_TIMEOUT": "60", "AGENT_WORKER_ACTIVE_RUNS": str(BOX_SLOTS),
+               "AGENT_WORKER_ACTIVE_RUNS_WAIT_SECONDS": "600",
                "CELERY_BEAT_SCHEDULE_FILE": str(tmp_path_factory.mktemp("beat") / "schedule")},
     )
     log_dir = tmp_path_factory.mktemp("box")
@@ -100,7 +105,7 @@ def test_one_worker_process_holds_many_runs_at_once_on_a_bounded_pool(project, s
 
     runs = [runtime.run_create(agent=agent, instruction=f"Go {n}")[0] for n, agent in enumerate(agents)]
     for hold in holds:
-        hold.wait_arrived()  # every run waits on its LLM at once, in one process
+        hold.wait_arrived()  # every run waits on its LLM at once, in one process, with one slot
 
     assert stub.in_flight == BOX_CONCURRENCY
     workers = {fresh(run).worker for run in runs}
