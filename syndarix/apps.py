@@ -10,12 +10,14 @@ class SyndarixAdminConfig(AdminConfig):
     default_site = "syndarix.admin_site.SyndarixAdminSite"
 
     def ready(self) -> None:
-        """The admin's autodiscovery, then the process's OpenTelemetry traces when the environment asks for them
+        """The admin's autodiscovery, psycopg's integer parameters sent whole (``syndarix.db.send_integers_whole``),
+        then the process's OpenTelemetry traces when the environment asks for them
         (``syndarix.telemetry.setup``; this app is the first loaded, so Django's middleware is instrumented before
         any handler loads it)."""
         super().ready()
-        from syndarix import telemetry
+        from syndarix import db, telemetry
 
+        db.send_integers_whole()
         telemetry.setup()
 
 

@@ -156,3 +156,22 @@ def fetch_compiled(key: Hashable, build: Callable[[], models.QuerySet], params: 
     compiler.as_sql = lambda *args, **kwargs: (sql, params)  # this thread's own compiler, set for this call
     queryset.query.get_compiler = lambda *args, **kwargs: compiler
     return list(queryset)
+
+
+def send_integers_whole() -> None:
+    """Make psycopg send the 16- and 32-bit integer parameters Django gives it as 64-bit ones.
+
+    Django wraps the values of integer fields and expressions in psycopg's ``Int2`` and ``Int4`` (for an ``int``
+    in an expression such as ``F("tokens") + n`` as well). Bound on the server (``DATABASE_PREPARED_STATEMENTS``),
+    psycopg's binary dumpers of those truncate a larger value modulo 2^16 or 2^32 without an error: a counter of
+    2,147,483,652 plus 2,147,483,658 tokens became 14, and a filter for a version past 2^32 would match a small one.
+    Sent as ``bigint``, PostgreSQL adds and compares them whole and refuses one too large for its column, as with
+    client-side binding. Registered on psycopg's global adapters (``SyndarixAdminConfig.ready``), from which Django
+    builds its connections'.
+    """
+    from psycopg import adapters
+    from psycopg.types.numeric import Int2, Int4, Int8BinaryDumper, Int8Dumper
+
+    for wrapper in (Int2, Int4):
+        adapters.register_dumper(wrapper, Int8Dumper)
+        adapters.register_dumper(wrapper, Int8BinaryDumper)

@@ -102,9 +102,22 @@ DATABASE_POOL_TIMEOUT = env.float("DATABASE_POOL_TIMEOUT", default=1.0)
 # longer than DATABASE_STATEMENT_TIMEOUT (seconds; keep it below gunicorn's --timeout, 30 s by default; 0 = none).
 DATABASE_CONNECT_TIMEOUT = env.int("DATABASE_CONNECT_TIMEOUT", default=2)
 DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=20.0)
+# Queries go to PostgreSQL with their parameters bound on the server, and a statement a connection has run
+# DATABASE_PREPARE_THRESHOLD times is prepared there (psycopg's automatic prepared statements): later runs skip
+# parsing and planning, which for a page of agents (two joins, two subqueries) costs PostgreSQL more than running
+# it. The connections are the pool's (or persistent ones), so each keeps its statements. Django leaves both off for
+# the sake of external poolers: behind PgBouncer in transaction mode without max_prepared_statements, set
+# DATABASE_PREPARED_STATEMENTS=false.
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+DATABASE_PREPARE_THRESHOLD = env.int("DATABASE_PREPARE_THRESHOLD", default=5)
+if DATABASE_PREPARE_THRESHOLD < 0:
+    raise ImproperlyConfigured("DATABASE_PREPARE_THRESHOLD must be 0 (prepare at once) or a number of runs.")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     _db_options = DATABASES["default"].setdefault("OPTIONS", {})
     _db_options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+    if DATABASE_PREPARED_STATEMENTS:
+        _db_options.setdefault("server_side_binding", True)
+        _db_options.setdefault("prepare_threshold", DATABASE_PREPARE_THRESHOLD)
     if DATABASE_POOL_MAX_SIZE > 0:
         if DATABASES["default"]["CONN_MAX_AGE"]:
             raise ImproperlyConfigured(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from agents.contexts import services as contexts
+from agents.models import AgentContextVersion
 from agents.services import usage_increment
 
 pytestmark = pytest.mark.django_db
@@ -17,3 +19,14 @@ def test_increments_past_two_to_the_31_add_exactly(agent):
         total += tokens
         agent.refresh_from_db(fields=["tokens_used"])
         assert agent.tokens_used == total
+
+
+def test_a_filter_past_two_to_the_32_matches_no_small_number(project, user):
+    """A 32-bit column compared with a number past 2^32 (a user's version number, say) matches nothing: the
+    parameter is never truncated to a small number that exists (``syndarix.db.send_integers_whole``)."""
+    context = contexts.context_create(project=project, name="plan", data={"goal": "ship"}, actor=user)
+    versions = AgentContextVersion.objects.filter(context=context)
+    assert versions.filter(version=1).exists()
+    for _ in range(3):  # past the prepare threshold of the connection as well
+        assert not versions.filter(version=2**32 + 1).exists()
+        assert not versions.filter(version__in=[2**32 + 1]).exists()

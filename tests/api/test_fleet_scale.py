@@ -155,6 +155,47 @@ def test_the_agent_list_reads_its_total_in_the_page_query(owner_client, project,
     assert owner_client.get(url, {"limit": 2, "page": 3}).status_code == 404
 
 
+def test_the_agent_reads_select_only_what_the_representation_shows_of_the_type_and_revision(
+        owner_client, project, agent_type):
+    """The list's and the detail's one query selects the type's id, name and slug and the revision's id and version
+    (the type's schema and capabilities, the revision's template are neither sent nor decoded for each row); the
+    writes' locked read still loads them whole, as their services use them."""
+    agent = factories.AgentFactory(project=project, agent_type=agent_type)
+    revision = services.agent_type_commit_revision(agent_type, template={"instructions": "hi", "tools": []})
+    spawned = services.agent_spawn(project=project, agent_type=agent_type, name="from-revision", config={})
+    assert spawned.agent_type_revision == revision
+    owner_client.get(agents_url(project))  # the token and the project access cached
+    for url in (agents_url(project), agents_url(project, agent), agents_url(project, spawned)):
+        with CaptureQueriesContext(connection) as captured:
+            response = owner_client.get(url)
+        assert response.status_code == 200, response.content
+        (sql,) = [query["sql"] for query in captured.captured_queries]
+        assert '"agents_agenttype"."slug"' in sql and '"agents_agenttyperevision"."version"' in sql
+        for unshown in ('"agents_agenttype"."config_schema"', '"agents_agenttype"."capabilities"',
+                        '"agents_agenttype"."description"', '"agents_agenttyperevision"."template"'):
+            assert unshown not in sql
+    row = response.json()
+    assert (row["agent_type_name"], row["agent_type_slug"], row["agent_type_revision_version"]) == (
+        agent_type.name, agent_type.slug, revision.version)
+    with CaptureQueriesContext(connection) as locked:
+        services.agent_lock(spawned.pk, project=project)
+    assert '"agents_agenttype"."config_schema"' in locked.captured_queries[0]["sql"]
+
+
+def test_the_agent_list_page_query_is_prepared_on_its_connection(owner_client, project, agent_type, settings):
+    """Past ``DATABASE_PREPARE_THRESHOLD`` runs on a connection, the list's page query is a prepared statement of
+    that connection: PostgreSQL no longer parses and plans it for each request (it costs more than running it)."""
+    assert settings.DATABASES["default"]["OPTIONS"]["prepare_threshold"] == settings.DATABASE_PREPARE_THRESHOLD
+    factories.AgentFactory(project=project, agent_type=agent_type)
+    for _ in range(settings.DATABASE_PREPARE_THRESHOLD + 1):
+        assert owner_client.get(agents_url(project)).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+                       ['%"assigned_issues_count"%"list_total_"%'])
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert len(prepared) == 1 and "$1" in prepared[0]  # its parameters bound on the server
+
+
 def test_the_agent_list_compiles_its_page_query_once_per_project_and_query_string(user, agent_type, monkeypatch):
     """The page query's SQL is compiled on the first request of a project and query string only; every request
     still reads its own project's current rows (``AgentViewSet.list_query_key``)."""

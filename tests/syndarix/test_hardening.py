@@ -57,6 +57,18 @@ def test_database_and_redis_timeouts_come_from_the_settings():
     assert settings.CACHES["default"]["OPTIONS"] == {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 
 
+def test_statements_are_bound_on_the_server_and_prepared_unless_turned_off():
+    options = "settings.DATABASES['default']['OPTIONS']"
+    expression = f"{options}.get('server_side_binding'), {options}.get('prepare_threshold')"
+    postgresql = {"DATABASE_URL": "postgres://syndarix@127.0.0.1:5432/syndarix"}
+    assert settings_in(postgresql, expression).stdout.strip() == "True 5"
+    assert settings_in({**postgresql, "DATABASE_PREPARE_THRESHOLD": "0"}, expression).stdout.strip() == "True 0"
+    off = settings_in({**postgresql, "DATABASE_PREPARED_STATEMENTS": "false"}, expression)
+    assert off.stdout.strip() == "None None"  # Django's defaults: client-side binding, nothing prepared
+    refused = settings_in({**postgresql, "DATABASE_PREPARE_THRESHOLD": "-1"}, "1")
+    assert refused.returncode != 0 and "DATABASE_PREPARE_THRESHOLD must be" in refused.stderr
+
+
 @pytest.mark.django_db
 def test_postgresql_cancels_statements_past_the_statement_timeout():
     with connection.cursor() as cursor:
