@@ -55,7 +55,7 @@ SELECT gen_random_uuid(), now(), now(), 'agent-' || i,
        (ARRAY['idle','idle','idle','idle','idle','idle','working','waiting','paused','terminated'])[i %% 10 + 1],
        '', '{{}}', '', '', '{{}}', false, now(), now(), '', NULL, '', 0, 0, 0,
        (SELECT id FROM seed_projects WHERE n = i %% {projects}), %(agent_type)s
-FROM generate_series(1, %(agents)s) i;
+FROM generate_series(1, %(agents)s::bigint) i;
 CREATE TEMP TABLE seed_agents AS SELECT row_number() OVER () - 1 AS n, id FROM agents_agentinstance;
 CREATE INDEX ON seed_agents (n);
 INSERT INTO agents_agentrun (id, agent_id, instruction, status, error_code, error_message, steps_completed,
@@ -64,7 +64,7 @@ SELECT gen_random_uuid(), a.id, 'seeded',
        CASE WHEN g.i %% 50 = 0 THEN 'queued' WHEN g.i %% 50 = 1 THEN 'waiting' WHEN g.i %% 50 = 2 THEN 'paused'
             WHEN g.i %% 17 = 0 THEN 'failed' WHEN g.i %% 23 = 0 THEN 'cancelled' ELSE 'succeeded' END,
        '', '', 3, 1000, 0.01, 1, '', '', now() - make_interval(mins => g.i %% 40000), now(), now(), now()
-FROM generate_series(1, %(runs)s) g(i)
+FROM generate_series(1, %(runs)s::bigint) g(i)
 JOIN seed_agents a ON a.n = (g.i::bigint * 7919) %% %(agents)s;
 INSERT INTO agents_agentrunrequest (id, run_id, kind, status, tool_name, tool_call_id, arguments, message, reason,
     requested_at)

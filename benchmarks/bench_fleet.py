@@ -268,7 +268,7 @@ def _insert_agents(project_id, agent_type_id, start: int, stop: int, total: int)
                        i %% 13, (i %% 1000) * 250, ((i %% 1000) * 0.0125)::numeric(14, 6), %s, %s,
                        NULL, NULL, NULL, NULL, NULL
                 FROM (SELECT i, now() - make_interval(secs => %s - i) AS ts, {status} AS st
-                      FROM generate_series(%s, %s) AS i) AS g
+                      FROM generate_series(%s::bigint, %s::bigint) AS i) AS g
                 RETURNING id, created_at, status
             )
             INSERT INTO agents_agenttransition (id, from_status, to_status, reason, request_id, created_at, actor_id,

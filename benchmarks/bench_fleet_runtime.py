@@ -366,6 +366,7 @@ def statements_per_step(log_dir: Path) -> dict[str, float]:
     calls, 3 read tool calls) and a plain agent class (``tests.runtime.agent_classes.CallsAgent``, 4 calls), whole
     runs divided by their 4 calls (claim and completion included), and per step alone (a 4-call run's count minus a
     1-call run's, divided by 3)."""
+    from django.db import reset_queries
     from django.test.utils import CaptureQueriesContext
 
     from agents import services
@@ -392,6 +393,7 @@ def statements_per_step(log_dir: Path) -> dict[str, float]:
                 ("warm-up", loop_agent[1], "Warm up"), ("loop", loop_agent[0], "Count"),
                 ("loop-1", loop_agent[0], "Count [turns=0]"), ("plain", plain, "Count"), ("plain-1", once, "Count")):
             run, _ = runtime.run_create(agent=agent, instruction=instruction)
+            reset_queries()  # a full query log (9,000 queries of earlier scenarios, with DEBUG) would capture none
             with CaptureQueriesContext(connection) as queries:
                 outcome = executor.execute_run(run.pk, worker="bench")
             if outcome != "succeeded":

@@ -195,12 +195,11 @@ class MeteredLLM:
             **({"params": params} if params else {}),
         }
         started = time.monotonic()
-        release_connection()  # a run waiting on its LLM holds no database connection, and no slot
         try:
             provider = get_chat_provider()
             shown["provider"] = provider.name
             with telemetry.llm_call(request, provider=provider.name) as call:
-                with slots.waiting():
+                with self._ctx.waiting():  # a run waiting on its LLM holds no database connection and no slot
                     completion = provider.complete(request, request_id=str(uuid.uuid4()))
                 call.answered(completion)
         except BadAnswer as bad:

@@ -2,7 +2,8 @@
 
 ``execute_run`` is what the Celery task ``agents.runtime.tasks.execute_run`` calls. The agent's code runs here,
 in the worker, never in a web request. A worker process holds many runs at once (Celery's threads pool: a run
-waiting on its LLM holds a thread, not a process, and no database connection). One heartbeat per process
+waiting on its LLM holds a thread, not a process, and no database connection); at most ``AGENT_WORKER_ACTIVE_RUNS`` of
+them execute at once (``slots``), the others wait on their LLM or for a slot. One heartbeat per process
 (``WorkerHeartbeat``) stamps ``last_heartbeat_at`` of every agent whose run the process holds, every
 ``AGENT_HEARTBEAT_SECONDS``, in one statement (and every step stamps its agent too), so the reaper can tell a long
 LLM call from a dead worker.
