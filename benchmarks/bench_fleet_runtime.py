@@ -83,10 +83,9 @@ def procfile() -> dict[str, str]:
 class Process:
     """A shell command in a session of its own (a Procfile line), its log in a file."""
 
-    def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path, cwd: Path = ROOT,
-                 ready=None) -> None:
+    def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path, cwd: Path = ROOT) -> None:
         self.name = name
-        self.ready = ready  # a callable answering whether the process is up (None: at once)
+        self.ready = None  # a callable answering whether the process is up (None: at once); see wait_ready
         self.log = log_dir / f"{name}.log"
         with self.log.open("ab") as log:
             self.popen = subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=log,
