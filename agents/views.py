@@ -11,7 +11,6 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models.expressions import RawSQL
 from django.http import Http404
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -29,7 +28,7 @@ from syndarix.api.views import ValidatedInputMixin
 from . import counters, services
 from .filtersets import AgentInstanceFilterSet, AgentTypeFilterSet
 from .models import AgentInstance, AgentType
-from .selectors import agent_metrics, agent_queryset
+from .selectors import agent_metrics, agent_queryset, represented_agent
 from .serializers import (
     AgentActionSerializer,
     AgentInstanceSerializer,
@@ -249,7 +248,9 @@ class AgentViewSet(
 
     def get_object(self) -> AgentInstance:
         """The URL's agent within the URL's project (list filters such as ``include_playground`` do not apply)."""
-        agent = get_object_or_404(self.get_queryset(), pk=self.kwargs[self.lookup_url_kwarg])
+        agent = represented_agent(self.project, self.kwargs[self.lookup_url_kwarg])
+        if agent is None:
+            raise Http404("No AgentInstance matches the given query.")
         self.check_object_permissions(self.request, agent)
         return agent
 

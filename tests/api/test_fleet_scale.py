@@ -233,6 +233,41 @@ def test_the_agent_list_compiles_its_page_query_once_per_project_and_query_strin
     assert other.name == "theirs"
 
 
+def test_the_agent_detail_compiles_its_query_once_and_reads_the_urls_project_only(user, agent_type, monkeypatch):
+    """The detail's SQL is compiled on a thread's first detail only (``agents.selectors.represented_agent``); each
+    request still reads its own agent, current, with the URL's project and the caller's role in it, and an agent of
+    another project stays a 404."""
+    from django.db.models.sql.compiler import SQLCompiler
+
+    from syndarix import db
+
+    compiled, as_sql = [], SQLCompiler.as_sql
+    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(1) or as_sql(self, *a, **k))
+    monkeypatch.setattr(db._compiled, "compilers", None, raising=False)
+    mine = factories.ProjectFactory(owner=user)
+    theirs = factories.ProjectFactory()
+    factories.MembershipFactory(workspace=theirs.workspace, user=user, role=WorkspaceRole.VIEWER)
+    ours = factories.AgentFactory(project=mine, agent_type=agent_type, name="ours")
+    other = factories.AgentFactory(project=theirs, agent_type=agent_type, name="theirs")
+    client = client_for(user)
+
+    def detail(project, agent):
+        compiled.clear()
+        return client.get(f"{agents_url(project)}/{agent.pk}")
+
+    assert detail(mine, ours).json()["name"] == "ours" and compiled  # the first: token, project, agent
+    assert detail(mine, ours).json()["status"] == "idle" and compiled == []  # again: nothing compiled
+    services.agent_pause(ours, actor=user)
+    body = detail(mine, ours).json()
+    assert (body["status"], body["project_slug"], compiled) == ("paused", mine.slug, [])  # current row, same SQL
+    assert detail(theirs, ours).status_code == 404  # an agent of another project, from a project the caller sees
+    assert detail(mine, other).status_code == 404
+    body = detail(theirs, other).json()
+    assert (body["name"], body["project_slug"]) == ("theirs", theirs.slug)
+    response = client.post(f"{agents_url(theirs)}/{other.pk}/pause")
+    assert response.status_code == 403  # a viewer there: the role is the URL's project's own
+
+
 def test_q_uses_a_trigram_index_on_postgresql(owner_client, project, agent_type):
     assert connection.vendor == "postgresql"
     with connection.cursor() as cursor:
