@@ -89,7 +89,7 @@ def represented_agent(project: Project, agent_id: uuid.UUID) -> AgentInstance | 
     """Agent ``agent_id`` of ``project`` as ``agent_queryset(project, represented_only=True)`` reads it (its
     ``project`` is that very instance), or ``None`` when the project has no such agent.
 
-    The API's one-agent reads (the detail, its metrics and ledger). One query, whose SQL is compiled once per thread
+    The API's one-agent reads (the detail, its metrics and ledger). One query, whose SQL is compiled once per process
     (``syndarix.db.fetch_compiled``): building and compiling this queryset (two joins, the deferred fields, the
     issue count) took several times the CPU PostgreSQL spends answering it."""
     rows = fetch_compiled("agents.represented_agent", lambda: _with_representation(

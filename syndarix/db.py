@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, connections, models, transaction
+from django.db.models.sql.compiler import SQLCompiler
 
 from syndarix.exceptions import InvalidInput
 
@@ -61,21 +63,50 @@ def update_unique(
     return instance
 
 
-#: Compiled queries ``evaluate_compiled_once`` keeps per thread (the least recently used go first).
-COMPILED_QUERIES = 256
+#: Compiled queries ``evaluate_compiled_once`` and ``fetch_compiled`` keep per process (the least recently used go
+#: first).
+COMPILED_QUERIES = 1024
 
-_compiled = threading.local()
+# Shared by the process's threads: a worker runs each of hundreds of runs on a thread of its own, so SQL compiled per
+# thread was compiled again for nearly every run. What is kept is the SQL and the compiler's column layout; each call
+# runs them on its own thread's connection (``_bound``).
+_compiled: OrderedDict[Hashable, tuple] = OrderedDict()
+_compiled_lock = threading.Lock()
+
+
+def _kept(key: Hashable) -> tuple | None:
+    with _compiled_lock:
+        kept = _compiled.get(key)
+        if kept is not None:
+            _compiled.move_to_end(key)
+        return kept
+
+
+def _keep(key: Hashable, value: tuple) -> None:
+    with _compiled_lock:
+        _compiled[key] = value
+        while len(_compiled) > COMPILED_QUERIES:
+            _compiled.popitem(last=False)
+
+
+def _bound(compiler: SQLCompiler, sql: str, params: tuple, queryset: models.QuerySet) -> models.QuerySet:
+    """``queryset`` set to run ``sql`` with ``params`` and build its rows from ``compiler``'s column layout, on this
+    thread's connection (a shallow copy of the compiler: its layout is only read once it is compiled)."""
+    bound = copy.copy(compiler)
+    bound.connection = connections[queryset.db]
+    bound.as_sql = lambda *args, **kwargs: (sql, params)
+    queryset.query.get_compiler = lambda *args, **kwargs: bound
+    return queryset
 
 
 def evaluate_compiled_once(queryset: models.QuerySet[M], key: Hashable) -> list[M]:
-    """``list(queryset)``, with the SQL Django compiled for an earlier queryset of the same ``key`` (in this thread).
+    """``list(queryset)``, with the SQL Django compiled for an earlier queryset of the same ``key`` (in this process).
 
     Django compiles a queryset's SQL on every evaluation; for a query with joins and annotations (a page of agents)
     that costs more than the database takes to run it. The first queryset of a ``key`` is compiled as usual and its
-    compiler kept (``COMPILED_QUERIES`` per thread, each thread with its own database connections); a later one runs
-    that compiled SQL with its parameters and builds its rows from that compiler's column layout. Everything else
-    comes from ``queryset`` itself: the rows it reads now, the related objects it already knows (a project's agents
-    get that project instance).
+    SQL and column layout kept (``COMPILED_QUERIES`` per process); a later one runs that SQL on its own thread's
+    connection and builds its rows from that layout. Everything else comes from ``queryset`` itself: the rows it
+    reads now, the related objects it already knows (a project's agents get that project instance).
 
     The caller's contract: every queryset given the same ``key`` compiles to the same SQL and parameters, so the key
     must name everything the queryset is built from (for a list: the view, its project, the request's query string,
@@ -89,38 +120,30 @@ def evaluate_compiled_once(queryset: models.QuerySet[M], key: Hashable) -> list[
     Returns:
         The model instances, as ``list(queryset)`` would.
     """
-    cache = getattr(_compiled, "compilers", None)
-    if cache is None:
-        cache = _compiled.compilers = OrderedDict()
-    key = (queryset.db, key)
+    key = ("evaluate", queryset.db, key)
     queryset = queryset.all()  # a clone of its own: no clone of the caller's inherits the kept compiler
-    compiler = cache.get(key)
-    if compiler is None or compiler.connection is not connections[queryset.db]:  # compiled on a replaced connection
+    kept = _kept(key)
+    if kept is None:
         compiler = queryset.query.get_compiler(using=queryset.db)
         try:
-            compiled = compiler.as_sql()  # also fills the column layout (select, klass_info, annotation_col_map)
+            sql, params = compiler.as_sql()  # also fills the column layout (select, klass_info, annotation_col_map)
         except EmptyResultSet:
             return []  # a query that can match nothing (Django runs none either)
-        compiler.as_sql = lambda *args, **kwargs: compiled
-        cache[key] = compiler
-        if len(cache) > COMPILED_QUERIES:
-            cache.popitem(last=False)
-    else:
-        cache.move_to_end(key)
-    queryset.query.get_compiler = lambda *args, **kwargs: compiler
-    return list(queryset)
+        _keep(key, kept := (compiler, sql, params))
+    return list(_bound(*kept, queryset))
 
 
 def fetch_compiled(key: Hashable, build: Callable[[], models.QuerySet], params: Sequence[Any]) -> list:
-    """``list(build())``, with the SQL of the first ``build()`` of ``key`` (in this thread) run again with ``params``.
+    """``list(build())``, with the SQL of the first ``build()`` of ``key`` (in this process) run again with ``params``.
 
     For the hot reads of one row by its ids (a run's agent locked at a step boundary, a context's current version):
     building and compiling such a queryset costs several times what the database takes to answer it. ``build``
     makes the queryset, and is called only while ``key`` has no compiled SQL yet; ``params`` are that SQL's
     parameters in their order in the SQL, each the value Django itself binds (a ``uuid.UUID`` for a UUID column).
     The first call checks that ``build()`` compiles to exactly ``params``; a queryset that does not (a lookup that
-    adds or converts parameters) is never kept, and each call compiles it as Django does. Compiled queries share
-    ``evaluate_compiled_once``'s per-thread cache of ``COMPILED_QUERIES``.
+    adds or converts parameters) is never kept, and each call compiles it as Django does. The queryset must know
+    no related objects of its own (build it from the model's manager, not a related manager): later calls read
+    rows through the first one. Compiled queries share ``evaluate_compiled_once``'s cache.
 
     Args:
         key: any hashable naming the query's shape (everything ``build`` makes it from but ``params``).
@@ -130,12 +153,9 @@ def fetch_compiled(key: Hashable, build: Callable[[], models.QuerySet], params: 
     Returns:
         The rows, as ``list(build())`` would.
     """
-    cache = getattr(_compiled, "compilers", None)
-    if cache is None:
-        cache = _compiled.compilers = OrderedDict()
-    params = tuple(params)
-    kept = cache.get(("fetch", key))
-    if kept is None or kept[1].connection is not connections[kept[0].db]:
+    key, params = ("fetch", key), tuple(params)
+    kept = _kept(key)
+    if kept is None:
         queryset = build()
         compiler = queryset.query.get_compiler(using=queryset.db)
         try:
@@ -143,19 +163,10 @@ def fetch_compiled(key: Hashable, build: Callable[[], models.QuerySet], params: 
         except EmptyResultSet:
             return []
         if [(type(p), p) for p in compiled_params] != [(type(p), p) for p in params]:
-            params = compiled_params  # parameters other than ``params``: this call only, compiled as Django does
-        else:
-            cache[("fetch", key)] = (queryset, compiler, sql)
-            if len(cache) > COMPILED_QUERIES:
-                cache.popitem(last=False)
-        queryset = queryset.all()
-    else:
-        cache.move_to_end(("fetch", key))
-        template, compiler, sql = kept
-        queryset = template.all()
-    compiler.as_sql = lambda *args, **kwargs: (sql, params)  # this thread's own compiler, set for this call
-    queryset.query.get_compiler = lambda *args, **kwargs: compiler
-    return list(queryset)
+            return list(_bound(compiler, sql, compiled_params, queryset.all()))  # other parameters: not kept
+        _keep(key, kept := (queryset, compiler, sql))
+    template, compiler, sql = kept
+    return list(_bound(compiler, sql, params, template.all()))
 
 
 def send_integers_whole() -> None:

@@ -140,7 +140,7 @@ def stranger_client(db) -> APIClient:
 
 @pytest.fixture
 def compiles(monkeypatch) -> list[str]:
-    """The SQL of every SELECT Django compiles from now on; the compiled queries kept per thread
+    """The SQL of every SELECT Django compiles from now on; the compiled queries kept per process
     (``syndarix.db.evaluate_compiled_once``, ``fetch_compiled``) start empty."""
     from django.db.models.sql.compiler import SQLCompiler
 
@@ -154,5 +154,5 @@ def compiles(monkeypatch) -> list[str]:
         return result
 
     monkeypatch.setattr(SQLCompiler, "as_sql", counting)
-    monkeypatch.setattr(db._compiled, "compilers", None, raising=False)
+    monkeypatch.setattr(db, "_compiled", type(db._compiled)())
     return compiled

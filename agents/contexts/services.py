@@ -431,7 +431,7 @@ def context_current(project: Project, *, name: str | None = None, context_id=Non
 
     by_id = context_id is not None
     params = [project.pk, context_id if by_id else name]
-    rows = fetch_compiled(("contexts.current", by_id), build, params)  # the SQL compiled once per thread
+    rows = fetch_compiled(("contexts.current", by_id), build, params)  # the SQL compiled once per process
     return rows[0] if rows else None
 
 

@@ -85,7 +85,7 @@ def _lock_agent(agent_id, *, related: tuple[str, ...] = ("agent_type", "project_
     """Lock the agent row (only it: its type and project are read, not locked, else every run of a project or a
     type would wait for every other's claim and completion), ``related`` read with it.
 
-    Raises ``AgentInstance.DoesNotExist``. The SQL is compiled once per thread (``syndarix.db.fetch_compiled``)."""
+    Raises ``AgentInstance.DoesNotExist``. The SQL is compiled once per process (``syndarix.db.fetch_compiled``)."""
     rows = fetch_compiled(("runtime.lock_agent", related), lambda: AgentInstance.objects.select_for_update(
         of=("self",)).select_related(*related).filter(pk=agent_id), [_uuid(agent_id)])
     if not rows:
@@ -119,7 +119,7 @@ def _lock_run(run_id) -> AgentRun:
 
 def _run_ahead(run: AgentRun) -> str | None:
     """The status of what goes before queued ``run``: another active run of its agent (``running``, ``waiting``,
-    ``paused``), else an older queued one (``queued``), else ``None``. One query, compiled once per thread."""
+    ``paused``), else an older queued one (``queued``), else ``None``. One query, compiled once per process."""
     def build():
         return AgentRun.objects.filter(
             Q(agent_id=run.agent_id) & (Q(status__in=RUN_ACTIVE_STATUSES) | Q(status=R.QUEUED,

@@ -205,7 +205,7 @@ def test_the_agent_list_compiles_its_page_query_once_per_project_and_query_strin
 
     compiled, as_sql = [], SQLCompiler.as_sql
     monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(1) or as_sql(self, *a, **k))
-    monkeypatch.setattr(db._compiled, "compilers", None, raising=False)
+    monkeypatch.setattr(db, "_compiled", type(db._compiled)())
     mine, theirs = factories.ProjectFactory(owner=user), factories.ProjectFactory(owner=user)
     ours = [factories.AgentFactory(project=mine, agent_type=agent_type, name=f"ours-{i}") for i in range(2)]
     other = factories.AgentFactory(project=theirs, agent_type=agent_type, name="theirs")
@@ -243,7 +243,7 @@ def test_the_agent_detail_compiles_its_query_once_and_reads_the_urls_project_onl
 
     compiled, as_sql = [], SQLCompiler.as_sql
     monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(1) or as_sql(self, *a, **k))
-    monkeypatch.setattr(db._compiled, "compilers", None, raising=False)
+    monkeypatch.setattr(db, "_compiled", type(db._compiled)())
     mine = factories.ProjectFactory(owner=user)
     theirs = factories.ProjectFactory()
     factories.MembershipFactory(workspace=theirs.workspace, user=user, role=WorkspaceRole.VIEWER)

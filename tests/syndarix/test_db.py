@@ -4,8 +4,10 @@ the same, run again with each call's parameters."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 
 from projects.models import Project, Workspace
 from syndarix import db
@@ -120,3 +122,33 @@ def test_fetch_compiled_keeps_nothing_when_the_sql_has_other_parameters(compiles
     for _ in range(2):  # the id's text, where Django binds a UUID
         assert fetch_compiled("by text", lambda: Project.objects.filter(pk=project.pk), [str(project.pk)]) == [project]
     assert len(compiles) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fetch_compiled_is_shared_by_threads_each_on_its_own_connection(compiles):
+    """One process-wide compilation serves concurrent threads, each reading its own row on its own PostgreSQL
+    connection (a worker runs hundreds of runs on as many threads)."""
+    projects = [ProjectFactory(slug=f"p{n}") for n in range(8)]
+    compiles.clear()
+    start, read, failures = threading.Barrier(len(projects)), {}, []
+
+    def reader(project) -> None:
+        try:
+            start.wait(10)
+            for _ in range(20):
+                rows = fetch_compiled("project by id", lambda: Project.objects.select_related("workspace").filter(
+                    pk=project.pk), [project.pk])
+                read.setdefault(project.slug, set()).add((rows[0].slug, rows[0].workspace.slug))
+        except Exception as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=reader, args=(project,)) for project in projects]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert read == {p.slug: {(p.slug, p.workspace.slug)} for p in projects}
+    assert 1 <= len(compiles) <= len(projects)  # compiled by the first threads to ask, kept from then on
