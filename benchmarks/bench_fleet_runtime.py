@@ -87,6 +87,8 @@ class Process:
         self.name = name
         self.ready = None  # a callable answering whether the process is up (None: at once); see wait_ready
         self.log = log_dir / f"{name}.log"
+        # The log is appended to by each scenario's process of this name: this process's own lines start here.
+        self.log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.popen = subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=log,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -137,7 +139,13 @@ class Process:
             time.sleep(0.2)
 
     def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def output(self) -> str:
+        """What this process has written to its log so far (not an earlier scenario's process of the same name)."""
+        with self.log.open("rb") as log:
+            log.seek(self.log_start)
+            return log.read().decode(errors="replace")
 
 
 class StubServer:
@@ -243,11 +251,11 @@ def start_box(args, env: dict[str, str], log_dir: Path, *, web: bool = True) -> 
     others = []
     if lines.get("beat") and not args.worker_command:
         beat = Process("beat", lines["beat"], env, log_dir)
-        beat.ready = lambda: " ready." in beat.log.read_text(errors="replace")
+        beat.ready = lambda: " ready." in beat.output()
         others.append(beat)
     if web and lines.get("web"):
         web_process = Process("web", lines["web"], {**env, "PORT": str(free_port())}, log_dir)
-        web_process.ready = lambda: _booted(web_process.log.read_text(errors="replace"))
+        web_process.ready = lambda: _booted(web_process.output())
         others.append(web_process)
     # As in production, the rest of the box is up when a burst of runs arrives: the workers start when web and
     # beat have booted (a booting web server's CPU is not the workers').
