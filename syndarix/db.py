@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, connections, models, transaction
 from django.db.models.sql.compiler import SQLCompiler
+from django.db.transaction import TransactionManagementError
 
 from syndarix.exceptions import InvalidInput
 
@@ -89,6 +90,12 @@ def _keep(key: Hashable, value: tuple) -> None:
             _compiled.popitem(last=False)
 
 
+def _unbound(compiler: SQLCompiler) -> SQLCompiler:
+    """``compiler`` to keep: without the compiling thread's connection (each call binds its own)."""
+    compiler.connection = None
+    return compiler
+
+
 def _bound(compiler: SQLCompiler, sql: str, params: tuple, queryset: models.QuerySet) -> models.QuerySet:
     """``queryset`` set to run ``sql`` with ``params`` and build its rows from ``compiler``'s column layout, on this
     thread's connection (a shallow copy of the compiler: its layout is only read once it is compiled)."""
@@ -124,12 +131,13 @@ def evaluate_compiled_once(queryset: models.QuerySet[M], key: Hashable) -> list[
     queryset = queryset.all()  # a clone of its own: no clone of the caller's inherits the kept compiler
     kept = _kept(key)
     if kept is None:
-        compiler = queryset.query.get_compiler(using=queryset.db)
+        # Compiled from a clone of its own: the kept compiler references no queryset a call binds.
+        compiler = queryset.all().query.get_compiler(using=queryset.db)
         try:
             sql, params = compiler.as_sql()  # also fills the column layout (select, klass_info, annotation_col_map)
         except EmptyResultSet:
             return []  # a query that can match nothing (Django runs none either)
-        _keep(key, kept := (compiler, sql, params))
+        _keep(key, kept := (_unbound(compiler), sql, params))
     return list(_bound(*kept, queryset))
 
 
@@ -164,8 +172,11 @@ def fetch_compiled(key: Hashable, build: Callable[[], models.QuerySet], params: 
             return []
         if [(type(p), p) for p in compiled_params] != [(type(p), p) for p in params]:
             return list(_bound(compiler, sql, compiled_params, queryset.all()))  # other parameters: not kept
-        _keep(key, kept := (queryset, compiler, sql))
+        _keep(key, kept := (queryset, _unbound(compiler), sql))
     template, compiler, sql = kept
+    if template.query.select_for_update and connections[template.db].get_autocommit():
+        # Django checks this when it compiles; the kept SQL is not compiled again.
+        raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
     return list(_bound(compiler, sql, params, template.all()))
 
 

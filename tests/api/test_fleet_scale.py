@@ -4,6 +4,9 @@ their agent once."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -234,7 +237,7 @@ def test_the_agent_list_compiles_its_page_query_once_per_project_and_query_strin
 
 
 def test_the_agent_detail_compiles_its_query_once_and_reads_the_urls_project_only(user, agent_type, monkeypatch):
-    """The detail's SQL is compiled on a thread's first detail only (``agents.selectors.represented_agent``); each
+    """The detail's SQL is compiled on a process's first detail only (``agents.selectors.represented_agent``); each
     request still reads its own agent, current, with the URL's project and the caller's role in it, and an agent of
     another project stays a 404."""
     from django.db.models.sql.compiler import SQLCompiler
@@ -266,6 +269,52 @@ def test_the_agent_detail_compiles_its_query_once_and_reads_the_urls_project_onl
     assert (body["name"], body["project_slug"]) == ("theirs", theirs.slug)
     response = client.post(f"{agents_url(theirs)}/{other.pk}/pause")
     assert response.status_code == 403  # a viewer there: the role is the URL's project's own
+
+
+@pytest.mark.django_db(transaction=True)
+def test_over_asgi_each_request_runs_the_sql_an_earlier_requests_thread_compiled(user, agent_type, monkeypatch):
+    """Under ASGI (the Procfile's web line: ``syndarix.asgi.application``) Django runs each request's code on a thread
+    of its own: the list's and the detail's SQL, compiled by the first request, is run again by the next ones (kept
+    per process, not per thread)."""
+    from asgiref.testing import ApplicationCommunicator
+    from django.db.models.sql.compiler import SQLCompiler
+
+    from syndarix import db
+    from syndarix.asgi import application
+
+    compiled, threads, as_sql, kept = [], [], SQLCompiler.as_sql, db._kept
+    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(1) or as_sql(self, *a, **k))
+    monkeypatch.setattr(db, "_kept", lambda key: threads.append(threading.current_thread().name) or kept(key))
+    monkeypatch.setattr(db, "_compiled", type(db._compiled)())
+    project = factories.ProjectFactory(owner=user)
+    agent = factories.AgentFactory(project=project, agent_type=agent_type, name="asgi")
+    token = factories.token_for(user)
+
+    async def call(path: str) -> tuple[int, bytes]:
+        communicator = ApplicationCommunicator(application, {
+            "type": "http", "method": "GET", "path": path, "query_string": b"", "scheme": "http",
+            "http_version": "1.1", "server": ("testserver", 80), "client": ("127.0.0.1", 50000),
+            "headers": [(b"host", b"testserver"), (b"authorization", f"Token {token}".encode()),
+                        (b"accept", b"application/json")],
+        })
+        await communicator.send_input({"type": "http.request", "body": b""})
+        start = await communicator.receive_output(10)
+        body = await communicator.receive_output(10)
+        return start["status"], body["body"]
+
+    def get(path: str) -> tuple[bytes, str]:
+        compiled.clear()
+        threads.clear()
+        status, body = asyncio.run(call(path))  # as the server calls it
+        assert status == 200, body
+        return body, threads[-1]
+
+    for path in (agents_url(project), f"{agents_url(project)}/{agent.pk}"):
+        _, first = get(path)
+        assert compiled  # the first request compiles
+        body, second = get(path)
+        assert (compiled, second != first) == ([], True), path  # the next, on another thread, compiles nothing
+        assert b'"asgi"' in body
 
 
 def test_q_uses_a_trigram_index_on_postgresql(owner_client, project, agent_type):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
+from django.db.transaction import TransactionManagementError
 
 from projects.models import Project, Workspace
 from syndarix import db
@@ -129,6 +130,12 @@ def test_fetch_compiled_is_shared_by_threads_each_on_its_own_connection(compiles
     """One process-wide compilation serves concurrent threads, each reading its own row on its own PostgreSQL
     connection (a worker runs hundreds of runs on as many threads)."""
     projects = [ProjectFactory(slug=f"p{n}") for n in range(8)]
+
+    def by_id(project) -> list:
+        return fetch_compiled("project by id", lambda: Project.objects.select_related("workspace").filter(
+            pk=project.pk), [project.pk])
+
+    assert by_id(projects[0]) == [projects[0]]  # compiled here, on this thread
     compiles.clear()
     start, read, failures = threading.Barrier(len(projects)), {}, []
 
@@ -136,8 +143,7 @@ def test_fetch_compiled_is_shared_by_threads_each_on_its_own_connection(compiles
         try:
             start.wait(10)
             for _ in range(20):
-                rows = fetch_compiled("project by id", lambda: Project.objects.select_related("workspace").filter(
-                    pk=project.pk), [project.pk])
+                rows = by_id(project)
                 read.setdefault(project.slug, set()).add((rows[0].slug, rows[0].workspace.slug))
         except Exception as exc:  # pragma: no cover - reported below
             failures.append(exc)
@@ -151,4 +157,19 @@ def test_fetch_compiled_is_shared_by_threads_each_on_its_own_connection(compiles
         thread.join(60)
     assert failures == []
     assert read == {p.slug: {(p.slug, p.workspace.slug)} for p in projects}
-    assert 1 <= len(compiles) <= len(projects)  # compiled by the first threads to ask, kept from then on
+    assert compiles == []  # the other threads ran what this one compiled
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_select_for_update_still_needs_a_transaction(compiles):
+    """Django refuses ``select_for_update`` outside a transaction when it compiles; the kept SQL refuses it too."""
+    project = ProjectFactory()
+
+    def locked() -> list:
+        return fetch_compiled("lock project", lambda: Project.objects.select_for_update().filter(pk=project.pk),
+                              [project.pk])
+
+    with transaction.atomic():
+        assert locked() == [project]
+    with pytest.raises(TransactionManagementError):
+        locked()
