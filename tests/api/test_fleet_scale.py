@@ -277,6 +277,7 @@ def test_over_asgi_each_request_runs_the_sql_an_earlier_requests_thread_compiled
     of its own: the list's and the detail's SQL, compiled by the first request, is run again by the next ones (kept
     per process, not per thread)."""
     from asgiref.testing import ApplicationCommunicator
+    from django.db import connections
     from django.db.models.sql.compiler import SQLCompiler
 
     from syndarix import db
@@ -284,7 +285,14 @@ def test_over_asgi_each_request_runs_the_sql_an_earlier_requests_thread_compiled
 
     compiled, threads, as_sql, kept = [], [], SQLCompiler.as_sql, db._kept
     monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(1) or as_sql(self, *a, **k))
-    monkeypatch.setattr(db, "_kept", lambda key: threads.append(threading.current_thread().name) or kept(key))
+    used = set()  # the requests' database connections
+
+    def looking_up(key):
+        threads.append(threading.current_thread().name)
+        used.add(connections["default"])
+        return kept(key)
+
+    monkeypatch.setattr(db, "_kept", looking_up)
     monkeypatch.setattr(db, "_compiled", type(db._compiled)())
     project = factories.ProjectFactory(owner=user)
     agent = factories.AgentFactory(project=project, agent_type=agent_type, name="asgi")
@@ -309,12 +317,17 @@ def test_over_asgi_each_request_runs_the_sql_an_earlier_requests_thread_compiled
         assert status == 200, body
         return body, threads[-1]
 
-    for path in (agents_url(project), f"{agents_url(project)}/{agent.pk}"):
-        _, first = get(path)
-        assert compiled  # the first request compiles
-        body, second = get(path)
-        assert (compiled, second != first) == ([], True), path  # the next, on another thread, compiles nothing
-        assert b'"asgi"' in body
+    try:
+        for path in (agents_url(project), f"{agents_url(project)}/{agent.pk}"):
+            _, first = get(path)
+            assert compiled  # the first request compiles
+            body, second = get(path)
+            assert (compiled, second != first) == ([], True), path  # the next, on another thread, compiles nothing
+            assert b'"asgi"' in body
+    finally:  # the requests' threads are gone: give their connections back from here
+        for wrapper in used:
+            wrapper.inc_thread_sharing()
+            wrapper.close()
 
 
 def test_q_uses_a_trigram_index_on_postgresql(owner_client, project, agent_type):
