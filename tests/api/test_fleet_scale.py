@@ -236,17 +236,10 @@ def test_the_agent_list_compiles_its_page_query_once_per_project_and_query_strin
     assert other.name == "theirs"
 
 
-def test_the_agent_detail_compiles_its_query_once_and_reads_the_urls_project_only(user, agent_type, monkeypatch):
-    """The detail's SQL is compiled on a process's first detail only (``agents.selectors.represented_agent``); each
+def test_the_agent_detail_compiles_its_query_once_and_reads_the_urls_project_only(user, agent_type, compiles):
+    """The detail's SQL is compiles on a process's first detail only (``agents.selectors.represented_agent``); each
     request still reads its own agent, current, with the URL's project and the caller's role in it, and an agent of
     another project stays a 404."""
-    from django.db.models.sql.compiler import SQLCompiler
-
-    from syndarix import db
-
-    compiled, as_sql = [], SQLCompiler.as_sql
-    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(1) or as_sql(self, *a, **k))
-    monkeypatch.setattr(db, "_compiled", type(db._compiled)())
     mine = factories.ProjectFactory(owner=user)
     theirs = factories.ProjectFactory()
     factories.MembershipFactory(workspace=theirs.workspace, user=user, role=WorkspaceRole.VIEWER)
@@ -255,14 +248,14 @@ def test_the_agent_detail_compiles_its_query_once_and_reads_the_urls_project_onl
     client = client_for(user)
 
     def detail(project, agent):
-        compiled.clear()
+        compiles.clear()
         return client.get(f"{agents_url(project)}/{agent.pk}")
 
-    assert detail(mine, ours).json()["name"] == "ours" and compiled  # the first: token, project, agent
-    assert detail(mine, ours).json()["status"] == "idle" and compiled == []  # again: nothing compiled
+    assert detail(mine, ours).json()["name"] == "ours" and compiles  # the first: token, project, agent
+    assert detail(mine, ours).json()["status"] == "idle" and compiles == []  # again: nothing compiles
     services.agent_pause(ours, actor=user)
     body = detail(mine, ours).json()
-    assert (body["status"], body["project_slug"], compiled) == ("paused", mine.slug, [])  # current row, same SQL
+    assert (body["status"], body["project_slug"], compiles) == ("paused", mine.slug, [])  # current row, same SQL
     assert detail(theirs, ours).status_code == 404  # an agent of another project, from a project the caller sees
     assert detail(mine, other).status_code == 404
     body = detail(theirs, other).json()
@@ -272,19 +265,18 @@ def test_the_agent_detail_compiles_its_query_once_and_reads_the_urls_project_onl
 
 
 @pytest.mark.django_db(transaction=True)
-def test_over_asgi_each_request_runs_the_sql_an_earlier_requests_thread_compiled(user, agent_type, monkeypatch):
+def test_over_asgi_each_request_runs_the_sql_an_earlier_requests_thread_compiled(user, agent_type, monkeypatch,
+                                                                                 compiles):
     """Under ASGI (the Procfile's web line: ``syndarix.asgi.application``) Django runs each request's code on a thread
-    of its own: the list's and the detail's SQL, compiled by the first request, is run again by the next ones (kept
+    of its own: the list's and the detail's SQL, compiles by the first request, is run again by the next ones (kept
     per process, not per thread)."""
     from asgiref.testing import ApplicationCommunicator
     from django.db import connections
-    from django.db.models.sql.compiler import SQLCompiler
 
     from syndarix import db
     from syndarix.asgi import application
 
-    compiled, threads, as_sql, kept = [], [], SQLCompiler.as_sql, db._kept
-    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(1) or as_sql(self, *a, **k))
+    threads, kept = [], db._kept
     used = set()  # the requests' database connections
 
     def looking_up(key):
@@ -293,7 +285,6 @@ def test_over_asgi_each_request_runs_the_sql_an_earlier_requests_thread_compiled
         return kept(key)
 
     monkeypatch.setattr(db, "_kept", looking_up)
-    monkeypatch.setattr(db, "_compiled", type(db._compiled)())
     project = factories.ProjectFactory(owner=user)
     agent = factories.AgentFactory(project=project, agent_type=agent_type, name="asgi")
     token = factories.token_for(user)
@@ -311,7 +302,7 @@ def test_over_asgi_each_request_runs_the_sql_an_earlier_requests_thread_compiled
         return start["status"], body["body"]
 
     def get(path: str) -> tuple[bytes, str]:
-        compiled.clear()
+        compiles.clear()
         threads.clear()
         status, body = asyncio.run(call(path))  # as the server calls it
         assert status == 200, body
@@ -320,9 +311,9 @@ def test_over_asgi_each_request_runs_the_sql_an_earlier_requests_thread_compiled
     try:
         for path in (agents_url(project), f"{agents_url(project)}/{agent.pk}"):
             _, first = get(path)
-            assert compiled  # the first request compiles
+            assert compiles  # the first request compiles
             body, second = get(path)
-            assert (compiled, second != first) == ([], True), path  # the next, on another thread, compiles nothing
+            assert (compiles, second != first) == ([], True), path  # the next, on another thread, compiles nothing
             assert b'"asgi"' in body
     finally:  # the requests' threads are gone: give their connections back from here
         for wrapper in used:
